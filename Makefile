@@ -1,0 +1,31 @@
+# The README's commands. `make demo` and `make test` work on a fresh clone: they install what
+# they need (Debian packages, PostgreSQL binaries) through `make setup` first.
+CARGO ?= cargo
+# Versions the test suite runs on (space or comma separated).
+RDS_PG_TEST_VERSIONS ?= 13 14 15 16 17 18
+export RDS_PG_TEST_VERSIONS
+# Sandboxes mostly wait on I/O: run more tests than cores at once.
+TEST_THREADS ?= 4
+
+.PHONY: setup test lint unit demo bench clean
+
+setup:
+	@bash scripts/setup-postgres.sh
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+test: setup lint
+	$(CARGO) test --workspace --locked -- --test-threads=$(TEST_THREADS)
+
+demo:
+	@RDS_PG_TEST_VERSIONS="$${RDS_PG_DEMO_VERSIONS:-13 14 15 16 17 18}" bash scripts/setup-postgres.sh
+	$(CARGO) run --quiet --locked -p rds-pg-examples --example sandbox
+
+bench: setup
+	$(CARGO) bench --locked -p rds-pg-benches
+
+clean:
+	$(CARGO) clean
+	rm -rf .cache

@@ -1,0 +1,1 @@
+//! Benchmarks of rds-pg (`make bench`); each writes its figures to `docs/BENCHMARKS.md`.

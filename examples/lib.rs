@@ -1,0 +1,1 @@
+//! Runnable examples of rds-pg; see `cargo run -p rds-pg-examples --example NAME`.

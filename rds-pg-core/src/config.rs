@@ -1,0 +1,513 @@
+//! Connection options: the libpq environment, `~/.pgpass`, connection strings and explicit
+//! overrides, field by field.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::secret::Password;
+
+/// How TLS is used, with libpq's names and meanings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum SslMode {
+    /// Never use TLS.
+    Disable,
+    /// Use TLS when the server offers it, without verifying the certificate (libpq's default).
+    #[default]
+    Prefer,
+    /// Always use TLS; do not verify the certificate.
+    Require,
+    /// Always use TLS and verify that the certificate chains to `sslrootcert`.
+    VerifyCa,
+    /// As `VerifyCa`, and also check that the certificate names the host.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// The libpq spelling (`verify-full`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+
+    /// Whether the server certificate is checked against a trust anchor.
+    pub fn verifies(self) -> bool {
+        matches!(self, SslMode::VerifyCa | SslMode::VerifyFull)
+    }
+}
+
+impl fmt::Display for SslMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SslMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "disable" => SslMode::Disable,
+            "prefer" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            "allow" => {
+                return Err(Error::InvalidInput(
+                    "sslmode \"allow\" is not supported; use \"prefer\" or stricter".into(),
+                ))
+            }
+            other => {
+                return Err(Error::InvalidInput(format!(
+                    "invalid sslmode {other:?}: expected disable, prefer, require, verify-ca or verify-full"
+                )))
+            }
+        })
+    }
+}
+
+/// Where and how to connect, built like libpq builds it.
+///
+/// [`ConnectOptions::new`] states every default; [`ConnectOptions::from_env`] starts from the
+/// libpq environment (`PGHOST`, `PGPORT`, `PGUSER`, `PGDATABASE`, `PGPASSWORD`, `PGPASSFILE`,
+/// `PGSSLMODE`, `PGSSLROOTCERT`, `PGCONNECT_TIMEOUT`, `PGAPPNAME`); setters override field by field;
+/// [`FromStr`] reads `key=value` and `postgresql://` strings. When no password is given, the
+/// pgpass file (`PGPASSFILE` or `~/.pgpass`) is searched with libpq's matching rules at connect time.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConnectOptions {
+    host: String,
+    port: u16,
+    user: Option<String>,
+    dbname: Option<String>,
+    password: Option<Password>,
+    passfile: Option<PathBuf>,
+    sslmode: SslMode,
+    sslrootcert: Option<PathBuf>,
+    connect_timeout: Option<Duration>,
+    application_name: String,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The maintenance database used when none is given.
+pub const DEFAULT_DBNAME: &str = "postgres";
+
+impl ConnectOptions {
+    /// Options with every default and nothing read from the environment: host `localhost`, port
+    /// 5432, user = the OS user, dbname `postgres` (the maintenance database), no password (pgpass
+    /// is consulted), sslmode `prefer`, no root certificate, no connect timeout, application name
+    /// `rds-pg`.
+    pub fn new() -> Self {
+        ConnectOptions {
+            host: "localhost".into(),
+            port: 5432,
+            user: None,
+            dbname: None,
+            password: None,
+            passfile: None,
+            sslmode: SslMode::Prefer,
+            sslrootcert: None,
+            connect_timeout: None,
+            application_name: "rds-pg".into(),
+        }
+    }
+
+    /// Options from the libpq environment variables, on top of [`ConnectOptions::new`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an unparsable `PGPORT`, `PGSSLMODE` or `PGCONNECT_TIMEOUT`.
+    pub fn from_env() -> Result<Self> {
+        Self::new().with_env_from(|k| std::env::var(k).ok())
+    }
+
+    /// Applies libpq environment variables read through `get` (for tests and embedding).
+    ///
+    /// # Errors
+    /// As [`ConnectOptions::from_env`].
+    pub fn with_env_from(mut self, get: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let get = |k: &str| get(k).filter(|v| !v.is_empty());
+        for (var, key) in [
+            ("PGHOST", "host"),
+            ("PGPORT", "port"),
+            ("PGUSER", "user"),
+            ("PGDATABASE", "dbname"),
+            ("PGPASSFILE", "passfile"),
+            ("PGSSLMODE", "sslmode"),
+            ("PGSSLROOTCERT", "sslrootcert"),
+            ("PGCONNECT_TIMEOUT", "connect_timeout"),
+            ("PGAPPNAME", "application_name"),
+        ] {
+            if let Some(v) = get(var) {
+                self.set(key, v)?;
+            }
+        }
+        if let Some(pw) = get("PGPASSWORD") {
+            self.password = Some(Password::new(pw));
+        }
+        Ok(self)
+    }
+
+    /// Applies one libpq keyword. Unknown keywords are refused.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an unknown keyword or a bad value.
+    pub fn set(&mut self, key: &str, value: String) -> Result<&mut Self> {
+        match key {
+            "host" | "hostaddr" => {
+                if value.contains(',') {
+                    return Err(Error::InvalidInput(
+                        "several hosts are not supported".into(),
+                    ));
+                }
+                self.host = value;
+            }
+            "port" => {
+                self.port = value.parse().map_err(|_| {
+                    Error::InvalidInput(format!("invalid port {value:?}: expected 1-65535"))
+                })?;
+                if self.port == 0 {
+                    return Err(Error::InvalidInput(
+                        "invalid port \"0\": expected 1-65535".into(),
+                    ));
+                }
+            }
+            "user" => self.user = Some(value),
+            "dbname" => self.dbname = Some(value),
+            "password" => self.password = Some(Password::new(value)),
+            "passfile" => self.passfile = Some(PathBuf::from(value)),
+            "sslmode" => self.sslmode = value.parse()?,
+            "sslrootcert" => self.sslrootcert = Some(PathBuf::from(value)),
+            "connect_timeout" => {
+                let secs: u64 = value.trim().parse().map_err(|_| {
+                    Error::InvalidInput(format!(
+                        "invalid connect_timeout {value:?}: expected seconds"
+                    ))
+                })?;
+                // libpq: zero, negative or absent means wait indefinitely; 1 is raised to 2.
+                self.connect_timeout = (secs > 0).then(|| Duration::from_secs(secs.max(2)));
+            }
+            "application_name" | "fallback_application_name" => self.application_name = value,
+            other => {
+                // After a missing quote, a "key" may be a piece of a password: name it only
+                // when it looks like a keyword.
+                let shown = if !other.is_empty()
+                    && other.len() <= 40
+                    && other.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                {
+                    format!(" {other:?}")
+                } else {
+                    String::new()
+                };
+                return Err(Error::InvalidInput(format!(
+                    "unsupported connection option{shown}"
+                )));
+            }
+        }
+        Ok(self)
+    }
+
+    /// Sets the host name or IP address.
+    pub fn host(mut self, host: impl Into<String>) -> Self {
+        self.host = host.into();
+        self
+    }
+    /// Sets the TCP port.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+    /// Sets the role to log in as.
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(user.into());
+        self
+    }
+    /// Sets the database to connect to.
+    pub fn dbname(mut self, dbname: impl Into<String>) -> Self {
+        self.dbname = Some(dbname.into());
+        self
+    }
+    /// Sets the password (otherwise pgpass is consulted).
+    pub fn password(mut self, password: impl Into<Password>) -> Self {
+        self.password = Some(password.into());
+        self
+    }
+    /// Sets the pgpass file to search instead of `PGPASSFILE`/`~/.pgpass`.
+    pub fn passfile(mut self, path: impl Into<PathBuf>) -> Self {
+        self.passfile = Some(path.into());
+        self
+    }
+    /// Sets the TLS mode.
+    pub fn sslmode(mut self, mode: SslMode) -> Self {
+        self.sslmode = mode;
+        self
+    }
+    /// Sets the PEM file of trusted CA certificates (for RDS: AWS's `global-bundle.pem`).
+    pub fn sslrootcert(mut self, path: impl Into<PathBuf>) -> Self {
+        self.sslrootcert = Some(path.into());
+        self
+    }
+    /// Sets how long to wait for the connection to be made.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+    /// Sets the `application_name` reported to the server (default `rds-pg`).
+    pub fn application_name(mut self, name: impl Into<String>) -> Self {
+        self.application_name = name.into();
+        self
+    }
+
+    /// The host.
+    pub fn get_host(&self) -> &str {
+        &self.host
+    }
+    /// The port.
+    pub fn get_port(&self) -> u16 {
+        self.port
+    }
+    /// The role to log in as: the configured user, else the OS user.
+    pub fn get_user(&self) -> String {
+        self.user.clone().unwrap_or_else(os_user)
+    }
+    /// The database to connect to (default [`DEFAULT_DBNAME`]).
+    pub fn get_dbname(&self) -> &str {
+        self.dbname.as_deref().unwrap_or(DEFAULT_DBNAME)
+    }
+    /// The explicitly configured password, if any (pgpass is not consulted here).
+    pub fn get_password(&self) -> Option<&Password> {
+        self.password.as_ref()
+    }
+    /// The TLS mode.
+    pub fn get_sslmode(&self) -> SslMode {
+        self.sslmode
+    }
+    /// The CA file, if any.
+    pub fn get_sslrootcert(&self) -> Option<&Path> {
+        self.sslrootcert.as_deref()
+    }
+    /// The connect timeout, if any.
+    pub fn get_connect_timeout(&self) -> Option<Duration> {
+        self.connect_timeout
+    }
+    /// The application name.
+    pub fn get_application_name(&self) -> &str {
+        &self.application_name
+    }
+
+    /// The same credentials, for another database on the same server.
+    pub fn for_database(&self, dbname: impl Into<String>) -> Self {
+        let mut o = self.clone();
+        o.dbname = Some(dbname.into());
+        o
+    }
+
+    /// The pgpass file that would be searched.
+    pub fn passfile_path(&self) -> Option<PathBuf> {
+        self.passfile.clone().or_else(crate::pgpass::default_path)
+    }
+
+    /// The password to send: the configured one, else the first matching pgpass entry.
+    ///
+    /// # Errors
+    /// An unreadable pgpass file (a missing or too-open one is not an error: libpq ignores it).
+    pub fn resolve_password(&self) -> Result<Option<Password>> {
+        if let Some(p) = &self.password {
+            return Ok(Some(p.clone()));
+        }
+        match self.passfile_path() {
+            Some(path) => crate::pgpass::lookup(
+                &path,
+                &self.host,
+                self.port,
+                self.get_dbname(),
+                &self.get_user(),
+            ),
+            None => Ok(None),
+        }
+    }
+
+    /// `user@host:port/dbname`, for messages.
+    pub fn target(&self) -> String {
+        format!(
+            "{}@{}:{}/{}",
+            self.get_user(),
+            self.host,
+            self.port,
+            self.get_dbname()
+        )
+    }
+}
+
+impl fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectOptions")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("dbname", &self.dbname)
+            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
+            .field("passfile", &self.passfile)
+            .field("sslmode", &self.sslmode)
+            .field("sslrootcert", &self.sslrootcert)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("application_name", &self.application_name)
+            .finish()
+    }
+}
+
+impl FromStr for ConnectOptions {
+    type Err = Error;
+
+    /// Parses a `key=value` conninfo string or a `postgresql://` URI on top of
+    /// [`ConnectOptions::new`] (the environment is not read).
+    fn from_str(s: &str) -> Result<Self> {
+        let mut o = ConnectOptions::new();
+        o.apply_str(s)?;
+        Ok(o)
+    }
+}
+
+impl ConnectOptions {
+    /// Applies a `key=value` conninfo string or a `postgresql://` URI on top of these options.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a malformed string or an unsupported keyword.
+    pub fn apply_str(&mut self, s: &str) -> Result<&mut Self> {
+        for (k, v) in crate::conninfo::parse(s)? {
+            self.set(&k, v)?;
+        }
+        Ok(self)
+    }
+}
+
+/// The name of the OS user running this process (libpq's default role name).
+fn os_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "postgres".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_are_stated() {
+        let o = ConnectOptions::new();
+        assert_eq!(o.get_host(), "localhost");
+        assert_eq!(o.get_port(), 5432);
+        assert_eq!(o.get_dbname(), "postgres");
+        assert_eq!(o.get_sslmode(), SslMode::Prefer);
+        assert_eq!(o.get_application_name(), "rds-pg");
+        assert!(o.get_password().is_none());
+    }
+
+    #[test]
+    fn environment_then_overrides() {
+        let o = ConnectOptions::new()
+            .with_env_from(env(&[
+                ("PGHOST", "db.example"),
+                ("PGPORT", "6543"),
+                ("PGUSER", "master"),
+                ("PGDATABASE", "maint"),
+                ("PGPASSWORD", "pw"),
+                ("PGSSLMODE", "verify-full"),
+                ("PGSSLROOTCERT", "/etc/rds.pem"),
+                ("PGCONNECT_TIMEOUT", "1"),
+                ("PGAPPNAME", ""),
+            ]))
+            .unwrap()
+            .dbname("other");
+        assert_eq!(o.get_host(), "db.example");
+        assert_eq!(o.get_port(), 6543);
+        assert_eq!(o.get_user(), "master");
+        assert_eq!(o.get_dbname(), "other");
+        assert_eq!(o.get_password().unwrap().expose(), "pw");
+        assert_eq!(o.get_sslmode(), SslMode::VerifyFull);
+        assert_eq!(o.get_sslrootcert(), Some(Path::new("/etc/rds.pem")));
+        assert_eq!(o.get_connect_timeout(), Some(Duration::from_secs(2)));
+        assert_eq!(
+            o.get_application_name(),
+            "rds-pg",
+            "empty variables are ignored"
+        );
+    }
+
+    #[test]
+    fn bad_environment_values_are_typed_errors() {
+        for (k, v) in [
+            ("PGPORT", "x"),
+            ("PGSSLMODE", "sometimes"),
+            ("PGCONNECT_TIMEOUT", "soon"),
+        ] {
+            let err = ConnectOptions::new()
+                .with_env_from(env(&[(k, v)]))
+                .unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::InvalidInput, "{k}");
+        }
+    }
+
+    #[test]
+    fn connection_strings_override_field_by_field() {
+        let o: ConnectOptions =
+            "host=h port=5433 user=u dbname='my db' sslmode=require password='a b'"
+                .parse()
+                .unwrap();
+        assert_eq!(
+            (o.get_host(), o.get_port(), o.get_dbname()),
+            ("h", 5433, "my db")
+        );
+        assert_eq!(o.get_password().unwrap().expose(), "a b");
+        assert_eq!(o.get_sslmode(), SslMode::Require);
+
+        let o: ConnectOptions =
+            "postgresql://ma%40ster:p%3Aw@[::1]:6000/db?sslmode=verify-ca&application_name=x"
+                .parse()
+                .unwrap();
+        assert_eq!(o.get_user(), "ma@ster");
+        assert_eq!(o.get_host(), "::1");
+        assert_eq!(o.get_port(), 6000);
+        assert_eq!(o.get_password().unwrap().expose(), "p:w");
+        assert_eq!(o.get_sslmode(), SslMode::VerifyCa);
+        assert_eq!(o.get_application_name(), "x");
+        assert!(ConnectOptions::from_str("host=a bogus=1").is_err());
+    }
+
+    #[test]
+    fn debug_redacts_the_password() {
+        let o = ConnectOptions::new().password("topsecret");
+        let dbg = format!("{o:?}");
+        assert!(!dbg.contains("topsecret"), "{dbg}");
+        assert!(dbg.contains("[redacted]"));
+    }
+
+    #[test]
+    fn for_database_keeps_credentials() {
+        let o = ConnectOptions::new().user("m").password("pw").port(7000);
+        let other = o.for_database("proj");
+        assert_eq!(other.get_dbname(), "proj");
+        assert_eq!(other.get_port(), 7000);
+        assert_eq!(other.get_password(), o.get_password());
+    }
+}

@@ -1,0 +1,120 @@
+//! Opening connections: TLS per `sslmode`, the password from the options or pgpass, errors sorted
+//! into kinds.
+
+use std::fmt;
+
+use postgres::Client;
+
+use crate::config::{ConnectOptions, SslMode};
+use crate::error::{Error, Result, SqlState};
+
+/// Opens a connection with `options`.
+///
+/// The password is the configured one or the first matching pgpass entry. `verify-ca` and
+/// `verify-full` check the server certificate against `sslrootcert`; `prefer` falls back to
+/// plaintext only when the server does not offer TLS.
+///
+/// # Errors
+/// [`Error::Connection`] when the server cannot be reached or refuses the login,
+/// [`Error::Tls`] for TLS set-up or verification failures.
+pub fn connect(options: &ConnectOptions) -> Result<Client> {
+    let mut config = postgres::Config::new();
+    config
+        .host(options.get_host())
+        .port(options.get_port())
+        .user(&options.get_user())
+        .dbname(options.get_dbname())
+        .application_name(options.get_application_name())
+        .ssl_mode(match options.get_sslmode() {
+            SslMode::Disable => postgres::config::SslMode::Disable,
+            SslMode::Prefer => postgres::config::SslMode::Prefer,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
+                postgres::config::SslMode::Require
+            }
+        });
+    if let Some(timeout) = options.get_connect_timeout() {
+        config.connect_timeout(timeout);
+    }
+    if let Some(password) = options.resolve_password()? {
+        config.password(password.expose());
+    }
+    let connector = crate::tls::make_connector(options.get_sslmode(), options.get_sslrootcert())?;
+    config
+        .connect(connector)
+        .map_err(|e| connection_error(options, e))
+}
+
+fn connection_error(options: &ConnectOptions, err: postgres::Error) -> Error {
+    let target = options.target();
+    // A TLS verification failure surfaces as an io::Error wrapping a rustls::Error.
+    // io::Error::source() skips the wrapped error itself, so look inside with get_ref().
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&err);
+    while let Some(s) = source {
+        let inner = s
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref());
+        for candidate in [
+            Some(s),
+            inner.map(|e| e as &(dyn std::error::Error + 'static)),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if let Some(tls) = candidate.downcast_ref::<rustls::Error>() {
+                return Error::Tls {
+                    message: format!("{target}: {tls}"),
+                    source: Some(Box::new(tls.clone())),
+                };
+            }
+        }
+        source = inner.and_then(|e| e.source()).or_else(|| s.source());
+    }
+    let message = match err.as_db_error() {
+        Some(db) if *db.code() == SqlState::INVALID_PASSWORD => {
+            format!(
+                "password authentication failed for user {:?}",
+                options.get_user()
+            )
+        }
+        Some(db) => db.message().to_owned(),
+        None => {
+            let mut m = err.to_string();
+            if let Some(s) = std::error::Error::source(&err) {
+                m = format!("{m}: {s}");
+            }
+            m
+        }
+    };
+    Error::Connection {
+        target,
+        message,
+        source: Some(Box::new(err)),
+    }
+}
+
+/// A server's version, as `server_version_num` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServerVersion(pub u32);
+
+impl ServerVersion {
+    /// Reads `server_version_num` over `client`.
+    ///
+    /// # Errors
+    /// A server error.
+    pub fn query(client: &mut Client) -> Result<Self> {
+        let row = client.query_one("SELECT current_setting('server_version_num')::int4", &[])?;
+        let n: i32 = row.get(0);
+        Ok(ServerVersion(n as u32))
+    }
+
+    /// The major version (13, 14, …).
+    pub fn major(self) -> u32 {
+        self.0 / 10000
+    }
+}
+
+impl fmt::Display for ServerVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.0 / 10000, self.0 % 10000)
+    }
+}

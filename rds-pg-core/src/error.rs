@@ -1,0 +1,277 @@
+//! The one error type of rds-pg, with kinds a caller can act on.
+
+use std::fmt;
+
+pub use postgres::error::SqlState;
+
+/// A `Result` whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What kind of name failed validation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NameKind {
+    /// A login or group role.
+    Role,
+    /// A database.
+    Database,
+    /// A schema.
+    Schema,
+}
+
+impl fmt::Display for NameKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NameKind::Role => "role name",
+            NameKind::Database => "database name",
+            NameKind::Schema => "schema name",
+        })
+    }
+}
+
+/// The broad category of an [`Error`], for callers that branch on it (the CLI's exit codes,
+/// the Python binding's exception classes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A name that PostgreSQL would truncate, reject, or that rds-pg refuses to touch.
+    InvalidName,
+    /// Bad input other than a name: an option, a connection string, a pgpass file.
+    InvalidInput,
+    /// The connected role lacks a privilege; the error carries the fix when rds-pg knows it.
+    PermissionDenied,
+    /// A role, database or extension that does not exist.
+    NotFound,
+    /// An object is in use (connected sessions, a lock that could not be taken in time).
+    StillInUse,
+    /// The request would break a rule rds-pg enforces (for example: touching a superuser).
+    PolicyViolation,
+    /// The server could not be reached or refused the login.
+    Connection,
+    /// TLS set-up or verification failed.
+    Tls,
+    /// Any other error reported by the server.
+    Server,
+    /// An external tool (initdb, pg_dump, …) failed.
+    Tool,
+    /// A file-system or process error.
+    Io,
+}
+
+/// Every failure of rds-pg.
+///
+/// Causes are kept (`std::error::Error::source`) and a server's SQLSTATE is reachable through
+/// [`Error::sqlstate`]. Messages never contain a password.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A name failed validation before any SQL was sent.
+    #[error("invalid {kind} {name:?}: {reason}")]
+    InvalidName {
+        /// Which kind of name.
+        kind: NameKind,
+        /// The name as given (lossy UTF-8 when it was not valid UTF-8).
+        name: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// Bad input other than a name.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// The connected role lacks a privilege.
+    #[error("permission denied: {message}{}", hint.as_ref().map(|h| format!(" (fix: {h})")).unwrap_or_default())]
+    PermissionDenied {
+        /// What was denied.
+        message: String,
+        /// How to fix it, when known.
+        hint: Option<String>,
+        /// The server's error, when the server said it.
+        #[source]
+        source: Option<postgres::Error>,
+    },
+    /// Something that must exist does not.
+    #[error("not found: {message}")]
+    NotFound {
+        /// What is missing.
+        message: String,
+        /// The server's error, when the server said it.
+        #[source]
+        source: Option<postgres::Error>,
+    },
+    /// An object is in use.
+    #[error("still in use: {message}")]
+    StillInUse {
+        /// What is in use, and by whom when known.
+        message: String,
+        /// The server's error, when the server said it.
+        #[source]
+        source: Option<postgres::Error>,
+    },
+    /// The request breaks a rule rds-pg enforces.
+    #[error("refused: {0}")]
+    PolicyViolation(String),
+    /// The server could not be reached or refused the login.
+    #[error("cannot connect to {target}: {message}")]
+    Connection {
+        /// `host:port/dbname` as user@host:port/dbname.
+        target: String,
+        /// What went wrong.
+        message: String,
+        /// The underlying error.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// TLS configuration or verification failed.
+    #[error("TLS: {message}")]
+    Tls {
+        /// What went wrong.
+        message: String,
+        /// The underlying error.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// Another error reported by the server.
+    #[error("server error: {}", describe_db_error(.0))]
+    Server(#[source] postgres::Error),
+    /// An external tool failed.
+    #[error("{tool} failed ({status}): {stderr}")]
+    Tool {
+        /// The program that ran.
+        tool: String,
+        /// Its exit status, as text.
+        status: String,
+        /// What it wrote to standard error.
+        stderr: String,
+    },
+    /// A file-system or process error.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn describe_db_error(err: &postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => {
+            let mut s = format!(
+                "{}: {} (SQLSTATE {})",
+                db.severity(),
+                db.message(),
+                db.code().code()
+            );
+            if let Some(detail) = db.detail() {
+                s.push_str("; detail: ");
+                s.push_str(detail);
+            }
+            if let Some(hint) = db.hint() {
+                s.push_str("; hint: ");
+                s.push_str(hint);
+            }
+            s
+        }
+        None => err.to_string(),
+    }
+}
+
+impl Error {
+    /// The broad category of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidName { .. } => ErrorKind::InvalidName,
+            Error::InvalidInput(_) => ErrorKind::InvalidInput,
+            Error::PermissionDenied { .. } => ErrorKind::PermissionDenied,
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::StillInUse { .. } => ErrorKind::StillInUse,
+            Error::PolicyViolation(_) => ErrorKind::PolicyViolation,
+            Error::Connection { .. } => ErrorKind::Connection,
+            Error::Tls { .. } => ErrorKind::Tls,
+            Error::Server(_) => ErrorKind::Server,
+            Error::Tool { .. } => ErrorKind::Tool,
+            Error::Io { .. } => ErrorKind::Io,
+        }
+    }
+
+    /// The SQLSTATE the server gave, if this error came from the server.
+    pub fn sqlstate(&self) -> Option<&SqlState> {
+        self.postgres_error().and_then(|e| e.code())
+    }
+
+    /// The remediation hint of a permission error.
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            Error::PermissionDenied { hint, .. } => hint.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The server's error, if there is one behind this error.
+    pub fn postgres_error(&self) -> Option<&postgres::Error> {
+        match self {
+            Error::Server(e) => Some(e),
+            Error::PermissionDenied { source, .. }
+            | Error::NotFound { source, .. }
+            | Error::StillInUse { source, .. } => source.as_ref(),
+            Error::Connection {
+                source: Some(s), ..
+            } => s.downcast_ref::<postgres::Error>(),
+            _ => None,
+        }
+    }
+
+    /// Wraps an I/O error with what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// Sorts an error from the server into the kind a caller can act on.
+    pub fn from_postgres(err: postgres::Error) -> Self {
+        Self::from_postgres_with_hint(err, None)
+    }
+
+    /// As [`Error::from_postgres`], attaching `hint` to a permission error.
+    pub fn from_postgres_with_hint(err: postgres::Error, hint: Option<String>) -> Self {
+        let Some(db) = err.as_db_error() else {
+            return Error::Server(err);
+        };
+        let code = db.code().clone();
+        let message = match db.detail() {
+            Some(detail) => format!("{} ({detail})", db.message()),
+            None => db.message().to_owned(),
+        };
+        if code == SqlState::INSUFFICIENT_PRIVILEGE {
+            Error::PermissionDenied {
+                message,
+                hint,
+                source: Some(err),
+            }
+        } else if code == SqlState::OBJECT_IN_USE || code == SqlState::LOCK_NOT_AVAILABLE {
+            Error::StillInUse {
+                message,
+                source: Some(err),
+            }
+        } else if code == SqlState::UNDEFINED_OBJECT
+            || code == SqlState::INVALID_CATALOG_NAME
+            || code == SqlState::UNDEFINED_TABLE
+            || code == SqlState::UNDEFINED_FILE
+        {
+            Error::NotFound {
+                message,
+                source: Some(err),
+            }
+        } else {
+            Error::Server(err)
+        }
+    }
+}
+
+impl From<postgres::Error> for Error {
+    fn from(err: postgres::Error) -> Self {
+        Error::from_postgres(err)
+    }
+}

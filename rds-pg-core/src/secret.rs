@@ -1,0 +1,185 @@
+//! Passwords that never show up in `Debug`, logs or SQL text: [`Password`] and [`ScramVerifier`].
+
+use std::fmt;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::error::{Error, Result};
+
+/// The characters of a generated password: letters and digits only, so it needs no escaping in a
+/// URL, a pgpass line, a shell word or an env file.
+const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/// Length of a generated password (about 238 bits of entropy).
+pub const GENERATED_PASSWORD_LEN: usize = 40;
+
+/// A password held in a [`SecretString`]: zeroized on drop, `[redacted]` in `Debug` and `Display`.
+#[derive(Clone)]
+pub struct Password(SecretString);
+
+impl Password {
+    /// Wraps a password.
+    pub fn new(password: impl Into<String>) -> Self {
+        Password(SecretString::from(password.into()))
+    }
+
+    /// Generates a password of [`GENERATED_PASSWORD_LEN`] characters from the OS CSPRNG.
+    ///
+    /// # Errors
+    /// Fails only when the operating system's random source fails.
+    pub fn generate() -> Result<Self> {
+        let mut out = String::with_capacity(GENERATED_PASSWORD_LEN);
+        let mut buf = [0u8; 64];
+        // Rejection sampling keeps the distribution uniform: 62 * 4 = 248 is the largest multiple
+        // of the alphabet size that fits in a byte.
+        let limit = (256 / ALPHABET.len() * ALPHABET.len()) as u8;
+        while out.len() < GENERATED_PASSWORD_LEN {
+            getrandom::fill(&mut buf).map_err(|e| {
+                Error::io(
+                    "reading the OS random source",
+                    std::io::Error::other(e.to_string()),
+                )
+            })?;
+            for &b in &buf {
+                if b < limit && out.len() < GENERATED_PASSWORD_LEN {
+                    out.push(ALPHABET[(b as usize) % ALPHABET.len()] as char);
+                }
+            }
+            zeroize::Zeroize::zeroize(&mut buf);
+        }
+        Ok(Password::new(out))
+    }
+
+    /// The cleartext, for the one place that needs it (a login, a pgpass line written for the user).
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    /// A SCRAM-SHA-256 verifier for this password, computed on the client with a random salt.
+    ///
+    /// `CREATE ROLE … PASSWORD '<verifier>'` stores it as-is, so the cleartext never reaches the
+    /// server or its statement log.
+    pub fn scram_verifier(&self) -> ScramVerifier {
+        ScramVerifier(SecretString::from(
+            postgres_protocol::password::scram_sha_256(self.expose().as_bytes()),
+        ))
+    }
+
+    /// Whether the password is empty.
+    pub fn is_empty(&self) -> bool {
+        self.expose().is_empty()
+    }
+}
+
+impl From<SecretString> for Password {
+    fn from(s: SecretString) -> Self {
+        Password(s)
+    }
+}
+
+impl From<&str> for Password {
+    fn from(s: &str) -> Self {
+        Password::new(s)
+    }
+}
+
+impl From<String> for Password {
+    fn from(s: String) -> Self {
+        Password::new(s)
+    }
+}
+
+impl PartialEq for Password {
+    fn eq(&self, other: &Self) -> bool {
+        // Not constant-time: passwords are compared only in tests and configuration merging.
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for Password {}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password([redacted])")
+    }
+}
+
+impl fmt::Display for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// A SCRAM-SHA-256 verifier (`SCRAM-SHA-256$4096:salt$stored:server`).
+///
+/// Not the password, but enough for an offline guessing attack, so it is redacted in `Debug`,
+/// `Display` and in the SQL a dry run shows.
+#[derive(Clone)]
+pub struct ScramVerifier(SecretString);
+
+impl ScramVerifier {
+    /// The verifier text, for the SQL statement that sets it.
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for ScramVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ScramVerifier([redacted])")
+    }
+}
+
+impl fmt::Display for ScramVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_passwords_are_long_url_safe_and_distinct() {
+        let a = Password::generate().unwrap();
+        let b = Password::generate().unwrap();
+        assert_eq!(a.expose().len(), GENERATED_PASSWORD_LEN);
+        assert!(a.expose().bytes().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn generated_passwords_use_the_whole_alphabet() {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            seen.extend(Password::generate().unwrap().expose().bytes());
+        }
+        assert_eq!(seen.len(), ALPHABET.len());
+    }
+
+    #[test]
+    fn debug_and_display_redact() {
+        let p = Password::new("hunter2-secret");
+        assert_eq!(format!("{p:?}"), "Password([redacted])");
+        assert_eq!(p.to_string(), "[redacted]");
+        let v = p.scram_verifier();
+        assert!(!format!("{v:?}").contains("SCRAM"));
+        assert_eq!(v.to_string(), "[redacted]");
+        assert!(!format!("{:?}", Some(&p)).contains("hunter2"));
+    }
+
+    #[test]
+    fn scram_verifier_has_the_server_format_and_no_cleartext() {
+        let p = Password::new("s3cr'et\\$$ünï");
+        let v = p.scram_verifier();
+        assert!(
+            v.expose().starts_with("SCRAM-SHA-256$4096:"),
+            "{}",
+            v.expose()
+        );
+        assert!(!v.expose().contains(p.expose()));
+        // A fresh salt each time.
+        assert_ne!(v.expose(), p.scram_verifier().expose());
+    }
+}

@@ -1,0 +1,85 @@
+//! Shared harness of the integration tests: each test runs once per PostgreSQL major version on
+//! its own RDS-like [`Sandbox`].
+//!
+//! `RDS_PG_TEST_VERSIONS` (for example `15,18`) selects versions; the default is all six. A
+//! selected version whose binaries are missing fails with the command that installs them.
+
+pub use rds_pg_core::sandbox::{Sandbox, SandboxOptions, SUPPORTED_VERSIONS};
+
+/// The versions selected by `RDS_PG_TEST_VERSIONS` (default: 13–18).
+pub fn selected_versions() -> Vec<u32> {
+    match std::env::var("RDS_PG_TEST_VERSIONS") {
+        Ok(v) if !v.trim().is_empty() => v
+            .split([',', ' '])
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse()
+                    .unwrap_or_else(|_| panic!("RDS_PG_TEST_VERSIONS: bad version {s:?}"))
+            })
+            .collect(),
+        _ => SUPPORTED_VERSIONS.to_vec(),
+    }
+}
+
+/// Starts a sandbox for `major` and runs `test` on it; a version that was not selected is
+/// reported on stderr and skipped.
+pub fn run_on(major: u32, test: impl FnOnce(&Sandbox)) {
+    if !selected_versions().contains(&major) {
+        eprintln!("PostgreSQL {major} not in RDS_PG_TEST_VERSIONS: skipped");
+        return;
+    }
+    let sandbox = Sandbox::start(SandboxOptions::new().version(major))
+        .unwrap_or_else(|e| panic!("cannot start a PostgreSQL {major} sandbox: {e}"));
+    eprintln!(
+        "PostgreSQL {} sandbox started in {:?}",
+        sandbox.version(),
+        sandbox.startup_time()
+    );
+    test(&sandbox);
+}
+
+/// Defines a test module with one `#[test]` per supported major version (`pg13` … `pg18`),
+/// each running the body on a fresh sandbox of that version.
+///
+/// ```ignore
+/// per_version!(fn master_is_not_superuser(sandbox) { … });
+/// ```
+#[macro_export]
+macro_rules! per_version {
+    ($(#[$meta:meta])* fn $name:ident($sb:ident) $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            fn body($sb: &$crate::Sandbox) $body
+            #[test] fn pg13() { $crate::run_on(13, body) }
+            #[test] fn pg14() { $crate::run_on(14, body) }
+            #[test] fn pg15() { $crate::run_on(15, body) }
+            #[test] fn pg16() { $crate::run_on(16, body) }
+            #[test] fn pg17() { $crate::run_on(17, body) }
+            #[test] fn pg18() { $crate::run_on(18, body) }
+        }
+    };
+}
+
+/// The server error's message, or a panic saying the statement unexpectedly succeeded.
+pub fn expect_db_error(
+    result: Result<impl std::fmt::Debug, postgres::Error>,
+    what: &str,
+) -> postgres::error::DbError {
+    match result {
+        Ok(v) => panic!("{what}: expected an error, got {v:?}"),
+        Err(e) => e
+            .as_db_error()
+            .cloned()
+            .unwrap_or_else(|| panic!("{what}: expected a server error, got {e}")),
+    }
+}
+
+/// The error of a connection that must fail, or a panic saying it succeeded.
+pub fn connect_error(options: &rds_pg_core::ConnectOptions) -> rds_pg_core::Error {
+    match rds_pg_core::connect(options) {
+        Ok(_) => panic!("connecting as {} unexpectedly succeeded", options.target()),
+        Err(e) => e,
+    }
+}
