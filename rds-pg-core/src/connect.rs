@@ -18,6 +18,10 @@ use crate::error::{Error, Result, SqlState};
 /// [`Error::Connection`] when the server cannot be reached or refuses the login,
 /// [`Error::Tls`] for TLS set-up or verification failures.
 pub fn connect(options: &ConnectOptions) -> Result<Client> {
+    connect_inner(options, None)
+}
+
+fn connect_inner(options: &ConnectOptions, server_options: Option<&str>) -> Result<Client> {
     let mut config = postgres::Config::new();
     config
         .host(options.get_host())
@@ -32,6 +36,9 @@ pub fn connect(options: &ConnectOptions) -> Result<Client> {
                 postgres::config::SslMode::Require
             }
         });
+    if let Some(o) = server_options.filter(|o| !o.is_empty()) {
+        config.options(o);
+    }
     if let Some(timeout) = options.get_connect_timeout() {
         config.connect_timeout(timeout);
     }
@@ -117,4 +124,19 @@ impl fmt::Display for ServerVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}", self.0 / 10000, self.0 % 10000)
     }
+}
+
+/// As [`connect`], with server settings sent in the startup packet (no extra round trip).
+///
+/// # Errors
+/// As [`connect`].
+pub(crate) fn connect_with_settings(
+    options: &ConnectOptions,
+    settings: &[(&str, String)],
+) -> Result<Client> {
+    let mut extra = String::new();
+    for (k, v) in settings {
+        extra.push_str(&format!("-c {k}={v} "));
+    }
+    connect_inner(options, Some(extra.trim_end()))
 }

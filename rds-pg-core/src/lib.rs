@@ -20,14 +20,22 @@ pub mod connect;
 mod conninfo;
 pub mod error;
 pub mod ident;
+pub mod inspect;
 pub mod pgpass;
+pub mod plan;
+pub mod provision;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod secret;
+pub mod spec;
 pub mod tls;
 
 pub use config::{ConnectOptions, SslMode};
 pub use connect::{connect, ServerVersion};
 pub use error::{Error, ErrorKind, NameKind, Result, SqlState};
 pub use ident::{DatabaseName, RoleName, SchemaName};
+pub use inspect::ServerFacts;
+pub use plan::{Plan, Report, Step, StepKind};
+pub use provision::Provisioner;
 pub use secret::{Password, ScramVerifier};
+pub use spec::{DatabaseSpec, Extension, ReadOnlyGrant, UserSpec};

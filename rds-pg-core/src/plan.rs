@@ -1,0 +1,968 @@
+//! Plans and reports: the ordered steps an operation runs (or would run), each with the database
+//! it runs in, its SQL with secrets redacted, and why it is needed.
+
+use std::fmt;
+
+use crate::ident::{DatabaseName, RoleName};
+use crate::secret::{Password, ScramVerifier};
+
+/// What a step does, for callers that present plans.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StepKind {
+    /// A change the user asked for.
+    Change,
+    /// A membership master needs for the operation, revoked at the end.
+    TemporaryGrant,
+    /// The revocation of a [`StepKind::TemporaryGrant`].
+    TemporaryRevoke,
+    /// `SET ROLE` to act as the database owner (so the owner owns what is created).
+    SetRole,
+    /// `RESET ROLE`.
+    ResetRole,
+}
+
+/// One statement of a plan.
+#[derive(Clone)]
+pub struct Step {
+    /// The database the statement runs in; `None` is the maintenance database master is
+    /// connected to.
+    pub database: Option<DatabaseName>,
+    /// The statement, with any password or verifier replaced by `[redacted]`.
+    pub sql: String,
+    /// Why it is needed.
+    pub reason: String,
+    /// What kind of step it is.
+    pub kind: StepKind,
+    /// Whether PostgreSQL forbids it inside a transaction block (`CREATE DATABASE`), so it is
+    /// sent on its own.
+    pub standalone: bool,
+    /// The statement to execute when it differs from `sql` (it carries a verifier).
+    secret: Option<ScramVerifier>,
+}
+
+/// The placeholder that stands for a verifier in [`Step::sql`].
+pub(crate) const REDACTED: &str = "'[redacted]'";
+
+impl Step {
+    pub(crate) fn new(
+        database: Option<&DatabaseName>,
+        kind: StepKind,
+        sql: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Step {
+            database: database.cloned(),
+            sql: sql.into(),
+            reason: reason.into(),
+            kind,
+            standalone: false,
+            secret: None,
+        }
+    }
+
+    /// A step whose SQL holds [`REDACTED`] where the verifier goes.
+    pub(crate) fn with_verifier(mut self, verifier: ScramVerifier) -> Self {
+        debug_assert!(self.sql.contains(REDACTED));
+        self.secret = Some(verifier);
+        self
+    }
+
+    pub(crate) fn standalone(mut self) -> Self {
+        self.standalone = true;
+        self
+    }
+
+    /// The SQL to send: [`Step::sql`] with the verifier filled in.
+    pub(crate) fn executable_sql(&self) -> String {
+        match &self.secret {
+            Some(v) => self.sql.replacen(
+                REDACTED,
+                &postgres_protocol::escape::escape_literal(v.expose()),
+                1,
+            ),
+            None => self.sql.clone(),
+        }
+    }
+
+    /// Where the step runs, for display.
+    pub fn database_label(&self) -> &str {
+        self.database
+            .as_ref()
+            .map(|d| d.as_str())
+            .unwrap_or("(maintenance)")
+    }
+}
+
+impl fmt::Debug for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Step")
+            .field("database", &self.database)
+            .field("sql", &self.sql)
+            .field("reason", &self.reason)
+            .field("kind", &self.kind)
+            .field("standalone", &self.standalone)
+            .finish()
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "[{}] {};  -- {}",
+            self.database_label(),
+            self.sql,
+            self.reason
+        )
+    }
+}
+
+/// The steps an operation would run, in order. Empty when there is nothing to change.
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    /// The statements, in order.
+    pub steps: Vec<Step>,
+    /// Things rds-pg noticed and will not change (with the reason).
+    pub notes: Vec<String>,
+    /// The password generated for a new role (not part of any SQL).
+    pub(crate) generated_password: Option<Password>,
+}
+
+impl Plan {
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// The redacted SQL of every step.
+    pub fn sql(&self) -> Vec<&str> {
+        self.steps.iter().map(|s| s.sql.as_str()).collect()
+    }
+
+    /// Roles master is granted for the duration of the operation.
+    pub fn temporary_grants(&self) -> Vec<String> {
+        self.steps
+            .iter()
+            .filter(|s| s.kind == StepKind::TemporaryGrant)
+            .map(|s| s.sql.clone())
+            .collect()
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.steps.is_empty() {
+            writeln!(f, "nothing to change")?;
+        }
+        for s in &self.steps {
+            writeln!(f, "{s}")?;
+        }
+        for n in &self.notes {
+            writeln!(f, "note: {n}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What an operation did.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// Whether anything changed.
+    pub changed: bool,
+    /// The statements that ran, in order (redacted).
+    pub steps: Vec<Step>,
+    /// Memberships master was granted for the operation and that were revoked at the end.
+    pub temporary_grants: Vec<RoleName>,
+    /// Things rds-pg noticed and did not change.
+    pub notes: Vec<String>,
+    /// The password generated for a new role: shown once, here.
+    pub generated_password: Option<Password>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Planning: pure functions (snapshot × server facts × spec → steps). No server needed.
+// ---------------------------------------------------------------------------------------------
+
+use crate::error::{Error, Result};
+use crate::ident::SchemaName;
+use crate::inspect::{
+    ClusterSnapshot, DatabaseSnapshot, RoleAccess, RoleState, ServerFacts, UserSnapshot,
+};
+use crate::spec::{DatabaseSpec, Extension, ReadOnlyGrant, UserSpec};
+
+fn q(name: &str) -> String {
+    postgres_protocol::escape::escape_identifier(name)
+}
+
+fn lit(value: &str) -> String {
+    postgres_protocol::escape::escape_literal(value)
+}
+
+/// Refuses roles rds-pg must not manage as project users.
+fn refuse_privileged(name: &str, role: &RoleState, what: &str) -> Result<()> {
+    if role.is_current_user {
+        return Err(Error::PolicyViolation(format!(
+            "{name:?} is the connected master user; rds-pg does not use it as a {what}"
+        )));
+    }
+    if role.superuser {
+        return Err(Error::PolicyViolation(format!(
+            "{name:?} is a superuser; refusing to use it as a {what}"
+        )));
+    }
+    if role.rds_superuser_member {
+        return Err(Error::PolicyViolation(format!(
+            "{name:?} is a member of rds_superuser; refusing to use it as a {what}"
+        )));
+    }
+    Ok(())
+}
+
+/// Plans `ensure_user`.
+///
+/// # Errors
+/// [`Error::PolicyViolation`] for a role that is master, a superuser, an `rds_superuser` member,
+/// or has REPLICATION/BYPASSRLS (which master cannot remove); [`Error::PermissionDenied`] on 16+
+/// when master lacks ADMIN on an existing role that needs changes.
+pub fn plan_user(facts: &ServerFacts, snapshot: &UserSnapshot, spec: &UserSpec) -> Result<Plan> {
+    spec.validate()?;
+    let name = spec.name.quoted();
+    let mut plan = Plan::default();
+    match &snapshot.role {
+        None => {
+            let mut sql = format!(
+                "CREATE ROLE {name} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
+            );
+            if let Some(limit) = spec.connection_limit {
+                sql.push_str(&format!(" CONNECTION LIMIT {limit}"));
+            }
+            if let Some(ts) = &spec.valid_until {
+                sql.push_str(&format!(" VALID UNTIL {}", lit(ts)));
+            }
+            sql.push_str(" PASSWORD ");
+            sql.push_str(REDACTED);
+            let password = match &spec.password {
+                Some(p) => p.clone(),
+                None => {
+                    let p = Password::generate()?;
+                    plan.generated_password = Some(p.clone());
+                    p
+                }
+            };
+            plan.steps.push(
+                Step::new(None, StepKind::Change, sql, "the role does not exist")
+                    .with_verifier(password.scram_verifier()),
+            );
+        }
+        Some(role) => {
+            refuse_privileged(spec.name.as_str(), role, "project user")?;
+            if role.replication || role.bypass_rls {
+                return Err(Error::PolicyViolation(format!(
+                    "{:?} has REPLICATION or BYPASSRLS, which only a superuser can remove",
+                    spec.name.as_str()
+                )));
+            }
+            let mut attrs = Vec::new();
+            if !role.can_login {
+                attrs.push("LOGIN".to_owned());
+            }
+            if role.create_db {
+                attrs.push("NOCREATEDB".to_owned());
+            }
+            if role.create_role {
+                attrs.push("NOCREATEROLE".to_owned());
+            }
+            if let Some(limit) = spec
+                .connection_limit
+                .filter(|l| *l != role.connection_limit)
+            {
+                attrs.push(format!("CONNECTION LIMIT {limit}"));
+            }
+            if let (Some(ts), true) = (&spec.valid_until, role.valid_until_differs) {
+                attrs.push(format!("VALID UNTIL {}", lit(ts)));
+            }
+            if !attrs.is_empty() {
+                if facts.major >= 16 && !role.access.admin && !facts.is_superuser {
+                    return Err(missing_admin(facts, spec.name.as_str()));
+                }
+                plan.steps.push(Step::new(
+                    None,
+                    StepKind::Change,
+                    format!("ALTER ROLE {name} {}", attrs.join(" ")),
+                    "the role's attributes differ from a project user's",
+                ));
+            }
+            if spec.password.is_some() {
+                plan.notes.push(format!(
+                    "{:?} exists: its password was left unchanged (rotate it explicitly)",
+                    spec.name.as_str()
+                ));
+            }
+        }
+    }
+    Ok(plan)
+}
+
+fn missing_admin(facts: &ServerFacts, role: &str) -> Error {
+    Error::PermissionDenied {
+        message: format!(
+            "{:?} lacks ADMIN OPTION on role {role:?}, which PostgreSQL {} requires to act for it",
+            facts.current_user, facts.major
+        ),
+        hint: Some(format!(
+            "a role holding ADMIN OPTION on {role:?} (the one that created it) runs: GRANT {} TO {} WITH ADMIN OPTION",
+            q(role),
+            q(&facts.current_user)
+        )),
+        source: None,
+    }
+}
+
+/// The temporary membership master needs to act as `owner`, as a (grant, revoke) pair, or
+/// nothing when it already can.
+fn temporary_membership(
+    facts: &ServerFacts,
+    owner: &str,
+    access: &RoleAccess,
+) -> Result<Option<(Step, Step)>> {
+    if facts.is_superuser || access.acts_as() {
+        return Ok(None);
+    }
+    if facts.major >= 16 && !access.admin {
+        return Err(missing_admin(facts, owner));
+    }
+    let grant_sql = if facts.major >= 16 {
+        format!(
+            "GRANT {} TO {} WITH INHERIT TRUE, SET TRUE",
+            q(owner),
+            q(&facts.current_user)
+        )
+    } else {
+        format!("GRANT {} TO {}", q(owner), q(&facts.current_user))
+    };
+    let grant = Step::new(
+        None,
+        StepKind::TemporaryGrant,
+        grant_sql,
+        format!(
+            "{} must act as {owner:?} (RDS master is not a superuser)",
+            facts.current_user
+        ),
+    );
+    let revoke = Step::new(
+        None,
+        StepKind::TemporaryRevoke,
+        format!("REVOKE {} FROM {}", q(owner), q(&facts.current_user)),
+        "drop the temporary membership",
+    );
+    Ok(Some((grant, revoke)))
+}
+
+/// Whether an extension may be created by master here, checked before any SQL.
+fn check_extension_allowed(
+    facts: &ServerFacts,
+    snapshot: &ClusterSnapshot,
+    ext: &Extension,
+) -> Result<bool> {
+    let name = ext.name();
+    let Some(available) = snapshot.available.iter().find(|a| a.name == name) else {
+        return Err(Error::NotFound {
+            message: format!("extension {name:?} is not available on this server"),
+            source: None,
+        });
+    };
+    if !available.trusted && !facts.is_superuser {
+        let listed = facts
+            .extension_whitelist
+            .as_ref()
+            .map(|w| w.iter().any(|e| e == name));
+        if listed != Some(true) {
+            return Err(Error::PermissionDenied {
+                message: format!(
+                    "extension {name:?} is not trusted and not in this server's extension whitelist \
+                     (rds.extensions), so {:?} cannot create it",
+                    facts.current_user
+                ),
+                hint: Some("choose an extension RDS supports for this engine version".into()),
+                source: None,
+            });
+        }
+    }
+    Ok(available.trusted)
+}
+
+/// The requested extensions with their prerequisites first, each once.
+fn with_requirements(extensions: &[Extension]) -> Vec<Extension> {
+    let mut out: Vec<Extension> = Vec::new();
+    for e in extensions {
+        for r in e.requires() {
+            if !out.contains(r) {
+                out.push(r.clone());
+            }
+        }
+        if !out.contains(e) {
+            out.push(e.clone());
+        }
+    }
+    out
+}
+
+/// The database snapshot of a database about to be created from `template0`.
+pub fn fresh_database_snapshot(facts: &ServerFacts) -> DatabaseSnapshot {
+    DatabaseSnapshot {
+        // template0's public schema: pg_database_owner from 15 on, the bootstrap superuser before.
+        public_owner: Some(if facts.major >= 15 {
+            "pg_database_owner".into()
+        } else {
+            "rdsadmin".into()
+        }),
+        ..DatabaseSnapshot::default()
+    }
+}
+
+/// Plans the in-database part of `ensure_database`/`ensure_extensions`: extensions, fix-ups and
+/// the public schema's owner.
+fn plan_in_database(
+    facts: &ServerFacts,
+    cluster: &ClusterSnapshot,
+    db: &DatabaseSnapshot,
+    database: &crate::ident::DatabaseName,
+    owner: &RoleName,
+    extensions: &[Extension],
+    plan: &mut Plan,
+) -> Result<()> {
+    let d = Some(database);
+    let mut as_owner = Vec::new();
+    for ext in with_requirements(extensions) {
+        let trusted = check_extension_allowed(facts, cluster, &ext)?;
+        let installed = db.extensions.iter().find(|e| e.name == ext.name());
+        let schema = match installed {
+            Some(e) => e.schema.clone(),
+            None => {
+                let schema_clause = if ext == Extension::PostgisTopology {
+                    ""
+                } else {
+                    " SCHEMA public"
+                };
+                let sql = format!(
+                    "CREATE EXTENSION IF NOT EXISTS {}{schema_clause}",
+                    q(ext.name())
+                );
+                if trusted {
+                    as_owner.push(Step::new(
+                        d,
+                        StepKind::Change,
+                        sql,
+                        format!("trusted extension {ext}: created as the owner, who then owns it"),
+                    ));
+                } else {
+                    plan.steps.push(Step::new(
+                        d,
+                        StepKind::Change,
+                        sql,
+                        format!("untrusted extension {ext}: only master may create it"),
+                    ));
+                }
+                "public".to_owned()
+            }
+        };
+        let owned_by_owner = |qualified: &str| {
+            db.relation_owners
+                .iter()
+                .any(|(rel, o)| rel == qualified && o == owner.as_str())
+        };
+        let needs_fixup = match &ext {
+            Extension::Postgis => !owned_by_owner(&format!("{schema}.spatial_ref_sys")),
+            Extension::PostgisTopology => {
+                db.topology_owner.as_deref() != Some(owner.as_str())
+                    || !owned_by_owner("topology.topology")
+                    || !owned_by_owner("topology.layer")
+            }
+            _ => false,
+        };
+        if needs_fixup {
+            for sql in ext.fixups(&schema, owner) {
+                plan.steps.push(Step::new(
+                    d,
+                    StepKind::Change,
+                    sql,
+                    format!("the owner must own {ext}'s tables to use them fully"),
+                ));
+            }
+        }
+    }
+    if !as_owner.is_empty() {
+        plan.steps.push(Step::new(
+            d,
+            StepKind::SetRole,
+            format!("SET ROLE {}", owner.quoted()),
+            "act as the owner",
+        ));
+        plan.steps.extend(as_owner);
+        plan.steps.push(Step::new(
+            d,
+            StepKind::ResetRole,
+            "RESET ROLE",
+            "back to master",
+        ));
+    }
+    match db.public_owner.as_deref() {
+        None | Some("pg_database_owner") => {}
+        Some(o) if o == owner.as_str() => {}
+        Some(o) => {
+            let master_owns = o == facts.current_user
+                || facts.memberships.iter().any(|m| m.role == o && m.inherit);
+            if master_owns || facts.is_superuser {
+                plan.steps.push(Step::new(
+                    d,
+                    StepKind::Change,
+                    format!("ALTER SCHEMA public OWNER TO {}", owner.quoted()),
+                    format!("schema public is owned by {o:?}, not pg_database_owner"),
+                ));
+            } else {
+                plan.notes.push(format!(
+                    "schema public in {:?} is owned by {o:?}, which master cannot act for; left as is \
+                     (the owner can still create objects in it through PUBLIC's CREATE)",
+                    database.as_str()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Wraps `steps` with the temporary membership when one is needed.
+fn with_membership(membership: Option<(Step, Step)>, plan: &mut Plan) {
+    if plan.steps.is_empty() {
+        return;
+    }
+    if let Some((grant, revoke)) = membership {
+        plan.steps.insert(0, grant);
+        plan.steps.push(revoke);
+    }
+}
+
+/// Plans `ensure_database`. `db` is the inspected database, or [`fresh_database_snapshot`] when
+/// it does not exist yet.
+///
+/// # Errors
+/// [`Error::NotFound`] for a missing owner or an unavailable extension,
+/// [`Error::PolicyViolation`] for a privileged owner or an encoding mismatch,
+/// [`Error::PermissionDenied`] (with the fix) when master cannot gain the owner's membership.
+pub fn plan_database(
+    facts: &ServerFacts,
+    cluster: &ClusterSnapshot,
+    db: &DatabaseSnapshot,
+    spec: &DatabaseSpec,
+) -> Result<Plan> {
+    spec.validate()?;
+    let owner = cluster.role.as_ref().ok_or_else(|| Error::NotFound {
+        message: format!(
+            "owner role {:?} does not exist (ensure_user first)",
+            spec.owner.as_str()
+        ),
+        source: None,
+    })?;
+    refuse_privileged(spec.owner.as_str(), owner, "database owner")?;
+    let mut plan = Plan::default();
+    let name = spec.name.quoted();
+    let owner_q = spec.owner.quoted();
+    match &cluster.database {
+        None => {
+            let mut sql = format!(
+                "CREATE DATABASE {name} OWNER {owner_q} TEMPLATE {}",
+                spec.template.quoted()
+            );
+            sql.push_str(&format!(" ENCODING {}", lit(&spec.encoding)));
+            if let Some(l) = &spec.locale {
+                sql.push_str(&format!(" LOCALE {}", lit(l)));
+            }
+            if let Some(l) = &spec.lc_collate {
+                sql.push_str(&format!(" LC_COLLATE {}", lit(l)));
+            }
+            if let Some(l) = &spec.lc_ctype {
+                sql.push_str(&format!(" LC_CTYPE {}", lit(l)));
+            }
+            if let Some(limit) = spec.connection_limit {
+                sql.push_str(&format!(" CONNECTION LIMIT {limit}"));
+            }
+            plan.steps.push(
+                Step::new(None, StepKind::Change, sql, "the database does not exist").standalone(),
+            );
+            plan.steps.push(Step::new(
+                None,
+                StepKind::Change,
+                format!("REVOKE ALL ON DATABASE {name} FROM PUBLIC"),
+                "only the project's roles may connect",
+            ));
+        }
+        Some(state) => {
+            if !same_encoding(&state.encoding, &spec.encoding) {
+                return Err(Error::PolicyViolation(format!(
+                    "database {:?} exists with encoding {}, not {}; rds-pg does not recreate databases",
+                    spec.name.as_str(),
+                    state.encoding,
+                    spec.encoding
+                )));
+            }
+            if state.owner != spec.owner.as_str() {
+                if !state.master_has_owner_privileges && !facts.is_superuser {
+                    return Err(Error::PermissionDenied {
+                        message: format!(
+                            "database {:?} is owned by {:?}, whose privileges master does not have",
+                            spec.name.as_str(),
+                            state.owner
+                        ),
+                        hint: Some(format!(
+                            "GRANT {} TO {}",
+                            q(&state.owner),
+                            q(&facts.current_user)
+                        )),
+                        source: None,
+                    });
+                }
+                plan.steps.push(Step::new(
+                    None,
+                    StepKind::Change,
+                    format!("ALTER DATABASE {name} OWNER TO {owner_q}"),
+                    format!("owned by {:?}", state.owner),
+                ));
+            }
+            if let Some(limit) = spec
+                .connection_limit
+                .filter(|l| *l != state.connection_limit)
+            {
+                plan.steps.push(Step::new(
+                    None,
+                    StepKind::Change,
+                    format!("ALTER DATABASE {name} CONNECTION LIMIT {limit}"),
+                    "the connection limit differs",
+                ));
+            }
+            if state.public_has_privileges {
+                plan.steps.push(Step::new(
+                    None,
+                    StepKind::Change,
+                    format!("REVOKE ALL ON DATABASE {name} FROM PUBLIC"),
+                    "PUBLIC may connect to it",
+                ));
+            }
+        }
+    }
+    plan_in_database(
+        facts,
+        cluster,
+        db,
+        &spec.name,
+        &spec.owner,
+        &spec.extensions,
+        &mut plan,
+    )?;
+    with_membership(
+        temporary_membership(facts, spec.owner.as_str(), &owner.access)?,
+        &mut plan,
+    );
+    Ok(plan)
+}
+
+/// Encoding names as PostgreSQL compares them: case, `-` and `_` do not matter (`utf-8` = `UTF8`).
+fn same_encoding(a: &str, b: &str) -> bool {
+    let norm = |s: &str| {
+        s.chars()
+            .filter(|c| *c != '-' && *c != '_')
+            .collect::<String>()
+            .to_ascii_uppercase()
+    };
+    norm(a) == norm(b)
+}
+
+/// Plans `ensure_extensions` for an existing database (owner from the cluster snapshot).
+///
+/// # Errors
+/// As [`plan_database`].
+pub fn plan_extensions(
+    facts: &ServerFacts,
+    cluster: &ClusterSnapshot,
+    db: &DatabaseSnapshot,
+    database: &crate::ident::DatabaseName,
+    extensions: &[Extension],
+) -> Result<Plan> {
+    let state = cluster.database.as_ref().ok_or_else(|| Error::NotFound {
+        message: format!("database {:?} does not exist", database.as_str()),
+        source: None,
+    })?;
+    let owner_state = cluster.owner.as_ref().ok_or_else(|| Error::NotFound {
+        message: format!("the owner of {:?} is not visible", database.as_str()),
+        source: None,
+    })?;
+    let owner = RoleName::new(state.owner.as_str())?;
+    let mut plan = Plan::default();
+    plan_in_database(facts, cluster, db, database, &owner, extensions, &mut plan)?;
+    if owner.as_str() != facts.current_user {
+        with_membership(
+            temporary_membership(facts, owner.as_str(), &owner_state.access)?,
+            &mut plan,
+        );
+    }
+    Ok(plan)
+}
+
+fn relation_list(items: &[(String, char)], kind: char) -> Vec<&str> {
+    items
+        .iter()
+        .filter(|(_, k)| *k == kind)
+        .map(|(n, _)| n.as_str())
+        .collect()
+}
+
+/// Plans `grant_read_only`: CONNECT, USAGE, SELECT on existing tables and sequences, and default
+/// privileges, all granted as the database owner.
+///
+/// # Errors
+/// [`Error::NotFound`] for a missing database, role or schema; [`Error::PolicyViolation`] for a
+/// privileged role; [`Error::PermissionDenied`] when master cannot act as the owner.
+pub fn plan_grant_read_only(
+    facts: &ServerFacts,
+    cluster: &ClusterSnapshot,
+    db: &DatabaseSnapshot,
+    grant: &ReadOnlyGrant,
+) -> Result<Plan> {
+    grant.validate()?;
+    let (state, owner_state, role) = read_only_subjects(cluster, grant)?;
+    refuse_privileged(grant.role.as_str(), role, "read-only user")?;
+    check_schemas(db, &grant.schemas, &grant.database)?;
+    let owner = RoleName::new(state.owner.as_str())?;
+    let o = owner.quoted();
+    let r = grant.role.quoted();
+    let d = Some(&grant.database);
+    let mut plan = Plan::default();
+    let mut maint = Vec::new();
+    if !cluster.role_can_connect {
+        maint.push(Step::new(
+            None,
+            StepKind::Change,
+            format!(
+                "GRANT CONNECT ON DATABASE {} TO {r}",
+                grant.database.quoted()
+            ),
+            "the role may not connect",
+        ));
+    }
+    let mut inside = Vec::new();
+    for schema in &db.schemas {
+        let s = q(&schema.name);
+        let owner_controls = schema.owner == owner.as_str() || schema.owner == "pg_database_owner";
+        if !schema.role_has_usage {
+            if owner_controls {
+                inside.push(Step::new(
+                    d,
+                    StepKind::Change,
+                    format!("GRANT USAGE ON SCHEMA {s} TO {r}"),
+                    "the role cannot use the schema",
+                ));
+            } else {
+                plan.notes.push(format!(
+                    "schema {:?} is owned by {:?}, not the database owner; USAGE not granted",
+                    schema.name, schema.owner
+                ));
+            }
+        }
+    }
+    let tables = relation_list(&db.unreadable, 'r');
+    if !tables.is_empty() {
+        inside.push(Step::new(
+            d,
+            StepKind::Change,
+            format!("GRANT SELECT ON TABLE {} TO {r}", tables.join(", ")),
+            "existing tables and views the role cannot read",
+        ));
+    }
+    let sequences = relation_list(&db.unreadable, 'S');
+    if grant.sequences && !sequences.is_empty() {
+        inside.push(Step::new(
+            d,
+            StepKind::Change,
+            format!("GRANT SELECT ON SEQUENCE {} TO {r}", sequences.join(", ")),
+            "existing sequences the role cannot read",
+        ));
+    }
+    for foreign in &db.foreign_unreadable {
+        if grant.sequences || !db.unreadable.iter().any(|(n, k)| n == foreign && *k == 'S') {
+            plan.notes.push(format!(
+                "{foreign} is not owned by the database owner; SELECT not granted"
+            ));
+        }
+    }
+    if grant.future {
+        for schema in &db.schemas {
+            let mut kinds = vec![('r', "TABLES")];
+            if grant.sequences {
+                kinds.push(('S', "SEQUENCES"));
+            }
+            for (kind, word) in kinds {
+                if !db
+                    .default_selects
+                    .iter()
+                    .any(|(s, k)| s == &schema.name && *k == kind)
+                {
+                    inside.push(Step::new(d, StepKind::Change, format!("ALTER DEFAULT PRIVILEGES FOR ROLE {o} IN SCHEMA {} GRANT SELECT ON {word} TO {r}", q(&schema.name)), format!("{word} the owner creates later must be readable too").to_lowercase()));
+                }
+            }
+        }
+    }
+    as_owner_block(None, &owner, maint, &mut plan);
+    as_owner_block(d, &owner, inside, &mut plan);
+    if owner.as_str() != facts.current_user {
+        with_membership(
+            temporary_membership(facts, owner.as_str(), &owner_state.access)?,
+            &mut plan,
+        );
+    }
+    Ok(plan)
+}
+
+/// Plans `revoke_read_only`: removes what [`plan_grant_read_only`] grants.
+///
+/// # Errors
+/// As [`plan_grant_read_only`].
+pub fn plan_revoke_read_only(
+    facts: &ServerFacts,
+    cluster: &ClusterSnapshot,
+    db: &DatabaseSnapshot,
+    grant: &ReadOnlyGrant,
+) -> Result<Plan> {
+    grant.validate()?;
+    let (state, owner_state, _role) = read_only_subjects(cluster, grant)?;
+    let owner = RoleName::new(state.owner.as_str())?;
+    let o = owner.quoted();
+    let r = grant.role.quoted();
+    let d = Some(&grant.database);
+    let mut plan = Plan::default();
+    let mut inside = Vec::new();
+    let tables = relation_list(&db.explicitly_readable, 'r');
+    if !tables.is_empty() {
+        inside.push(Step::new(
+            d,
+            StepKind::Change,
+            format!("REVOKE SELECT ON TABLE {} FROM {r}", tables.join(", ")),
+            "read access to tables",
+        ));
+    }
+    let sequences = relation_list(&db.explicitly_readable, 'S');
+    if !sequences.is_empty() {
+        inside.push(Step::new(
+            d,
+            StepKind::Change,
+            format!(
+                "REVOKE SELECT ON SEQUENCE {} FROM {r}",
+                sequences.join(", ")
+            ),
+            "read access to sequences",
+        ));
+    }
+    for (schema, kind) in &db.default_selects {
+        let word = if *kind == 'S' { "SEQUENCES" } else { "TABLES" };
+        inside.push(Step::new(d, StepKind::Change, format!("ALTER DEFAULT PRIVILEGES FOR ROLE {o} IN SCHEMA {} REVOKE SELECT ON {word} FROM {r}", q(schema)), "read access to future objects"));
+    }
+    for schema in &db.schemas {
+        if schema.role_has_explicit_usage {
+            inside.push(Step::new(
+                d,
+                StepKind::Change,
+                format!("REVOKE USAGE ON SCHEMA {} FROM {r}", q(&schema.name)),
+                "schema access",
+            ));
+        }
+    }
+    let mut maint = Vec::new();
+    if cluster.role_has_database_grant {
+        maint.push(Step::new(
+            None,
+            StepKind::Change,
+            format!(
+                "REVOKE ALL ON DATABASE {} FROM {r}",
+                grant.database.quoted()
+            ),
+            "the role may connect",
+        ));
+    }
+    as_owner_block(d, &owner, inside, &mut plan);
+    as_owner_block(None, &owner, maint, &mut plan);
+    if owner.as_str() != facts.current_user {
+        with_membership(
+            temporary_membership(facts, owner.as_str(), &owner_state.access)?,
+            &mut plan,
+        );
+    }
+    Ok(plan)
+}
+
+fn read_only_subjects<'a>(
+    cluster: &'a ClusterSnapshot,
+    grant: &ReadOnlyGrant,
+) -> Result<(
+    &'a crate::inspect::DatabaseState,
+    &'a RoleState,
+    &'a RoleState,
+)> {
+    let state = cluster.database.as_ref().ok_or_else(|| Error::NotFound {
+        message: format!("database {:?} does not exist", grant.database.as_str()),
+        source: None,
+    })?;
+    let owner = cluster.owner.as_ref().ok_or_else(|| Error::NotFound {
+        message: format!("the owner of {:?} is not visible", grant.database.as_str()),
+        source: None,
+    })?;
+    let role = cluster.role.as_ref().ok_or_else(|| Error::NotFound {
+        message: format!("role {:?} does not exist", grant.role.as_str()),
+        source: None,
+    })?;
+    Ok((state, owner, role))
+}
+
+fn check_schemas(
+    db: &DatabaseSnapshot,
+    schemas: &[SchemaName],
+    database: &crate::ident::DatabaseName,
+) -> Result<()> {
+    for s in schemas {
+        if !db.schemas.iter().any(|x| x.name == s.as_str()) {
+            return Err(Error::NotFound {
+                message: format!(
+                    "schema {:?} does not exist in database {:?}",
+                    s.as_str(),
+                    database.as_str()
+                ),
+                source: None,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Appends `steps` run as `owner` (SET ROLE … RESET ROLE), so grants come from the owner and
+/// PostgreSQL warns about nothing.
+fn as_owner_block(
+    database: Option<&crate::ident::DatabaseName>,
+    owner: &RoleName,
+    steps: Vec<Step>,
+    plan: &mut Plan,
+) {
+    if steps.is_empty() {
+        return;
+    }
+    plan.steps.push(Step::new(
+        database,
+        StepKind::SetRole,
+        format!("SET ROLE {}", owner.quoted()),
+        "grant as the owner",
+    ));
+    plan.steps.extend(steps);
+    plan.steps.push(Step::new(
+        database,
+        StepKind::ResetRole,
+        "RESET ROLE",
+        "back to master",
+    ));
+}

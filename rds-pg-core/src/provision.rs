@@ -1,0 +1,495 @@
+//! The [`Provisioner`]: a master connection plus server facts, running every operation as
+//! inspect → plan → apply.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use postgres::Client;
+
+use crate::config::ConnectOptions;
+use crate::error::{Error, Result};
+use crate::ident::{DatabaseName, RoleName};
+use crate::inspect::{self, ClusterSnapshot, DatabaseSnapshot, ServerFacts};
+use crate::plan::{self, Plan, Report, Step, StepKind};
+use crate::spec::{DatabaseSpec, Extension, ReadOnlyGrant, UserSpec};
+
+/// How long a statement waits for a lock before failing (default).
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A master connection to the maintenance database plus what rds-pg knows about the server.
+///
+/// Every public operation is idempotent: it inspects the catalog (one bulk query per database),
+/// plans the missing steps and applies them; with nothing to change it costs one inspection round
+/// trip per database. `plan_*` twins return the steps without running anything.
+pub struct Provisioner {
+    options: ConnectOptions,
+    client: Client,
+    facts: ServerFacts,
+    lock_timeout: Duration,
+    /// Connections to other databases, opened on first use (at most one per database).
+    others: HashMap<String, Client>,
+}
+
+impl std::fmt::Debug for Provisioner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provisioner")
+            .field("options", &self.options)
+            .field("facts", &self.facts)
+            .field("lock_timeout", &self.lock_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Provisioner {
+    /// Connects as master with `options` (its database is the maintenance database, usually
+    /// `postgres`) and reads the server facts.
+    ///
+    /// # Errors
+    /// Connection errors.
+    pub fn connect(options: &ConnectOptions) -> Result<Provisioner> {
+        let mut client = crate::connect::connect_with_settings(
+            options,
+            &session_settings(DEFAULT_LOCK_TIMEOUT),
+        )?;
+        let facts = inspect::server_facts(&mut client)?;
+        Ok(Provisioner {
+            options: options.clone(),
+            client,
+            facts,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            others: HashMap::new(),
+        })
+    }
+
+    /// Sets how long a statement waits for a lock before failing with
+    /// [`Error::StillInUse`] (default 10 s).
+    ///
+    /// # Errors
+    /// A server error while changing the setting.
+    pub fn with_lock_timeout(mut self, timeout: Duration) -> Result<Self> {
+        self.lock_timeout = timeout;
+        let sql = format!("SET lock_timeout = {}", timeout.as_millis());
+        self.client.batch_execute(&sql)?;
+        for c in self.others.values_mut() {
+            c.batch_execute(&sql)?;
+        }
+        Ok(self)
+    }
+
+    /// What rds-pg knows about the server and the master role.
+    pub fn facts(&self) -> &ServerFacts {
+        &self.facts
+    }
+
+    /// The connection options in use.
+    pub fn options(&self) -> &ConnectOptions {
+        &self.options
+    }
+
+    fn database_client(&mut self, database: &DatabaseName) -> Result<&mut Client> {
+        if database.as_str() == self.facts.current_database {
+            return Ok(&mut self.client);
+        }
+        if !self.others.contains_key(database.as_str()) {
+            let options = self.options.for_database(database.as_str());
+            let client = crate::connect::connect_with_settings(
+                &options,
+                &session_settings(self.lock_timeout),
+            )?;
+            self.others.insert(database.as_str().to_owned(), client);
+        }
+        Ok(self
+            .others
+            .get_mut(database.as_str())
+            .expect("inserted above"))
+    }
+
+    fn client_for(&mut self, database: Option<&DatabaseName>) -> Result<&mut Client> {
+        match database {
+            None => Ok(&mut self.client),
+            Some(d) => self.database_client(d),
+        }
+    }
+
+    /// Serialises changes to the same roles and databases across processes (session-level
+    /// advisory locks, waiting at most `lock_timeout`). Released by [`Self::unlock`].
+    fn lock(&mut self, keys: &[String]) -> Result<()> {
+        let mut keys = keys.to_vec();
+        keys.sort();
+        for key in &keys {
+            self.client
+                .execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", &[key])
+                .map_err(Error::from)?;
+        }
+        Ok(())
+    }
+
+    fn unlock(&mut self, keys: &[String]) {
+        for key in keys {
+            let _ = self
+                .client
+                .execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", &[key]);
+        }
+    }
+
+    /// Runs `plan` and returns the report. Consecutive steps for the same database are sent as
+    /// one batch (one round trip, one implicit transaction); `CREATE DATABASE` goes alone. A
+    /// temporary membership is revoked even when a step fails.
+    fn apply(&mut self, plan: Plan) -> Result<Report> {
+        let mut report = Report {
+            changed: !plan.steps.is_empty(),
+            notes: plan.notes.clone(),
+            generated_password: plan.generated_password.clone(),
+            ..Report::default()
+        };
+        let (body, revokes): (Vec<Step>, Vec<Step>) = plan
+            .steps
+            .into_iter()
+            .partition(|s| s.kind != StepKind::TemporaryRevoke);
+        let result = self.run_steps(&body, &mut report);
+        // Always drop a temporary membership that was granted.
+        let granted = report
+            .steps
+            .iter()
+            .any(|s| s.kind == StepKind::TemporaryGrant);
+        if granted {
+            let revoke_result = self.run_steps(&revokes, &mut report);
+            for s in &revokes {
+                if let Some(role) = revoked_role(&s.sql) {
+                    report.temporary_grants.push(role);
+                }
+            }
+            result.and(revoke_result)?;
+        } else {
+            result?;
+        }
+        Ok(report)
+    }
+
+    fn run_steps(&mut self, steps: &[Step], report: &mut Report) -> Result<()> {
+        let mut i = 0;
+        while i < steps.len() {
+            let mut j = i + 1;
+            if !steps[i].standalone {
+                while j < steps.len()
+                    && !steps[j].standalone
+                    && steps[j].database == steps[i].database
+                {
+                    j += 1;
+                }
+            }
+            let batch = &steps[i..j];
+            let sql: Vec<String> = batch.iter().map(|s| s.executable_sql()).collect();
+            let client = self.client_for(batch[0].database.as_ref())?;
+            client
+                .batch_execute(&sql.join(";\n"))
+                .map_err(|e| with_step_context(e, batch))?;
+            report.steps.extend(batch.iter().cloned());
+            i = j;
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------ users
+
+    /// Plans [`Self::ensure_user`] without changing anything.
+    ///
+    /// # Errors
+    /// As [`Self::ensure_user`].
+    pub fn plan_ensure_user(&mut self, spec: &UserSpec) -> Result<Plan> {
+        spec.validate()?;
+        let snapshot = inspect::user_snapshot(
+            &mut self.client,
+            self.facts.major,
+            spec.name.as_str(),
+            spec.valid_until.as_deref(),
+        )?;
+        plan::plan_user(&self.facts, &snapshot, spec)
+    }
+
+    /// Creates the project's login role, or converges an existing one to
+    /// `LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE`. A generated password is returned once in
+    /// the report; the password travels only as a SCRAM verifier.
+    ///
+    /// # Errors
+    /// [`Error::PolicyViolation`] for master itself, a superuser or an `rds_superuser` member;
+    /// [`Error::PermissionDenied`] with the fix when master lacks ADMIN on it (16+).
+    pub fn ensure_user(&mut self, spec: &UserSpec) -> Result<Report> {
+        let plan = self.plan_ensure_user(spec)?;
+        if plan.is_empty() {
+            return Ok(unchanged(plan));
+        }
+        let keys = [lock_key("role", spec.name.as_str())];
+        self.lock(&keys)?;
+        let result = self
+            .plan_ensure_user(spec)
+            .and_then(|plan| self.apply(plan));
+        self.unlock(&keys);
+        result
+    }
+
+    // ------------------------------------------------------------------ databases
+
+    fn cluster_snapshot(
+        &mut self,
+        database: &str,
+        role: &str,
+        extensions: &[Extension],
+    ) -> Result<ClusterSnapshot> {
+        let names: Vec<String> = extensions_with_requirements(extensions);
+        inspect::cluster_snapshot(&mut self.client, self.facts.major, database, role, &names)
+    }
+
+    fn database_snapshot(
+        &mut self,
+        database: &DatabaseName,
+        owner: &str,
+        role: Option<&str>,
+        schemas: &[String],
+    ) -> Result<DatabaseSnapshot> {
+        let client = self.database_client(database)?;
+        inspect::database_snapshot(client, owner, role, schemas)
+    }
+
+    /// Plans [`Self::ensure_database`] without changing anything.
+    ///
+    /// # Errors
+    /// As [`Self::ensure_database`].
+    pub fn plan_ensure_database(&mut self, spec: &DatabaseSpec) -> Result<Plan> {
+        spec.validate()?;
+        let cluster =
+            self.cluster_snapshot(spec.name.as_str(), spec.owner.as_str(), &spec.extensions)?;
+        let db = match &cluster.database {
+            Some(_) => self.database_snapshot(&spec.name, spec.owner.as_str(), None, &[])?,
+            None => plan::fresh_database_snapshot(&self.facts),
+        };
+        plan::plan_database(&self.facts, &cluster, &db, spec)
+    }
+
+    /// Creates the project's database owned by its user (or converges an existing one): `REVOKE
+    /// ALL … FROM PUBLIC`, extensions (untrusted ones as master, trusted ones as the owner),
+    /// PostGIS fix-ups and the public schema's owner. Master gains the owner's membership for the
+    /// operation when it lacks it and gives it up at the end.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for a missing owner or extension, [`Error::PolicyViolation`] for a
+    /// privileged owner, [`Error::PermissionDenied`] with the fix when master cannot act as the
+    /// owner — all before any change.
+    pub fn ensure_database(&mut self, spec: &DatabaseSpec) -> Result<Report> {
+        let plan = self.plan_ensure_database(spec)?;
+        if plan.is_empty() {
+            return Ok(unchanged(plan));
+        }
+        let keys = [
+            lock_key("role", spec.owner.as_str()),
+            lock_key("database", spec.name.as_str()),
+        ];
+        self.lock(&keys)?;
+        let result = self
+            .plan_ensure_database(spec)
+            .and_then(|plan| self.apply(plan));
+        self.unlock(&keys);
+        result
+    }
+
+    /// Plans [`Self::ensure_extensions`] without changing anything.
+    ///
+    /// # Errors
+    /// As [`Self::ensure_extensions`].
+    pub fn plan_ensure_extensions(
+        &mut self,
+        database: &DatabaseName,
+        extensions: &[Extension],
+    ) -> Result<Plan> {
+        let cluster = self.cluster_snapshot(database.as_str(), "", extensions)?;
+        let owner = match &cluster.database {
+            Some(d) => d.owner.clone(),
+            None => {
+                return Err(Error::NotFound {
+                    message: format!("database {:?} does not exist", database.as_str()),
+                    source: None,
+                })
+            }
+        };
+        let db = self.database_snapshot(database, &owner, None, &[])?;
+        plan::plan_extensions(&self.facts, &cluster, &db, database, extensions)
+    }
+
+    /// Creates extensions in an existing database (trusted ones as its owner) with their fix-ups.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for a missing database or extension; permission errors as
+    /// [`Self::ensure_database`].
+    pub fn ensure_extensions(
+        &mut self,
+        database: &DatabaseName,
+        extensions: &[Extension],
+    ) -> Result<Report> {
+        let plan = self.plan_ensure_extensions(database, extensions)?;
+        if plan.is_empty() {
+            return Ok(unchanged(plan));
+        }
+        let keys = [lock_key("database", database.as_str())];
+        self.lock(&keys)?;
+        let result = self
+            .plan_ensure_extensions(database, extensions)
+            .and_then(|plan| self.apply(plan));
+        self.unlock(&keys);
+        result
+    }
+
+    // ------------------------------------------------------------------ read-only access
+
+    fn read_only_snapshots(
+        &mut self,
+        grant: &ReadOnlyGrant,
+    ) -> Result<(ClusterSnapshot, DatabaseSnapshot)> {
+        grant.validate()?;
+        let cluster = self.cluster_snapshot(grant.database.as_str(), grant.role.as_str(), &[])?;
+        let Some(state) = &cluster.database else {
+            return Err(Error::NotFound {
+                message: format!("database {:?} does not exist", grant.database.as_str()),
+                source: None,
+            });
+        };
+        let owner = state.owner.clone();
+        let schemas: Vec<String> = grant
+            .schemas
+            .iter()
+            .map(|s| s.as_str().to_owned())
+            .collect();
+        let db =
+            self.database_snapshot(&grant.database, &owner, Some(grant.role.as_str()), &schemas)?;
+        Ok((cluster, db))
+    }
+
+    /// Plans [`Self::grant_read_only`] without changing anything.
+    ///
+    /// # Errors
+    /// As [`Self::grant_read_only`].
+    pub fn plan_grant_read_only(&mut self, grant: &ReadOnlyGrant) -> Result<Plan> {
+        let (cluster, db) = self.read_only_snapshots(grant)?;
+        plan::plan_grant_read_only(&self.facts, &cluster, &db, grant)
+    }
+
+    /// Gives `grant.role` read access: CONNECT, USAGE on the schemas, SELECT on their tables and
+    /// sequences, and `ALTER DEFAULT PRIVILEGES FOR ROLE <owner>` so tables created later are
+    /// readable — granted as the owner, so PostgreSQL warns about nothing.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for a missing database, role or schema; permission errors as
+    /// [`Self::ensure_database`].
+    pub fn grant_read_only(&mut self, grant: &ReadOnlyGrant) -> Result<Report> {
+        let plan = self.plan_grant_read_only(grant)?;
+        if plan.is_empty() {
+            return Ok(unchanged(plan));
+        }
+        let keys = [lock_key("database", grant.database.as_str())];
+        self.lock(&keys)?;
+        let result = self
+            .plan_grant_read_only(grant)
+            .and_then(|plan| self.apply(plan));
+        self.unlock(&keys);
+        result
+    }
+
+    /// Plans [`Self::revoke_read_only`] without changing anything.
+    ///
+    /// # Errors
+    /// As [`Self::revoke_read_only`].
+    pub fn plan_revoke_read_only(&mut self, grant: &ReadOnlyGrant) -> Result<Plan> {
+        let (cluster, db) = self.read_only_snapshots(grant)?;
+        plan::plan_revoke_read_only(&self.facts, &cluster, &db, grant)
+    }
+
+    /// Removes what [`Self::grant_read_only`] granted.
+    ///
+    /// # Errors
+    /// As [`Self::grant_read_only`].
+    pub fn revoke_read_only(&mut self, grant: &ReadOnlyGrant) -> Result<Report> {
+        let plan = self.plan_revoke_read_only(grant)?;
+        if plan.is_empty() {
+            return Ok(unchanged(plan));
+        }
+        let keys = [lock_key("database", grant.database.as_str())];
+        self.lock(&keys)?;
+        let result = self
+            .plan_revoke_read_only(grant)
+            .and_then(|plan| self.apply(plan));
+        self.unlock(&keys);
+        result
+    }
+}
+
+fn session_settings(lock_timeout: Duration) -> Vec<(&'static str, String)> {
+    vec![("lock_timeout", lock_timeout.as_millis().to_string())]
+}
+
+fn lock_key(kind: &str, name: &str) -> String {
+    format!("rds-pg:{kind}:{name}")
+}
+
+fn unchanged(plan: Plan) -> Report {
+    Report {
+        changed: false,
+        notes: plan.notes,
+        ..Report::default()
+    }
+}
+
+fn extensions_with_requirements(extensions: &[Extension]) -> Vec<String> {
+    let mut names = Vec::new();
+    for e in extensions {
+        for r in e.requires() {
+            names.push(r.name().to_owned());
+        }
+        names.push(e.name().to_owned());
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+fn revoked_role(sql: &str) -> Option<RoleName> {
+    // "REVOKE <quoted role> FROM <quoted master>": the role is the first identifier.
+    let rest = sql.strip_prefix("REVOKE ")?;
+    let (ident, _) = split_identifier(rest)?;
+    RoleName::new(ident).ok()
+}
+
+fn split_identifier(s: &str) -> Option<(String, &str)> {
+    let mut chars = s.char_indices();
+    if chars.next()?.1 != '"' {
+        return None;
+    }
+    let mut out = String::new();
+    let bytes = s.as_bytes();
+    let mut i = 1;
+    while i < s.len() {
+        if bytes[i] == b'"' {
+            if bytes.get(i + 1) == Some(&b'"') {
+                out.push('"');
+                i += 2;
+                continue;
+            }
+            return Some((out, &s[i + 1..]));
+        }
+        let ch = s[i..].chars().next()?;
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    None
+}
+
+fn with_step_context(err: postgres::Error, batch: &[Step]) -> Error {
+    let hint = err.as_db_error().and_then(|db| {
+        let msg = db.message();
+        if msg.contains("must be member of role") || msg.contains("must be able to SET ROLE") {
+            Some("master needs membership of the owner: GRANT <owner> TO <master> (16+: by a role with ADMIN OPTION on it)".to_owned())
+        } else {
+            None
+        }
+    });
+    let _ = batch;
+    Error::from_postgres_with_hint(err, hint)
+}

@@ -1,0 +1,404 @@
+//! What the user wants: [`UserSpec`], [`DatabaseSpec`], [`Extension`], [`ReadOnlyGrant`].
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+use crate::ident::{DatabaseName, RoleName, SchemaName};
+use crate::secret::Password;
+
+/// A project's login role: `LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS`.
+///
+/// The password is used when the role is created (none given: one is generated and returned once
+/// in the report). An existing role's password is left alone; rotate it explicitly.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserSpec {
+    /// The role's name.
+    pub name: RoleName,
+    /// The password to set on creation; `None` generates one.
+    pub password: Option<Password>,
+    /// `CONNECTION LIMIT`; `None` leaves it as it is (unlimited for a new role).
+    pub connection_limit: Option<i32>,
+    /// `VALID UNTIL` as PostgreSQL reads a timestamp (`2030-01-01`, `infinity`); `None` leaves it.
+    pub valid_until: Option<String>,
+}
+
+impl UserSpec {
+    /// A spec for the role `name`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`] for a name rds-pg may not create (see [`RoleName::creatable`]).
+    pub fn new(name: impl Into<String>) -> Result<Self> {
+        Ok(UserSpec {
+            name: RoleName::creatable(name)?,
+            password: None,
+            connection_limit: None,
+            valid_until: None,
+        })
+    }
+
+    /// Sets the password used on creation.
+    pub fn password(mut self, password: impl Into<Password>) -> Self {
+        self.password = Some(password.into());
+        self
+    }
+
+    /// Sets the connection limit (-1: unlimited).
+    pub fn connection_limit(mut self, limit: i32) -> Self {
+        self.connection_limit = Some(limit);
+        self
+    }
+
+    /// Sets the expiry of the password.
+    pub fn valid_until(mut self, timestamp: impl Into<String>) -> Self {
+        self.valid_until = Some(timestamp.into());
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        self.name.ensure_creatable()?;
+        if let Some(limit) = self.connection_limit {
+            if limit < -1 {
+                return Err(Error::InvalidInput(format!(
+                    "connection limit {limit} is invalid: use -1 (unlimited) or more"
+                )));
+            }
+        }
+        if let Some(ts) = &self.valid_until {
+            if ts.trim().is_empty() || ts.contains('\0') {
+                return Err(Error::InvalidInput(
+                    "valid_until must be a timestamp".into(),
+                ));
+            }
+        }
+        if let Some(p) = &self.password {
+            if p.is_empty() {
+                return Err(Error::InvalidInput("the password must not be empty".into()));
+            }
+            if p.expose().contains('\0') {
+                return Err(Error::InvalidInput(
+                    "the password must not contain NUL".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An extension, by the name `CREATE EXTENSION` takes.
+///
+/// Whether it is trusted (creatable by the database owner) is read from the server's catalog, not
+/// from this list.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Extension {
+    /// `postgis`; its `spatial_ref_sys` table is re-owned to the database owner.
+    Postgis,
+    /// `postgis_topology` (needs `postgis`); its schema and tables are re-owned to the owner.
+    PostgisTopology,
+    /// `hstore`.
+    Hstore,
+    /// `citext`.
+    Citext,
+    /// `pg_trgm`.
+    PgTrgm,
+    /// `uuid-ossp`.
+    UuidOssp,
+    /// `pgcrypto`.
+    Pgcrypto,
+    /// `unaccent`.
+    Unaccent,
+    /// `btree_gist`.
+    BtreeGist,
+    /// `btree_gin`.
+    BtreeGin,
+    /// `ltree`.
+    Ltree,
+    /// `fuzzystrmatch`.
+    Fuzzystrmatch,
+    /// `pg_stat_statements`.
+    PgStatStatements,
+    /// Any other extension, by name.
+    Other(String),
+}
+
+const KNOWN: &[(&str, Extension)] = &[
+    ("postgis", Extension::Postgis),
+    ("postgis_topology", Extension::PostgisTopology),
+    ("hstore", Extension::Hstore),
+    ("citext", Extension::Citext),
+    ("pg_trgm", Extension::PgTrgm),
+    ("uuid-ossp", Extension::UuidOssp),
+    ("pgcrypto", Extension::Pgcrypto),
+    ("unaccent", Extension::Unaccent),
+    ("btree_gist", Extension::BtreeGist),
+    ("btree_gin", Extension::BtreeGin),
+    ("ltree", Extension::Ltree),
+    ("fuzzystrmatch", Extension::Fuzzystrmatch),
+    ("pg_stat_statements", Extension::PgStatStatements),
+];
+
+impl Extension {
+    /// The extension's name in `pg_extension`.
+    pub fn name(&self) -> &str {
+        match self {
+            Extension::Other(name) => name,
+            known => KNOWN
+                .iter()
+                .find(|(_, e)| e == known)
+                .map(|(n, _)| *n)
+                .unwrap_or(""),
+        }
+    }
+
+    /// The extension named `name` (a known variant when there is one).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an empty name, one longer than 63 bytes, or with NUL.
+    pub fn from_name(name: &str) -> Result<Self> {
+        if name.is_empty() || name.len() > crate::ident::MAX_NAME_BYTES || name.contains('\0') {
+            return Err(Error::InvalidInput(format!(
+                "invalid extension name {name:?}"
+            )));
+        }
+        Ok(KNOWN
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, e)| e.clone())
+            .unwrap_or_else(|| Extension::Other(name.to_owned())))
+    }
+
+    /// Extensions that must exist first.
+    pub fn requires(&self) -> &'static [Extension] {
+        match self {
+            Extension::PostgisTopology => &[Extension::Postgis],
+            _ => &[],
+        }
+    }
+
+    /// Statements that hand the extension's objects to the database owner after creation, given
+    /// the schema the extension lives in. Run as master (RDS lets `rds_superuser` members re-own
+    /// them).
+    pub fn fixups(&self, schema: &str, owner: &RoleName) -> Vec<String> {
+        let owner = owner.quoted();
+        let schema = postgres_protocol::escape::escape_identifier(schema);
+        match self {
+            Extension::Postgis => {
+                vec![format!(
+                    "ALTER TABLE {schema}.spatial_ref_sys OWNER TO {owner}"
+                )]
+            }
+            Extension::PostgisTopology => vec![
+                format!("ALTER SCHEMA topology OWNER TO {owner}"),
+                format!("ALTER TABLE topology.topology OWNER TO {owner}"),
+                format!("ALTER TABLE topology.layer OWNER TO {owner}"),
+            ],
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl fmt::Display for Extension {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Extension {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Extension::from_name(s)
+    }
+}
+
+/// A project's database.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DatabaseSpec {
+    /// The database's name.
+    pub name: DatabaseName,
+    /// The role that owns it (a project user, never a superuser or master).
+    pub owner: RoleName,
+    /// Extensions to create in it.
+    pub extensions: Vec<Extension>,
+    /// Encoding (default `UTF8`).
+    pub encoding: String,
+    /// `LOCALE` (sets both collation and ctype), if any.
+    pub locale: Option<String>,
+    /// `LC_COLLATE`, if any.
+    pub lc_collate: Option<String>,
+    /// `LC_CTYPE`, if any.
+    pub lc_ctype: Option<String>,
+    /// Template (default `template0`).
+    pub template: DatabaseName,
+    /// `CONNECTION LIMIT`, if any.
+    pub connection_limit: Option<i32>,
+}
+
+impl DatabaseSpec {
+    /// A spec for database `name` owned by `owner`, UTF8 from `template0`, no extensions.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`] for a reserved database name or an invalid owner name.
+    pub fn new(name: impl Into<String>, owner: impl Into<String>) -> Result<Self> {
+        Ok(DatabaseSpec {
+            name: DatabaseName::creatable(name)?,
+            owner: RoleName::creatable(owner)?,
+            extensions: Vec::new(),
+            encoding: "UTF8".into(),
+            locale: None,
+            lc_collate: None,
+            lc_ctype: None,
+            template: DatabaseName::new("template0")?,
+            connection_limit: None,
+        })
+    }
+
+    /// Adds an extension.
+    pub fn extension(mut self, extension: Extension) -> Self {
+        if !self.extensions.contains(&extension) {
+            self.extensions.push(extension);
+        }
+        self
+    }
+
+    /// Adds several extensions.
+    pub fn extensions(mut self, extensions: impl IntoIterator<Item = Extension>) -> Self {
+        for e in extensions {
+            self = self.extension(e);
+        }
+        self
+    }
+
+    /// Sets the encoding.
+    pub fn encoding(mut self, encoding: impl Into<String>) -> Self {
+        self.encoding = encoding.into();
+        self
+    }
+
+    /// Sets `LOCALE`.
+    pub fn locale(mut self, locale: impl Into<String>) -> Self {
+        self.locale = Some(locale.into());
+        self
+    }
+
+    /// Sets `LC_COLLATE`.
+    pub fn lc_collate(mut self, value: impl Into<String>) -> Self {
+        self.lc_collate = Some(value.into());
+        self
+    }
+
+    /// Sets `LC_CTYPE`.
+    pub fn lc_ctype(mut self, value: impl Into<String>) -> Self {
+        self.lc_ctype = Some(value.into());
+        self
+    }
+
+    /// Sets the template database.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`] for an invalid name.
+    pub fn template(mut self, template: impl Into<String>) -> Result<Self> {
+        self.template = DatabaseName::new(template)?;
+        Ok(self)
+    }
+
+    /// Sets the connection limit (-1: unlimited).
+    pub fn connection_limit(mut self, limit: i32) -> Self {
+        self.connection_limit = Some(limit);
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        self.name.ensure_creatable()?;
+        self.owner.ensure_creatable()?;
+        for (what, v) in [
+            ("encoding", Some(&self.encoding)),
+            ("locale", self.locale.as_ref()),
+            ("lc_collate", self.lc_collate.as_ref()),
+            ("lc_ctype", self.lc_ctype.as_ref()),
+        ] {
+            if let Some(v) = v {
+                if v.is_empty() || v.contains('\0') || v.len() > 128 {
+                    return Err(Error::InvalidInput(format!("invalid {what} {v:?}")));
+                }
+            }
+        }
+        if matches!(self.connection_limit, Some(l) if l < -1) {
+            return Err(Error::InvalidInput(
+                "connection limit must be -1 (unlimited) or more".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Read-only access for `role` to `database`: CONNECT, USAGE on the schemas, SELECT on their tables
+/// (and sequences), and default privileges so tables the owner creates later are readable too.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadOnlyGrant {
+    /// The database.
+    pub database: DatabaseName,
+    /// The login role that gets read access.
+    pub role: RoleName,
+    /// Schemas (default `public`).
+    pub schemas: Vec<SchemaName>,
+    /// Also SELECT on sequences (default true).
+    pub sequences: bool,
+    /// Also objects created later by the database owner (default true).
+    pub future: bool,
+}
+
+impl ReadOnlyGrant {
+    /// Read access for `role` to schema `public` of `database`, sequences and future objects
+    /// included.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`] for invalid names.
+    pub fn new(database: impl Into<String>, role: impl Into<String>) -> Result<Self> {
+        Ok(ReadOnlyGrant {
+            database: DatabaseName::creatable(database)?,
+            role: RoleName::creatable(role)?,
+            schemas: vec![SchemaName::new("public")?],
+            sequences: true,
+            future: true,
+        })
+    }
+
+    /// Replaces the schemas.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`] for invalid names.
+    pub fn schemas<S: Into<String>>(
+        mut self,
+        schemas: impl IntoIterator<Item = S>,
+    ) -> Result<Self> {
+        self.schemas = schemas
+            .into_iter()
+            .map(SchemaName::new)
+            .collect::<Result<_>>()?;
+        Ok(self)
+    }
+
+    /// Whether sequences are included.
+    pub fn sequences(mut self, yes: bool) -> Self {
+        self.sequences = yes;
+        self
+    }
+
+    /// Whether future objects are included.
+    pub fn future(mut self, yes: bool) -> Self {
+        self.future = yes;
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        self.database.ensure_creatable()?;
+        self.role.ensure_creatable()?;
+        if self.schemas.is_empty() {
+            return Err(Error::InvalidInput(
+                "a read-only grant needs at least one schema".into(),
+            ));
+        }
+        Ok(())
+    }
+}
