@@ -966,3 +966,400 @@ fn as_owner_block(
         "back to master",
     ));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connect::ServerVersion;
+    use crate::inspect::{AvailableExtension, DatabaseState, InstalledExtension, SchemaState};
+
+    fn facts(major: u32) -> ServerFacts {
+        ServerFacts {
+            version: ServerVersion(major * 10000 + 1),
+            major,
+            current_user: "master".into(),
+            current_database: "postgres".into(),
+            is_superuser: false,
+            can_create_role: true,
+            can_create_db: true,
+            memberships: vec![],
+            extension_whitelist: Some(vec!["postgis".into()]),
+        }
+    }
+
+    fn project_role(access: RoleAccess) -> RoleState {
+        RoleState {
+            can_login: true,
+            connection_limit: -1,
+            access,
+            ..RoleState::default()
+        }
+    }
+
+    fn cluster(access: RoleAccess, database: Option<DatabaseState>) -> ClusterSnapshot {
+        ClusterSnapshot {
+            database,
+            role: Some(project_role(access)),
+            owner: None,
+            available: vec![
+                AvailableExtension {
+                    name: "hstore".into(),
+                    trusted: true,
+                },
+                AvailableExtension {
+                    name: "postgis".into(),
+                    trusted: false,
+                },
+                AvailableExtension {
+                    name: "pg_stat_statements".into(),
+                    trusted: false,
+                },
+            ],
+            role_can_connect: false,
+            role_has_database_grant: false,
+        }
+    }
+
+    fn sql(plan: &Plan) -> Vec<String> {
+        plan.steps.iter().map(|s| s.sql.clone()).collect()
+    }
+
+    const CREATED_BY_MASTER_16: RoleAccess = RoleAccess {
+        usage: false,
+        set: false,
+        admin: true,
+    };
+
+    #[test]
+    fn new_user_gets_a_verifier_and_a_generated_password_that_never_shows() {
+        let spec = UserSpec::new("app").unwrap();
+        let plan = plan_user(&facts(15), &UserSnapshot::default(), &spec).unwrap();
+        assert_eq!(
+            sql(&plan),
+            ["CREATE ROLE \"app\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD '[redacted]'"]
+        );
+        let password = plan.generated_password.clone().expect("generated");
+        let executable = plan.steps[0].executable_sql();
+        assert!(executable.contains("'SCRAM-SHA-256$4096:"));
+        assert!(!executable.contains(password.expose()));
+        assert!(!format!("{plan:?}{plan}").contains(password.expose()));
+    }
+
+    #[test]
+    fn existing_compliant_user_needs_nothing_and_keeps_its_password() {
+        let spec = UserSpec::new("app").unwrap().password("x");
+        let snap = UserSnapshot {
+            role: Some(project_role(RoleAccess::default())),
+        };
+        let plan = plan_user(&facts(16), &snap, &spec).unwrap();
+        assert!(plan.is_empty());
+        assert_eq!(plan.notes.len(), 1, "says the password was left unchanged");
+    }
+
+    #[test]
+    fn privileged_roles_are_refused() {
+        let spec = UserSpec::new("app").unwrap();
+        for role in [
+            RoleState {
+                superuser: true,
+                ..RoleState::default()
+            },
+            RoleState {
+                is_current_user: true,
+                ..RoleState::default()
+            },
+            RoleState {
+                rds_superuser_member: true,
+                ..RoleState::default()
+            },
+            RoleState {
+                bypass_rls: true,
+                ..RoleState::default()
+            },
+        ] {
+            let err = plan_user(&facts(15), &UserSnapshot { role: Some(role) }, &spec).unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::PolicyViolation, "{err}");
+        }
+    }
+
+    #[test]
+    fn converging_an_existing_role_needs_admin_on_16() {
+        let spec = UserSpec::new("app").unwrap();
+        let snap = UserSnapshot {
+            role: Some(RoleState {
+                create_db: true,
+                ..project_role(RoleAccess::default())
+            }),
+        };
+        let plan = plan_user(&facts(15), &snap, &spec).unwrap();
+        assert_eq!(sql(&plan), ["ALTER ROLE \"app\" NOCREATEDB"]);
+        let err = plan_user(&facts(16), &snap, &spec).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::PermissionDenied);
+        assert!(
+            err.hint()
+                .unwrap()
+                .contains("GRANT \"app\" TO \"master\" WITH ADMIN OPTION"),
+            "{err}"
+        );
+    }
+
+    fn db_spec() -> DatabaseSpec {
+        DatabaseSpec::new("appdb", "app")
+            .unwrap()
+            .extension(Extension::Hstore)
+            .extension(Extension::Postgis)
+    }
+
+    #[test]
+    fn new_database_on_13_to_15_uses_a_plain_temporary_grant() {
+        for major in [13, 14, 15] {
+            let f = facts(major);
+            let plan = plan_database(
+                &f,
+                &cluster(RoleAccess::default(), None),
+                &fresh_database_snapshot(&f),
+                &db_spec(),
+            )
+            .unwrap();
+            let sql = sql(&plan);
+            assert_eq!(sql.first().unwrap(), "GRANT \"app\" TO \"master\"");
+            assert_eq!(sql.last().unwrap(), "REVOKE \"app\" FROM \"master\"");
+            assert!(plan.steps[1].standalone, "CREATE DATABASE goes alone");
+            assert_eq!(
+                sql[1],
+                "CREATE DATABASE \"appdb\" OWNER \"app\" TEMPLATE \"template0\" ENCODING 'UTF8'"
+            );
+            assert_eq!(sql[2], "REVOKE ALL ON DATABASE \"appdb\" FROM PUBLIC");
+            // PostGIS as master, then its table to the owner; hstore as the owner.
+            assert!(sql
+                .contains(&"CREATE EXTENSION IF NOT EXISTS \"postgis\" SCHEMA public".to_owned()));
+            assert!(
+                sql.contains(&"ALTER TABLE \"public\".spatial_ref_sys OWNER TO \"app\"".to_owned())
+            );
+            let set = sql.iter().position(|s| s == "SET ROLE \"app\"").unwrap();
+            assert_eq!(
+                sql[set + 1],
+                "CREATE EXTENSION IF NOT EXISTS \"hstore\" SCHEMA public"
+            );
+            assert_eq!(sql[set + 2], "RESET ROLE");
+            assert_eq!(plan.temporary_grants().len(), 1);
+            // Before 15, template0's public schema belongs to the bootstrap superuser.
+            assert_eq!(
+                plan.notes.len(),
+                usize::from(major < 15),
+                "{:?}",
+                plan.notes
+            );
+        }
+    }
+
+    #[test]
+    fn new_database_on_16_needs_admin_and_grants_inherit_and_set() {
+        let f = facts(16);
+        let plan = plan_database(
+            &f,
+            &cluster(CREATED_BY_MASTER_16, None),
+            &fresh_database_snapshot(&f),
+            &db_spec(),
+        )
+        .unwrap();
+        assert_eq!(
+            sql(&plan)[0],
+            "GRANT \"app\" TO \"master\" WITH INHERIT TRUE, SET TRUE"
+        );
+
+        let err = plan_database(
+            &f,
+            &cluster(RoleAccess::default(), None),
+            &fresh_database_snapshot(&f),
+            &db_spec(),
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::PermissionDenied);
+        assert!(err.hint().unwrap().contains("WITH ADMIN OPTION"), "{err}");
+    }
+
+    #[test]
+    fn an_existing_membership_means_no_temporary_grant() {
+        let f = facts(17);
+        let access = RoleAccess {
+            usage: true,
+            set: true,
+            admin: true,
+        };
+        let plan = plan_database(
+            &f,
+            &cluster(access, None),
+            &fresh_database_snapshot(&f),
+            &db_spec(),
+        )
+        .unwrap();
+        assert!(plan
+            .steps
+            .iter()
+            .all(|s| s.kind != StepKind::TemporaryGrant));
+        assert!(plan
+            .steps
+            .iter()
+            .all(|s| s.kind != StepKind::TemporaryRevoke));
+    }
+
+    #[test]
+    fn public_schema_not_owned_by_pg_database_owner_is_handed_over_when_master_can() {
+        let f = facts(14);
+        let state = DatabaseState {
+            owner: "app".into(),
+            encoding: "UTF8".into(),
+            connection_limit: -1,
+            public_has_privileges: false,
+            master_has_owner_privileges: true,
+        };
+        let mut db = DatabaseSnapshot {
+            public_owner: Some("master".into()),
+            ..DatabaseSnapshot::default()
+        };
+        let spec = DatabaseSpec::new("appdb", "app").unwrap();
+        let access = RoleAccess {
+            usage: true,
+            set: true,
+            admin: false,
+        };
+        let plan = plan_database(
+            &f,
+            &cluster(access.clone(), Some(state.clone())),
+            &db,
+            &spec,
+        )
+        .unwrap();
+        assert_eq!(sql(&plan), ["ALTER SCHEMA public OWNER TO \"app\""]);
+        // Owned by pg_database_owner (15+) or by the owner already: nothing to do.
+        for owner in ["pg_database_owner", "app"] {
+            db.public_owner = Some(owner.into());
+            assert!(plan_database(
+                &f,
+                &cluster(access.clone(), Some(state.clone())),
+                &db,
+                &spec
+            )
+            .unwrap()
+            .is_empty());
+        }
+    }
+
+    #[test]
+    fn provisioned_database_needs_nothing() {
+        let f = facts(15);
+        let state = DatabaseState {
+            owner: "app".into(),
+            encoding: "UTF8".into(),
+            connection_limit: -1,
+            public_has_privileges: false,
+            master_has_owner_privileges: false,
+        };
+        let db = DatabaseSnapshot {
+            public_owner: Some("pg_database_owner".into()),
+            extensions: vec![
+                InstalledExtension {
+                    name: "hstore".into(),
+                    schema: "public".into(),
+                },
+                InstalledExtension {
+                    name: "postgis".into(),
+                    schema: "public".into(),
+                },
+            ],
+            relation_owners: vec![("public.spatial_ref_sys".into(), "app".into())],
+            ..DatabaseSnapshot::default()
+        };
+        let plan = plan_database(
+            &f,
+            &cluster(RoleAccess::default(), Some(state)),
+            &db,
+            &db_spec(),
+        )
+        .unwrap();
+        assert!(plan.is_empty(), "{plan}");
+    }
+
+    #[test]
+    fn unavailable_or_unlisted_extensions_fail_before_any_sql() {
+        let f = facts(15);
+        let spec = DatabaseSpec::new("appdb", "app")
+            .unwrap()
+            .extension(Extension::Other("nope".into()));
+        let err = plan_database(
+            &f,
+            &cluster(RoleAccess::default(), None),
+            &fresh_database_snapshot(&f),
+            &spec,
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::NotFound);
+        let spec = DatabaseSpec::new("appdb", "app")
+            .unwrap()
+            .extension(Extension::PgStatStatements);
+        let err = plan_database(
+            &f,
+            &cluster(RoleAccess::default(), None),
+            &fresh_database_snapshot(&f),
+            &spec,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.kind(),
+            crate::ErrorKind::PermissionDenied,
+            "untrusted and not whitelisted"
+        );
+    }
+
+    #[test]
+    fn read_only_grant_is_made_as_the_owner_per_relation() {
+        let f = facts(16);
+        let mut c = cluster(
+            RoleAccess::default(),
+            Some(DatabaseState {
+                owner: "app".into(),
+                encoding: "UTF8".into(),
+                connection_limit: -1,
+                public_has_privileges: false,
+                master_has_owner_privileges: false,
+            }),
+        );
+        c.owner = Some(project_role(CREATED_BY_MASTER_16));
+        let db = DatabaseSnapshot {
+            schemas: vec![SchemaState {
+                name: "public".into(),
+                owner: "pg_database_owner".into(),
+                role_has_usage: false,
+                role_has_explicit_usage: false,
+            }],
+            unreadable: vec![("public.t".into(), 'r'), ("public.t_id_seq".into(), 'S')],
+            foreign_unreadable: vec!["public.other".into()],
+            ..DatabaseSnapshot::default()
+        };
+        let grant = ReadOnlyGrant::new("appdb", "ro").unwrap();
+        let plan = plan_grant_read_only(&f, &c, &db, &grant).unwrap();
+        assert_eq!(
+            sql(&plan),
+            [
+                "GRANT \"app\" TO \"master\" WITH INHERIT TRUE, SET TRUE",
+                "SET ROLE \"app\"",
+                "GRANT CONNECT ON DATABASE \"appdb\" TO \"ro\"",
+                "RESET ROLE",
+                "SET ROLE \"app\"",
+                "GRANT USAGE ON SCHEMA \"public\" TO \"ro\"",
+                "GRANT SELECT ON TABLE public.t TO \"ro\"",
+                "GRANT SELECT ON SEQUENCE public.t_id_seq TO \"ro\"",
+                "ALTER DEFAULT PRIVILEGES FOR ROLE \"app\" IN SCHEMA \"public\" GRANT SELECT ON TABLES TO \"ro\"",
+                "ALTER DEFAULT PRIVILEGES FOR ROLE \"app\" IN SCHEMA \"public\" GRANT SELECT ON SEQUENCES TO \"ro\"",
+                "RESET ROLE",
+                "REVOKE \"app\" FROM \"master\"",
+            ]
+        );
+        assert_eq!(
+            plan.notes.len(),
+            1,
+            "public.other is not the owner's: noted, not granted"
+        );
+    }
+}
