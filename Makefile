@@ -19,9 +19,12 @@ lint:
 test: setup lint
 	$(CARGO) test --workspace --locked -- --test-threads=$(TEST_THREADS)
 
+# The demo needs one version: 15 with PostGIS (Debian packages), else 18 (npm registry).
 demo:
-	@RDS_PG_TEST_VERSIONS="$${RDS_PG_DEMO_VERSIONS:-13 14 15 16 17 18}" bash scripts/setup-postgres.sh
+	@RDS_PG_TEST_VERSIONS=15 bash scripts/setup-postgres.sh || RDS_PG_TEST_VERSIONS=18 bash scripts/setup-postgres.sh
+	$(CARGO) build --quiet --locked -p rds-pg-examples --examples
 	$(CARGO) run --quiet --locked -p rds-pg-examples --example sandbox
+	$(CARGO) run --quiet --locked -p rds-pg-examples --example provision
 
 bench: setup
 	$(CARGO) bench --locked -p rds-pg-benches
