@@ -242,6 +242,8 @@ pub struct DatabaseState {
     pub public_has_privileges: bool,
     /// Whether master has the current owner's privileges.
     pub master_has_owner_privileges: bool,
+    /// Whether master may connect to it (needed to inspect it).
+    pub master_can_connect: bool,
 }
 
 /// An extension the server can install.
@@ -287,7 +289,8 @@ pub(crate) fn cluster_snapshot(
                 coalesce(x.names, '{{}}'), coalesce(x.trusted, '{{}}'),
                 CASE WHEN d.oid IS NULL OR r.oid IS NULL THEN false
                      ELSE has_database_privilege(r.oid, d.oid, 'CONNECT') END,
-                coalesce(EXISTS (SELECT 1 FROM aclexplode(d.datacl) a WHERE a.grantee = r.oid), false)
+                coalesce(EXISTS (SELECT 1 FROM aclexplode(d.datacl) a WHERE a.grantee = r.oid), false),
+                CASE WHEN d.oid IS NULL THEN false ELSE has_database_privilege(current_user, d.oid, 'CONNECT') END
            FROM (SELECT $1::text AS dbname, $2::text AS rolename) n
            LEFT JOIN pg_database d ON d.datname = n.dbname
            LEFT JOIN pg_roles dow ON dow.oid = d.datdba
@@ -310,6 +313,7 @@ pub(crate) fn cluster_snapshot(
         connection_limit: row.get(at + 3),
         public_has_privileges: row.get(at + 4),
         master_has_owner_privileges: row.get(at + 5),
+        master_can_connect: row.get(at + 10),
     });
     let names: Vec<String> = row.get(at + 6);
     let trusted: Vec<bool> = row.get(at + 7);

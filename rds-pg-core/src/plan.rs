@@ -596,6 +596,7 @@ pub fn plan_database(
                 format!("REVOKE ALL ON DATABASE {name} FROM PUBLIC"),
                 "only the project's roles may connect",
             ));
+            plan.steps.push(master_connect_step(facts, &spec.name));
         }
         Some(state) => {
             if !same_encoding(&state.encoding, &spec.encoding) {
@@ -648,6 +649,9 @@ pub fn plan_database(
                     "PUBLIC may connect to it",
                 ));
             }
+            if !state.master_can_connect && !facts.is_superuser {
+                plan.steps.push(master_connect_step(facts, &spec.name));
+            }
         }
     }
     plan_in_database(
@@ -664,6 +668,42 @@ pub fn plan_database(
         &mut plan,
     );
     Ok(plan)
+}
+
+/// `GRANT CONNECT … TO master`, so later runs can inspect the database once PUBLIC lost CONNECT
+/// (the seed grants master all privileges on the database for the same reason).
+fn master_connect_step(facts: &ServerFacts, database: &crate::ident::DatabaseName) -> Step {
+    Step::new(
+        None,
+        StepKind::Change,
+        format!(
+            "GRANT CONNECT ON DATABASE {} TO {}",
+            database.quoted(),
+            q(&facts.current_user)
+        ),
+        "master must be able to connect to inspect and maintain it",
+    )
+}
+
+/// Refuses to plan inside a database master cannot connect to.
+pub(crate) fn ensure_master_can_connect(
+    facts: &ServerFacts,
+    cluster: &ClusterSnapshot,
+    database: &crate::ident::DatabaseName,
+) -> Result<()> {
+    match &cluster.database {
+        Some(d) if !d.master_can_connect && !facts.is_superuser => Err(Error::PermissionDenied {
+            message: format!("{:?} has no CONNECT privilege on database {:?}", facts.current_user, database.as_str()),
+            hint: Some(format!(
+                "run ensure_database for {:?} once (it grants master CONNECT), or as its owner: GRANT CONNECT ON DATABASE {} TO {}",
+                database.as_str(),
+                database.quoted(),
+                q(&facts.current_user)
+            )),
+            source: None,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Encoding names as PostgreSQL compares them: case, `-` and `_` do not matter (`utf-8` = `UTF8`).
@@ -1130,6 +1170,7 @@ mod tests {
                 "CREATE DATABASE \"appdb\" OWNER \"app\" TEMPLATE \"template0\" ENCODING 'UTF8'"
             );
             assert_eq!(sql[2], "REVOKE ALL ON DATABASE \"appdb\" FROM PUBLIC");
+            assert_eq!(sql[3], "GRANT CONNECT ON DATABASE \"appdb\" TO \"master\"");
             // PostGIS as master, then its table to the owner; hstore as the owner.
             assert!(sql
                 .contains(&"CREATE EXTENSION IF NOT EXISTS \"postgis\" SCHEMA public".to_owned()));
@@ -1213,6 +1254,7 @@ mod tests {
             connection_limit: -1,
             public_has_privileges: false,
             master_has_owner_privileges: true,
+            master_can_connect: true,
         };
         let mut db = DatabaseSnapshot {
             public_owner: Some("master".into()),
@@ -1255,6 +1297,7 @@ mod tests {
             connection_limit: -1,
             public_has_privileges: false,
             master_has_owner_privileges: false,
+            master_can_connect: true,
         };
         let db = DatabaseSnapshot {
             public_owner: Some("pg_database_owner".into()),
@@ -1323,6 +1366,7 @@ mod tests {
                 connection_limit: -1,
                 public_has_privileges: false,
                 master_has_owner_privileges: false,
+                master_can_connect: true,
             }),
         );
         c.owner = Some(project_role(CREATED_BY_MASTER_16));

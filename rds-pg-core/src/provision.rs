@@ -260,7 +260,12 @@ impl Provisioner {
         let cluster =
             self.cluster_snapshot(spec.name.as_str(), spec.owner.as_str(), &spec.extensions)?;
         let db = match &cluster.database {
-            Some(_) => self.database_snapshot(&spec.name, spec.owner.as_str(), None, &[])?,
+            Some(d) if d.master_can_connect || self.facts.is_superuser => {
+                self.database_snapshot(&spec.name, spec.owner.as_str(), None, &[])?
+            }
+            // Master cannot look inside yet (the plan grants it CONNECT): plan the in-database
+            // steps as for a new database; every one of them is idempotent.
+            Some(_) => DatabaseSnapshot::default(),
             None => plan::fresh_database_snapshot(&self.facts),
         };
         plan::plan_database(&self.facts, &cluster, &db, spec)
@@ -311,6 +316,7 @@ impl Provisioner {
                 })
             }
         };
+        plan::ensure_master_can_connect(&self.facts, &cluster, database)?;
         let db = self.database_snapshot(database, &owner, None, &[])?;
         plan::plan_extensions(&self.facts, &cluster, &db, database, extensions)
     }
@@ -353,6 +359,7 @@ impl Provisioner {
             });
         };
         let owner = state.owner.clone();
+        plan::ensure_master_can_connect(&self.facts, &cluster, &grant.database)?;
         let schemas: Vec<String> = grant
             .schemas
             .iter()
