@@ -359,6 +359,8 @@ pub struct DatabaseSnapshot {
     /// The owner of schema `public` (`pg_database_owner` on 15+ clusters); `None` when there is
     /// no `public` schema.
     pub public_owner: Option<String>,
+    /// Whether PUBLIC may create in schema `public` (true before 15 unless revoked).
+    pub public_create_for_public: bool,
     /// Installed extensions.
     pub extensions: Vec<InstalledExtension>,
     /// Owners of the relations extension fix-ups re-own (`schema.relation` → owner).
@@ -434,7 +436,10 @@ pub(crate) fn database_snapshot(
                        WHERE da.defaclrole = (SELECT oid FROM o) AND n.nspname = ANY($3)
                          AND EXISTS (SELECT 1 FROM aclexplode(da.defaclacl) a
                                       WHERE a.grantee = (SELECT oid FROM ro) AND a.privilege_type = 'SELECT')
-                       ORDER BY 1)",
+                       ORDER BY 1),
+                EXISTS (SELECT 1 FROM pg_namespace n,
+                               aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a
+                         WHERE n.nspname = 'public' AND a.grantee = 0 AND a.privilege_type = 'CREATE')",
         &[&owner, &role, &schemas],
     )?;
     let ext_names: Vec<String> = row.get(1);
@@ -455,6 +460,7 @@ pub(crate) fn database_snapshot(
     let default_selects: Vec<String> = row.get(15);
     Ok(DatabaseSnapshot {
         public_owner: row.get(0),
+        public_create_for_public: row.get(16),
         extensions: ext_names
             .into_iter()
             .zip(ext_schemas)

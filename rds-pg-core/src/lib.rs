@@ -2,14 +2,18 @@
 //! every workaround RDS's non-superuser master account needs on PostgreSQL 13 to 18.
 //!
 //! ```no_run
-//! use rds_pg_core::{connect, ConnectOptions};
+//! use rds_pg_core::{ConnectOptions, DatabaseSpec, Extension, Provisioner, ReadOnlyGrant, UserSpec};
 //!
 //! # fn main() -> rds_pg_core::Result<()> {
-//! // PGHOST, PGUSER, … and ~/.pgpass, as psql reads them.
-//! let options = ConnectOptions::from_env()?.dbname("postgres");
-//! let mut client = connect(&options)?;
-//! let row = client.query_one("SELECT current_user", &[])?;
-//! println!("connected as {}", row.get::<_, String>(0));
+//! // Master's credentials from PGHOST/PGUSER/… and ~/.pgpass, as psql reads them.
+//! let mut rds = Provisioner::connect(&ConnectOptions::from_env()?)?;
+//! let user = rds.ensure_user(&UserSpec::new("shop")?)?; // password generated, returned once
+//! let db = DatabaseSpec::new("shop", "shop")?.extensions([Extension::Postgis, Extension::Hstore]);
+//! println!("{}", rds.plan_ensure_database(&db)?); // dry run: the SQL it would run
+//! rds.ensure_database(&db)?; // owned by shop, PUBLIC revoked
+//! rds.ensure_user(&UserSpec::new("shop_ro")?)?;
+//! rds.grant_read_only(&ReadOnlyGrant::new("shop", "shop_ro")?)?; // future tables included
+//! let _password = user.generated_password; // hand it to your vault
 //! # Ok(())
 //! # }
 //! ```

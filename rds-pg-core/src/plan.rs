@@ -408,15 +408,31 @@ fn with_requirements(extensions: &[Extension]) -> Vec<Extension> {
     out
 }
 
-/// The database snapshot of a database about to be created from `template0`.
+/// The template a new database is created from: the spec's, else `template0` on 15+ and
+/// `template1` before 15 (see [`DatabaseSpec::template`]).
+pub fn resolve_template(facts: &ServerFacts, spec: &DatabaseSpec) -> crate::ident::DatabaseName {
+    spec.template.clone().unwrap_or_else(|| {
+        let name = if facts.major >= 15 {
+            "template0"
+        } else {
+            "template1"
+        };
+        crate::ident::DatabaseName::new(name).expect("a valid name")
+    })
+}
+
+/// The database snapshot of a database about to be created from `template0` (which cannot be
+/// connected to, so it is described from the version).
 pub fn fresh_database_snapshot(facts: &ServerFacts) -> DatabaseSnapshot {
     DatabaseSnapshot {
-        // template0's public schema: pg_database_owner from 15 on, the bootstrap superuser before.
+        // template0's public schema: pg_database_owner from 15 on, the bootstrap superuser (with
+        // CREATE for PUBLIC) before.
         public_owner: Some(if facts.major >= 15 {
             "pg_database_owner".into()
         } else {
             "rdsadmin".into()
         }),
+        public_create_for_public: facts.major < 15,
         ..DatabaseSnapshot::default()
     }
 }
@@ -492,6 +508,41 @@ fn plan_in_database(
             }
         }
     }
+    // Schema public: the owner's (directly or as pg_database_owner), and, as on 15+, nobody
+    // else may create in it.
+    let owner_controls_public = match db.public_owner.as_deref() {
+        None => false,
+        Some("pg_database_owner") => true,
+        Some(o) if o == owner.as_str() => true,
+        Some(o) => {
+            let master_owns = o == facts.current_user
+                || facts.memberships.iter().any(|m| m.role == o && m.inherit);
+            if master_owns || facts.is_superuser {
+                plan.steps.push(Step::new(
+                    d,
+                    StepKind::Change,
+                    format!("ALTER SCHEMA public OWNER TO {}", owner.quoted()),
+                    format!("schema public is owned by {o:?}, not pg_database_owner"),
+                ));
+                true
+            } else {
+                plan.notes.push(format!(
+                    "schema public in {:?} is owned by {o:?}, which master cannot act for; left as is \
+                     (PUBLIC keeps CREATE on it: create the database from template1 instead)",
+                    database.as_str()
+                ));
+                false
+            }
+        }
+    };
+    if owner_controls_public && db.public_create_for_public {
+        as_owner.push(Step::new(
+            d,
+            StepKind::Change,
+            "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+            "only the owner may create objects in schema public (the 15+ default)",
+        ));
+    }
     if !as_owner.is_empty() {
         plan.steps.push(Step::new(
             d,
@@ -506,28 +557,6 @@ fn plan_in_database(
             "RESET ROLE",
             "back to master",
         ));
-    }
-    match db.public_owner.as_deref() {
-        None | Some("pg_database_owner") => {}
-        Some(o) if o == owner.as_str() => {}
-        Some(o) => {
-            let master_owns = o == facts.current_user
-                || facts.memberships.iter().any(|m| m.role == o && m.inherit);
-            if master_owns || facts.is_superuser {
-                plan.steps.push(Step::new(
-                    d,
-                    StepKind::Change,
-                    format!("ALTER SCHEMA public OWNER TO {}", owner.quoted()),
-                    format!("schema public is owned by {o:?}, not pg_database_owner"),
-                ));
-            } else {
-                plan.notes.push(format!(
-                    "schema public in {:?} is owned by {o:?}, which master cannot act for; left as is \
-                     (the owner can still create objects in it through PUBLIC's CREATE)",
-                    database.as_str()
-                ));
-            }
-        }
     }
     Ok(())
 }
@@ -572,7 +601,7 @@ pub fn plan_database(
         None => {
             let mut sql = format!(
                 "CREATE DATABASE {name} OWNER {owner_q} TEMPLATE {}",
-                spec.template.quoted()
+                resolve_template(facts, spec).quoted()
             );
             sql.push_str(&format!(" ENCODING {}", lit(&spec.encoding)));
             if let Some(l) = &spec.locale {
@@ -1154,10 +1183,20 @@ mod tests {
     fn new_database_on_13_to_15_uses_a_plain_temporary_grant() {
         for major in [13, 14, 15] {
             let f = facts(major);
+            // Before 15 the default template is template1, whose public schema master owns.
+            let snapshot = if major < 15 {
+                DatabaseSnapshot {
+                    public_owner: Some("master".into()),
+                    public_create_for_public: true,
+                    ..DatabaseSnapshot::default()
+                }
+            } else {
+                fresh_database_snapshot(&f)
+            };
             let plan = plan_database(
                 &f,
                 &cluster(RoleAccess::default(), None),
-                &fresh_database_snapshot(&f),
+                &snapshot,
                 &db_spec(),
             )
             .unwrap();
@@ -1165,10 +1204,8 @@ mod tests {
             assert_eq!(sql.first().unwrap(), "GRANT \"app\" TO \"master\"");
             assert_eq!(sql.last().unwrap(), "REVOKE \"app\" FROM \"master\"");
             assert!(plan.steps[1].standalone, "CREATE DATABASE goes alone");
-            assert_eq!(
-                sql[1],
-                "CREATE DATABASE \"appdb\" OWNER \"app\" TEMPLATE \"template0\" ENCODING 'UTF8'"
-            );
+            let template = if major < 15 { "template1" } else { "template0" };
+            assert_eq!(sql[1], format!("CREATE DATABASE \"appdb\" OWNER \"app\" TEMPLATE \"{template}\" ENCODING 'UTF8'"));
             assert_eq!(sql[2], "REVOKE ALL ON DATABASE \"appdb\" FROM PUBLIC");
             assert_eq!(sql[3], "GRANT CONNECT ON DATABASE \"appdb\" TO \"master\"");
             // PostGIS as master, then its table to the owner; hstore as the owner.
@@ -1182,16 +1219,37 @@ mod tests {
                 sql[set + 1],
                 "CREATE EXTENSION IF NOT EXISTS \"hstore\" SCHEMA public"
             );
-            assert_eq!(sql[set + 2], "RESET ROLE");
+            if major < 15 {
+                assert!(
+                    sql[..set].contains(&"ALTER SCHEMA public OWNER TO \"app\"".to_owned()),
+                    "{sql:?}"
+                );
+                assert_eq!(sql[set + 2], "REVOKE CREATE ON SCHEMA public FROM PUBLIC");
+                assert_eq!(sql[set + 3], "RESET ROLE");
+            } else {
+                assert_eq!(sql[set + 2], "RESET ROLE");
+            }
             assert_eq!(plan.temporary_grants().len(), 1);
-            // Before 15, template0's public schema belongs to the bootstrap superuser.
-            assert_eq!(
-                plan.notes.len(),
-                usize::from(major < 15),
-                "{:?}",
-                plan.notes
-            );
+            assert!(plan.notes.is_empty(), "{:?}", plan.notes);
         }
+    }
+
+    #[test]
+    fn template0_before_15_cannot_be_secured_and_says_so() {
+        let f = facts(14);
+        let spec = db_spec().template("template0").unwrap();
+        let plan = plan_database(
+            &f,
+            &cluster(RoleAccess::default(), None),
+            &fresh_database_snapshot(&f),
+            &spec,
+        )
+        .unwrap();
+        assert_eq!(plan.notes.len(), 1);
+        assert!(plan.notes[0].contains("template1"), "{:?}", plan.notes);
+        assert!(!plan
+            .sql()
+            .contains(&"REVOKE CREATE ON SCHEMA public FROM PUBLIC"));
     }
 
     #[test]

@@ -266,7 +266,19 @@ impl Provisioner {
             // Master cannot look inside yet (the plan grants it CONNECT): plan the in-database
             // steps as for a new database; every one of them is idempotent.
             Some(_) => DatabaseSnapshot::default(),
-            None => plan::fresh_database_snapshot(&self.facts),
+            None => {
+                let template = plan::resolve_template(&self.facts, spec);
+                if template.as_str() == "template0" {
+                    plan::fresh_database_snapshot(&self.facts)
+                } else {
+                    // The new database starts as a copy of its template: inspect that, then
+                    // close the connection (CREATE DATABASE refuses a template in use).
+                    let snapshot =
+                        self.database_snapshot(&template, spec.owner.as_str(), None, &[]);
+                    self.others.remove(template.as_str());
+                    snapshot?
+                }
+            }
         };
         plan::plan_database(&self.facts, &cluster, &db, spec)
     }

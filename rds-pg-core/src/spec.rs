@@ -228,14 +228,16 @@ pub struct DatabaseSpec {
     pub lc_collate: Option<String>,
     /// `LC_CTYPE`, if any.
     pub lc_ctype: Option<String>,
-    /// Template (default `template0`).
-    pub template: DatabaseName,
+    /// Template; `None` (the default) picks `template0` on 15+ and `template1` before 15, whose
+    /// schema `public` belongs to master on RDS (template0's belongs to `rdsadmin`, which master
+    /// can neither re-own nor restrict).
+    pub template: Option<DatabaseName>,
     /// `CONNECTION LIMIT`, if any.
     pub connection_limit: Option<i32>,
 }
 
 impl DatabaseSpec {
-    /// A spec for database `name` owned by `owner`, UTF8 from `template0`, no extensions.
+    /// A spec for database `name` owned by `owner`, UTF8, default template, no extensions.
     ///
     /// # Errors
     /// [`Error::InvalidName`] for a reserved database name or an invalid owner name.
@@ -248,7 +250,7 @@ impl DatabaseSpec {
             locale: None,
             lc_collate: None,
             lc_ctype: None,
-            template: DatabaseName::new("template0")?,
+            template: None,
             connection_limit: None,
         })
     }
@@ -298,7 +300,7 @@ impl DatabaseSpec {
     /// # Errors
     /// [`Error::InvalidName`] for an invalid name.
     pub fn template(mut self, template: impl Into<String>) -> Result<Self> {
-        self.template = DatabaseName::new(template)?;
+        self.template = Some(DatabaseName::new(template)?);
         Ok(self)
     }
 
