@@ -35,6 +35,13 @@ pub fn run_on(major: u32, test: impl FnOnce(&Sandbox)) {
         sandbox.version(),
         sandbox.startup_time()
     );
+    // Tests that exercise PostGIS skip the versions without it; on 15 it must be there, so a
+    // machine missing the packages fails loudly instead of skipping.
+    assert!(
+        major != 15 || sandbox.has_postgis(),
+        "PostgreSQL 15 sandbox without PostGIS/pgextwlist: run `make setup` \
+         (apt-get install postgresql-15-postgis-3 postgresql-15-pgextwlist)"
+    );
     test(&sandbox);
 }
 
