@@ -857,11 +857,9 @@ pub fn plan_grant_read_only(
         ));
     }
     for foreign in &db.foreign_unreadable {
-        if grant.sequences || !db.unreadable.iter().any(|(n, k)| n == foreign && *k == 'S') {
-            plan.notes.push(format!(
-                "{foreign} is not owned by the database owner; SELECT not granted"
-            ));
-        }
+        plan.notes.push(format!(
+            "{foreign} is not owned by the database owner; SELECT not granted"
+        ));
     }
     if grant.future {
         for schema in &db.schemas {
