@@ -166,6 +166,24 @@ impl Provisioner {
         Ok(report)
     }
 
+    /// The shape of every operation: plan; with nothing to change, stop (one inspection round
+    /// trip per database); otherwise take the locks, plan again under them (another run may have
+    /// done the work meanwhile), apply, release.
+    fn ensure(
+        &mut self,
+        keys: &[String],
+        plan: impl Fn(&mut Self) -> Result<Plan>,
+    ) -> Result<Report> {
+        let first = plan(self)?;
+        if first.is_empty() {
+            return Ok(unchanged(first));
+        }
+        self.lock(keys)?;
+        let result = plan(self).and_then(|p| self.apply(p));
+        self.unlock(keys);
+        result
+    }
+
     fn run_steps(&mut self, steps: &[Step], report: &mut Report) -> Result<()> {
         let mut i = 0;
         while i < steps.len() {
@@ -183,7 +201,7 @@ impl Provisioner {
             let client = self.client_for(batch[0].database.as_ref())?;
             client
                 .batch_execute(&sql.join(";\n"))
-                .map_err(|e| with_step_context(e, batch))?;
+                .map_err(with_step_context)?;
             report.steps.extend(batch.iter().cloned());
             i = j;
         }
@@ -215,17 +233,8 @@ impl Provisioner {
     /// [`Error::PolicyViolation`] for master itself, a superuser or an `rds_superuser` member;
     /// [`Error::PermissionDenied`] with the fix when master lacks ADMIN on it (16+).
     pub fn ensure_user(&mut self, spec: &UserSpec) -> Result<Report> {
-        let plan = self.plan_ensure_user(spec)?;
-        if plan.is_empty() {
-            return Ok(unchanged(plan));
-        }
         let keys = [lock_key("role", spec.name.as_str())];
-        self.lock(&keys)?;
-        let result = self
-            .plan_ensure_user(spec)
-            .and_then(|plan| self.apply(plan));
-        self.unlock(&keys);
-        result
+        self.ensure(&keys, |p| p.plan_ensure_user(spec))
     }
 
     // ------------------------------------------------------------------ databases
@@ -293,20 +302,11 @@ impl Provisioner {
     /// privileged owner, [`Error::PermissionDenied`] with the fix when master cannot act as the
     /// owner — all before any change.
     pub fn ensure_database(&mut self, spec: &DatabaseSpec) -> Result<Report> {
-        let plan = self.plan_ensure_database(spec)?;
-        if plan.is_empty() {
-            return Ok(unchanged(plan));
-        }
         let keys = [
             lock_key("role", spec.owner.as_str()),
             lock_key("database", spec.name.as_str()),
         ];
-        self.lock(&keys)?;
-        let result = self
-            .plan_ensure_database(spec)
-            .and_then(|plan| self.apply(plan));
-        self.unlock(&keys);
-        result
+        self.ensure(&keys, |p| p.plan_ensure_database(spec))
     }
 
     /// Plans [`Self::ensure_extensions`] without changing anything.
@@ -343,17 +343,8 @@ impl Provisioner {
         database: &DatabaseName,
         extensions: &[Extension],
     ) -> Result<Report> {
-        let plan = self.plan_ensure_extensions(database, extensions)?;
-        if plan.is_empty() {
-            return Ok(unchanged(plan));
-        }
         let keys = [lock_key("database", database.as_str())];
-        self.lock(&keys)?;
-        let result = self
-            .plan_ensure_extensions(database, extensions)
-            .and_then(|plan| self.apply(plan));
-        self.unlock(&keys);
-        result
+        self.ensure(&keys, |p| p.plan_ensure_extensions(database, extensions))
     }
 
     // ------------------------------------------------------------------ read-only access
@@ -399,17 +390,8 @@ impl Provisioner {
     /// [`Error::NotFound`] for a missing database, role or schema; permission errors as
     /// [`Self::ensure_database`].
     pub fn grant_read_only(&mut self, grant: &ReadOnlyGrant) -> Result<Report> {
-        let plan = self.plan_grant_read_only(grant)?;
-        if plan.is_empty() {
-            return Ok(unchanged(plan));
-        }
         let keys = [lock_key("database", grant.database.as_str())];
-        self.lock(&keys)?;
-        let result = self
-            .plan_grant_read_only(grant)
-            .and_then(|plan| self.apply(plan));
-        self.unlock(&keys);
-        result
+        self.ensure(&keys, |p| p.plan_grant_read_only(grant))
     }
 
     /// Plans [`Self::revoke_read_only`] without changing anything.
@@ -426,17 +408,8 @@ impl Provisioner {
     /// # Errors
     /// As [`Self::grant_read_only`].
     pub fn revoke_read_only(&mut self, grant: &ReadOnlyGrant) -> Result<Report> {
-        let plan = self.plan_revoke_read_only(grant)?;
-        if plan.is_empty() {
-            return Ok(unchanged(plan));
-        }
         let keys = [lock_key("database", grant.database.as_str())];
-        self.lock(&keys)?;
-        let result = self
-            .plan_revoke_read_only(grant)
-            .and_then(|plan| self.apply(plan));
-        self.unlock(&keys);
-        result
+        self.ensure(&keys, |p| p.plan_revoke_read_only(grant))
     }
 }
 
@@ -500,7 +473,7 @@ fn split_identifier(s: &str) -> Option<(String, &str)> {
     None
 }
 
-fn with_step_context(err: postgres::Error, batch: &[Step]) -> Error {
+fn with_step_context(err: postgres::Error) -> Error {
     let hint = err.as_db_error().and_then(|db| {
         let msg = db.message();
         if msg.contains("must be member of role") || msg.contains("must be able to SET ROLE") {
@@ -509,6 +482,5 @@ fn with_step_context(err: postgres::Error, batch: &[Step]) -> Error {
             None
         }
     });
-    let _ = batch;
     Error::from_postgres_with_hint(err, hint)
 }
