@@ -142,6 +142,23 @@ pub enum Error {
         /// What it wrote to standard error.
         stderr: String,
     },
+    /// No client tool (`pg_dump`, `pg_restore`) of a major version at least the server's was found.
+    #[error(
+        "no {tool} of major version {server_major} or newer for server {server_version} (found: {}); fix: {fix}",
+        if found.is_empty() { "none".to_owned() } else { found.join(", ") }
+    )]
+    ToolVersion {
+        /// The tool that was looked for.
+        tool: String,
+        /// The server's version (`17.2`).
+        server_version: String,
+        /// The server's major version: the oldest client major that works.
+        server_major: u32,
+        /// Each client found, as `path (version)`.
+        found: Vec<String>,
+        /// How to get a client that works.
+        fix: String,
+    },
     /// A file-system or process error.
     #[error("{context}: {source}")]
     Io {
@@ -189,7 +206,7 @@ impl Error {
             Error::Connection { .. } => ErrorKind::Connection,
             Error::Tls { .. } => ErrorKind::Tls,
             Error::Server(_) => ErrorKind::Server,
-            Error::Tool { .. } => ErrorKind::Tool,
+            Error::Tool { .. } | Error::ToolVersion { .. } => ErrorKind::Tool,
             Error::Io { .. } => ErrorKind::Io,
         }
     }
