@@ -158,7 +158,7 @@ fn set_privilege(major: u32) -> &'static str {
 }
 
 /// SQL columns describing role `alias` (a `pg_roles` row, possibly NULL from a LEFT JOIN).
-fn role_columns(alias: &str, major: u32) -> String {
+pub(crate) fn role_columns(alias: &str, major: u32) -> String {
     let set = set_privilege(major);
     format!(
         "{a}.oid IS NOT NULL, coalesce({a}.rolsuper, false), coalesce({a}.rolcanlogin, false),
@@ -177,7 +177,7 @@ fn role_columns(alias: &str, major: u32) -> String {
 }
 
 /// Reads the role columns of [`role_columns`] starting at `at`; `None` when the role is missing.
-fn read_role(row: &postgres::Row, at: usize) -> Option<RoleState> {
+pub(crate) fn read_role(row: &postgres::Row, at: usize) -> Option<RoleState> {
     if !row.get::<_, bool>(at) {
         return None;
     }
@@ -200,7 +200,7 @@ fn read_role(row: &postgres::Row, at: usize) -> Option<RoleState> {
     })
 }
 
-const ROLE_COLUMNS: usize = 13;
+pub(crate) const ROLE_COLUMNS: usize = 13;
 
 /// The snapshot `ensure_user` plans from.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

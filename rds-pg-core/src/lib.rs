@@ -32,6 +32,7 @@ pub mod provision;
 pub mod sandbox;
 pub mod secret;
 pub mod spec;
+pub mod teardown;
 pub mod tls;
 
 pub use config::{ConnectOptions, SslMode};
@@ -42,4 +43,6 @@ pub use inspect::ServerFacts;
 pub use plan::{Plan, Report, Step, StepKind};
 pub use provision::Provisioner;
 pub use secret::{Password, ScramVerifier};
-pub use spec::{DatabaseSpec, Extension, ReadOnlyGrant, UserSpec};
+pub use spec::{
+    DatabaseSpec, DropDatabaseOptions, DropUserOptions, Extension, ReadOnlyGrant, UserSpec,
+};

@@ -39,6 +39,10 @@ pub struct Step {
     pub standalone: bool,
     /// The statement to execute when it differs from `sql` (it carries a verifier).
     secret: Option<ScramVerifier>,
+    /// For temporary grants and revokes: the role master gains or gives up.
+    pub(crate) role: Option<RoleName>,
+    /// A revoke that runs only when the operation failed (the role itself is being dropped).
+    pub(crate) only_on_failure: bool,
 }
 
 /// The placeholder that stands for a verifier in [`Step::sql`].
@@ -58,7 +62,24 @@ impl Step {
             kind,
             standalone: false,
             secret: None,
+            role: None,
+            only_on_failure: false,
         }
+    }
+
+    pub(crate) fn for_role(mut self, role: &RoleName) -> Self {
+        self.role = Some(role.clone());
+        self
+    }
+
+    pub(crate) fn only_on_failure(mut self) -> Self {
+        self.only_on_failure = true;
+        self
+    }
+
+    /// For a temporary grant or revoke: the role master gains or gives up for the operation.
+    pub fn temporary_role(&self) -> Option<&RoleName> {
+        self.role.as_ref()
     }
 
     /// A step whose SQL holds [`REDACTED`] where the verifier goes.
@@ -200,7 +221,7 @@ fn lit(value: &str) -> String {
 }
 
 /// Refuses roles rds-pg must not manage as project users.
-fn refuse_privileged(name: &str, role: &RoleState, what: &str) -> Result<()> {
+pub(crate) fn refuse_privileged(name: &str, role: &RoleState, what: &str) -> Result<()> {
     if role.is_current_user {
         return Err(Error::PolicyViolation(format!(
             "{name:?} is the connected master user; rds-pg does not use it as a {what}"
@@ -304,7 +325,7 @@ pub fn plan_user(facts: &ServerFacts, snapshot: &UserSnapshot, spec: &UserSpec) 
     Ok(plan)
 }
 
-fn missing_admin(facts: &ServerFacts, role: &str) -> Error {
+pub(crate) fn missing_admin(facts: &ServerFacts, role: &str) -> Error {
     Error::PermissionDenied {
         message: format!(
             "{:?} lacks ADMIN OPTION on role {role:?}, which PostgreSQL {} requires to act for it",
@@ -321,7 +342,7 @@ fn missing_admin(facts: &ServerFacts, role: &str) -> Error {
 
 /// The temporary membership master needs to act as `owner`, as a (grant, revoke) pair, or
 /// nothing when it already can.
-fn temporary_membership(
+pub(crate) fn temporary_membership(
     facts: &ServerFacts,
     owner: &str,
     access: &RoleAccess,
@@ -356,7 +377,11 @@ fn temporary_membership(
         format!("REVOKE {} FROM {}", q(owner), q(&facts.current_user)),
         "drop the temporary membership",
     );
-    Ok(Some((grant, revoke)))
+    // Catalog names of project roles are valid RoleNames; master never gains a `pg_` role.
+    Ok(Some(match RoleName::new(owner) {
+        Ok(role) => (grant.for_role(&role), revoke.for_role(&role)),
+        Err(_) => (grant, revoke),
+    }))
 }
 
 /// Whether an extension may be created by master here, checked before any SQL.

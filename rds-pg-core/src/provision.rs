@@ -11,7 +11,11 @@ use crate::error::{Error, Result};
 use crate::ident::{DatabaseName, RoleName};
 use crate::inspect::{self, ClusterSnapshot, DatabaseSnapshot, ServerFacts};
 use crate::plan::{self, Plan, Report, Step, StepKind};
-use crate::spec::{DatabaseSpec, Extension, ReadOnlyGrant, UserSpec};
+use crate::secret::Password;
+use crate::spec::{
+    DatabaseSpec, DropDatabaseOptions, DropUserOptions, Extension, ReadOnlyGrant, UserSpec,
+};
+use crate::teardown;
 
 /// How long a statement waits for a lock before failing (default).
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -147,22 +151,27 @@ impl Provisioner {
             .into_iter()
             .partition(|s| s.kind != StepKind::TemporaryRevoke);
         let result = self.run_steps(&body, &mut report);
-        // Always drop a temporary membership that was granted.
-        let granted = report
+        // Always drop a temporary membership that was granted; one of a role the operation
+        // dropped went with it, so its revoke runs only when the operation failed.
+        let granted: Vec<Option<RoleName>> = report
             .steps
             .iter()
-            .any(|s| s.kind == StepKind::TemporaryGrant);
-        if granted {
-            let revoke_result = self.run_steps(&revokes, &mut report);
-            for s in &revokes {
-                if let Some(role) = revoked_role(&s.sql) {
-                    report.temporary_grants.push(role);
-                }
-            }
-            result.and(revoke_result)?;
-        } else {
+            .filter(|s| s.kind == StepKind::TemporaryGrant)
+            .map(|s| s.role.clone())
+            .collect();
+        if granted.is_empty() {
             result?;
+            return Ok(report);
         }
+        let revokes: Vec<Step> = revokes
+            .into_iter()
+            .filter(|s| granted.contains(&s.role) && (result.is_err() || !s.only_on_failure))
+            .collect();
+        let revoke_result = self.run_steps(&revokes, &mut report);
+        report
+            .temporary_grants
+            .extend(granted.into_iter().flatten());
+        result.and(revoke_result)?;
         Ok(report)
     }
 
@@ -411,6 +420,129 @@ impl Provisioner {
         let keys = [lock_key("database", grant.database.as_str())];
         self.ensure(&keys, |p| p.plan_revoke_read_only(grant))
     }
+    // ------------------------------------------------------------------ teardown
+
+    /// Plans [`Self::drop_database`] without changing anything.
+    ///
+    /// # Errors
+    /// As [`Self::drop_database`].
+    pub fn plan_drop_database(
+        &mut self,
+        name: &DatabaseName,
+        options: &DropDatabaseOptions,
+    ) -> Result<Plan> {
+        teardown::check_droppable_database(&self.facts, name)?;
+        // rds-pg's own connection to it would count as a session and block the drop.
+        self.others.remove(name.as_str());
+        let snapshot =
+            teardown::drop_database_snapshot(&mut self.client, self.facts.major, name.as_str())?;
+        teardown::plan_drop_database(&self.facts, &snapshot, name, options)
+    }
+
+    /// Drops a project database from the maintenance database. Master gains the owner's
+    /// privileges for the operation when it lacks them (the seed's "alter owner to master, then
+    /// drop" fails without them). A missing database is no change.
+    ///
+    /// # Errors
+    /// [`Error::PolicyViolation`] for `postgres`, `template0`, `template1`, `rdsadmin`, the
+    /// maintenance database or a template; [`Error::StillInUse`] listing the connected sessions
+    /// unless `options.force` (then `DROP DATABASE … WITH (FORCE)` terminates them) — all before
+    /// any change; [`Error::PermissionDenied`] with the fix when master cannot gain the owner.
+    pub fn drop_database(
+        &mut self,
+        name: &DatabaseName,
+        options: &DropDatabaseOptions,
+    ) -> Result<Report> {
+        let keys = [lock_key("database", name.as_str())];
+        self.ensure(&keys, |p| p.plan_drop_database(name, options))
+    }
+
+    /// Plans [`Self::drop_user`] without changing anything. Connects to every database where
+    /// the role owns objects or holds privileges (one inspection query in each).
+    ///
+    /// # Errors
+    /// As [`Self::drop_user`].
+    pub fn plan_drop_user(&mut self, name: &RoleName, options: &DropUserOptions) -> Result<Plan> {
+        teardown::check_droppable_role(name)?;
+        let cluster = teardown::drop_user_snapshot(
+            &mut self.client,
+            self.facts.major,
+            name.as_str(),
+            options.reassign_to.as_ref().map(|r| r.as_str()),
+        )?;
+        let mut per_database = std::collections::BTreeMap::new();
+        if cluster.role.is_some() {
+            for d in &cluster.databases {
+                let reachable = d.name == self.facts.current_database
+                    || (d.allows_connections && (d.master_can_connect || self.facts.is_superuser));
+                if !reachable {
+                    continue; // the planner reports it before any change
+                }
+                let database = DatabaseName::new(&d.name)?;
+                let major = self.facts.major;
+                let client = self.database_client(&database)?;
+                let snapshot = teardown::drop_user_database(client, major, name.as_str())?;
+                per_database.insert(d.name.clone(), snapshot);
+            }
+        }
+        teardown::plan_drop_user(&self.facts, &cluster, &per_database, name, options)
+    }
+
+    /// Drops a project role the way the seed's `dropuser` cannot: in every database where it owns
+    /// objects or holds privileges, `REASSIGN OWNED BY … TO <reassign_to>` (when given) and `DROP
+    /// OWNED BY …`; then `DROP ROLE`, which also removes its memberships. Master gains, for the
+    /// operation, the role, the heir and every role that granted the role privileges. The report's
+    /// steps say what was removed in each database. A missing role is no change.
+    ///
+    /// # Errors
+    /// [`Error::PolicyViolation`] for master, a superuser, an `rds_superuser` member, or a role
+    /// that owns a database when no `reassign_to` is given; [`Error::PermissionDenied`] naming
+    /// databases master cannot connect to — all before any change.
+    pub fn drop_user(&mut self, name: &RoleName, options: &DropUserOptions) -> Result<Report> {
+        let mut keys = vec![lock_key("role", name.as_str())];
+        if let Some(target) = &options.reassign_to {
+            keys.push(lock_key("role", target.as_str()));
+        }
+        self.ensure(&keys, |p| p.plan_drop_user(name, options))
+    }
+
+    /// Plans [`Self::rotate_password`] without changing anything (a generated password is in the
+    /// plan, not in its SQL).
+    ///
+    /// # Errors
+    /// As [`Self::rotate_password`].
+    pub fn plan_rotate_password(
+        &mut self,
+        user: &RoleName,
+        password: Option<Password>,
+    ) -> Result<Plan> {
+        user.ensure_creatable()?;
+        let snapshot =
+            inspect::user_snapshot(&mut self.client, self.facts.major, user.as_str(), None)?;
+        teardown::plan_rotate_password(&self.facts, snapshot.role.as_ref(), user, password)
+    }
+
+    /// Sets a new password for a project role, sent as a SCRAM-SHA-256 verifier. With `None` a
+    /// password is generated and returned once in [`Report::generated_password`]. Every call
+    /// changes the password (the old one cannot be read back to compare).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for a missing role; [`Error::PolicyViolation`] for master, a superuser
+    /// or an `rds_superuser` member; [`Error::PermissionDenied`] on 16+ without ADMIN on it.
+    pub fn rotate_password(
+        &mut self,
+        user: &RoleName,
+        password: Option<Password>,
+    ) -> Result<Report> {
+        let keys = [lock_key("role", user.as_str())];
+        // Always a change, so no "nothing to do" shortcut: plan (the password is fixed here),
+        // then apply under the role's lock so a concurrent drop_user is serialised.
+        let plan = self.plan_rotate_password(user, password)?;
+        self.lock(&keys)?;
+        let result = self.apply(plan);
+        self.unlock(&keys);
+        result
+    }
 }
 
 fn session_settings(lock_timeout: Duration) -> Vec<(&'static str, String)> {
@@ -442,37 +574,6 @@ fn extensions_with_requirements(extensions: &[Extension]) -> Vec<String> {
     names
 }
 
-fn revoked_role(sql: &str) -> Option<RoleName> {
-    // "REVOKE <quoted role> FROM <quoted master>": the role is the first identifier.
-    let rest = sql.strip_prefix("REVOKE ")?;
-    let (ident, _) = split_identifier(rest)?;
-    RoleName::new(ident).ok()
-}
-
-fn split_identifier(s: &str) -> Option<(String, &str)> {
-    let mut chars = s.char_indices();
-    if chars.next()?.1 != '"' {
-        return None;
-    }
-    let mut out = String::new();
-    let bytes = s.as_bytes();
-    let mut i = 1;
-    while i < s.len() {
-        if bytes[i] == b'"' {
-            if bytes.get(i + 1) == Some(&b'"') {
-                out.push('"');
-                i += 2;
-                continue;
-            }
-            return Some((out, &s[i + 1..]));
-        }
-        let ch = s[i..].chars().next()?;
-        out.push(ch);
-        i += ch.len_utf8();
-    }
-    None
-}
-
 fn with_step_context(err: postgres::Error) -> Error {
     let hint = err.as_db_error().and_then(|db| {
         let msg = db.message();
@@ -484,3 +585,9 @@ fn with_step_context(err: postgres::Error) -> Error {
     });
     Error::from_postgres_with_hint(err, hint)
 }
+
+// A Provisioner moves between threads (the Python binding shares one behind a Mutex).
+const _: () = {
+    const fn assert_send<T: Send>() {}
+    assert_send::<Provisioner>();
+};

@@ -404,3 +404,51 @@ impl ReadOnlyGrant {
         Ok(())
     }
 }
+
+/// Options of [`crate::Provisioner::drop_database`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DropDatabaseOptions {
+    /// Terminate connected sessions (`DROP DATABASE … WITH (FORCE)`) instead of failing with
+    /// [`Error::StillInUse`]. Default false.
+    pub force: bool,
+}
+
+impl DropDatabaseOptions {
+    /// The defaults: fail when sessions are connected.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether connected sessions are terminated.
+    pub fn force(mut self, yes: bool) -> Self {
+        self.force = yes;
+        self
+    }
+}
+
+/// Options of [`crate::Provisioner::drop_user`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DropUserOptions {
+    /// Give what the role owns (objects in every database, and databases) to this role before
+    /// dropping it, instead of dropping the objects. Without it, a role that owns a database is
+    /// refused.
+    pub reassign_to: Option<RoleName>,
+}
+
+impl DropUserOptions {
+    /// The defaults: drop what the role owns.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reassigns what the role owns to `role` (`REASSIGN OWNED BY … TO role`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`] for an invalid name.
+    pub fn reassign_to(mut self, role: impl Into<String>) -> Result<Self> {
+        self.reassign_to = Some(RoleName::new(role)?);
+        Ok(self)
+    }
+}

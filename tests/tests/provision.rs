@@ -11,7 +11,7 @@ use rds_pg_core::{
     connect, DatabaseName, DatabaseSpec, Error, ErrorKind, Extension, Password, Plan, Provisioner,
     ReadOnlyGrant, Report, SqlState, UserSpec,
 };
-use rds_pg_tests::{connect_error, expect_db_error, per_version, Sandbox};
+use rds_pg_tests::{changes_since, connect_error, expect_db_error, log_mark, per_version, Sandbox};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -142,80 +142,6 @@ fn database_snapshot(sandbox: &Sandbox, db: &str) -> String {
         .unwrap();
     let parts: Vec<Option<String>> = (0..4).map(|i| row.get(i)).collect();
     format!("{parts:#?}")
-}
-
-/// The length of the server log so far: statements after this mark are "new".
-fn log_mark(sandbox: &Sandbox) -> usize {
-    sandbox.log_text().unwrap().len()
-}
-
-/// Every statement logged after `mark` (simple-protocol `statement:` and extended-protocol
-/// `execute …:` entries, with their continuation lines).
-fn statements_since(sandbox: &Sandbox, mark: usize) -> Vec<String> {
-    let log = sandbox.log_text().unwrap();
-    let tail = log.get(mark..).unwrap_or("");
-    let starts_entry = |line: &str| {
-        let b = line.as_bytes();
-        b.len() > 11 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-'
-    };
-    let mut entries = Vec::new();
-    let mut current: Option<String> = None;
-    for line in tail.lines() {
-        if starts_entry(line) {
-            if let Some(c) = current.take() {
-                entries.push(c);
-            }
-            if let Some(i) = line.find("LOG:  statement: ") {
-                current = Some(line[i + "LOG:  statement: ".len()..].to_owned());
-            } else if let Some(i) = line.find("LOG:  execute ") {
-                let rest = &line[i + "LOG:  execute ".len()..];
-                if let Some(j) = rest.find(": ") {
-                    current = Some(rest[j + 2..].to_owned());
-                }
-            }
-        } else if let Some(c) = current.as_mut() {
-            c.push('\n');
-            c.push_str(line);
-        }
-    }
-    entries.extend(current);
-    entries
-}
-
-/// Statements logged after `mark` that change something (DDL, DCL, DML, role switches). Each
-/// `;`-separated piece of a logged batch is looked at, so `BEGIN; GRANT …` counts.
-fn changes_since(sandbox: &Sandbox, mark: usize) -> Vec<String> {
-    const CHANGING: &[&str] = &[
-        "CREATE",
-        "ALTER",
-        "GRANT",
-        "REVOKE",
-        "DROP",
-        "COMMENT",
-        "SECURITY LABEL",
-        "REASSIGN",
-        "SET ROLE",
-        "SET LOCAL ROLE",
-        "SET SESSION ROLE",
-        "RESET ROLE",
-        "SET SESSION AUTHORIZATION",
-        "INSERT",
-        "UPDATE",
-        "DELETE",
-        "TRUNCATE",
-    ];
-    statements_since(sandbox, mark)
-        .into_iter()
-        .filter(|s| {
-            s.split(';').any(|piece| {
-                let words = piece.split_whitespace().collect::<Vec<_>>().join(" ");
-                let upper = words.to_uppercase();
-                CHANGING
-                    .iter()
-                    .any(|k| upper == *k || upper.starts_with(&format!("{k} ")))
-            })
-        })
-        .collect()
 }
 
 /// Asserts that master holds no membership of `role` giving its privileges or SET ROLE (16+ keeps
