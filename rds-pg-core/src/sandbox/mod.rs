@@ -47,6 +47,7 @@ pub struct SandboxOptions {
     version: Option<u32>,
     bin_dir: Option<PathBuf>,
     master_user: String,
+    dir: Option<PathBuf>,
 }
 
 impl Default for SandboxOptions {
@@ -63,7 +64,15 @@ impl SandboxOptions {
             version: None,
             bin_dir: None,
             master_user: "master".into(),
+            dir: None,
         }
+    }
+
+    /// Creates the sandbox in `dir` (which must not exist, or be an empty directory) instead of
+    /// a new temporary directory. It is deleted when the sandbox stops, as a temporary one is.
+    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dir = Some(dir.into());
+        self
     }
 
     /// Selects the PostgreSQL major version.
@@ -161,10 +170,7 @@ impl Sandbox {
         crate::RoleName::creatable(options.master_user.as_str())?;
         let run_as = unprivileged_account();
         let install = install::reachable_by(&install, run_as)?;
-        let dir = tempfile::Builder::new()
-            .prefix("rds-pg-sandbox-")
-            .tempdir()
-            .map_err(|e| Error::io("creating the sandbox directory", e))?;
+        let dir = create_sandbox_dir(options.dir.as_deref(), run_as)?;
         let mut sandbox = Sandbox {
             dir,
             install,
@@ -196,41 +202,11 @@ impl Sandbox {
     /// A command for one of the server's tools, run as the unprivileged account when needed,
     /// with a clean libpq environment and C messages.
     fn tool(&self, name: &str) -> Command {
-        let mut cmd = Command::new(self.install.tool(name));
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("PG") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.env("LC_ALL", "C")
-            .env("LANG", "C")
-            .current_dir(self.dir.path());
-        if let Some(RunAs { uid, gid }) = self.run_as {
-            use std::os::unix::process::CommandExt;
-            cmd.uid(uid).gid(gid);
-        }
-        cmd
+        server_tool(&self.install, self.run_as, self.dir.path(), name)
     }
 
-    fn run(&self, mut cmd: Command, what: &str) -> Result<()> {
-        let out = cmd
-            .output()
-            .map_err(|e| Error::io(format!("running {what}"), e))?;
-        if out.status.success() {
-            return Ok(());
-        }
-        let mut stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        stderr.push_str(&String::from_utf8_lossy(&out.stdout));
-        if let Ok(log) = std::fs::read_to_string(self.log_path()) {
-            let tail: Vec<&str> = log.lines().rev().take(20).collect();
-            stderr.push_str("\nserver log (last lines):\n");
-            stderr.push_str(&tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
-        }
-        Err(Error::Tool {
-            tool: what.to_owned(),
-            status: out.status.to_string(),
-            stderr,
-        })
+    fn run(&self, cmd: Command, what: &str) -> Result<()> {
+        run_tool(cmd, what, &self.log_path())
     }
 
     fn write_file(&self, path: &Path, contents: &[u8], mode: u32) -> Result<()> {
@@ -646,3 +622,428 @@ ALTER SCHEMA topology OWNER TO rds_superuser;
 ALTER TABLE topology.topology OWNER TO rds_superuser;
 ALTER TABLE topology.layer OWNER TO rds_superuser;
 ";
+
+/// A command for one of the server's tools in `install`, run as `run_as` when set, in `cwd`,
+/// with a clean libpq environment and C messages.
+fn server_tool(install: &Installation, run_as: Option<RunAs>, cwd: &Path, name: &str) -> Command {
+    let mut cmd = Command::new(install.tool(name));
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("PG") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("LC_ALL", "C").env("LANG", "C").current_dir(cwd);
+    if let Some(RunAs { uid, gid }) = run_as {
+        use std::os::unix::process::CommandExt;
+        cmd.uid(uid).gid(gid);
+    }
+    cmd
+}
+
+/// Runs `cmd`; a failure becomes [`Error::Tool`] with its output and the last lines of the
+/// server log at `log_path`.
+fn run_tool(mut cmd: Command, what: &str, log_path: &Path) -> Result<()> {
+    let out = cmd
+        .output()
+        .map_err(|e| Error::io(format!("running {what}"), e))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let mut stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    stderr.push_str(&String::from_utf8_lossy(&out.stdout));
+    if let Ok(log) = std::fs::read_to_string(log_path) {
+        let tail: Vec<&str> = log.lines().rev().take(20).collect();
+        stderr.push_str("\nserver log (last lines):\n");
+        stderr.push_str(&tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+    }
+    Err(Error::Tool {
+        tool: what.to_owned(),
+        status: out.status.to_string(),
+        stderr,
+    })
+}
+
+/// The sandbox directory: a new temporary one, or exactly `wanted` (absent or empty), which the
+/// server account must be able to reach.
+fn create_sandbox_dir(wanted: Option<&Path>, run_as: Option<RunAs>) -> Result<tempfile::TempDir> {
+    let Some(wanted) = wanted else {
+        return tempfile::Builder::new()
+            .prefix("rds-pg-sandbox-")
+            .tempdir()
+            .map_err(|e| Error::io("creating the sandbox directory", e));
+    };
+    let path = std::path::absolute(wanted)
+        .map_err(|e| Error::io(format!("resolving {}", wanted.display()), e))?;
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(Error::InvalidInput(format!(
+            "{} cannot be a sandbox directory",
+            path.display()
+        )));
+    };
+    if path.to_string_lossy().contains(['\n', '\r']) {
+        return Err(Error::InvalidInput(
+            "a sandbox directory name must not contain a line break".into(),
+        ));
+    }
+    match std::fs::read_dir(&path) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(Error::InvalidInput(format!(
+                    "{} is not empty: choose a new or empty directory for the sandbox",
+                    path.display()
+                )));
+            }
+            std::fs::remove_dir(&path)
+                .map_err(|e| Error::io(format!("replacing {}", path.display()), e))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+    }
+    std::fs::create_dir_all(parent)
+        .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+    if run_as.is_some() && !install::traversable_by_others(parent) {
+        return Err(Error::InvalidInput(format!(
+            "{} is not reachable by the unprivileged account the server runs as (this process \
+             is root): choose a directory under /tmp",
+            parent.display()
+        )));
+    }
+    // No random suffix: exactly `path`, created by tempfile so that it is removed the same way.
+    tempfile::Builder::new()
+        .prefix(name)
+        .rand_bytes(0)
+        .tempdir_in(parent)
+        .map_err(|e| Error::io(format!("creating {}", path.display()), e))
+}
+
+/// The file in a detached sandbox's directory that describes it (mode 0600).
+pub const STATE_FILE: &str = "rds-pg-sandbox.state";
+
+/// The password file a detached sandbox writes for its master user (mode 0600).
+pub const PASSFILE: &str = "pgpass";
+
+impl Sandbox {
+    /// Leaves the server running after this value is gone, for a shell session to use: writes
+    /// a password file for master ([`PASSFILE`]) and a state file ([`STATE_FILE`]) in the
+    /// sandbox directory, both mode 0600, and returns the handle that stops it later
+    /// ([`DetachedSandbox::stop`], or [`DetachedSandbox::open`] from another process).
+    ///
+    /// # Errors
+    /// I/O errors writing the files; the sandbox is then stopped and removed as on drop.
+    pub fn detach(mut self) -> Result<DetachedSandbox> {
+        let detached = DetachedSandbox {
+            dir: self.dir.path().to_owned(),
+            install: self.install.clone(),
+            run_as: self.run_as,
+            port: self.port,
+            master_user: self.master_user.clone(),
+            master_password: self.master_password.clone(),
+            rdsadmin_password: self.rdsadmin_password.clone(),
+            ca_path: self.ca_path.clone(),
+            whitelist: self.whitelist.clone(),
+        };
+        detached.write_files()?;
+        // From here on nothing stops the server or deletes the directory on drop.
+        self.running = false;
+        self.dir.disable_cleanup(true);
+        Ok(detached)
+    }
+}
+
+/// A sandbox left running by [`Sandbox::detach`], found again from its directory.
+///
+/// Dropping it leaves the server running; [`DetachedSandbox::stop`] stops it and deletes the
+/// directory.
+pub struct DetachedSandbox {
+    dir: PathBuf,
+    install: Installation,
+    run_as: Option<RunAs>,
+    port: u16,
+    master_user: String,
+    master_password: Password,
+    rdsadmin_password: Password,
+    ca_path: Option<PathBuf>,
+    whitelist: Vec<String>,
+}
+
+impl std::fmt::Debug for DetachedSandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DetachedSandbox")
+            .field("dir", &self.dir)
+            .field("version", &self.install.version)
+            .field("port", &self.port)
+            .field("master_user", &self.master_user)
+            .finish_non_exhaustive()
+    }
+}
+
+const LOOPBACK: &str = "127.0.0.1";
+
+impl DetachedSandbox {
+    /// Reads the state of the sandbox detached in `dir`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when `dir` holds no sandbox state (nothing is touched then);
+    /// [`Error::InvalidInput`] for a damaged state or password file.
+    pub fn open(dir: impl AsRef<Path>) -> Result<DetachedSandbox> {
+        let dir = std::path::absolute(dir.as_ref())
+            .map_err(|e| Error::io(format!("resolving {}", dir.as_ref().display()), e))?;
+        let state_path = dir.join(STATE_FILE);
+        let text = match std::fs::read_to_string(&state_path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotFound {
+                    message: format!(
+                        "no sandbox in {} (no {STATE_FILE}); start one with `rds-pg sandbox start`",
+                        dir.display()
+                    ),
+                    source: None,
+                })
+            }
+            Err(e) => return Err(Error::io(format!("reading {}", state_path.display()), e)),
+        };
+        let fields: std::collections::HashMap<&str, &str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once('='))
+            .collect();
+        let damaged =
+            |what: &str| Error::InvalidInput(format!("{}: bad {what}", state_path.display()));
+        let field = |key: &str| fields.get(key).copied().ok_or_else(|| damaged(key));
+        let install = Installation {
+            bin_dir: PathBuf::from(field("bin_dir")?),
+            major: field("major")?.parse().map_err(|_| damaged("major"))?,
+            version: field("version")?.to_owned(),
+        };
+        let port: u16 = field("port")?.parse().map_err(|_| damaged("port"))?;
+        let master_user = field("master_user")?.to_owned();
+        let rdsadmin_password = Password::new(field("rdsadmin_password")?);
+        let passfile = dir.join(PASSFILE);
+        let master_password =
+            crate::pgpass::lookup(&passfile, LOOPBACK, port, "postgres", &master_user)?
+                .ok_or_else(|| damaged(&format!("{PASSFILE} (no line for the master user)")))?;
+        let whitelist = field("whitelist")?
+            .split(',')
+            .filter(|e| !e.is_empty())
+            .map(str::to_owned)
+            .collect();
+        Ok(DetachedSandbox {
+            install,
+            run_as: unprivileged_account(),
+            port,
+            master_user,
+            master_password,
+            rdsadmin_password,
+            ca_path: fields.get("ca").map(PathBuf::from),
+            whitelist,
+            dir,
+        })
+    }
+
+    fn write_files(&self) -> Result<()> {
+        let line = crate::pgpass::format_line(
+            LOOPBACK,
+            self.port,
+            "*",
+            &self.master_user,
+            &self.master_password,
+        )?;
+        write_private(
+            &self.passfile_path(),
+            &format!(
+                "# master of the rds-pg sandbox on {LOOPBACK}:{}\n{}\n",
+                self.port,
+                line.expose()
+            ),
+        )?;
+        let mut state = format!(
+            "# rds-pg sandbox, left running by `rds-pg sandbox start`; stop it with\n\
+             # `rds-pg sandbox stop --dir {}`\n\
+             version={}\nmajor={}\nbin_dir={}\nport={}\nmaster_user={}\nwhitelist={}\n\
+             rdsadmin_password={}\n",
+            self.dir.display(),
+            self.install.version,
+            self.install.major,
+            self.install.bin_dir.display(),
+            self.port,
+            self.master_user,
+            self.whitelist.join(","),
+            self.rdsadmin_password.expose(),
+        );
+        if let Some(ca) = &self.ca_path {
+            state.push_str(&format!("ca={}\n", ca.display()));
+        }
+        write_private(&self.dir.join(STATE_FILE), &state)
+    }
+
+    /// The sandbox directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The TCP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The major version (13–18).
+    pub fn major_version(&self) -> u32 {
+        self.install.major
+    }
+
+    /// The full server version (`16.14`).
+    pub fn version(&self) -> &str {
+        &self.install.version
+    }
+
+    /// The master user's name.
+    pub fn master_user(&self) -> &str {
+        &self.master_user
+    }
+
+    /// The master user's password.
+    pub fn master_password(&self) -> &Password {
+        &self.master_password
+    }
+
+    /// The password file holding master's line ([`PASSFILE`] in the directory).
+    pub fn passfile_path(&self) -> PathBuf {
+        self.dir.join(PASSFILE)
+    }
+
+    /// The sandbox CA certificate (PEM), on 15+ where TLS is required.
+    pub fn ca_cert_path(&self) -> Option<&Path> {
+        self.ca_path.as_deref()
+    }
+
+    /// The untrusted extensions master may create.
+    pub fn whitelisted_extensions(&self) -> &[String] {
+        &self.whitelist
+    }
+
+    /// Whether master can create PostGIS here.
+    pub fn has_postgis(&self) -> bool {
+        self.whitelist.iter().any(|e| e == "postgis")
+    }
+
+    /// The server log, which records every statement.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("postgres.log")
+    }
+
+    fn base_options(&self) -> ConnectOptions {
+        let o = ConnectOptions::new()
+            .host(LOOPBACK)
+            .port(self.port)
+            .dbname("postgres")
+            .connect_timeout(Duration::from_secs(10))
+            .passfile(self.passfile_path());
+        match &self.ca_path {
+            Some(ca) => o.sslmode(SslMode::VerifyFull).sslrootcert(ca),
+            None => o.sslmode(SslMode::Disable),
+        }
+    }
+
+    /// Connection options of the master user, password included.
+    pub fn master_options(&self) -> ConnectOptions {
+        self.base_options()
+            .user(self.master_user.as_str())
+            .password(self.master_password.clone())
+    }
+
+    /// Connection options of `rdsadmin`, the real superuser (for test assertions only).
+    pub fn rdsadmin_options(&self) -> ConnectOptions {
+        self.base_options()
+            .user("rdsadmin")
+            .password(self.rdsadmin_password.clone())
+    }
+
+    /// Connection options for another role on this server; the password comes from the
+    /// sandbox's password file unless one is set.
+    pub fn options_for(&self, user: &str) -> ConnectOptions {
+        self.base_options().user(user)
+    }
+
+    /// The libpq environment that makes `psql` and `rds-pg` connect as master: `PGHOST`,
+    /// `PGPORT`, `PGUSER`, `PGDATABASE`, `PGPASSFILE`, `PGSSLMODE` and, on 15+,
+    /// `PGSSLROOTCERT`. No password: it is in the password file.
+    pub fn environment(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![
+            ("PGHOST", LOOPBACK.to_owned()),
+            ("PGPORT", self.port.to_string()),
+            ("PGUSER", self.master_user.clone()),
+            ("PGDATABASE", "postgres".to_owned()),
+            (
+                "PGPASSFILE",
+                self.passfile_path().to_string_lossy().into_owned(),
+            ),
+        ];
+        match &self.ca_path {
+            Some(ca) => {
+                env.push(("PGSSLMODE", SslMode::VerifyFull.as_str().to_owned()));
+                env.push(("PGSSLROOTCERT", ca.to_string_lossy().into_owned()));
+            }
+            None => env.push(("PGSSLMODE", SslMode::Disable.as_str().to_owned())),
+        }
+        env
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// Whether the server is running (`pg_ctl status`).
+    ///
+    /// # Errors
+    /// [`Error::Tool`] when pg_ctl cannot tell (a missing data directory, for example).
+    pub fn is_running(&self) -> Result<bool> {
+        let mut cmd = server_tool(&self.install, self.run_as, &self.dir, "pg_ctl");
+        cmd.arg("status").arg("-D").arg(self.data_dir());
+        let out = cmd
+            .output()
+            .map_err(|e| Error::io("running pg_ctl status", e))?;
+        match out.status.code() {
+            Some(0) => Ok(true),
+            // 3: no server running on an existing data directory.
+            Some(3) => Ok(false),
+            _ => Err(Error::Tool {
+                tool: "pg_ctl status".into(),
+                status: out.status.to_string(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            }),
+        }
+    }
+
+    /// Stops the server (fast shutdown) if it runs, then deletes the directory.
+    ///
+    /// # Errors
+    /// pg_ctl failures, including a data directory pg_ctl cannot read (the directory is then
+    /// kept), and I/O errors.
+    pub fn stop(self) -> Result<()> {
+        if self.is_running()? {
+            let mut cmd = server_tool(&self.install, self.run_as, &self.dir, "pg_ctl");
+            cmd.arg("stop")
+                .arg("-D")
+                .arg(self.data_dir())
+                .args(["-m", "fast", "-w", "-s", "-t", "30"]);
+            run_tool(cmd, "pg_ctl stop", &self.log_path())?;
+        }
+        std::fs::remove_dir_all(&self.dir)
+            .map_err(|e| Error::io(format!("removing {}", self.dir.display()), e))
+    }
+}
+
+/// Writes `text` to a new file readable by this user only.
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
