@@ -1,11 +1,31 @@
-//! Python binding of rds-pg: conversion and exception mapping only. The binding grows with the
-//! provisioning, teardown and dump/restore operations of `rds-pg-core`.
+//! Python binding of rds-pg: conversion and exception mapping only. Every call that touches the
+//! network or a subprocess runs without the GIL.
+#![warn(missing_docs)]
 
 use pyo3::prelude::*;
 
-/// The native module `rds_pg._rds_pg`.
+mod errors;
+mod plan;
+mod provisioner;
+mod sandbox;
+mod secret;
+mod spec;
+
+/// The native module `rds_pg._rds_pg`; the pure-Python package `rds_pg` re-exports it.
 #[pymodule]
 fn _rds_pg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    errors::register(m)?;
+    m.add_class::<secret::Secret>()?;
+    m.add_class::<spec::Extension>()?;
+    m.add_class::<spec::UserSpec>()?;
+    m.add_class::<spec::DatabaseSpec>()?;
+    m.add_class::<spec::ReadOnlyGrant>()?;
+    m.add_class::<plan::Step>()?;
+    m.add_class::<plan::Plan>()?;
+    m.add_class::<plan::Report>()?;
+    m.add_class::<provisioner::Provisioner>()?;
+    m.add_function(wrap_pyfunction!(provisioner::connect, m)?)?;
+    m.add_class::<sandbox::Sandbox>()?;
     Ok(())
 }

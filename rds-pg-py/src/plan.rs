@@ -1,0 +1,234 @@
+//! `Step`, `Plan` and `Report`: read-only views of what an operation would run or did run.
+
+use pyo3::prelude::*;
+use rds_pg_core as core;
+
+use crate::secret::Secret;
+
+fn kind_name(kind: core::StepKind) -> &'static str {
+    match kind {
+        core::StepKind::Change => "change",
+        core::StepKind::TemporaryGrant => "temporary_grant",
+        core::StepKind::TemporaryRevoke => "temporary_revoke",
+        core::StepKind::SetRole => "set_role",
+        core::StepKind::ResetRole => "reset_role",
+        _ => "other",
+    }
+}
+
+/// One statement of a plan or report. `sql` never holds a password or verifier (they show as
+/// `'[redacted]'`).
+#[pyclass(frozen, module = "rds_pg", name = "Step")]
+pub struct Step {
+    inner: core::Step,
+}
+
+#[pymethods]
+impl Step {
+    /// The database the statement runs in; None is the maintenance database master is
+    /// connected to.
+    #[getter]
+    fn database(&self) -> Option<&str> {
+        self.inner.database.as_ref().map(|d| d.as_str())
+    }
+
+    /// The statement, redacted.
+    #[getter]
+    fn sql(&self) -> &str {
+        &self.inner.sql
+    }
+
+    /// Why it is needed.
+    #[getter]
+    fn reason(&self) -> &str {
+        &self.inner.reason
+    }
+
+    /// What kind of step it is: `"change"`, `"temporary_grant"`, `"temporary_revoke"`,
+    /// `"set_role"` or `"reset_role"`.
+    #[getter]
+    fn kind(&self) -> &'static str {
+        kind_name(self.inner.kind)
+    }
+
+    /// Whether it is sent on its own, outside a transaction block (`CREATE DATABASE`).
+    #[getter]
+    fn standalone(&self) -> bool {
+        self.inner.standalone
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Step(database={:?}, kind={:?}, sql={:?})",
+            self.inner.database_label(),
+            kind_name(self.inner.kind),
+            self.inner.sql
+        )
+    }
+
+    fn __str__(&self) -> String {
+        self.inner.to_string()
+    }
+}
+
+fn steps(py: Python<'_>, steps: &[core::Step]) -> PyResult<Vec<Py<Step>>> {
+    steps
+        .iter()
+        .map(|s| Py::new(py, Step { inner: s.clone() }))
+        .collect()
+}
+
+/// The steps an operation would run, in order; empty (and false) when there is nothing to
+/// change. `str(plan)` is the dry-run listing.
+#[pyclass(frozen, sequence, module = "rds_pg", name = "Plan")]
+pub struct Plan {
+    pub(crate) inner: core::Plan,
+}
+
+#[pymethods]
+impl Plan {
+    /// The statements, in order.
+    #[getter]
+    fn steps(&self, py: Python<'_>) -> PyResult<Vec<Py<Step>>> {
+        steps(py, &self.inner.steps)
+    }
+
+    /// Things rds_pg noticed and will not change, with the reason.
+    #[getter]
+    fn notes(&self) -> Vec<String> {
+        self.inner.notes.clone()
+    }
+
+    /// The redacted SQL of every step.
+    #[getter]
+    fn sql(&self) -> Vec<&str> {
+        self.inner.sql()
+    }
+
+    /// The statements that grant master a membership for the duration of the operation.
+    #[getter]
+    fn temporary_grants(&self) -> Vec<String> {
+        self.inner.temporary_grants()
+    }
+
+    /// Whether there is nothing to do.
+    fn is_empty(&self) -> bool {
+        self.inner.is_empty()
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.steps.len()
+    }
+
+    fn __bool__(&self) -> bool {
+        !self.inner.is_empty()
+    }
+
+    fn __getitem__(&self, py: Python<'_>, index: isize) -> PyResult<Py<Step>> {
+        let len = self.inner.steps.len() as isize;
+        let i = if index < 0 { index + len } else { index };
+        if !(0..len).contains(&i) {
+            return Err(pyo3::exceptions::PyIndexError::new_err(
+                "plan index out of range",
+            ));
+        }
+        Py::new(
+            py,
+            Step {
+                inner: self.inner.steps[i as usize].clone(),
+            },
+        )
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Plan(steps={}, notes={})",
+            self.inner.steps.len(),
+            self.inner.notes.len()
+        )
+    }
+
+    fn __str__(&self) -> String {
+        self.inner.to_string()
+    }
+}
+
+/// What an operation did. `generated_password` is a `Secret` when a password was generated (a
+/// new role without one, or a rotation without one): it is shown only here, once.
+#[pyclass(frozen, module = "rds_pg", name = "Report")]
+pub struct Report {
+    pub(crate) inner: core::Report,
+}
+
+#[pymethods]
+impl Report {
+    /// Whether anything changed.
+    #[getter]
+    fn changed(&self) -> bool {
+        self.inner.changed
+    }
+
+    /// The statements that ran, in order (redacted).
+    #[getter]
+    fn steps(&self, py: Python<'_>) -> PyResult<Vec<Py<Step>>> {
+        steps(py, &self.inner.steps)
+    }
+
+    /// Roles master was granted for the operation and that were revoked at the end.
+    #[getter]
+    fn temporary_grants(&self) -> Vec<&str> {
+        self.inner
+            .temporary_grants
+            .iter()
+            .map(|r| r.as_str())
+            .collect()
+    }
+
+    /// Things rds_pg noticed and did not change.
+    #[getter]
+    fn notes(&self) -> Vec<String> {
+        self.inner.notes.clone()
+    }
+
+    /// The generated password, or None.
+    #[getter]
+    fn generated_password(&self, py: Python<'_>) -> PyResult<Option<Py<Secret>>> {
+        self.inner
+            .generated_password
+            .clone()
+            .map(|p| Secret::wrap(py, p))
+            .transpose()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Report(changed={}, steps={}, notes={}, generated_password={})",
+            if self.inner.changed { "True" } else { "False" },
+            self.inner.steps.len(),
+            self.inner.notes.len(),
+            if self.inner.generated_password.is_some() {
+                "Secret([redacted])"
+            } else {
+                "None"
+            }
+        )
+    }
+
+    fn __str__(&self) -> String {
+        let mut out = String::from(if self.inner.changed {
+            "changed\n"
+        } else {
+            "no change\n"
+        });
+        for s in &self.inner.steps {
+            out.push_str(&s.to_string());
+            out.push('\n');
+        }
+        for n in &self.inner.notes {
+            out.push_str("note: ");
+            out.push_str(n);
+            out.push('\n');
+        }
+        out
+    }
+}

@@ -1,0 +1,462 @@
+//! `connect()` and `Provisioner`: a master connection shared safely between threads, each call
+//! made without the GIL.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDelta, PyString};
+use rds_pg_core as core;
+use rds_pg_core::{ConnectOptions, DatabaseName, Error, RoleName};
+
+use crate::errors::{closed, to_py_err, IntoPyResult, RdsPgError};
+use crate::plan::{Plan, Report};
+use crate::secret::optional_password_arg;
+use crate::spec::{extensions_arg, DatabaseSpec, ReadOnlyGrant, UserSpec};
+
+/// A duration argument: seconds (int or float) or a `datetime.timedelta`.
+pub(crate) fn duration_arg(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Duration> {
+    let seconds: f64 = if value.is_instance_of::<PyDelta>() {
+        value.call_method0("total_seconds")?.extract()?
+    } else {
+        value.extract().map_err(|_| {
+            pyo3::exceptions::PyTypeError::new_err(format!(
+                "{what} must be seconds (int or float) or a datetime.timedelta"
+            ))
+        })?
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| {
+        to_py_err(
+            value.py(),
+            Error::InvalidInput(format!("{what} must be a positive number of seconds")),
+        )
+    })
+}
+
+/// Connection options in libpq's order of precedence: the environment (`PGHOST`, …,
+/// `PGPASSFILE`), then `dsn`, then keyword arguments.
+pub(crate) struct ConnectArgs<'py> {
+    pub dsn: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub user: Option<String>,
+    pub dbname: Option<String>,
+    pub password: Option<Bound<'py, PyAny>>,
+    pub sslmode: Option<String>,
+    pub sslrootcert: Option<PathBuf>,
+    pub passfile: Option<PathBuf>,
+    pub connect_timeout: Option<Bound<'py, PyAny>>,
+    pub application_name: Option<String>,
+}
+
+impl ConnectArgs<'_> {
+    pub(crate) fn options(&self, py: Python<'_>, base: ConnectOptions) -> PyResult<ConnectOptions> {
+        let mut o = base;
+        if let Some(dsn) = &self.dsn {
+            o.apply_str(dsn).py_result(py)?;
+        }
+        let mut set = |key: &str, value: Option<String>| -> PyResult<()> {
+            if let Some(v) = value {
+                o.set(key, v).py_result(py)?;
+            }
+            Ok(())
+        };
+        set("host", self.host.clone())?;
+        set("port", self.port.map(|p| p.to_string()))?;
+        set("user", self.user.clone())?;
+        set("dbname", self.dbname.clone())?;
+        set("sslmode", self.sslmode.clone())?;
+        set("application_name", self.application_name.clone())?;
+        if let Some(path) = &self.sslrootcert {
+            o = o.sslrootcert(path);
+        }
+        if let Some(path) = &self.passfile {
+            o = o.passfile(path);
+        }
+        if let Some(password) = optional_password_arg(self.password.as_ref())? {
+            o = o.password(password);
+        }
+        if let Some(timeout) = &self.connect_timeout {
+            o = o.connect_timeout(duration_arg(timeout, "connect_timeout")?);
+        }
+        Ok(o)
+    }
+}
+
+/// Connects as master and returns a [`Provisioner`], without the GIL.
+pub(crate) fn open(
+    py: Python<'_>,
+    options: ConnectOptions,
+    lock_timeout: Option<Duration>,
+) -> PyResult<Provisioner> {
+    let inner = py
+        .detach(move || {
+            let p = core::Provisioner::connect(&options)?;
+            match lock_timeout {
+                Some(t) => p.with_lock_timeout(t),
+                None => Ok(p),
+            }
+        })
+        .py_result(py)?;
+    Ok(Provisioner {
+        target: inner.options().target(),
+        major: inner.facts().major,
+        current_user: inner.facts().current_user.clone(),
+        inner: Mutex::new(Some(inner)),
+    })
+}
+
+/// Connects to PostgreSQL as the master user and returns a `Provisioner`.
+///
+/// Settings come from the libpq environment (`PGHOST`, `PGPORT`, `PGUSER`, `PGDATABASE`,
+/// `PGPASSWORD`, `PGPASSFILE`, `PGSSLMODE`, `PGSSLROOTCERT`, `PGCONNECT_TIMEOUT`, `PGAPPNAME`),
+/// then `dsn` (`"host=… user=…"` or `"postgresql://…"`), then the keyword arguments; without a
+/// password the pgpass file (`passfile`, `PGPASSFILE` or `~/.pgpass`) is searched as libpq does.
+/// `dbname` is the maintenance database (default `postgres`). `lock_timeout` (seconds or a
+/// `timedelta`, default 10 s) bounds every wait for a lock. Raises `ConnectionError`, `TlsError`
+/// or `InvalidInput`.
+#[pyfunction]
+#[pyo3(signature = (
+    dsn=None, *, host=None, port=None, user=None, dbname=None, password=None, sslmode=None,
+    sslrootcert=None, lock_timeout=None, passfile=None, connect_timeout=None,
+    application_name=None
+))]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn connect<'py>(
+    py: Python<'py>,
+    dsn: Option<String>,
+    host: Option<String>,
+    port: Option<u16>,
+    user: Option<String>,
+    dbname: Option<String>,
+    password: Option<Bound<'py, PyAny>>,
+    sslmode: Option<String>,
+    sslrootcert: Option<PathBuf>,
+    lock_timeout: Option<Bound<'py, PyAny>>,
+    passfile: Option<PathBuf>,
+    connect_timeout: Option<Bound<'py, PyAny>>,
+    application_name: Option<String>,
+) -> PyResult<Provisioner> {
+    let args = ConnectArgs {
+        dsn,
+        host,
+        port,
+        user,
+        dbname,
+        password,
+        sslmode,
+        sslrootcert,
+        passfile,
+        connect_timeout,
+        application_name,
+    };
+    let options = args.options(py, ConnectOptions::from_env().py_result(py)?)?;
+    let lock_timeout = lock_timeout
+        .map(|t| duration_arg(&t, "lock_timeout"))
+        .transpose()?;
+    open(py, options, lock_timeout)
+}
+
+/// A master connection that provisions and tears down project users and databases.
+///
+/// Every operation inspects the catalog, plans, then applies; running it again changes nothing.
+/// `plan_*` twins return the `Plan` without changing anything. Calls release the GIL; a
+/// `Provisioner` may be shared between threads (its calls run one at a time) and separate
+/// provisioners work in parallel. Use it as a context manager, or call `close()`.
+#[pyclass(frozen, module = "rds_pg", name = "Provisioner")]
+pub struct Provisioner {
+    inner: Mutex<Option<core::Provisioner>>,
+    target: String,
+    major: u32,
+    current_user: String,
+}
+
+fn role(py: Python<'_>, name: &str) -> PyResult<RoleName> {
+    RoleName::new(name).py_result(py)
+}
+
+fn database(py: Python<'_>, name: &str) -> PyResult<DatabaseName> {
+    DatabaseName::new(name).py_result(py)
+}
+
+/// A user argument: a `UserSpec` or a role name.
+fn user_spec_arg(value: &Bound<'_, PyAny>) -> PyResult<core::UserSpec> {
+    if let Ok(spec) = value.cast::<UserSpec>() {
+        return Ok(spec.get().inner.clone());
+    }
+    if value.is_instance_of::<PyString>() {
+        let name: String = value.extract()?;
+        return core::UserSpec::new(name).py_result(value.py());
+    }
+    Err(pyo3::exceptions::PyTypeError::new_err(
+        "expected an rds_pg.UserSpec or a role name",
+    ))
+}
+
+impl Provisioner {
+    /// Runs `op` on the connection without the GIL: waiting for the lock and the call itself let
+    /// other Python threads run.
+    fn call<T: Send>(
+        &self,
+        py: Python<'_>,
+        op: impl FnOnce(&mut core::Provisioner) -> Result<T, Error> + Send,
+    ) -> PyResult<T> {
+        let outcome = py.detach(|| {
+            let mut guard = match self.inner.lock() {
+                Ok(guard) => guard,
+                Err(_) => return Err(None),
+            };
+            match guard.as_mut() {
+                Some(p) => op(p).map_err(Some),
+                None => Err(None),
+            }
+        });
+        outcome.map_err(|e| match e {
+            Some(e) => to_py_err(py, e),
+            None => match self.inner.lock() {
+                Err(_) => RdsPgError::new_err(
+                    "the provisioner is unusable: an earlier call panicked while using it",
+                ),
+                Ok(_) => closed("the provisioner"),
+            },
+        })
+    }
+
+    fn plan(
+        &self,
+        py: Python<'_>,
+        op: impl FnOnce(&mut core::Provisioner) -> Result<core::Plan, Error> + Send,
+    ) -> PyResult<Plan> {
+        self.call(py, op).map(|inner| Plan { inner })
+    }
+
+    fn report(
+        &self,
+        py: Python<'_>,
+        op: impl FnOnce(&mut core::Provisioner) -> Result<core::Report, Error> + Send,
+    ) -> PyResult<Report> {
+        self.call(py, op).map(|inner| Report { inner })
+    }
+}
+
+#[pymethods]
+impl Provisioner {
+    /// Plans `ensure_user` without changing anything.
+    fn plan_ensure_user(&self, py: Python<'_>, spec: &Bound<'_, PyAny>) -> PyResult<Plan> {
+        let spec = user_spec_arg(spec)?;
+        self.plan(py, move |p| p.plan_ensure_user(&spec))
+    }
+
+    /// Creates the project's login role (a `UserSpec` or a name), or converges an existing one
+    /// to `LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE`. A generated password is returned once in
+    /// `Report.generated_password`. Raises `PolicyViolation` for master, a superuser or an
+    /// `rds_superuser` member, `PermissionDenied` (with `hint`) when master lacks ADMIN on an
+    /// existing role (16+).
+    fn ensure_user(&self, py: Python<'_>, spec: &Bound<'_, PyAny>) -> PyResult<Report> {
+        let spec = user_spec_arg(spec)?;
+        self.report(py, move |p| p.ensure_user(&spec))
+    }
+
+    /// Plans `ensure_database` without changing anything.
+    fn plan_ensure_database(&self, py: Python<'_>, spec: &DatabaseSpec) -> PyResult<Plan> {
+        let spec = spec.inner.clone();
+        self.plan(py, move |p| p.plan_ensure_database(&spec))
+    }
+
+    /// Creates the project's database owned by its user (or converges an existing one): PUBLIC
+    /// revoked, extensions created (untrusted ones as master, trusted ones as the owner), PostGIS
+    /// tables and schema `public` handed to the owner. Raises `NotFound` for a missing owner or
+    /// extension, `PolicyViolation` for a privileged owner, `PermissionDenied` (with `hint`)
+    /// when master cannot act as the owner — all before any change.
+    fn ensure_database(&self, py: Python<'_>, spec: &DatabaseSpec) -> PyResult<Report> {
+        let spec = spec.inner.clone();
+        self.report(py, move |p| p.ensure_database(&spec))
+    }
+
+    /// Plans `ensure_extensions` without changing anything.
+    fn plan_ensure_extensions(
+        &self,
+        py: Python<'_>,
+        database: &str,
+        extensions: &Bound<'_, PyAny>,
+    ) -> PyResult<Plan> {
+        let name = self::database(py, database)?;
+        let extensions = extensions_arg(extensions)?;
+        self.plan(py, move |p| p.plan_ensure_extensions(&name, &extensions))
+    }
+
+    /// Creates `extensions` (`Extension` members or names) in an existing database, trusted ones
+    /// as its owner, with their fix-ups. Raises `NotFound` for a missing database or extension.
+    fn ensure_extensions(
+        &self,
+        py: Python<'_>,
+        database: &str,
+        extensions: &Bound<'_, PyAny>,
+    ) -> PyResult<Report> {
+        let name = self::database(py, database)?;
+        let extensions = extensions_arg(extensions)?;
+        self.report(py, move |p| p.ensure_extensions(&name, &extensions))
+    }
+
+    /// Plans `grant_read_only` without changing anything.
+    fn plan_grant_read_only(&self, py: Python<'_>, grant: &ReadOnlyGrant) -> PyResult<Plan> {
+        let grant = grant.inner.clone();
+        self.plan(py, move |p| p.plan_grant_read_only(&grant))
+    }
+
+    /// Gives `grant.role` read access to `grant.database`: CONNECT, USAGE on the schemas, SELECT
+    /// on tables and sequences, and default privileges so tables created later are readable.
+    /// Raises `NotFound` for a missing database, role or schema.
+    fn grant_read_only(&self, py: Python<'_>, grant: &ReadOnlyGrant) -> PyResult<Report> {
+        let grant = grant.inner.clone();
+        self.report(py, move |p| p.grant_read_only(&grant))
+    }
+
+    /// Plans `revoke_read_only` without changing anything.
+    fn plan_revoke_read_only(&self, py: Python<'_>, grant: &ReadOnlyGrant) -> PyResult<Plan> {
+        let grant = grant.inner.clone();
+        self.plan(py, move |p| p.plan_revoke_read_only(&grant))
+    }
+
+    /// Removes what `grant_read_only` granted.
+    fn revoke_read_only(&self, py: Python<'_>, grant: &ReadOnlyGrant) -> PyResult<Report> {
+        let grant = grant.inner.clone();
+        self.report(py, move |p| p.revoke_read_only(&grant))
+    }
+
+    /// Plans `drop_database` without changing anything.
+    #[pyo3(signature = (name, *, force=false))]
+    fn plan_drop_database(&self, py: Python<'_>, name: &str, force: bool) -> PyResult<Plan> {
+        let name = database(py, name)?;
+        let options = core::DropDatabaseOptions::new().force(force);
+        self.plan(py, move |p| p.plan_drop_database(&name, &options))
+    }
+
+    /// Drops database `name` (master takes ownership first, as RDS requires). A missing database
+    /// is no change. Raises `StillInUse` when sessions are connected to it, unless `force`
+    /// (which ends them).
+    #[pyo3(signature = (name, *, force=false))]
+    fn drop_database(&self, py: Python<'_>, name: &str, force: bool) -> PyResult<Report> {
+        let name = database(py, name)?;
+        let options = core::DropDatabaseOptions::new().force(force);
+        self.report(py, move |p| p.drop_database(&name, &options))
+    }
+
+    /// Plans `drop_user` without changing anything.
+    #[pyo3(signature = (name, *, reassign_to=None))]
+    fn plan_drop_user(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        reassign_to: Option<String>,
+    ) -> PyResult<Plan> {
+        let name = role(py, name)?;
+        let options = drop_user_options(py, reassign_to)?;
+        self.plan(py, move |p| p.plan_drop_user(&name, &options))
+    }
+
+    /// Drops role `name`: what it owns is handed to `reassign_to` (or dropped when None) and its
+    /// privileges are revoked in every database, then `DROP ROLE`. A missing role is no change.
+    #[pyo3(signature = (name, *, reassign_to=None))]
+    fn drop_user(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        reassign_to: Option<String>,
+    ) -> PyResult<Report> {
+        let name = role(py, name)?;
+        let options = drop_user_options(py, reassign_to)?;
+        self.report(py, move |p| p.drop_user(&name, &options))
+    }
+
+    /// Plans `rotate_password` without changing anything.
+    #[pyo3(signature = (user, password=None))]
+    fn plan_rotate_password(
+        &self,
+        py: Python<'_>,
+        user: &str,
+        password: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Plan> {
+        let user = role(py, user)?;
+        let password = optional_password_arg(password)?;
+        self.plan(py, move |p| p.plan_rotate_password(&user, password))
+    }
+
+    /// Sets a new password (a `str` or `Secret`) for `user`; without one a password is
+    /// generated and returned once in `Report.generated_password`. The password travels only as
+    /// a SCRAM verifier.
+    #[pyo3(signature = (user, password=None))]
+    fn rotate_password(
+        &self,
+        py: Python<'_>,
+        user: &str,
+        password: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Report> {
+        let user = role(py, user)?;
+        let password = optional_password_arg(password)?;
+        self.report(py, move |p| p.rotate_password(&user, password))
+    }
+
+    /// The server's major version (13–18).
+    #[getter]
+    fn major_version(&self) -> u32 {
+        self.major
+    }
+
+    /// The role this provisioner is logged in as (master).
+    #[getter]
+    fn current_user(&self) -> &str {
+        &self.current_user
+    }
+
+    /// Whether `close()` was called.
+    #[getter]
+    fn closed(&self, py: Python<'_>) -> bool {
+        py.detach(|| match self.inner.lock() {
+            Ok(g) => g.is_none(),
+            Err(_) => false,
+        })
+    }
+
+    /// Closes the connections (waiting for a call in progress on another thread). Idempotent.
+    fn close(&self, py: Python<'_>) {
+        py.detach(|| {
+            let taken = match self.inner.lock() {
+                Ok(mut g) => g.take(),
+                Err(poisoned) => poisoned.into_inner().take(),
+            };
+            drop(taken);
+        })
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.close(py);
+        false
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!(
+            "Provisioner({}, PostgreSQL {}{})",
+            self.target,
+            self.major,
+            if self.closed(py) { ", closed" } else { "" }
+        )
+    }
+}
+
+fn drop_user_options(
+    py: Python<'_>,
+    reassign_to: Option<String>,
+) -> PyResult<core::DropUserOptions> {
+    let options = core::DropUserOptions::new();
+    match reassign_to {
+        Some(r) => options.reassign_to(r).py_result(py),
+        None => Ok(options),
+    }
+}

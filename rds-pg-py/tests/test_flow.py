@@ -1,0 +1,99 @@
+"""The seed's procedure (using-amazon-rds.rst) through the Python API, on every selected version,
+proven by logging in as the users with psql."""
+
+from __future__ import annotations
+
+import rds_pg
+from rds_pg import DatabaseSpec, Extension, ReadOnlyGrant, UserSpec
+
+
+def test_seed_flow_provision_use_and_tear_down(sandbox_each, psql_each):
+    sb, psql = sandbox_each, psql_each
+    extensions = [Extension.HSTORE] + (["postgis"] if sb.has_postgis else [])
+    user = UserSpec("project_user")
+    database = DatabaseSpec("project_db", "project_user", extensions=extensions)
+    readonly = UserSpec("project_readonly", password=rds_pg.Secret("ro-pass-1"))
+    grant = ReadOnlyGrant("project_db", "project_readonly")
+
+    with rds_pg.connect(sb.master_dsn) as rds:
+        assert rds.major_version == sb.major_version
+        assert rds.current_user == sb.master_user
+        dry = rds.plan_ensure_user(user)
+        assert [s.sql for s in dry.steps] == dry.sql
+        assert "'[redacted]'" in str(dry)
+
+        created = rds.ensure_user(user)
+        assert created.changed
+        password = created.generated_password
+        assert isinstance(password, rds_pg.Secret)
+        assert len(password.reveal()) == 40
+
+        plan = rds.plan_ensure_database(database)
+        assert plan and not plan.is_empty()
+        assert any(s.sql.startswith("CREATE DATABASE") and s.standalone for s in plan.steps)
+        report = rds.ensure_database(database)
+        assert report.changed
+        assert report.temporary_grants == ["project_user"]
+        assert rds.ensure_user(readonly).generated_password is None
+        assert rds.grant_read_only(grant).changed
+
+        # Again: nothing to change, nothing sent.
+        for again in (
+            rds.ensure_user(user),
+            rds.ensure_database(database),
+            rds.ensure_user(readonly),
+            rds.grant_read_only(grant),
+        ):
+            assert not again.changed and again.steps == [], again
+        assert not rds.plan_ensure_database(database)
+
+    # The project user owns the database and its extensions, and can use them.
+    psql.ok(
+        "project_user",
+        password,
+        "project_db",
+        "CREATE TABLE visits (id serial PRIMARY KEY, tags hstore);"
+        "INSERT INTO visits (tags) VALUES ('page=>home')",
+    )
+    if sb.has_postgis:
+        assert psql.ok(
+            "project_user", password, "project_db", "SELECT count(*) > 0 FROM spatial_ref_sys"
+        ) == "t"
+        psql.ok("project_user", password, "project_db", "DELETE FROM spatial_ref_sys WHERE srid = 4326")
+    # The read-only user reads a table created after the grant, and cannot write.
+    assert psql.ok("project_readonly", "ro-pass-1", "project_db", "SELECT count(*) FROM visits") == "1"
+    err = psql.fails("project_readonly", "ro-pass-1", "project_db", "INSERT INTO visits DEFAULT VALUES")
+    assert "permission denied" in err
+    # The project user cannot create databases or roles, nor reach the maintenance database's
+    # schema as owner.
+    assert "permission denied" in psql.fails("project_user", password, "postgres", "CREATE DATABASE sneaky")
+    assert "permission denied" in psql.fails("project_user", password, "postgres", "CREATE ROLE sneaky")
+
+    with sb.connect() as rds:
+        # Another project's user cannot connect to this project's database.
+        other = rds.ensure_user("other_user").generated_password
+        err = psql.fails("other_user", other, "project_db", "SELECT 1")
+        assert "permission denied for database" in err
+
+        # Read-only access can be taken back.
+        assert rds.revoke_read_only(grant).changed
+        assert "permission denied" in psql.fails(
+            "project_readonly", "ro-pass-1", "project_db", "SELECT count(*) FROM visits"
+        )
+
+        # Rotation: the old password stops working, the generated one works.
+        rotated = rds.rotate_password("project_user")
+        new_password = rotated.generated_password
+        assert rotated.changed and isinstance(new_password, rds_pg.Secret)
+        assert "password authentication failed" in psql.fails("project_user", password, "project_db", "SELECT 1")
+        assert psql.ok("project_user", new_password, "project_db", "SELECT count(*) FROM visits") == "1"
+
+        # Teardown: the database, then its users; again changes nothing.
+        assert rds.plan_drop_database("project_db")
+        assert rds.drop_database("project_db").changed
+        for name in ("project_user", "project_readonly", "other_user"):
+            assert rds.drop_user(name).changed
+        assert not rds.drop_database("project_db").changed
+        assert not rds.drop_user("project_user").changed
+    err = psql.fails("project_user", new_password, "postgres", "SELECT 1")
+    assert "password authentication failed" in err or "does not exist" in err
