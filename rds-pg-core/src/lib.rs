@@ -22,6 +22,7 @@
 pub mod config;
 pub mod connect;
 mod conninfo;
+pub mod dump;
 pub mod error;
 pub mod ident;
 pub mod inspect;
@@ -37,6 +38,10 @@ pub mod tls;
 
 pub use config::{ConnectOptions, SslMode};
 pub use connect::{connect, ServerVersion};
+pub use dump::{
+    dump, restore, restore_with, verify_backup, DumpFormat, DumpOptions, DumpReport,
+    RestoreOptions, RestoreReport, VerifyOptions, VerifyReport,
+};
 pub use error::{Error, ErrorKind, NameKind, Result, SqlState};
 pub use ident::{DatabaseName, RoleName, SchemaName};
 pub use inspect::ServerFacts;

@@ -1,0 +1,361 @@
+//! Dump and restore as the project user: version-matched `pg_dump`/`pg_restore`, a filtered
+//! table of contents so a restore can run in one transaction and fail loudly, and backup
+//! verification in a scratch database.
+//!
+//! ```no_run
+//! use rds_pg_core::dump::{dump, restore_with, DumpFormat, DumpOptions, RestoreOptions};
+//! use rds_pg_core::ConnectOptions;
+//!
+//! # fn main() -> rds_pg_core::Result<()> {
+//! let shop = ConnectOptions::from_env()?.user("shop").dbname("shop");
+//! let dumped = dump(&DumpOptions::new(shop.clone(), "shop.dump"))?;
+//! println!("{} bytes in {:?} with {}", dumped.bytes, dumped.duration, dumped.tool);
+//!
+//! // Into a database created for the purpose (owned by the restoring user, extensions made by
+//! // master): anything the user cannot restore is left out, the rest is one transaction.
+//! let options = RestoreOptions::new(shop.dbname("shop_copy"), "shop.dump");
+//! let report = restore_with(&options, None, &mut |p| eprintln!("{}/{}", p.done, p.total))?;
+//! for skipped in &report.skipped {
+//!     println!("left out {}: {}", skipped.entry, skipped.reason);
+//! }
+//! # let _ = DumpFormat::Directory;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Passwords reach the tools only through a `0600` password file in a private temporary
+//! directory (`PGPASSFILE`), deleted when the tool has finished: never on argv, never in
+//! `PGPASSWORD`.
+
+mod restore;
+pub mod toc;
+pub mod tools;
+mod verify;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use crate::config::ConnectOptions;
+use crate::connect::ServerVersion;
+use crate::error::{Error, Result};
+use crate::ident::SchemaName;
+
+pub use restore::{
+    list_command, plan_restore, read_toc, restore, restore_command, restore_with, Progress,
+    RestoreOptions, RestorePlan, RestoreReport, SkipReason, SkippedEntry,
+};
+pub use toc::{EntryKind, Toc, TocEntry, TocHeader};
+pub use tools::{ClientProgram, ClientTool, ToolWorkDir};
+pub use verify::{verify_backup, TableRowCount, VerifyOptions, VerifyReport};
+
+/// The archive format of a dump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum DumpFormat {
+    /// One compressed file (`pg_dump --format=custom`); restorable in parallel from a file.
+    #[default]
+    Custom,
+    /// A directory with one file per table (`--format=directory`); the only format pg_dump can
+    /// write with several jobs.
+    Directory,
+}
+
+impl DumpFormat {
+    /// pg_dump's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DumpFormat::Custom => "custom",
+            DumpFormat::Directory => "directory",
+        }
+    }
+}
+
+impl fmt::Display for DumpFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for DumpFormat {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "custom" | "c" => Ok(DumpFormat::Custom),
+            "directory" | "d" => Ok(DumpFormat::Directory),
+            other => Err(Error::InvalidInput(format!(
+                "unknown dump format {other:?}: expected custom or directory"
+            ))),
+        }
+    }
+}
+
+/// What to dump, where to, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DumpOptions {
+    /// How to connect: the project user (with its password or a pgpass entry) and, as dbname,
+    /// the database to dump.
+    pub connection: ConnectOptions,
+    /// The archive to write: a file (custom format) or a directory that does not exist yet or
+    /// is empty (directory format).
+    pub output: PathBuf,
+    /// The archive format (default custom).
+    pub format: DumpFormat,
+    /// Parallel jobs (directory format only); `None` is one.
+    pub jobs: Option<u32>,
+    /// Schemas left out of the dump.
+    pub exclude_schemas: Vec<SchemaName>,
+    /// Where `pg_dump` is; `None` searches `PATH` then `/usr/lib/postgresql/*/bin`. A configured
+    /// directory is the only place searched.
+    pub tools_dir: Option<PathBuf>,
+}
+
+impl DumpOptions {
+    /// Dumps the database `connection` names to `output`, custom format, one job, nothing
+    /// excluded, tools searched for.
+    pub fn new(connection: ConnectOptions, output: impl Into<PathBuf>) -> Self {
+        DumpOptions {
+            connection,
+            output: output.into(),
+            format: DumpFormat::Custom,
+            jobs: None,
+            exclude_schemas: Vec::new(),
+            tools_dir: None,
+        }
+    }
+
+    /// Dumps `database` instead of the connection's database.
+    pub fn database(mut self, database: impl Into<String>) -> Self {
+        self.connection = self.connection.for_database(database);
+        self
+    }
+
+    /// Sets the archive format.
+    pub fn format(mut self, format: DumpFormat) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// Sets the number of parallel jobs (needs [`DumpFormat::Directory`] when above one).
+    pub fn jobs(mut self, jobs: u32) -> Self {
+        self.jobs = Some(jobs);
+        self
+    }
+
+    /// Leaves schema `name` out of the dump.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`] for a name PostgreSQL would not accept.
+    pub fn exclude_schema(mut self, name: impl Into<String>) -> Result<Self> {
+        self.exclude_schemas.push(SchemaName::new(name)?);
+        Ok(self)
+    }
+
+    /// Looks for `pg_dump` in `dir` only.
+    pub fn tools_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.tools_dir = Some(dir.into());
+        self
+    }
+
+    /// Checks the options before anything runs.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for zero jobs, several jobs with the custom format, or an empty
+    /// output path.
+    pub fn validate(&self) -> Result<()> {
+        if self.output.as_os_str().is_empty() {
+            return Err(Error::InvalidInput("the dump needs an output path".into()));
+        }
+        match self.jobs {
+            Some(0) => Err(Error::InvalidInput("jobs must be at least 1".into())),
+            Some(n) if n > 1 && self.format != DumpFormat::Directory => {
+                Err(Error::InvalidInput(format!(
+                    "pg_dump runs {n} jobs only with the directory format (got {})",
+                    self.format
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What a dump produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DumpReport {
+    /// The archive written.
+    pub path: PathBuf,
+    /// Its format.
+    pub format: DumpFormat,
+    /// Its size in bytes (all files, for the directory format).
+    pub bytes: u64,
+    /// How long pg_dump ran.
+    pub duration: Duration,
+    /// The pg_dump that ran.
+    pub tool: ClientTool,
+    /// The server's version.
+    pub server_version: String,
+}
+
+/// The `pg_dump` command for `options` with `tool`, reading the password from `passfile`
+/// (see [`tools::connection_command`] for the connection arguments and environment).
+pub fn dump_command(options: &DumpOptions, tool: &ClientTool, passfile: &Path) -> Command {
+    let mut cmd = tools::connection_command(tool, &options.connection, passfile);
+    cmd.arg(format!("--format={}", options.format))
+        .arg(tools::path_arg("file", &options.output));
+    if let Some(jobs) = options.jobs.filter(|j| *j > 1) {
+        cmd.arg(format!("--jobs={jobs}"));
+    }
+    for schema in &options.exclude_schemas {
+        // A double-quoted pattern matches the name exactly (no wildcards, case kept).
+        cmd.arg(format!("--exclude-schema={}", schema.quoted()));
+    }
+    cmd
+}
+
+/// Dumps a database as the user in `options.connection`.
+///
+/// Reads the server version over a connection, picks a `pg_dump` at least as new
+/// ([`tools::find`]), writes the password to a private temporary `PGPASSFILE` and runs pg_dump.
+///
+/// # Errors
+/// [`Error::InvalidInput`] for bad options; connection errors; [`Error::ToolVersion`] when no
+/// pg_dump is new enough; [`Error::Tool`] with pg_dump's standard error when it fails.
+pub fn dump(options: &DumpOptions) -> Result<DumpReport> {
+    options.validate()?;
+    let server = server_version(&options.connection)?;
+    let tool = tools::find(ClientProgram::PgDump, server, options.tools_dir.as_deref())?;
+    let work = ToolWorkDir::create(&options.connection)?;
+    let mut cmd = dump_command(options, &tool, work.passfile());
+    let started = Instant::now();
+    let out = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| Error::io(format!("running {}", tool.path.display()), e))?;
+    let duration = started.elapsed();
+    drop(work);
+    if !out.status.success() {
+        return Err(tools::tool_failed(
+            &tool,
+            out.status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ));
+    }
+    Ok(DumpReport {
+        path: options.output.clone(),
+        format: options.format,
+        bytes: size_of(&options.output)?,
+        duration,
+        tool,
+        server_version: server.to_string(),
+    })
+}
+
+/// The server version, read over a connection made with `connection`.
+fn server_version(connection: &ConnectOptions) -> Result<ServerVersion> {
+    let mut client = crate::connect::connect(connection)?;
+    ServerVersion::query(&mut client)
+}
+
+/// The size of a file, or of every file under a directory.
+pub(crate) fn size_of(path: &Path) -> Result<u64> {
+    let meta =
+        std::fs::metadata(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    if !meta.is_dir() {
+        return Ok(meta.len());
+    }
+    let mut total = 0;
+    let entries =
+        std::fs::read_dir(path).map_err(|e| Error::io(format!("listing {}", path.display()), e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(format!("listing {}", path.display()), e))?;
+        total += size_of(&entry.path())?;
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tool() -> ClientTool {
+        ClientTool {
+            program: ClientProgram::PgDump,
+            path: "/usr/lib/postgresql/15/bin/pg_dump".into(),
+            version: "15.18".into(),
+            major: 15,
+        }
+    }
+
+    fn args(cmd: &Command) -> Vec<String> {
+        cmd.get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn dump_command_argv() {
+        let conn = ConnectOptions::new()
+            .host("db.example")
+            .user("shop")
+            .dbname("shop")
+            .password(crate::Password::new("secret-pw"));
+        let options = DumpOptions::new(conn, "/backups/shop")
+            .format(DumpFormat::Directory)
+            .jobs(2)
+            .exclude_schema("Audit")
+            .unwrap();
+        options.validate().unwrap();
+        let cmd = dump_command(&options, &tool(), Path::new("/tmp/w/pgpass"));
+        assert_eq!(cmd.get_program(), "/usr/lib/postgresql/15/bin/pg_dump");
+        assert_eq!(
+            args(&cmd),
+            [
+                "--host=db.example",
+                "--port=5432",
+                "--username=shop",
+                "--no-password",
+                "--dbname=shop",
+                "--format=directory",
+                "--file=/backups/shop",
+                "--jobs=2",
+                "--exclude-schema=\"Audit\"",
+            ]
+        );
+        assert!(!format!("{cmd:?}").contains("secret-pw"));
+    }
+
+    #[test]
+    fn one_job_adds_no_flag_and_custom_is_the_default() {
+        let options =
+            DumpOptions::new(ConnectOptions::new().user("u").dbname("d"), "x.dump").jobs(1);
+        options.validate().unwrap();
+        let a = args(&dump_command(&options, &tool(), Path::new("/p")));
+        assert_eq!(&a[5..], ["--format=custom", "--file=x.dump"]);
+    }
+
+    #[test]
+    fn bad_options_are_refused_before_anything_runs() {
+        let conn = ConnectOptions::new();
+        let e = DumpOptions::new(conn.clone(), "x")
+            .jobs(0)
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidInput);
+        let e = DumpOptions::new(conn.clone(), "x")
+            .jobs(4)
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("directory format"), "{e}");
+        let e = DumpOptions::new(conn.clone(), "").validate().unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidInput);
+        assert!(DumpOptions::new(conn, "x").exclude_schema("").is_err());
+        assert_eq!(
+            "directory".parse::<DumpFormat>().unwrap(),
+            DumpFormat::Directory
+        );
+        assert!("tar".parse::<DumpFormat>().is_err());
+    }
+}

@@ -1,0 +1,250 @@
+//! Verifying a backup: restore it into a scratch database, compare row counts with the source,
+//! drop the scratch database.
+
+use std::path::PathBuf;
+
+use postgres::Client;
+use postgres_protocol::escape::escape_identifier;
+
+use super::restore::{restore_with, RestoreOptions, RestoreReport};
+use super::toc::Toc;
+use super::tools::{self, ClientProgram};
+use crate::config::ConnectOptions;
+use crate::connect::ServerVersion;
+use crate::error::{Error, Result};
+use crate::ident::{DatabaseName, MAX_NAME_BYTES};
+use crate::provision::Provisioner;
+use crate::spec::{DatabaseSpec, DropDatabaseOptions, Extension};
+
+/// What to verify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyOptions {
+    /// The project user's connection to the source database (the one that was dumped). The
+    /// scratch database is owned by this user, who restores into it.
+    pub source: ConnectOptions,
+    /// The archive to verify.
+    pub archive: PathBuf,
+    /// Parallel restore jobs (`None`: one transaction).
+    pub jobs: Option<u32>,
+    /// Where `pg_restore` is (`None`: searched for).
+    pub tools_dir: Option<PathBuf>,
+    /// The scratch database's name (`None`: `<source>_verify_<random>`). It must not exist.
+    pub scratch_database: Option<DatabaseName>,
+}
+
+impl VerifyOptions {
+    /// Verifies `archive` against the database `source` connects to.
+    pub fn new(source: ConnectOptions, archive: impl Into<PathBuf>) -> Self {
+        VerifyOptions {
+            source,
+            archive: archive.into(),
+            jobs: None,
+            tools_dir: None,
+            scratch_database: None,
+        }
+    }
+
+    /// Restores with `jobs` parallel jobs.
+    pub fn jobs(mut self, jobs: u32) -> Self {
+        self.jobs = Some(jobs);
+        self
+    }
+
+    /// Looks for `pg_restore` in `dir` only.
+    pub fn tools_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.tools_dir = Some(dir.into());
+        self
+    }
+
+    /// Names the scratch database.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`] for a bad name.
+    pub fn scratch_database(mut self, name: impl Into<String>) -> Result<Self> {
+        self.scratch_database = Some(DatabaseName::creatable(name)?);
+        Ok(self)
+    }
+}
+
+/// A table's row count in the source and in the restored copy (`None`: the table is missing
+/// there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableRowCount {
+    /// The schema.
+    pub schema: String,
+    /// The table.
+    pub table: String,
+    /// Rows in the source database now.
+    pub source: Option<i64>,
+    /// Rows in the restored copy.
+    pub restored: Option<i64>,
+}
+
+impl TableRowCount {
+    /// Whether both sides have the table with the same number of rows.
+    pub fn matches(&self) -> bool {
+        self.source.is_some() && self.source == self.restored
+    }
+}
+
+/// The result of [`verify_backup`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// The scratch database the archive was restored into.
+    pub scratch_database: String,
+    /// The restore.
+    pub restore: RestoreReport,
+    /// Row counts of every table the archive holds rows for.
+    pub tables: Vec<TableRowCount>,
+    /// Whether the scratch database was dropped afterwards.
+    pub scratch_dropped: bool,
+}
+
+impl VerifyReport {
+    /// The tables whose counts differ (or that are missing on one side).
+    pub fn mismatches(&self) -> Vec<&TableRowCount> {
+        self.tables.iter().filter(|t| !t.matches()).collect()
+    }
+
+    /// Whether every table matched.
+    pub fn is_verified(&self) -> bool {
+        self.mismatches().is_empty()
+    }
+}
+
+/// Restores `options.archive` into a new scratch database owned by the source's user (created
+/// and dropped by `master`, extensions included), then counts the rows of every table the archive
+/// holds data for, in the source and in the copy.
+///
+/// The source is counted as it is now: verify right after dumping, or expect the differences
+/// that writes since the dump made. Differences are reported, not an error. The scratch database
+/// is dropped also when the restore fails.
+///
+/// # Errors
+/// As [`restore_with`] and [`Provisioner::ensure_database`]; connection errors.
+pub fn verify_backup(master: &mut Provisioner, options: &VerifyOptions) -> Result<VerifyReport> {
+    let source_db = options.source.get_dbname().to_owned();
+    let scratch = match &options.scratch_database {
+        Some(name) => name.clone(),
+        None => scratch_name(&source_db)?,
+    };
+    let user = options.source.get_user();
+
+    let mut source = crate::connect::connect(&options.source)?;
+    let server = ServerVersion::query(&mut source)?;
+    let exists = source
+        .query_opt(
+            "SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1",
+            &[&scratch.as_str()],
+        )?
+        .is_some();
+    drop(source);
+    if exists {
+        return Err(Error::InvalidInput(format!(
+            "scratch database {:?} already exists; verify_backup creates and drops its own",
+            scratch.as_str()
+        )));
+    }
+    // The archive's extensions, so that the scratch database has them as the source has.
+    let tool = tools::find(
+        ClientProgram::PgRestore,
+        server,
+        options.tools_dir.as_deref(),
+    )?;
+    let toc = super::restore::read_toc(&tool, &options.archive)?;
+    let extensions = toc
+        .extensions()
+        .into_iter()
+        .map(Extension::from_name)
+        .collect::<Result<Vec<_>>>()?;
+    master.ensure_database(
+        &DatabaseSpec::new(scratch.as_str(), user.as_str())?.extensions(extensions),
+    )?;
+
+    let result = restore_and_count(options, &scratch, &toc);
+    let dropped = master.drop_database(&scratch, &DropDatabaseOptions::new().force(true));
+    let (restore, tables) = result?;
+    dropped?;
+    Ok(VerifyReport {
+        scratch_database: scratch.as_str().to_owned(),
+        restore,
+        tables,
+        scratch_dropped: true,
+    })
+}
+
+fn restore_and_count(
+    options: &VerifyOptions,
+    scratch: &DatabaseName,
+    toc: &Toc,
+) -> Result<(RestoreReport, Vec<TableRowCount>)> {
+    let mut restore_options = RestoreOptions::new(
+        options.source.for_database(scratch.as_str()),
+        &options.archive,
+    );
+    restore_options.jobs = options.jobs;
+    restore_options.tools_dir = options.tools_dir.clone();
+    let report = restore_with(&restore_options, None, &mut |_| {})?;
+
+    let tables = toc.tables_with_data();
+    let mut source = crate::connect::connect(&options.source)?;
+    let mut copy = crate::connect::connect(&restore_options.connection)?;
+    let source_counts = count_rows(&mut source, &tables)?;
+    let copy_counts = count_rows(&mut copy, &tables)?;
+    let counts = tables
+        .iter()
+        .zip(source_counts.into_iter().zip(copy_counts))
+        .map(|((schema, table), (source, restored))| TableRowCount {
+            schema: (*schema).to_owned(),
+            table: (*table).to_owned(),
+            source,
+            restored,
+        })
+        .collect();
+    Ok((report, counts))
+}
+
+/// Row counts of `tables` over `client`, `None` for a table that does not exist there.
+fn count_rows(client: &mut Client, tables: &[(&str, &str)]) -> Result<Vec<Option<i64>>> {
+    let mut counts = Vec::with_capacity(tables.len());
+    for (schema, table) in tables {
+        let exists = client
+            .query_opt(
+                "SELECT 1 FROM pg_catalog.pg_class c
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                  WHERE n.nspname = $1 AND c.relname = $2",
+                &[schema, table],
+            )?
+            .is_some();
+        if !exists {
+            counts.push(None);
+            continue;
+        }
+        let sql = format!(
+            "SELECT count(*) FROM ONLY {}.{}",
+            escape_identifier(schema),
+            escape_identifier(table)
+        );
+        counts.push(Some(client.query_one(&sql, &[])?.get(0)));
+    }
+    Ok(counts)
+}
+
+/// `<source>_verify_<8 hex digits>`, the source part shortened to fit 63 bytes.
+fn scratch_name(source: &str) -> Result<DatabaseName> {
+    let mut random = [0u8; 4];
+    getrandom::fill(&mut random)
+        .map_err(|e| Error::io("reading random bytes", std::io::Error::other(e.to_string())))?;
+    let suffix = format!(
+        "_verify_{}",
+        random
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    let mut prefix = source.to_owned();
+    while prefix.len() + suffix.len() > MAX_NAME_BYTES {
+        prefix.pop();
+    }
+    DatabaseName::creatable(format!("{prefix}{suffix}"))
+}
