@@ -22,6 +22,7 @@
 pub mod config;
 pub mod connect;
 mod conninfo;
+pub mod credentials;
 pub mod dump;
 pub mod error;
 pub mod ident;
@@ -38,6 +39,7 @@ pub mod tls;
 
 pub use config::{ConnectOptions, SslMode};
 pub use connect::{connect, ServerVersion};
+pub use credentials::{CredentialSink, Credentials};
 pub use dump::{
     dump, restore, restore_with, verify_backup, DumpFormat, DumpOptions, DumpReport,
     RestoreOptions, RestoreReport, VerifyOptions, VerifyReport,
