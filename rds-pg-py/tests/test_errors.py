@@ -1,0 +1,208 @@
+"""Every exception class, raised by a real failure against a sandbox, with `sqlstate` and `hint`."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+import rds_pg
+from conftest import VERSIONS, Psql, start_sandbox
+from rds_pg import DatabaseSpec, UserSpec
+
+ALL = [
+    rds_pg.InvalidName,
+    rds_pg.InvalidInput,
+    rds_pg.PermissionDenied,
+    rds_pg.NotFound,
+    rds_pg.StillInUse,
+    rds_pg.PolicyViolation,
+    rds_pg.ConnectionError,
+    rds_pg.TlsError,
+    rds_pg.ServerError,
+    rds_pg.ToolError,
+    rds_pg.IoError,
+]
+
+
+def test_every_class_derives_from_rds_pg_error_and_has_the_attributes():
+    for cls in ALL:
+        assert issubclass(cls, rds_pg.RdsPgError) and cls.__module__ == "rds_pg", cls
+        assert cls.sqlstate is None and cls.__doc__
+    assert rds_pg.PermissionDenied.hint is None
+    assert rds_pg.ToolError.stderr is None
+    assert issubclass(rds_pg.RdsPgError, Exception)
+
+
+@pytest.fixture(scope="module")
+def project(sandbox):
+    """A project user and its database on the module's sandbox."""
+    with sandbox.connect() as rds:
+        password = rds.ensure_user("shop").generated_password
+        rds.ensure_database(DatabaseSpec("shop", "shop"))
+    return password
+
+
+def test_invalid_name_before_any_sql():
+    for make in (
+        lambda: UserSpec("pg_monitor2"),
+        lambda: UserSpec("x" * 64),
+        lambda: DatabaseSpec("template0", "shop"),
+        lambda: rds_pg.ReadOnlyGrant("shop", "rds_superuser"),
+    ):
+        with pytest.raises(rds_pg.InvalidName) as e:
+            make()
+        assert e.value.sqlstate is None
+
+
+def test_invalid_input(sandbox):
+    with pytest.raises(rds_pg.InvalidInput, match="unsupported connection option"):
+        rds_pg.connect("host=localhost bogus=1")
+    with pytest.raises(rds_pg.InvalidInput, match="sslmode"):
+        rds_pg.connect(sandbox.master_dsn, sslmode="sometimes")
+    with pytest.raises(rds_pg.InvalidInput, match="lock_timeout"):
+        rds_pg.connect(sandbox.master_dsn, lock_timeout=-1)
+    with sandbox.connect() as rds:
+        with pytest.raises(rds_pg.InvalidInput, match="connection limit -5") as e:
+            rds.ensure_user(UserSpec("limited", connection_limit=-5))
+    assert e.value.sqlstate is None
+
+
+def test_permission_denied_from_the_server_has_sqlstate(sandbox, project):
+    # A project user cannot create roles: the server says so.
+    with rds_pg.connect(sandbox.dsn_for("shop"), password=project) as as_shop:
+        with pytest.raises(rds_pg.PermissionDenied, match="permission denied to create role") as e:
+            as_shop.ensure_user("intruder")
+    assert e.value.sqlstate == "42501"
+    assert e.value.hint is None
+
+
+def test_permission_denied_before_any_change_has_a_hint(sandbox, project):
+    # An untrusted extension that is not on RDS's whitelist: refused by the planner, with the fix.
+    with sandbox.connect() as rds:
+        with pytest.raises(rds_pg.PermissionDenied, match="not trusted") as e:
+            rds.ensure_extensions("shop", ["file_fdw"])
+    assert e.value.hint == "choose an extension RDS supports for this engine version"
+    assert e.value.sqlstate is None
+
+
+@pytest.mark.skipif(
+    not [v for v in VERSIONS if v >= 16], reason="needs PostgreSQL 16+ in RDS_PG_TEST_VERSIONS"
+)
+def test_permission_denied_without_admin_option_names_the_grant(tmp_path):
+    # 16+: a second administrator (CREATEROLE) has no ADMIN on the roles master created, so it
+    # cannot give them a database; the error carries the GRANT that fixes it.
+    version = [v for v in VERSIONS if v >= 16][-1]
+    with start_sandbox(version) as sb, sb.connect() as rds:
+        rds.ensure_user("shop")
+        psql = Psql(sb, tmp_path)
+        psql.ok(sb.master_user, sb.master_password, "postgres", "CREATE ROLE admin2 LOGIN CREATEROLE PASSWORD 'admin2-pw'")
+        with rds_pg.connect(sb.dsn_for("admin2"), password="admin2-pw") as admin2:
+            with pytest.raises(rds_pg.PermissionDenied) as e:
+                admin2.ensure_database(DatabaseSpec("shopdb", "shop"))
+        assert e.value.hint is not None and 'GRANT "shop" TO "admin2" WITH ADMIN OPTION' in e.value.hint
+        assert "(fix: " in str(e.value)
+        assert not rds.plan_drop_database("shopdb"), "nothing was created"
+
+
+def test_not_found(sandbox, project):
+    with sandbox.connect() as rds:
+        with pytest.raises(rds_pg.NotFound, match='owner role "nobody" does not exist') as e:
+            rds.ensure_database(DatabaseSpec("orphan", "nobody"))
+        assert e.value.sqlstate is None
+        with pytest.raises(rds_pg.NotFound, match="not available") as e:
+            rds.ensure_extensions("shop", ["no_such_extension"])
+        # The server's verdict on an encoding name carries its SQLSTATE (undefined_object).
+        with pytest.raises(rds_pg.NotFound, match="not a valid encoding name") as e:
+            rds.ensure_database(DatabaseSpec("latin", "shop", encoding="NO-SUCH-ENCODING"))
+        assert e.value.sqlstate == "42704"
+
+
+def test_still_in_use_sessions(sandbox, project):
+    with sandbox.connect() as rds, rds_pg.connect(sandbox.dsn_for("shop", "shop"), password=project):
+        with pytest.raises(rds_pg.StillInUse, match="connected session") as e:
+            rds.drop_database("shop")
+        assert e.value.sqlstate is None
+    with sandbox.connect() as rds:
+        assert not rds.plan_ensure_database(DatabaseSpec("shop", "shop")), "still there, unchanged"
+
+
+def test_still_in_use_lock_timeout(sandbox, project, tmp_path):
+    # Another deploy holds the lock on this database: after lock_timeout, StillInUse with the
+    # server's lock_not_available.
+    psql = Psql(sandbox, tmp_path)
+    holder = subprocess.Popen(
+        [
+            psql.binary,
+            "--no-psqlrc",
+            "--dbname",
+            sandbox.master_dsn,
+            "--command",
+            "SELECT pg_advisory_lock(hashtextextended('rds-pg:database:shop', 0)), pg_sleep(60)",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while psql.ok(
+            sandbox.master_user,
+            sandbox.master_password,
+            "postgres",
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
+        ) == "0":
+            assert time.monotonic() < deadline, "the lock holder never got its lock"
+            time.sleep(0.1)
+        with sandbox.connect(lock_timeout=0.5) as rds:
+            started = time.monotonic()
+            with pytest.raises(rds_pg.StillInUse) as e:
+                rds.ensure_extensions("shop", ["citext"])
+            assert time.monotonic() - started < 10
+        assert e.value.sqlstate == "55P03"
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_policy_violation(sandbox):
+    with sandbox.connect() as rds:
+        with pytest.raises(rds_pg.PolicyViolation, match="connected master user") as e:
+            rds.ensure_user(sandbox.master_user)
+    assert e.value.sqlstate is None
+
+
+def test_connection_error(sandbox):
+    with pytest.raises(rds_pg.ConnectionError, match="password authentication failed") as e:
+        rds_pg.connect(sandbox.master_dsn, password="wrong")
+    assert e.value.sqlstate == "28P01"
+    assert "wrong" not in str(e.value)
+    with pytest.raises(rds_pg.ConnectionError) as e:
+        rds_pg.connect(sandbox.master_dsn, dbname="no_such_db")
+    assert e.value.sqlstate == "3D000"
+    with pytest.raises(rds_pg.ConnectionError, match="refused") as e:
+        rds_pg.connect(sandbox.master_dsn, port=1)
+    assert e.value.sqlstate is None
+    # A closed provisioner refuses calls the same way.
+    rds = sandbox.connect()
+    rds.close()
+    assert rds.closed
+    with pytest.raises(rds_pg.ConnectionError, match="closed"):
+        rds.ensure_user("late")
+
+
+def test_tls_error(sandbox):
+    if sandbox.ca_cert_path is None:
+        pytest.skip(f"PostgreSQL {sandbox.major_version} sandbox has no TLS (only 15+)")
+    # The system's public CAs do not vouch for the sandbox's certificate.
+    with pytest.raises(rds_pg.TlsError, match="UnknownIssuer") as e:
+        rds_pg.connect(sandbox.master_dsn, sslrootcert="/etc/ssl/certs/ca-certificates.crt")
+    assert e.value.sqlstate is None
+
+
+def test_server_error(sandbox):
+    with sandbox.connect() as rds:
+        with pytest.raises(rds_pg.ServerError, match="invalid input syntax") as e:
+            rds.ensure_user(UserSpec("expiring", valid_until="not a date"))
+        assert e.value.sqlstate == "22007"
+        assert rds.ensure_user("expiring").changed, "the failed statement left nothing behind"

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Builds the rds_pg wheel and runs its pytest suite, as `make test-python` does:
+#  1. a venv in the ignored .cache/venv (pip downloads cached in .cache/pip) with the pinned
+#     tools of rds-pg-py/requirements-test.txt (maturin, pytest, pytest-timeout, fabric);
+#  2. `maturin build` (dev profile: it reuses the workspace's dev build of rds-pg-core and its
+#     dependencies) into .cache/wheels, then `pip install` of that wheel;
+#  3. pytest in rds-pg-py (tests/, settings in pyproject.toml) against the installed wheel.
+# Needs Python >= 3.9 with venv (PYTHON, default python3), Rust, and the PostgreSQL binaries of
+# `make setup`. Extra arguments go to pytest.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+cache=$here/.cache
+venv=$cache/venv
+python=${PYTHON:-python3}
+export PIP_CACHE_DIR=$cache/pip PIP_DISABLE_PIP_VERSION_CHECK=1
+
+log() { printf 'python-test: %s\n' "$*" >&2; }
+
+if [ ! -x "$venv/bin/python" ]; then
+  log "creating $venv"
+  "$python" -m venv "$venv" || {
+    log "cannot create a venv with $python (Debian: apt-get install python3-venv)"
+    exit 1
+  }
+fi
+requirements=$here/rds-pg-py/requirements-test.txt
+stamp=$venv/.requirements
+if ! cmp -s "$requirements" "$stamp"; then
+  log "installing the pinned test tools"
+  "$venv/bin/python" -m pip install --quiet -r "$requirements"
+  cp "$requirements" "$stamp"
+fi
+
+wheels=$cache/wheels
+rm -rf "$wheels"
+log "building the wheel (maturin, dev profile)"
+started=$(date +%s)
+# maturin picks the interpreter it finds first on PATH: the venv's.
+PATH=$venv/bin:$PATH "$venv/bin/maturin" build --quiet --locked \
+  --manifest-path "$here/rds-pg-py/Cargo.toml" --interpreter "$venv/bin/python" --out "$wheels"
+log "wheel built in $(( $(date +%s) - started )) s: $(cd "$wheels" && ls)"
+"$venv/bin/python" -m pip install --quiet --force-reinstall --no-deps "$wheels"/rds_pg-*.whl
+
+cd "$here/rds-pg-py"
+exec "$venv/bin/python" -m pytest "$@"
