@@ -1,0 +1,305 @@
+//! `rds-pg dump` and `rds-pg restore`: the core's dump and restore, with progress on a terminal.
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use rds_pg_core::dump::{
+    self, plan_restore, restore_with, DumpOptions, Progress, RestoreOptions, SkippedEntry, TocEntry,
+};
+use rds_pg_core::{ConnectOptions, Result};
+use serde_json::{json, Value};
+
+use crate::cli::{DumpArgs, DumpFormat, RestoreArgs};
+use crate::output::{Outcome, Printer};
+
+/// A one-line progress display on standard error, shown only when it is a terminal.
+struct ProgressLine {
+    shown: bool,
+    enabled: bool,
+}
+
+impl ProgressLine {
+    fn new(json: bool) -> Self {
+        ProgressLine {
+            shown: false,
+            enabled: !json && std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn show(&mut self, text: &str) {
+        if !self.enabled {
+            return;
+        }
+        let text: String = text.chars().take(100).collect();
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r\x1b[K{text}");
+        let _ = err.flush();
+        self.shown = true;
+    }
+
+    fn clear(&mut self) {
+        if self.shown {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[K");
+            let _ = err.flush();
+            self.shown = false;
+        }
+    }
+}
+
+/// `12.3 MiB`.
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// The size written so far under `path` (a file, or a directory's files), for progress.
+fn size_so_far(path: &std::path::Path) -> u64 {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::read_dir(path)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0),
+        Ok(m) => m.len(),
+        Err(_) => 0,
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    d.as_millis().try_into().unwrap_or(u64::MAX)
+}
+
+/// Runs `rds-pg dump`: the connected user dumps `args.database`.
+pub fn dump(options: ConnectOptions, args: DumpArgs) -> (Outcome, Result<Outcome>) {
+    let title = format!("dump {:?}", args.database.as_str());
+    let base = Outcome::new(title.clone());
+    let mut dump_options = DumpOptions::new(options, &args.file).database(args.database.as_str());
+    dump_options = dump_options.format(match args.format {
+        DumpFormat::Custom => dump::DumpFormat::Custom,
+        DumpFormat::Directory => dump::DumpFormat::Directory,
+    });
+    if let Some(jobs) = args.jobs {
+        dump_options = dump_options.jobs(jobs);
+    }
+    let mut line = ProgressLine::new(args.json);
+    let started = Instant::now();
+    let result = std::thread::scope(|scope| {
+        let worker = scope.spawn(|| dump::dump(&dump_options));
+        while !worker.is_finished() {
+            line.show(&format!(
+                "{title}: {} written, {}s",
+                human_bytes(size_so_far(&args.file)),
+                started.elapsed().as_secs()
+            ));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        worker.join().expect("the dump thread does not panic")
+    });
+    line.clear();
+    let result = result.map(|report| {
+        let mut outcome = Outcome::new(title);
+        outcome.changed = true;
+        outcome.lines.push((
+            "written".into(),
+            args.database.as_str().to_owned(),
+            format!(
+                "{} {} archive {} by {} (server {})",
+                human_bytes(report.bytes),
+                report.format,
+                report.path.display(),
+                report.tool,
+                report.server_version
+            ),
+        ));
+        outcome.summary = Some(format!("done in {:.1?}", report.duration));
+        let extra = &mut outcome.extra;
+        extra.insert("file".into(), json!(report.path));
+        extra.insert("format".into(), json!(report.format.as_str()));
+        extra.insert("bytes".into(), json!(report.bytes));
+        extra.insert("duration_ms".into(), json!(millis(report.duration)));
+        extra.insert("tool".into(), json!(report.tool.path));
+        extra.insert("tool_version".into(), json!(report.tool.version));
+        extra.insert("server_version".into(), json!(report.server_version));
+        outcome
+    });
+    (base, result)
+}
+
+/// `TABLE public.visits`, `ACL TABLE public.visits`, `COMMENT EXTENSION postgis`.
+fn entry_label(entry: &TocEntry) -> String {
+    match (entry.target(), &entry.schema) {
+        (Some((desc, name)), Some(schema)) => format!("{} {desc} {schema}.{name}", entry.kind),
+        (Some((desc, name)), None) => format!("{} {desc} {name}", entry.kind),
+        (None, Some(schema)) if entry.name.starts_with("DEFAULT PRIVILEGES") => {
+            format!("{} IN SCHEMA {schema}", entry.name)
+        }
+        (None, _) => format!("{} {}", entry.kind, entry.qualified_name()),
+    }
+}
+
+fn skipped_json(skipped: &[SkippedEntry]) -> Value {
+    Value::Array(
+        skipped
+            .iter()
+            .map(|s| json!({"entry": entry_label(&s.entry), "reason": s.reason.to_string()}))
+            .collect(),
+    )
+}
+
+/// Runs `rds-pg restore`: the connected user (the target's owner) restores into
+/// `args.database`.
+pub fn restore(options: ConnectOptions, args: RestoreArgs) -> (Outcome, Result<Outcome>) {
+    let title = format!("restore {:?}", args.database.as_str());
+    let mut base = Outcome::new(title.clone());
+    base.dry_run = args.change.dry_run;
+    let database = args.database.as_str().to_owned();
+    let mut restore_options = RestoreOptions::new(options, &args.file).database(database.as_str());
+    if let Some(jobs) = args.jobs {
+        restore_options = restore_options.jobs(jobs);
+    }
+    let mut outcome = Outcome::new(title.clone());
+    outcome.dry_run = args.change.dry_run;
+    let left_out = |outcome: &mut Outcome, skipped: &[SkippedEntry]| {
+        for s in skipped {
+            outcome.lines.push((
+                "left out".into(),
+                database.clone(),
+                format!("{}: {}", entry_label(&s.entry), s.reason),
+            ));
+        }
+    };
+    if args.change.dry_run {
+        let result = plan_restore(&restore_options).map(|plan| {
+            left_out(&mut outcome, &plan.skipped);
+            outcome.lines.push((
+                "would run".into(),
+                database.clone(),
+                format!(
+                    "{} of {} entries, {}, with {}",
+                    plan.kept.len(),
+                    plan.toc.entries.len(),
+                    if restore_options.single_transaction() {
+                        "in one transaction"
+                    } else {
+                        "in parallel"
+                    },
+                    plan.tool
+                ),
+            ));
+            if !plan.missing_extensions.is_empty() {
+                outcome.notes.push(format!(
+                    "the target lacks extension(s) {}: master must create them first \
+                     (rds-pg ext enable {} {})",
+                    plan.missing_extensions.join(", "),
+                    database,
+                    plan.missing_extensions.join(" ")
+                ));
+            }
+            outcome.summary = Some(format!(
+                "dry run: {} entries planned, nothing changed",
+                plan.kept.len()
+            ));
+            let extra = &mut outcome.extra;
+            extra.insert("entries_total".into(), json!(plan.toc.entries.len()));
+            extra.insert("entries_planned".into(), json!(plan.kept.len()));
+            extra.insert("skipped".into(), skipped_json(&plan.skipped));
+            extra.insert("missing_extensions".into(), json!(plan.missing_extensions));
+            extra.insert("tool".into(), json!(plan.tool.path));
+            outcome
+        });
+        return (base, result);
+    }
+    let mut line = ProgressLine::new(args.change.json);
+    let result = restore_with(&restore_options, None, &mut |p: &Progress| {
+        line.show(&format!(
+            "{title}: {}/{} entries: {}",
+            p.done, p.total, p.message
+        ))
+    });
+    line.clear();
+    let result = result.map(|report| {
+        left_out(&mut outcome, &report.skipped);
+        outcome.changed = report.entries_restored > 0;
+        outcome.lines.push((
+            "restored".into(),
+            database.clone(),
+            format!(
+                "{} of {} entries from {} ({}), {}, by {}",
+                report.entries_restored,
+                report.entries_total,
+                report.archive.display(),
+                human_bytes(report.bytes),
+                if report.single_transaction {
+                    "in one transaction".to_owned()
+                } else {
+                    format!("{} jobs", report.jobs)
+                },
+                report.tool
+            ),
+        ));
+        for w in &report.warnings {
+            outcome
+                .lines
+                .push(("warning".into(), database.clone(), w.clone()));
+        }
+        outcome.summary = Some(format!(
+            "changed ({} entries restored, {} left out, {:.1?})",
+            report.entries_restored,
+            report.skipped.len(),
+            report.duration
+        ));
+        let extra = &mut outcome.extra;
+        extra.insert("entries_total".into(), json!(report.entries_total));
+        extra.insert("entries_restored".into(), json!(report.entries_restored));
+        extra.insert("skipped".into(), skipped_json(&report.skipped));
+        extra.insert(
+            "single_transaction".into(),
+            json!(report.single_transaction),
+        );
+        extra.insert("jobs".into(), json!(report.jobs));
+        extra.insert("warnings".into(), json!(report.warnings));
+        extra.insert("duration_ms".into(), json!(millis(report.duration)));
+        extra.insert("tool".into(), json!(report.tool.path));
+        extra.insert("tool_version".into(), json!(report.tool.version));
+        outcome
+    });
+    (base, result)
+}
+
+/// Prints the outcome of a dump or restore; returns the exit status.
+pub fn print(printer: Printer, database: &str, (base, result): (Outcome, Result<Outcome>)) -> u8 {
+    match result {
+        Ok(outcome) => {
+            printer.success(&outcome, database);
+            0
+        }
+        Err(e) => printer.failure(&base, &e, database),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_bytes;
+
+    #[test]
+    fn sizes_read_like_ls_h() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(5 * 1024 * 1024), "5.0 MiB");
+    }
+}

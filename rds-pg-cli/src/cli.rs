@@ -1,0 +1,425 @@
+//! The command line: every subcommand, its options and its `--help` example.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use rds_pg_core::{CredentialSink, DatabaseName, Extension, RoleName, SchemaName, SslMode};
+
+/// Provision PostgreSQL on Amazon RDS, where the master user is not a superuser.
+///
+/// Connects as master with the libpq environment (PGHOST, PGPORT, PGUSER, PGDATABASE,
+/// PGPASSFILE, PGSSLMODE, PGSSLROOTCERT) and ~/.pgpass, as psql does; the options below override
+/// them. Exit status: 0 success, 1 the operation failed, 2 usage error.
+#[derive(Debug, Parser)]
+#[command(
+    name = "rds-pg",
+    version,
+    disable_help_flag = true,
+    after_help = "Example, against a practice sandbox:\n  \
+                  eval \"$(rds-pg sandbox start)\"\n  \
+                  rds-pg user create shop --credentials-pgpass \"$PGPASSFILE\"\n  \
+                  rds-pg db create shop --owner shop --extension postgis --extension hstore\n  \
+                  rds-pg sandbox stop"
+)]
+pub struct Cli {
+    /// Connection options (override the libpq environment).
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+
+    /// Print help (`-h` is --host, as in psql).
+    #[arg(long, action = ArgAction::Help, global = true)]
+    help: Option<bool>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where and how to connect as master; unset options come from the libpq environment.
+#[derive(Debug, Args)]
+pub struct ConnectionArgs {
+    /// Server host name or address [env: PGHOST; default: localhost].
+    #[arg(short = 'h', long, global = true, help_heading = "Connection")]
+    pub host: Option<String>,
+    /// Server port [env: PGPORT; default: 5432].
+    #[arg(short = 'p', long, global = true, help_heading = "Connection")]
+    pub port: Option<u16>,
+    /// Master user name [env: PGUSER; default: the OS user].
+    #[arg(short = 'U', long, global = true, help_heading = "Connection")]
+    pub username: Option<String>,
+    /// Maintenance database [env: PGDATABASE; default: postgres].
+    #[arg(short = 'd', long, global = true, help_heading = "Connection")]
+    pub dbname: Option<String>,
+    /// TLS mode: disable, prefer, require, verify-ca, verify-full [env: PGSSLMODE].
+    #[arg(long, global = true, value_parser = parse_sslmode, help_heading = "Connection")]
+    pub sslmode: Option<SslMode>,
+    /// CA certificates to verify the server with, e.g. AWS's global-bundle.pem
+    /// [env: PGSSLROOTCERT].
+    #[arg(long, global = true, value_name = "FILE", help_heading = "Connection")]
+    pub sslrootcert: Option<PathBuf>,
+}
+
+/// `--dry-run` and `--json`, taken by every command that changes something.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct ChangeArgs {
+    /// Print the SQL that would run (secrets redacted) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print one JSON document on standard output (steps, changed, temporary grants, errors).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Project login roles: create, drop, set a new password.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Project databases: create (owned by the project user), drop.
+    #[command(name = "db", subcommand)]
+    Database(DatabaseCommand),
+    /// Extensions in an existing database.
+    #[command(name = "ext", subcommand)]
+    Extension(ExtensionCommand),
+    /// Read-only access to a database.
+    #[command(subcommand)]
+    Grant(GrantCommand),
+    /// Dump a database with pg_dump, as the connected user.
+    #[command(after_help = "Example (as the project user, as the seed advises):\n  \
+                            rds-pg -U shop dump shop --file shop.dump")]
+    Dump(DumpArgs),
+    /// Restore a dump into an existing database, as its owner.
+    #[command(after_help = "Example:\n  \
+                            rds-pg -U shop2 restore shop2 --file shop.dump")]
+    Restore(RestoreArgs),
+    /// A local RDS-like instance to practise on.
+    #[command(subcommand)]
+    Sandbox(SandboxCommand),
+}
+
+/// Where a created or rotated password goes instead of standard output.
+#[derive(Debug, Clone, Args)]
+pub struct CredentialsArgs {
+    /// Write the credentials as an env file (DATABASE_URL and PG* lines) to FILE, mode 0600.
+    #[arg(long, value_name = "FILE", group = "sink")]
+    pub credentials_env: Option<PathBuf>,
+    /// Add or replace the user's line in the password file FILE, mode 0600.
+    #[arg(long, value_name = "FILE", group = "sink")]
+    pub credentials_pgpass: Option<PathBuf>,
+    /// Run CMD with `sh -c`, the credentials as JSON on its standard input (e.g. a vault client).
+    #[arg(long, value_name = "CMD", group = "sink")]
+    pub credentials_cmd: Option<String>,
+    /// The database the credentials are for [default: the user's name].
+    #[arg(long, value_name = "DB", requires = "sink", value_parser = any_database_name)]
+    pub credentials_database: Option<DatabaseName>,
+}
+
+impl CredentialsArgs {
+    /// The sink given, if any.
+    pub fn sink(&self) -> Option<CredentialSink> {
+        if let Some(path) = &self.credentials_env {
+            return Some(CredentialSink::EnvFile(path.clone()));
+        }
+        if let Some(path) = &self.credentials_pgpass {
+            return Some(CredentialSink::Pgpass(path.clone()));
+        }
+        self.credentials_cmd
+            .as_ref()
+            .map(|cmd| CredentialSink::command(["sh", "-c", cmd.as_str()]))
+    }
+}
+
+/// `rds-pg user …`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a project login role (LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE), or converge an
+    /// existing one. Without --password-stdin a password is generated and printed once on
+    /// standard output, unless a --credentials-* option says where it goes.
+    #[command(after_help = "Examples:\n  \
+                            rds-pg user create shop --credentials-pgpass ~/.pgpass\n  \
+                            rds-pg user create shop | lpass add --non-interactive --password-stdin shop-db\n  \
+                            lpass show --password shop-db | rds-pg user create shop --password-stdin")]
+    Create {
+        /// The role to create.
+        #[arg(value_parser = role_name)]
+        name: RoleName,
+        /// Read the password from standard input (a pipe) instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Maximum concurrent connections (-1: unlimited).
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        connection_limit: Option<i32>,
+        /// Password expiry, as PostgreSQL reads a timestamp ('2030-01-01', 'infinity').
+        #[arg(long, value_name = "TS")]
+        valid_until: Option<String>,
+        #[command(flatten)]
+        credentials: CredentialsArgs,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// Drop a project role: in every database, reassign (with --reassign-to) or drop what it
+    /// owns and the privileges it holds, then DROP ROLE.
+    #[command(after_help = "Example:\n  rds-pg user drop shop_ro")]
+    Drop {
+        /// The role to drop.
+        #[arg(value_parser = role_name)]
+        name: RoleName,
+        /// Give what the role owns (databases included) to ROLE instead of dropping it.
+        #[arg(long, value_name = "ROLE", value_parser = role_name)]
+        reassign_to: Option<RoleName>,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// Set a new password (generated unless --password-stdin), sent as a SCRAM verifier.
+    #[command(after_help = "Example:\n  \
+                            rds-pg user password shop --credentials-env /etc/shop/db.env")]
+    Password {
+        /// The role.
+        #[arg(value_parser = role_name)]
+        name: RoleName,
+        /// Read the password from standard input (a pipe) instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        credentials: CredentialsArgs,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+}
+
+/// `rds-pg db …`
+#[derive(Debug, Subcommand)]
+pub enum DatabaseCommand {
+    /// Create a database owned by a project user, PUBLIC's access revoked, with extensions
+    /// (untrusted ones created by master, trusted ones by the owner); converge an existing one.
+    #[command(after_help = "Example:\n  \
+                            rds-pg db create shop --owner shop --extension postgis --extension hstore")]
+    Create {
+        /// The database to create.
+        #[arg(value_parser = database_name)]
+        name: DatabaseName,
+        /// The project user that owns it.
+        #[arg(long, value_name = "USER", value_parser = role_name)]
+        owner: RoleName,
+        /// An extension to create in it (repeat for several).
+        #[arg(long = "extension", value_name = "EXT", value_parser = extension)]
+        extensions: Vec<Extension>,
+        /// Encoding [default: UTF8].
+        #[arg(long, value_name = "E")]
+        encoding: Option<String>,
+        /// Locale (collation and character classes).
+        #[arg(long, value_name = "L")]
+        locale: Option<String>,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// Drop a project database (master gains the owner's privileges for it).
+    #[command(after_help = "Example:\n  rds-pg db drop shop --force")]
+    Drop {
+        /// The database to drop.
+        #[arg(value_parser = database_name)]
+        name: DatabaseName,
+        /// Terminate connected sessions instead of failing.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+}
+
+/// `rds-pg ext …`
+#[derive(Debug, Subcommand)]
+pub enum ExtensionCommand {
+    /// Create extensions in an existing database, with RDS's fix-ups (spatial_ref_sys is handed
+    /// to the owner).
+    #[command(after_help = "Example:\n  rds-pg ext enable shop postgis hstore")]
+    Enable {
+        /// The database.
+        #[arg(value_parser = database_name)]
+        database: DatabaseName,
+        /// The extensions.
+        #[arg(required = true, value_name = "EXT", value_parser = extension)]
+        extensions: Vec<Extension>,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+}
+
+/// `rds-pg grant …`
+#[derive(Debug, Subcommand)]
+pub enum GrantCommand {
+    /// Give a role read access: CONNECT, USAGE on the schemas, SELECT on their tables and
+    /// sequences, and default privileges so tables created later are readable too.
+    #[command(after_help = "Example:\n  rds-pg grant readonly shop shop_ro --schema public")]
+    Readonly {
+        /// The database.
+        #[arg(value_parser = database_name)]
+        database: DatabaseName,
+        /// The role that gets read access.
+        #[arg(value_parser = role_name)]
+        role: RoleName,
+        /// A schema (repeat for several) [default: public].
+        #[arg(long = "schema", value_name = "S", value_parser = schema_name)]
+        schemas: Vec<SchemaName>,
+        /// Leave tables created later alone (no default privileges).
+        #[arg(long)]
+        no_future: bool,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// Remove what `grant readonly` granted.
+    #[command(after_help = "Example:\n  rds-pg grant revoke-readonly shop shop_ro")]
+    RevokeReadonly {
+        /// The database.
+        #[arg(value_parser = database_name)]
+        database: DatabaseName,
+        /// The role.
+        #[arg(value_parser = role_name)]
+        role: RoleName,
+        /// A schema (repeat for several) [default: public].
+        #[arg(long = "schema", value_name = "S", value_parser = schema_name)]
+        schemas: Vec<SchemaName>,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+}
+
+/// pg_dump's archive formats rds-pg writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DumpFormat {
+    /// One file (`pg_dump --format=custom`).
+    Custom,
+    /// A directory, written in parallel with --jobs.
+    Directory,
+}
+
+/// `rds-pg dump …`
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    /// The database.
+    #[arg(value_parser = any_database_name)]
+    pub database: DatabaseName,
+    /// Where to write the archive.
+    #[arg(long, value_name = "PATH")]
+    pub file: PathBuf,
+    /// Archive format.
+    #[arg(long, value_enum, default_value_t = DumpFormat::Custom)]
+    pub format: DumpFormat,
+    /// Parallel jobs (directory format only).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jobs: Option<u32>,
+    /// Print one JSON document on standard output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `rds-pg restore …`
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The database to restore into (it must exist, with its extensions).
+    #[arg(value_parser = database_name)]
+    pub database: DatabaseName,
+    /// The archive (a custom-format file or a directory).
+    #[arg(long, value_name = "PATH")]
+    pub file: PathBuf,
+    /// Parallel jobs.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jobs: Option<u32>,
+    #[command(flatten)]
+    pub change: ChangeArgs,
+}
+
+/// `rds-pg sandbox …`
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// Start an RDS-like PostgreSQL instance that keeps running, and print the `export PG…=…`
+    /// lines that point psql and rds-pg at it as master (password in a pgpass file).
+    #[command(after_help = "Example:\n  \
+                            eval \"$(rds-pg sandbox start --pg-version 15)\"\n  \
+                            rds-pg user create practice\n  \
+                            rds-pg sandbox stop")]
+    Start {
+        /// PostgreSQL major version (13-18) [default: 15 with PostGIS when installed, else the
+        /// newest installed].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(13..=18))]
+        pg_version: Option<u32>,
+        /// Directory for the instance (new or empty) [default: a new one under the temporary
+        /// directory].
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Print one JSON document instead of export lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop the sandbox and delete its directory.
+    #[command(after_help = "Example:\n  rds-pg sandbox stop --dir /tmp/practice")]
+    Stop {
+        /// The sandbox directory.
+        #[arg(long, value_name = "DIR", env = "RDS_PG_SANDBOX_DIR")]
+        dir: PathBuf,
+    },
+    /// Say whether the sandbox runs, and where (exit status 1 when it does not).
+    #[command(after_help = "Example:\n  rds-pg sandbox status --dir /tmp/practice")]
+    Status {
+        /// The sandbox directory.
+        #[arg(long, value_name = "DIR", env = "RDS_PG_SANDBOX_DIR")]
+        dir: PathBuf,
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_sslmode(s: &str) -> Result<SslMode, String> {
+    s.parse().map_err(|e: rds_pg_core::Error| e.to_string())
+}
+
+fn role_name(s: &str) -> Result<RoleName, String> {
+    RoleName::creatable(s).map_err(|e| e.to_string())
+}
+
+fn database_name(s: &str) -> Result<DatabaseName, String> {
+    DatabaseName::creatable(s).map_err(|e| e.to_string())
+}
+
+fn any_database_name(s: &str) -> Result<DatabaseName, String> {
+    DatabaseName::new(s).map_err(|e| e.to_string())
+}
+
+fn schema_name(s: &str) -> Result<SchemaName, String> {
+    SchemaName::new(s).map_err(|e| e.to_string())
+}
+
+fn extension(s: &str) -> Result<Extension, String> {
+    Extension::from_name(s).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_subcommand_help_has_an_example() {
+        fn walk(cmd: &clap::Command, path: &str) {
+            let subs: Vec<_> = cmd.get_subcommands().collect();
+            if subs.is_empty() {
+                let help = cmd.get_after_help().map(|h| h.to_string());
+                assert!(
+                    help.is_some_and(|h| h.contains("Example") && h.contains("rds-pg")),
+                    "{path} has no example in its --help"
+                );
+            }
+            for s in subs {
+                walk(s, &format!("{path} {}", s.get_name()));
+            }
+        }
+        walk(&Cli::command(), "rds-pg");
+    }
+}

@@ -1,0 +1,791 @@
+//! End-to-end tests of the `rds-pg` binary on the RDS-like sandbox, on PostgreSQL 15 and the
+//! newest supported version (`RDS_PG_TEST_VERSIONS` selects): the README demo's sequence step by
+//! step, `--dry-run`, `--json`, exit statuses and messages, and a generated password that logs in.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use postgres::Client;
+use rds_pg_core::sandbox::{DetachedSandbox, SUPPORTED_VERSIONS};
+use rds_pg_core::{connect, ConnectOptions, Password};
+use rds_pg_tests::{changes_since, log_mark, run_on, selected_versions, Sandbox};
+use serde_json::Value;
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------------------------
+
+/// The newest supported major version.
+fn newest() -> u32 {
+    *SUPPORTED_VERSIONS.last().unwrap()
+}
+
+/// One test per chosen version: `pg15` and `newest`.
+macro_rules! on_15_and_newest {
+    ($(#[$meta:meta])* fn $name:ident($sb:ident) $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            fn body($sb: &Sandbox) $body
+            #[test] fn pg15() { run_on(15, body) }
+            #[test] fn newest() { run_on(super::newest(), body) }
+        }
+    };
+}
+
+/// What one run of the binary printed, and how it ended.
+#[derive(Debug)]
+struct Run {
+    status: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {self:#?}"))
+    }
+
+    #[track_caller]
+    fn expect(self, status: i32, what: &str) -> Run {
+        assert_eq!(
+            self.status, status,
+            "{what}: unexpected exit status: {self:#?}"
+        );
+        self
+    }
+}
+
+/// `rds-pg` with a libpq environment of its own (nothing inherited from the test's).
+struct RdsPg {
+    env: Vec<(String, String)>,
+}
+
+impl RdsPg {
+    /// No server: for usage errors.
+    fn bare() -> RdsPg {
+        RdsPg { env: Vec::new() }
+    }
+
+    /// Connected to `sandbox` as master through a password file in `dir`, as an operator would
+    /// be (no password on the command line or in PGPASSWORD).
+    fn master(sandbox: &Sandbox, dir: &Path) -> RdsPg {
+        let passfile = dir.join("pgpass");
+        let line = rds_pg_core::pgpass::format_line(
+            "127.0.0.1",
+            sandbox.port(),
+            "*",
+            sandbox.master_user(),
+            sandbox.master_password(),
+        )
+        .unwrap();
+        write_private(&passfile, &format!("{}\n", line.expose()));
+        let mut env = vec![
+            ("PGHOST".into(), "127.0.0.1".into()),
+            ("PGPORT".into(), sandbox.port().to_string()),
+            ("PGUSER".into(), sandbox.master_user().into()),
+            ("PGPASSFILE".into(), passfile.display().to_string()),
+        ];
+        match sandbox.ca_cert_path() {
+            Some(ca) => {
+                env.push(("PGSSLMODE".into(), "verify-full".into()));
+                env.push(("PGSSLROOTCERT".into(), ca.display().to_string()));
+            }
+            None => env.push(("PGSSLMODE".into(), "disable".into())),
+        }
+        RdsPg { env }
+    }
+
+    fn with_env(mut self, key: &str, value: &str) -> RdsPg {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rds-pg"));
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("PG") || k == "RDS_PG_SANDBOX_DIR" {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        self.run_with_stdin(args, None)
+    }
+
+    fn run_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Run {
+        let mut cmd = self.command(args);
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        let mut child = cmd.spawn().expect("the rds-pg binary runs");
+        if let Some(text) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        let run = Run {
+            status: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8(out.stdout).unwrap(),
+            stderr: String::from_utf8(out.stderr).unwrap(),
+        };
+        eprintln!("$ rds-pg {}\n{}", args.join(" "), run.stderr);
+        run
+    }
+}
+
+fn write_private(path: &Path, text: &str) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+fn login(options: ConnectOptions) -> Client {
+    let target = options.target();
+    connect(&options).unwrap_or_else(|e| panic!("cannot log in as {target}: {e}"))
+}
+
+fn exists(sandbox: &Sandbox, catalog: &str, name: &str) -> bool {
+    let column = if catalog == "pg_roles" {
+        "rolname"
+    } else {
+        "datname"
+    };
+    let mut c = sandbox.connect_rdsadmin("postgres").unwrap();
+    let sql = format!("SELECT count(*) FROM {catalog} WHERE {column} = $1");
+    c.query_one(sql.as_str(), &[&name])
+        .unwrap()
+        .get::<_, i64>(0)
+        == 1
+}
+
+/// The one line a `user create`/`user password` printed on stdout: the generated password.
+fn printed_password(run: &Run) -> Password {
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "stdout must hold the password alone: {run:#?}"
+    );
+    assert_eq!(lines[0].len(), 40, "a generated password: {run:#?}");
+    assert!(
+        !run.stderr.contains(lines[0]),
+        "the password must not be on stderr"
+    );
+    Password::new(lines[0])
+}
+
+/// Whether a pg_dump able to dump a server of `major` is installed here.
+fn has_client_tools_for(major: u32) -> bool {
+    (major..=99).any(|m| Path::new(&format!("/usr/lib/postgresql/{m}/bin/pg_dump")).is_file())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The demo's sequence
+// ---------------------------------------------------------------------------------------------
+
+on_15_and_newest!(
+    fn the_demo_sequence_step_by_step(sandbox) {
+        let tmp = tempfile::tempdir().unwrap();
+        let cli = RdsPg::master(sandbox, tmp.path());
+        let passfile = tmp.path().join("pgpass");
+        let postgis = sandbox.has_postgis();
+        let mut exts = vec!["--extension", "hstore"];
+        if postgis {
+            exts.extend(["--extension", "postgis"]);
+        }
+
+        // 1. The project user, its password into the password file (nothing on stdout).
+        let run = cli
+            .run(&["user", "create", "shop", "--credentials-pgpass", passfile.to_str().unwrap()])
+            .expect(0, "user create shop");
+        assert_eq!(run.stdout, "", "a sink was given: no password on stdout");
+        assert!(run.stderr.contains("changed"), "{run:#?}");
+        assert!(run.stderr.contains("CREATE ROLE \"shop\""), "{run:#?}");
+        assert!(run.stderr.contains("PASSWORD '[redacted]'"), "{run:#?}");
+        let shop = || sandbox.options_for("shop").passfile(&passfile);
+
+        // Running it again changes nothing.
+        let again = cli.run(&["user", "create", "shop"]).expect(0, "user create again");
+        assert_eq!(again.stdout, "");
+        assert!(again.stderr.contains("user create \"shop\": unchanged"), "{again:#?}");
+
+        // 2. Its database, with hstore (and PostGIS where the sandbox has it).
+        let mut args = vec!["db", "create", "shop", "--owner", "shop"];
+        args.extend(&exts);
+        let run = cli.run(&args).expect(0, "db create shop");
+        assert!(run.stderr.contains("CREATE DATABASE \"shop\" OWNER \"shop\""), "{run:#?}");
+        assert!(run.stderr.contains("temporary"), "master's temporary membership: {run:#?}");
+        let run = cli.run(&args).expect(0, "db create again");
+        assert!(run.stderr.contains("db create \"shop\": unchanged"), "{run:#?}");
+
+        // 3. A read-only user, with a password from stdin, and its grant.
+        let ro_password = "read only, with spaces and 'quotes'";
+        let run = cli
+            .run_with_stdin(
+                &["user", "create", "shop_ro", "--password-stdin"],
+                Some(&format!("{ro_password}\n")),
+            )
+            .expect(0, "user create shop_ro");
+        assert_eq!(run.stdout, "", "a given password is not printed");
+        cli.run(&["grant", "readonly", "shop", "shop_ro"])
+            .expect(0, "grant readonly");
+
+        // 4. A few rows, as the project user (tables created after the grant).
+        let mut as_shop = login(shop().dbname("shop"));
+        as_shop
+            .batch_execute(
+                "CREATE TABLE visits (id serial PRIMARY KEY, tags hstore);
+                 INSERT INTO visits (tags) VALUES ('page=>home'), ('page=>cart'), ('page=>pay')",
+            )
+            .unwrap();
+        if postgis {
+            as_shop
+                .batch_execute(
+                    "CREATE TABLE shops (name text, location geometry(Point, 4326));
+                     INSERT INTO shops VALUES ('main', ST_SetSRID(ST_MakePoint(4.35, 50.85), 4326))",
+                )
+                .unwrap();
+        }
+        drop(as_shop);
+        let mut as_ro = login(
+            sandbox
+                .options_for("shop_ro")
+                .dbname("shop")
+                .password(ro_password),
+        );
+        let n: i64 = as_ro
+            .query_one("SELECT count(*) FROM visits", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 3, "the read-only user reads rows added after the grant");
+        let denied = as_ro
+            .batch_execute("INSERT INTO visits (tags) VALUES (NULL)")
+            .unwrap_err();
+        let denied = rds_pg_core::Error::from(denied);
+        assert_eq!(denied.kind(), rds_pg_core::ErrorKind::PermissionDenied, "{denied}");
+        drop(as_ro);
+
+        // 5. Dump as the project user; restore into a second project's database.
+        cli.run(&["user", "create", "shop2", "--credentials-pgpass", passfile.to_str().unwrap()])
+            .expect(0, "user create shop2");
+        let mut args = vec!["db", "create", "shop2", "--owner", "shop2"];
+        args.extend(&exts);
+        cli.run(&args).expect(0, "db create shop2");
+        let dump = tmp.path().join("shop.dump");
+        let dump_arg = dump.to_str().unwrap();
+        let as_shop_cli = RdsPg { env: cli.env.clone() }.with_env("PGUSER", "shop");
+        let run = as_shop_cli.run(&["dump", "shop", "--file", dump_arg]);
+        if has_client_tools_for(sandbox.major_version()) {
+            run.expect(0, "dump as the project user");
+            assert!(dump.is_file());
+            let as_shop2_cli = RdsPg { env: cli.env.clone() }.with_env("PGUSER", "shop2");
+            as_shop2_cli
+                .run(&["restore", "shop2", "--file", dump_arg])
+                .expect(0, "restore as the second project's user");
+            let mut as_shop2 = login(
+                sandbox.options_for("shop2").passfile(&passfile).dbname("shop2"),
+            );
+            let rows: Vec<String> = as_shop2
+                .query("SELECT tags -> 'page' FROM visits ORDER BY id", &[])
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            assert_eq!(rows, ["home", "cart", "pay"]);
+            let owner: String = as_shop2
+                .query_one(
+                    "SELECT tableowner::text FROM pg_tables WHERE tablename = 'visits'",
+                    &[],
+                )
+                .unwrap()
+                .get(0);
+            assert_eq!(owner, "shop2", "restored objects belong to the second project");
+            if postgis {
+                let x: f64 = as_shop2
+                    .query_one("SELECT ST_X(location) FROM shops", &[])
+                    .unwrap()
+                    .get(0);
+                assert_eq!(x, 4.35);
+            }
+        } else {
+            // No pg_dump for this server's version on this machine: the failure says so.
+            let run = run.expect(1, "dump without a recent enough pg_dump");
+            assert!(
+                run.stderr.contains("pg_dump") && run.stderr.contains(&sandbox.major_version().to_string()),
+                "{run:#?}"
+            );
+        }
+
+        // 6. Teardown: both databases, then the users.
+        for db in ["shop", "shop2"] {
+            let run = cli.run(&["db", "drop", db]).expect(0, "db drop");
+            assert!(run.stderr.contains(&format!("DROP DATABASE IF EXISTS \"{db}\"")), "{run:#?}");
+            assert!(!exists(sandbox, "pg_database", db), "{db} is gone");
+        }
+        for user in ["shop_ro", "shop", "shop2"] {
+            cli.run(&["user", "drop", user]).expect(0, "user drop");
+            assert!(!exists(sandbox, "pg_roles", user), "{user} is gone");
+        }
+        let run = cli.run(&["db", "drop", "shop"]).expect(0, "db drop again");
+        assert!(run.stderr.contains("db drop \"shop\": unchanged"), "{run:#?}");
+    }
+);
+
+// ---------------------------------------------------------------------------------------------
+// --dry-run, --json, passwords
+// ---------------------------------------------------------------------------------------------
+
+on_15_and_newest!(
+    fn dry_run_changes_nothing_and_shows_no_secret(sandbox) {
+        let tmp = tempfile::tempdir().unwrap();
+        let cli = RdsPg::master(sandbox, tmp.path());
+        // Something to drop, grant and rotate.
+        cli.run(&["user", "create", "app"]).expect(0, "user create app");
+        cli.run(&["user", "create", "app_ro"]).expect(0, "user create app_ro");
+        cli.run(&["db", "create", "app", "--owner", "app"]).expect(0, "db create app");
+
+        let mark = log_mark(sandbox);
+        let env_file = tmp.path().join("app.env");
+        let env_arg = env_file.to_str().unwrap();
+        let commands: Vec<Vec<&str>> = vec![
+            vec!["user", "create", "new_user", "--credentials-env", env_arg],
+            vec!["user", "create", "new_user"],
+            vec!["user", "password", "app", "--credentials-env", env_arg],
+            vec!["user", "password", "app"],
+            vec!["user", "drop", "app_ro"],
+            vec!["db", "create", "new_db", "--owner", "app", "--extension", "hstore"],
+            vec!["db", "drop", "app"],
+            vec!["ext", "enable", "app", "hstore", "citext"],
+            vec!["grant", "readonly", "app", "app_ro"],
+            vec!["grant", "revoke-readonly", "app", "app_ro"],
+        ];
+        for args in &commands {
+            let mut args = args.clone();
+            args.push("--dry-run");
+            let run = cli.run(&args).expect(0, &args.join(" "));
+            assert_eq!(run.stdout, "", "a dry run prints no password: {run:#?}");
+            assert!(run.stderr.contains("dry run"), "{run:#?}");
+            assert!(!run.stderr.contains("SCRAM-SHA-256$"), "no verifier: {run:#?}");
+        }
+        let planned = cli
+            .run(&["user", "password", "app", "--dry-run"])
+            .expect(0, "rotate dry run");
+        assert!(planned.stderr.contains("would run"), "{planned:#?}");
+        assert!(planned.stderr.contains("PASSWORD '[redacted]'"), "{planned:#?}");
+
+        let changes = changes_since(sandbox, mark);
+        assert!(changes.is_empty(), "dry runs sent changes: {changes:#?}");
+        assert!(!env_file.exists(), "no credentials written in a dry run");
+        assert!(!exists(sandbox, "pg_roles", "new_user"));
+        assert!(!exists(sandbox, "pg_database", "new_db"));
+        assert!(exists(sandbox, "pg_database", "app"));
+        assert!(exists(sandbox, "pg_roles", "app_ro"));
+    }
+);
+
+on_15_and_newest!(
+    fn json_output_parses_and_carries_the_documented_fields(sandbox) {
+        let tmp = tempfile::tempdir().unwrap();
+        let cli = RdsPg::master(sandbox, tmp.path());
+
+        let run = cli.run(&["user", "create", "app", "--json"]).expect(0, "user create --json");
+        let doc = run.json();
+        assert_eq!(doc["command"], "user create \"app\"");
+        assert_eq!(doc["changed"], true);
+        assert_eq!(doc["dry_run"], false);
+        assert_eq!(doc["errors"], Value::Array(vec![]));
+        assert!(doc["temporary_grants"].is_array());
+        assert!(doc["notes"].is_array());
+        let steps = doc["steps"].as_array().unwrap();
+        assert_eq!(steps.len(), 1);
+        assert_eq!(steps[0]["kind"], "change");
+        assert_eq!(steps[0]["database"], "postgres");
+        assert!(steps[0]["sql"].as_str().unwrap().contains("PASSWORD '[redacted]'"));
+        assert!(steps[0]["reason"].is_string());
+        // No sink: the generated password is in the document, and it logs in.
+        let password = doc["generated_password"].as_str().unwrap();
+        login(sandbox.options_for("app").password(password));
+
+        let run = cli
+            .run(&["db", "create", "app", "--owner", "app", "--json", "--dry-run"])
+            .expect(0, "db create --json --dry-run");
+        let doc = run.json();
+        assert_eq!(doc["dry_run"], true);
+        assert_eq!(doc["changed"], false);
+        let kinds: Vec<&str> = doc["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds.first(), Some(&"temporary_grant"), "{doc:#}");
+        assert_eq!(kinds.last(), Some(&"temporary_revoke"), "{doc:#}");
+        assert_eq!(doc["temporary_grants"], serde_json::json!(["app"]), "{doc:#}");
+
+        let run = cli.run(&["db", "create", "app", "--owner", "app", "--json"]).expect(0, "db create");
+        let doc = run.json();
+        assert_eq!(doc["changed"], true);
+        assert_eq!(doc["temporary_grants"], serde_json::json!(["app"]), "{doc:#}");
+        let run = cli.run(&["db", "create", "app", "--owner", "app", "--json"]).expect(0, "again");
+        let doc = run.json();
+        assert_eq!(doc["changed"], false);
+        assert_eq!(doc["steps"], Value::Array(vec![]));
+
+        // A failure is a document too, with the error's kind and message.
+        let run = cli
+            .run(&["db", "create", "other", "--owner", "nobody_here", "--json"])
+            .expect(1, "db create with a missing owner");
+        let doc = run.json();
+        assert_eq!(doc["changed"], Value::Null, "unknown after a failure");
+        let errors = doc["errors"].as_array().unwrap();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0]["kind"], "not_found", "{doc:#}");
+        assert!(errors[0]["message"].as_str().unwrap().contains("nobody_here"), "{doc:#}");
+    }
+);
+
+on_15_and_newest!(
+    fn a_generated_password_is_printed_once_and_logs_in(sandbox) {
+        let tmp = tempfile::tempdir().unwrap();
+        let cli = RdsPg::master(sandbox, tmp.path());
+        let mark = log_mark(sandbox);
+        let run = cli.run(&["user", "create", "app"]).expect(0, "user create app");
+        let password = printed_password(&run);
+        assert!(run.stderr.contains("shown once"), "{run:#?}");
+        let mut c = login(sandbox.options_for("app").password(password.clone()));
+        c.batch_execute("SELECT 1").unwrap();
+        let log = sandbox.log_text().unwrap();
+        assert!(!log[mark..].contains(password.expose()), "the server log never sees it");
+
+        // Rotated: the new one works, the old one no longer does.
+        let run = cli.run(&["user", "password", "app"]).expect(0, "user password app");
+        let rotated = printed_password(&run);
+        assert_ne!(rotated, password);
+        login(sandbox.options_for("app").password(rotated));
+        let old = connect(&sandbox.options_for("app").password(password));
+        assert!(old.is_err(), "the old password is refused");
+
+        // Piped to a credentials command instead: nothing on stdout, the command got it.
+        let received = tmp.path().join("received.json");
+        let sink = format!("cat > {}", received.display());
+        let run = cli
+            .run(&["user", "password", "app", "--credentials-cmd", &sink])
+            .expect(0, "user password with --credentials-cmd");
+        assert_eq!(run.stdout, "");
+        let doc: Value = serde_json::from_str(&std::fs::read_to_string(&received).unwrap()).unwrap();
+        let from_cmd = doc["password"].as_str().expect("the JSON has the password");
+        login(sandbox.options_for("app").password(from_cmd));
+    }
+);
+
+// ---------------------------------------------------------------------------------------------
+// Exit statuses and messages
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn bad_names_and_missing_options_exit_2_with_a_clear_message() {
+    let cli = RdsPg::bare();
+    for (args, says) in [
+        (
+            vec!["user", "create", "pg_monitor"],
+            "reserved by PostgreSQL",
+        ),
+        (
+            vec!["user", "create", "rds_admin"],
+            "reserved by Amazon RDS",
+        ),
+        (vec!["user", "create", &"x".repeat(64)], "truncate"),
+        (vec!["user", "create", ""], "must not be empty"),
+        (
+            vec!["db", "create", "template1", "--owner", "app"],
+            "reserved on RDS",
+        ),
+        (vec!["db", "create", "app"], "--owner"),
+        (vec!["user", "create"], "<NAME>"),
+        (vec!["ext", "enable", "app"], "<EXT>"),
+        (
+            vec!["grant", "readonly", "app", "postgres"],
+            "reserved on RDS",
+        ),
+        (
+            vec!["user", "drop", "app", "--reassign-to", "pg_x"],
+            "reserved by PostgreSQL",
+        ),
+        (vec!["dump", "app"], "--file"),
+        (
+            vec!["dump", "app", "--file", "x", "--format", "tar"],
+            "custom",
+        ),
+        (vec!["sandbox", "start", "--pg-version", "12"], "13..=18"),
+        (
+            vec![
+                "user",
+                "create",
+                "a",
+                "--credentials-env",
+                "x",
+                "--credentials-pgpass",
+                "y",
+            ],
+            "cannot be used with",
+        ),
+        (
+            vec!["user", "create", "a", "--credentials-database", "d"],
+            "--credentials-",
+        ),
+        (
+            vec!["--sslmode", "sometimes", "user", "create", "a"],
+            "sslmode",
+        ),
+        (vec!["frobnicate"], "unrecognized subcommand"),
+    ] {
+        let run = cli.run(&args);
+        assert_eq!(run.status, 2, "{args:?}: {run:#?}");
+        assert!(
+            run.stderr.contains(says),
+            "{args:?} should say {says:?}: {run:#?}"
+        );
+        assert_eq!(run.stdout, "", "{args:?}");
+    }
+    // Help is not an error, and every command's help shows an example.
+    let run = cli.run(&["user", "create", "--help"]).expect(0, "help");
+    assert!(run.stdout.contains("Example"), "{run:#?}");
+}
+
+on_15_and_newest!(
+    fn input_refused_by_the_core_exits_2_before_any_change(sandbox) {
+        let tmp = tempfile::tempdir().unwrap();
+        let cli = RdsPg::master(sandbox, tmp.path());
+        let mark = log_mark(sandbox);
+        for (args, stdin, says) in [
+            (vec!["user", "create", "app", "--connection-limit", "-5"], None, "connection limit"),
+            (vec!["user", "create", "app", "--password-stdin"], Some(""), "no password"),
+            (vec!["user", "create", "app", "--password-stdin"], Some("a\nb\n"), "one line"),
+            (
+                vec!["user", "create", "app", "--credentials-pgpass", "/nonexistent/dir/pgpass"],
+                None,
+                "not a directory",
+            ),
+        ] {
+            let run = cli.run_with_stdin(&args, stdin);
+            assert_eq!(run.status, 2, "{args:?}: {run:#?}");
+            assert!(run.stderr.contains(says), "{args:?} should say {says:?}: {run:#?}");
+        }
+        assert!(changes_since(sandbox, mark).is_empty());
+        assert!(!exists(sandbox, "pg_roles", "app"));
+
+        // PGPASSWORD works, with a warning recommending a password file.
+        let run = RdsPg::master(sandbox, tmp.path())
+            .with_env("PGPASSFILE", "/nonexistent")
+            .with_env("PGPASSWORD", sandbox.master_password().expose())
+            .run(&["user", "create", "app", "--dry-run"])
+            .expect(0, "with PGPASSWORD");
+        assert!(run.stderr.contains("warning: PGPASSWORD"), "{run:#?}");
+        assert!(run.stderr.contains("password file"), "{run:#?}");
+
+        // A wrong password is a failed operation (1), saying what failed.
+        let run = RdsPg::master(sandbox, tmp.path())
+            .with_env("PGPASSFILE", "/nonexistent")
+            .with_env("PGPASSWORD", "wrong")
+            .run(&["user", "create", "app"])
+            .expect(1, "wrong master password");
+        assert!(run.stderr.contains("cannot connect"), "{run:#?}");
+    }
+);
+
+on_15_and_newest!(
+    fn a_permission_problem_exits_1_with_the_fix(sandbox) {
+        let tmp = tempfile::tempdir().unwrap();
+        let cli = RdsPg::master(sandbox, tmp.path());
+        cli.run(&["user", "create", "app"]).expect(0, "user create");
+        cli.run(&["db", "create", "app", "--owner", "app"]).expect(0, "db create");
+
+        // An untrusted extension RDS does not allow: refused before any change, with the fix.
+        let mark = log_mark(sandbox);
+        let run = cli
+            .run(&["ext", "enable", "app", "pageinspect"])
+            .expect(1, "ext enable pageinspect");
+        assert!(run.stderr.contains("permission denied"), "{run:#?}");
+        assert!(run.stderr.contains("fix: "), "{run:#?}");
+        assert!(changes_since(sandbox, mark).is_empty());
+
+        // On 16+, a role master did not create (so master lacks ADMIN on it) cannot own a
+        // database: the fix is the GRANT … WITH ADMIN OPTION an admin must run.
+        if sandbox.major_version() >= 16 {
+            sandbox
+                .connect_rdsadmin("postgres")
+                .unwrap()
+                .batch_execute("CREATE ROLE other_team LOGIN")
+                .unwrap();
+            let run = cli
+                .run(&["db", "create", "other", "--owner", "other_team"])
+                .expect(1, "db create owned by a role master cannot act as");
+            assert!(
+                run.stderr.contains("fix: ")
+                    && run.stderr.contains("GRANT \"other_team\" TO \"master\" WITH ADMIN OPTION"),
+                "{run:#?}"
+            );
+            let doc = cli
+                .run(&["db", "create", "other", "--owner", "other_team", "--json"])
+                .expect(1, "the same with --json")
+                .json();
+            assert_eq!(doc["errors"][0]["kind"], "permission_denied");
+            assert!(doc["errors"][0]["fix"]
+                .as_str()
+                .unwrap()
+                .contains("WITH ADMIN OPTION"));
+            assert!(!exists(sandbox, "pg_database", "other"));
+        }
+    }
+);
+
+// ---------------------------------------------------------------------------------------------
+// sandbox start / status / stop
+// ---------------------------------------------------------------------------------------------
+
+/// Parses `export NAME=value` lines (values as `shell_quote` writes them).
+fn parse_exports(stdout: &str) -> Vec<(String, String)> {
+    stdout
+        .lines()
+        .map(|l| {
+            let rest = l
+                .strip_prefix("export ")
+                .unwrap_or_else(|| panic!("not an export: {l}"));
+            let (k, v) = rest.split_once('=').unwrap();
+            let v = v
+                .strip_prefix('\'')
+                .and_then(|v| v.strip_suffix('\''))
+                .map(|v| v.replace(r"'\''", "'"))
+                .unwrap_or_else(|| v.to_owned());
+            (k.to_owned(), v)
+        })
+        .collect()
+}
+
+fn sandbox_cli_round_trip(major: u32) {
+    if !selected_versions().contains(&major) {
+        eprintln!("PostgreSQL {major} not in RDS_PG_TEST_VERSIONS: skipped");
+        return;
+    }
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("practice");
+    let dir_arg = dir.to_str().unwrap();
+    let bare = RdsPg::bare();
+    let run = bare
+        .run(&[
+            "sandbox",
+            "start",
+            "--pg-version",
+            &major.to_string(),
+            "--dir",
+            dir_arg,
+        ])
+        .expect(0, "sandbox start");
+    let exports = parse_exports(&run.stdout);
+    let names: Vec<&str> = exports.iter().map(|(k, _)| k.as_str()).collect();
+    for name in [
+        "PGHOST",
+        "PGPORT",
+        "PGUSER",
+        "PGDATABASE",
+        "PGPASSFILE",
+        "PGSSLMODE",
+        "RDS_PG_SANDBOX_DIR",
+    ] {
+        assert!(names.contains(&name), "{name} exported: {run:#?}");
+    }
+    assert!(
+        !run.stdout.contains("PGPASSWORD"),
+        "the password stays in a file"
+    );
+    // Stop it whatever happens below.
+    struct StopOnDrop(PathBuf);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            if let Ok(s) = DetachedSandbox::open(&self.0) {
+                let _ = s.stop();
+            }
+        }
+    }
+    let _guard = StopOnDrop(dir.clone());
+
+    // The process that started it is gone; the server still answers, as master, from the
+    // exported environment alone.
+    let mut cli = RdsPg::bare();
+    for (k, v) in &exports {
+        cli = cli.with_env(k, v);
+    }
+    let run = cli
+        .run(&["sandbox", "status"])
+        .expect(0, "sandbox status (dir from the environment)");
+    assert!(run.stdout.contains("running"), "{run:#?}");
+    let doc = cli
+        .run(&["sandbox", "status", "--json"])
+        .expect(0, "status --json")
+        .json();
+    assert_eq!(doc["running"], true);
+    assert_eq!(doc["major"], major);
+    let run = cli
+        .run(&["user", "create", "practice"])
+        .expect(0, "user create on the sandbox");
+    let password = printed_password(&run);
+    let detached = DetachedSandbox::open(&dir).unwrap();
+    assert_eq!(detached.major_version(), major);
+    let mut master = login(detached.master_options());
+    let superuser: bool = master
+        .query_one(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(!superuser, "master is not a superuser, as on RDS");
+    drop(master);
+    login(detached.options_for("practice").password(password));
+
+    cli.run(&["sandbox", "stop"]).expect(0, "sandbox stop");
+    assert!(!dir.exists(), "the directory is removed");
+    let run = bare
+        .run(&["sandbox", "status", "--dir", dir_arg])
+        .expect(1, "status after stop");
+    assert!(run.stderr.contains("no sandbox"), "{run:#?}");
+    // stop refuses a directory that holds no sandbox, and leaves it alone.
+    let run = bare
+        .run(&["sandbox", "stop", "--dir", parent.path().to_str().unwrap()])
+        .expect(1, "stop elsewhere");
+    assert!(run.stderr.contains("no sandbox"), "{run:#?}");
+    assert!(parent.path().is_dir());
+}
+
+mod sandbox_start_status_stop {
+    #[test]
+    fn pg15() {
+        super::sandbox_cli_round_trip(15)
+    }
+    #[test]
+    fn newest() {
+        super::sandbox_cli_round_trip(super::newest())
+    }
+}
