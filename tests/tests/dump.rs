@@ -1,0 +1,885 @@
+//! Dump and restore as the project user (issue 5): the seed's "Dump the database" and "Restore a
+//! dump to a new database", done so that the restore runs in one transaction and fails loudly.
+//!
+//! Only PostgreSQL 15 client tools exist on this machine (Debian), so round trips run on 13–15
+//! (client ≥ server) and 16–18 must give the version error. Everything is checked the way a user
+//! would: the restored rows, geometries and sequence values are compared with the source's.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use postgres::Client;
+use postgres_protocol::escape::escape_identifier;
+use rds_pg_core::dump::{
+    plan_restore, restore_with, tools, ClientProgram, DumpFormat, Progress, SkipReason, ToolWorkDir,
+};
+use rds_pg_core::{
+    connect, dump, restore, verify_backup, ConnectOptions, DatabaseSpec, DumpOptions, Error,
+    ErrorKind, Extension, Password, Provisioner, RestoreOptions, UserSpec, VerifyOptions,
+};
+use rds_pg_tests::{run_on, Sandbox};
+
+/// The client tools Debian installs for PostgreSQL 15 (`make setup`).
+const CLIENT_15: &str = "/usr/lib/postgresql/15/bin";
+
+/// Defines one `#[test]` per version whose server the installed client tools (15) can dump.
+macro_rules! on_client_versions {
+    ($(#[$meta:meta])* fn $name:ident($sb:ident) $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            fn body($sb: &Sandbox) {
+                require_client_15();
+                $body
+            }
+            #[test] fn pg13() { run_on(13, body) }
+            #[test] fn pg14() { run_on(14, body) }
+            #[test] fn pg15() { run_on(15, body) }
+        }
+    };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+fn require_client_15() {
+    for tool in ["pg_dump", "pg_restore"] {
+        assert!(
+            Path::new(CLIENT_15).join(tool).is_file(),
+            "{CLIENT_15}/{tool} is missing: run `make setup` \
+             (apt-get install postgresql-client-15)"
+        );
+    }
+}
+
+/// `result`'s value, or a panic showing the error's kind and message.
+fn ok<T>(result: rds_pg_core::Result<T>, what: &str) -> T {
+    result.unwrap_or_else(|e| panic!("{what}: {:?}: {e}", e.kind()))
+}
+
+fn err<T: std::fmt::Debug>(result: rds_pg_core::Result<T>, what: &str) -> Error {
+    match result {
+        Ok(v) => panic!("{what}: expected an error, got {v:?}"),
+        Err(e) => e,
+    }
+}
+
+fn provisioner(sandbox: &Sandbox) -> Provisioner {
+    ok(
+        Provisioner::connect(&sandbox.master_options()),
+        "Provisioner::connect",
+    )
+}
+
+/// Creates a project user through rds-pg and returns its login options (to `postgres`).
+fn project_user(sandbox: &Sandbox, master: &mut Provisioner, name: &str) -> ConnectOptions {
+    let password = Password::new(format!("pw-{name}-Secr3t:\\x"));
+    ok(
+        master.ensure_user(&UserSpec::new(name).unwrap().password(password.clone())),
+        "ensure_user",
+    );
+    sandbox.options_for(name).password(password)
+}
+
+/// The extensions the test data needs on this server.
+fn extensions(sandbox: &Sandbox) -> Vec<Extension> {
+    let mut e = vec![Extension::Hstore, Extension::Citext];
+    if sandbox.has_postgis() {
+        e.insert(0, Extension::Postgis);
+    }
+    e
+}
+
+fn create_database(master: &mut Provisioner, name: &str, owner: &str, exts: &[Extension]) {
+    ok(
+        master.ensure_database(
+            &DatabaseSpec::new(name, owner)
+                .unwrap()
+                .extensions(exts.iter().cloned()),
+        ),
+        &format!("ensure_database {name}"),
+    );
+}
+
+fn login(options: &ConnectOptions, db: &str) -> Client {
+    ok(
+        connect(&options.for_database(db)),
+        &format!("login to {db}"),
+    )
+}
+
+/// Fills `db` as its owner: hstore and citext columns (and geometry with PostGIS), a sequence
+/// that has been used, a view, a function, comments, and `rows` extra rows in table `big`.
+fn fill_source(owner: &ConnectOptions, db: &str, postgis: bool, rows: i32) {
+    let mut c = login(owner, db);
+    let geom = if postgis {
+        ", geom geometry(Point, 4326)"
+    } else {
+        ""
+    };
+    c.batch_execute(&format!(
+        "CREATE TABLE places (id serial PRIMARY KEY, name citext NOT NULL, tags hstore{geom});
+         CREATE SEQUENCE counter START 7;
+         SELECT nextval('counter'), nextval('counter');
+         CREATE VIEW early_places AS SELECT id, name FROM places WHERE id < 10;
+         CREATE FUNCTION double_it(x int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT x * 2';
+         COMMENT ON TABLE places IS 'places, with tags';
+         CREATE TABLE big (n int PRIMARY KEY, payload text);"
+    ))
+    .unwrap();
+    let insert = if postgis {
+        "INSERT INTO places (name, tags, geom)
+         SELECT 'Place ' || g, hstore(ARRAY['k', 'half'], ARRAY[g::text, (g / 2.0)::text]),
+                ST_SetSRID(ST_MakePoint(g * 0.37, g / 3.0), 4326)
+           FROM generate_series(1, 200) g;
+         INSERT INTO spatial_ref_sys (srid, auth_name, auth_srid, srtext, proj4text)
+         VALUES (990001, 'TEST', 990001, '', '+proj=longlat +datum=WGS84 +no_defs');"
+    } else {
+        "INSERT INTO places (name, tags)
+         SELECT 'Place ' || g, hstore(ARRAY['k', 'half'], ARRAY[g::text, (g / 2.0)::text])
+           FROM generate_series(1, 200) g;"
+    };
+    c.batch_execute(insert).unwrap();
+    c.execute(
+        "INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, $1) g",
+        &[&rows],
+    )
+    .unwrap();
+}
+
+/// Every ordinary table of `db`'s public schema with its row count and a checksum of its rows,
+/// read as the superuser (test assertion only).
+fn table_checksums(sandbox: &Sandbox, db: &str) -> BTreeMap<String, (i64, String)> {
+    let mut admin = sandbox.connect_rdsadmin(db).unwrap();
+    let tables: Vec<String> = admin
+        .query(
+            "SELECT relname::text FROM pg_class
+              WHERE relnamespace = 'public'::regnamespace AND relkind = 'r' ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    tables
+        .into_iter()
+        .map(|t| {
+            let sql = format!(
+                "SELECT count(*), coalesce(md5(string_agg(x::text, '|' ORDER BY x::text)), '')
+                   FROM public.{} x",
+                escape_identifier(&t)
+            );
+            let row = admin.query_one(&sql, &[]).unwrap();
+            (t, (row.get(0), row.get(1)))
+        })
+        .collect()
+}
+
+/// Sequence values, the view, the function and the comment, as the owner sees them.
+fn object_facts(options: &ConnectOptions, db: &str, postgis: bool) -> Vec<String> {
+    let mut c = login(options, db);
+    let mut facts = Vec::new();
+    for seq in ["counter", "places_id_seq"] {
+        let row = c
+            .query_one(&format!("SELECT last_value, is_called FROM {seq}"), &[])
+            .unwrap();
+        facts.push(format!(
+            "{seq}={}/{}",
+            row.get::<_, i64>(0),
+            row.get::<_, bool>(1)
+        ));
+    }
+    let row = c
+        .query_one(
+            "SELECT (SELECT count(*) FROM early_places), double_it(21),
+                    obj_description('places'::regclass, 'pg_class'),
+                    (SELECT name::text FROM places WHERE name = 'PLACE 7'),
+                    (SELECT tags -> 'half' FROM places WHERE id = 3)",
+            &[],
+        )
+        .unwrap();
+    facts.push(format!(
+        "view={} f={} comment={:?} citext={:?} hstore={:?}",
+        row.get::<_, i64>(0),
+        row.get::<_, i32>(1),
+        row.get::<_, Option<String>>(2),
+        row.get::<_, Option<String>>(3),
+        row.get::<_, Option<String>>(4)
+    ));
+    if postgis {
+        let rows = c
+            .query(
+                "SELECT id, ST_AsEWKT(geom), ST_SRID(geom) FROM places ORDER BY id",
+                &[],
+            )
+            .unwrap();
+        for r in rows {
+            facts.push(format!(
+                "geom {} {} {}",
+                r.get::<_, i32>(0),
+                r.get::<_, String>(1),
+                r.get::<_, i32>(2)
+            ));
+        }
+    }
+    facts
+}
+
+/// Runs the seed's restore: `pg_restore --no-owner --no-acl --dbname=… file.dump` as `user`,
+/// with the password in a private password file.
+fn seed_restore(options: &ConnectOptions, db: &str, archive: &Path) -> (bool, String) {
+    let tool = ok(
+        tools::probe(
+            ClientProgram::PgRestore,
+            &Path::new(CLIENT_15).join("pg_restore"),
+        ),
+        "probe pg_restore",
+    );
+    let conn = options.for_database(db);
+    let work = ok(ToolWorkDir::create(&conn), "work dir");
+    let out = tools::connection_command(&tool, &conn, work.passfile())
+        .arg("--no-owner")
+        .arg("--no-acl")
+        .arg(archive)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn skipped_reasons(report: &rds_pg_core::RestoreReport) -> Vec<String> {
+    report
+        .skipped
+        .iter()
+        .map(|s| format!("{} | {}", s.entry, s.reason))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Round trip as another project user
+// ---------------------------------------------------------------------------------------------
+
+on_client_versions!(
+    /// Dumped as its owner, restored as another project user into a fresh database: clean, in
+    /// one transaction, identical data. On 15 with PostGIS, the seed's plain `pg_restore
+    /// --no-owner --no-acl` of the same archive shows the errors the filter removes.
+    fn round_trip_as_another_project_user(sandbox) {
+        let postgis = sandbox.has_postgis();
+        let exts = extensions(sandbox);
+        let mut master = provisioner(sandbox);
+        let alice = project_user(sandbox, &mut master, "alice");
+        let bob = project_user(sandbox, &mut master, "bob");
+        create_database(&mut master, "shop", "alice", &exts);
+        fill_source(&alice, "shop", postgis, 1000);
+
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("shop.dump");
+        let dumped = ok(dump(&DumpOptions::new(alice.for_database("shop"), &archive)), "dump");
+        assert_eq!(dumped.format, DumpFormat::Custom);
+        assert!(dumped.bytes > 0 && dumped.bytes == std::fs::metadata(&archive).unwrap().len());
+        assert_eq!(dumped.tool.major, 15, "the only client tools here: {}", dumped.tool);
+        assert!(dumped.server_version.starts_with(&sandbox.major_version().to_string()));
+
+        // A fresh database owned by bob, extensions made by master, as rds-pg provisions it.
+        create_database(&mut master, "shop_copy", "bob", &exts);
+        let mut seen: Vec<Progress> = Vec::new();
+        let options = RestoreOptions::new(bob.for_database("shop_copy"), &archive);
+        let report = ok(
+            restore_with(&options, None, &mut |p| seen.push(p.clone())),
+            "restore as bob",
+        );
+        assert!(report.single_transaction && report.jobs == 1);
+        assert!(report.warnings.is_empty(), "no error output: {:?}", report.warnings);
+        assert_eq!(
+            report.entries_restored + report.skipped.len(),
+            report.entries_total
+        );
+        let reasons = skipped_reasons(&report);
+        for ext in &exts {
+            let name = ext.name();
+            assert!(
+                report.skipped.iter().any(|s| s.reason
+                    == SkipReason::ExtensionExists { extension: name.into() }),
+                "EXTENSION {name} left out: {reasons:#?}"
+            );
+            assert!(
+                report.skipped.iter().any(|s| s.reason
+                    == SkipReason::ExtensionComment { extension: name.into() }),
+                "COMMENT ON EXTENSION {name} left out: {reasons:#?}"
+            );
+        }
+        // Progress went up one entry at a time to the total.
+        let last = seen.last().expect("progress was reported");
+        assert_eq!((last.done, last.total), (report.entries_restored, report.entries_restored));
+        assert!(seen.windows(2).all(|w| w[0].done <= w[1].done));
+        assert!(
+            seen.iter().any(|p| p.message.contains("places")),
+            "pg_restore's lines are passed on: {seen:?}"
+        );
+
+        // Identical data: every table's rows, the geometries, the sequences, the objects.
+        let source = table_checksums(sandbox, "shop");
+        assert!(source.contains_key("places") && source.contains_key("big"));
+        assert_eq!(table_checksums(sandbox, "shop_copy"), source);
+        assert_eq!(
+            object_facts(&bob, "shop_copy", postgis),
+            object_facts(&alice, "shop", postgis)
+        );
+        // bob owns what was restored and can write to it; alice cannot even connect.
+        let mut c = login(&bob, "shop_copy");
+        c.batch_execute("INSERT INTO places (name) VALUES ('new'); DROP VIEW early_places;")
+            .unwrap();
+        assert!(connect(&alice.for_database("shop_copy")).is_err());
+
+        missing_extensions_are_listed_or_created_by_master(sandbox, &mut master, &bob, &archive);
+
+        if postgis {
+            assert!(
+                source["spatial_ref_sys"].0 > 8000,
+                "spatial_ref_sys compared in full, the hand-added row included"
+            );
+            seed_way_shows_the_errors_the_filter_removes(sandbox, &mut master, &bob, &archive);
+        }
+    }
+);
+
+/// A target without the archive's extensions: a typed error naming them, before anything
+/// changes; with master passed, they are created first and the restore succeeds.
+fn missing_extensions_are_listed_or_created_by_master(
+    sandbox: &Sandbox,
+    master: &mut Provisioner,
+    bob: &ConnectOptions,
+    archive: &Path,
+) {
+    create_database(master, "bare", "bob", &[]);
+    let options = RestoreOptions::new(bob.for_database("bare"), archive);
+    let e = err(
+        restore(&options),
+        "restore into a database without the extensions",
+    );
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    let plan = ok(plan_restore(&options), "plan_restore");
+    let mut expected: Vec<String> = extensions(sandbox)
+        .iter()
+        .map(|x| x.name().to_owned())
+        .collect();
+    let mut missing = plan.missing_extensions.clone();
+    expected.sort();
+    missing.sort();
+    assert_eq!(missing, expected);
+    for name in &expected {
+        assert!(e.to_string().contains(name.as_str()), "{e}");
+    }
+    let tables: i64 = login(bob, "bare")
+        .query_one(
+            "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 0, "nothing was restored");
+
+    let report = ok(
+        restore_with(&options, Some(master), &mut |_| {}),
+        "restore with master creating the extensions",
+    );
+    let mut created = report.created_extensions.clone();
+    created.sort();
+    assert_eq!(created, expected);
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    // Master re-owned PostGIS's spatial_ref_sys to bob, so even its hand-added row arrived.
+    assert_eq!(
+        table_checksums(sandbox, "bare"),
+        table_checksums(sandbox, "shop")
+    );
+}
+
+/// A target as master leaves it when it only runs `CREATE EXTENSION postgis` (RDS keeps
+/// `spatial_ref_sys` with the extension's owner): the seed's restore fails on the extension
+/// comment and on `spatial_ref_sys`'s rows; rds-pg's restore leaves exactly those out and
+/// succeeds in one transaction.
+fn seed_way_shows_the_errors_the_filter_removes(
+    sandbox: &Sandbox,
+    master: &mut Provisioner,
+    bob: &ConnectOptions,
+    archive: &Path,
+) {
+    let exts = extensions(sandbox);
+    for db in ["seed_way", "filtered_way"] {
+        create_database(master, db, "bob", &exts);
+        sandbox
+            .connect_rdsadmin(db)
+            .unwrap()
+            .batch_execute("ALTER TABLE public.spatial_ref_sys OWNER TO rds_superuser")
+            .unwrap();
+    }
+    let (success, stderr) = seed_restore(bob, "seed_way", archive);
+    assert!(!success, "the seed's restore reports errors: {stderr}");
+    assert!(
+        stderr.contains("must be owner of extension postgis"),
+        "COMMENT ON EXTENSION fails for a non-owner: {stderr}"
+    );
+    assert!(
+        stderr.contains("permission denied for table spatial_ref_sys"),
+        "spatial_ref_sys's rows cannot be written: {stderr}"
+    );
+    assert!(stderr.contains("errors ignored on restore: 2"), "{stderr}");
+
+    let report = ok(
+        restore(&RestoreOptions::new(
+            bob.for_database("filtered_way"),
+            archive,
+        )),
+        "rds-pg restore where spatial_ref_sys belongs to rds_superuser",
+    );
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    let skipped_data: Vec<_> = report
+        .skipped
+        .iter()
+        .filter(|s| matches!(s.reason, SkipReason::ExtensionConfigData { .. }))
+        .collect();
+    assert_eq!(skipped_data.len(), 1, "{:#?}", skipped_reasons(&report));
+    assert_eq!(skipped_data[0].entry.name, "spatial_ref_sys");
+    assert!(skipped_data[0].reason.to_string().contains("rds_superuser"));
+    // Everything but the hand-added spatial_ref_sys row arrived.
+    let mut source = table_checksums(sandbox, "shop");
+    let mut copy = table_checksums(sandbox, "filtered_way");
+    assert_eq!(
+        source.remove("spatial_ref_sys").unwrap().0,
+        copy["spatial_ref_sys"].0 + 1
+    );
+    copy.remove("spatial_ref_sys");
+    assert_eq!(copy, source);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A truncated archive
+// ---------------------------------------------------------------------------------------------
+
+/// Everything in `db` a restore could change, read as the superuser.
+fn database_state(sandbox: &Sandbox, db: &str) -> String {
+    let mut admin = sandbox.connect_rdsadmin(db).unwrap();
+    let row = admin
+        .query_one(
+            "SELECT (SELECT string_agg(format('%s.%s:%s:%s', n.nspname, c.relname, c.relkind,
+                                              pg_get_userbyid(c.relowner)), ',' ORDER BY 1)
+                       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')),
+                    (SELECT string_agg(proname, ',' ORDER BY 1) FROM pg_proc
+                      WHERE pronamespace = 'public'::regnamespace AND proname NOT LIKE 'st\\_%'
+                        AND proname NOT LIKE '\\_st\\_%'),
+                    (SELECT string_agg(extname, ',' ORDER BY 1) FROM pg_extension),
+                    (SELECT count(*)::text || md5(string_agg(k::text, ',' ORDER BY k))
+                       FROM public.kept k)",
+            &[],
+        )
+        .unwrap();
+    let parts: Vec<Option<String>> = (0..4).map(|i| row.get(i)).collect();
+    format!("{parts:?}")
+}
+
+on_client_versions!(
+    /// A truncated archive: its table of contents still reads, the restore fails with pg_restore's
+    /// error, and the target is exactly as it was (one transaction).
+    fn truncated_archive_fails_and_changes_nothing(sandbox) {
+        let exts = extensions(sandbox);
+        let mut master = provisioner(sandbox);
+        let alice = project_user(sandbox, &mut master, "alice");
+        let bob = project_user(sandbox, &mut master, "bob");
+        create_database(&mut master, "shop", "alice", &exts);
+        fill_source(&alice, "shop", sandbox.has_postgis(), 20_000);
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("shop.dump");
+        ok(dump(&DumpOptions::new(alice.for_database("shop"), &archive)), "dump");
+        let bytes = std::fs::read(&archive).unwrap();
+        let truncated = dir.path().join("truncated.dump");
+        std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+
+        create_database(&mut master, "target", "bob", &exts);
+        login(&bob, "target")
+            .batch_execute(
+                "CREATE TABLE kept (k int PRIMARY KEY);
+                 INSERT INTO kept SELECT generate_series(1, 50);",
+            )
+            .unwrap();
+        let before = database_state(sandbox, "target");
+
+        let options = RestoreOptions::new(bob.for_database("target"), &truncated);
+        let plan = ok(plan_restore(&options), "the table of contents is intact");
+        assert!(plan.kept.len() > 5, "{:?}", plan.kept);
+        let mut progressed = 0;
+        let e = err(
+            restore_with(&options, None, &mut |p| progressed = p.done),
+            "restore of a truncated archive",
+        );
+        assert_eq!(e.kind(), ErrorKind::Tool, "{e}");
+        let Error::Tool { tool, stderr, .. } = &e else {
+            panic!("expected Error::Tool, got {e:?}");
+        };
+        assert!(tool.starts_with("pg_restore"), "{tool}");
+        assert!(
+            stderr.contains("could not read from input file")
+                || stderr.contains("unexpected end of file"),
+            "pg_restore's own error is carried: {stderr}"
+        );
+        assert!(progressed > 0, "entries were restored before the failure");
+        assert_eq!(
+            database_state(sandbox, "target"),
+            before,
+            "everything rolled back"
+        );
+    }
+);
+
+// ---------------------------------------------------------------------------------------------
+// Directory format, parallel jobs, verify_backup
+// ---------------------------------------------------------------------------------------------
+
+on_client_versions!(
+    /// Directory format with 2 jobs, restored with 2 jobs; `verify_backup` restores it into a
+    /// scratch database, reports equal counts and drops the scratch database.
+    fn directory_format_with_two_jobs_and_verify_backup(sandbox) {
+        let exts = extensions(sandbox);
+        let postgis = sandbox.has_postgis();
+        let mut master = provisioner(sandbox);
+        let alice = project_user(sandbox, &mut master, "alice");
+        create_database(&mut master, "shop", "alice", &exts);
+        fill_source(&alice, "shop", postgis, 5000);
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("shop.dir");
+        let dumped = ok(
+            dump(
+                &DumpOptions::new(alice.for_database("shop"), &archive)
+                    .format(DumpFormat::Directory)
+                    .jobs(2),
+            ),
+            "directory dump with 2 jobs",
+        );
+        assert!(archive.join("toc.dat").is_file());
+        assert!(dumped.bytes > std::fs::metadata(archive.join("toc.dat")).unwrap().len());
+
+        create_database(&mut master, "shop_copy", "alice", &exts);
+        let report = ok(
+            restore(&RestoreOptions::new(alice.for_database("shop_copy"), &archive).jobs(2)),
+            "parallel restore",
+        );
+        assert!(!report.single_transaction && report.jobs == 2);
+        assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+        assert_eq!(table_checksums(sandbox, "shop_copy"), table_checksums(sandbox, "shop"));
+        assert_eq!(
+            object_facts(&alice, "shop_copy", postgis),
+            object_facts(&alice, "shop", postgis)
+        );
+
+        let verified = ok(
+            verify_backup(&mut master, &VerifyOptions::new(alice.for_database("shop"), &archive)),
+            "verify_backup",
+        );
+        assert!(verified.is_verified(), "{:#?}", verified.tables);
+        assert!(verified.scratch_dropped);
+        let names: Vec<&str> = verified.tables.iter().map(|t| t.table.as_str()).collect();
+        assert!(names.contains(&"places") && names.contains(&"big"), "{names:?}");
+        let big = verified.tables.iter().find(|t| t.table == "big").unwrap();
+        assert_eq!((big.source, big.restored), (Some(5000), Some(5000)));
+        let left: i64 = sandbox
+            .connect_master()
+            .unwrap()
+            .query_one(
+                "SELECT count(*) FROM pg_database WHERE datname = $1 OR datname LIKE 'shop\\_verify\\_%'",
+                &[&verified.scratch_database],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(left, 0, "no scratch database left behind");
+
+        // A copy that lost rows is reported, not hidden.
+        login(&alice, "shop").batch_execute("DELETE FROM big WHERE n <= 10").unwrap();
+        let verified = ok(
+            verify_backup(&mut master, &VerifyOptions::new(alice.for_database("shop"), &archive)),
+            "verify_backup after the source changed",
+        );
+        assert!(!verified.is_verified());
+        let mismatches = verified.mismatches();
+        assert_eq!(mismatches.len(), 1, "{mismatches:?}");
+        assert_eq!((mismatches[0].source, mismatches[0].restored), (Some(4990), Some(5000)));
+    }
+);
+
+// ---------------------------------------------------------------------------------------------
+// The password never shows
+// ---------------------------------------------------------------------------------------------
+
+/// Processes whose parent is this test process and whose name is `name`.
+fn children_named(name: &str) -> Vec<u32> {
+    let me = std::process::id();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid …
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = &stat[open + 1..close];
+        let ppid = stat[close + 2..]
+            .split(' ')
+            .nth(1)
+            .and_then(|p| p.parse().ok());
+        if comm == name && ppid == Some(me) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+#[test]
+fn password_is_never_on_argv_or_in_the_environment() {
+    run_on(15, |sandbox| {
+        require_client_15();
+        let mut master = provisioner(sandbox);
+        let user = project_user(sandbox, &mut master, "carol");
+        let password = user.get_password().unwrap().expose().to_owned();
+        create_database(&mut master, "carol_db", "carol", &[]);
+        let mut holder = login(&user, "carol_db");
+        holder
+            .batch_execute(
+                "CREATE TABLE t AS SELECT 1 AS x; BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE;",
+            )
+            .unwrap();
+
+        // pg_dump waits for the lock: it is running while we look at it.
+        let dir = tempfile::tempdir().unwrap();
+        let options = DumpOptions::new(user.for_database("carol_db"), dir.path().join("c.dump"));
+        let dumping = std::thread::spawn(move || dump(&options));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let pid = loop {
+            let pids: Vec<u32> = children_named("pg_dump")
+                .into_iter()
+                .filter(|pid| {
+                    std::fs::read(format!("/proc/{pid}/cmdline"))
+                        .map(|c| String::from_utf8_lossy(&c).contains("carol_db"))
+                        .unwrap_or(false)
+                })
+                .collect();
+            if let Some(pid) = pids.first() {
+                break *pid;
+            }
+            assert!(Instant::now() < deadline, "pg_dump did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let env: Vec<String> = environ
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        assert!(args.iter().any(|a| a == "--username=carol"), "{args:?}");
+        for text in args.iter().chain(env.iter()) {
+            assert!(
+                !text.contains(&password),
+                "password visible in /proc/{pid}: {text}"
+            );
+        }
+        assert!(!env.iter().any(|e| e.starts_with("PGPASSWORD=")), "{env:?}");
+        assert!(
+            env.iter().any(|e| e == "PGSSLMODE=verify-full"),
+            "TLS settings pass: {env:?}"
+        );
+        assert!(
+            env.iter().any(|e| e.starts_with("PGSSLROOTCERT=")),
+            "{env:?}"
+        );
+        let passfile = PathBuf::from(
+            env.iter()
+                .find_map(|e| e.strip_prefix("PGPASSFILE="))
+                .expect("PGPASSFILE is set"),
+        );
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&passfile).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", passfile.display());
+            let dir_mode = std::fs::metadata(passfile.parent().unwrap())
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(dir_mode & 0o777, 0o700);
+        }
+        assert!(std::fs::read_to_string(&passfile)
+            .unwrap()
+            .contains("carol"));
+
+        holder.batch_execute("COMMIT").unwrap();
+        let report = ok(dumping.join().unwrap(), "dump after the lock is released");
+        assert!(report.bytes > 0);
+        assert!(
+            !passfile.parent().unwrap().exists(),
+            "the password file's directory is removed afterwards"
+        );
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Servers newer than the client tools
+// ---------------------------------------------------------------------------------------------
+
+fn newer_server_gives_the_version_error(sandbox: &Sandbox) {
+    require_client_15();
+    let major = sandbox.major_version();
+    let mut master = provisioner(sandbox);
+    let alice = project_user(sandbox, &mut master, "alice");
+    create_database(&mut master, "shop", "alice", &[Extension::Hstore]);
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("shop.dump");
+
+    // With only Debian's 15 client (the tools directory is the only place searched).
+    let options = DumpOptions::new(alice.for_database("shop"), &archive).tools_dir(CLIENT_15);
+    let e = err(dump(&options), "dump with a 15 client");
+    assert_eq!(e.kind(), ErrorKind::Tool);
+    let Error::ToolVersion {
+        tool,
+        server_version,
+        server_major,
+        found,
+        fix,
+    } = &e
+    else {
+        panic!("expected the version error, got {e:?}");
+    };
+    assert_eq!((tool.as_str(), *server_major), ("pg_dump", major));
+    assert_eq!(server_version, sandbox.version());
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].contains("15/bin/pg_dump") && found[0].contains("15."),
+        "{found:?}"
+    );
+    assert!(fix.contains(&format!("postgresql-client-{major}")), "{fix}");
+    let text = e.to_string();
+    assert!(
+        text.contains(sandbox.version()) && text.contains("15/bin/pg_dump"),
+        "{text}"
+    );
+    assert!(!archive.exists(), "nothing was written");
+
+    // The default search finds what this machine has; unless a client ≥ the server was
+    // installed, that is the same error.
+    let newest = tools::find_all(ClientProgram::PgDump, None)
+        .into_iter()
+        .map(|t| t.major)
+        .max();
+    let result = dump(&DumpOptions::new(alice.for_database("shop"), &archive));
+    match newest {
+        Some(m) if m >= major => {
+            ok(result, "dump with a client new enough");
+        }
+        _ => assert!(
+            matches!(
+                err(result, "dump with the default search"),
+                Error::ToolVersion { .. }
+            ),
+            "the default search gives the version error too"
+        ),
+    }
+
+    // What the version check prevents: pg_dump 15 itself refuses the server.
+    let tool = ok(
+        tools::probe(ClientProgram::PgDump, &Path::new(CLIENT_15).join("pg_dump")),
+        "probe",
+    );
+    let conn = alice.for_database("shop");
+    let work = ok(ToolWorkDir::create(&conn), "work dir");
+    let out = tools::connection_command(&tool, &conn, work.passfile())
+        .arg("--format=custom")
+        .arg(tools_file_arg(&dir.path().join("raw.dump")))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("server version mismatch"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Restore and verify need a pg_restore as new as the server as well.
+    std::fs::write(&archive, b"not used: the tool check comes first").unwrap();
+    let e = err(
+        plan_restore(
+            &RestoreOptions::new(alice.for_database("shop"), &archive).tools_dir(CLIENT_15),
+        ),
+        "restore with a 15 client",
+    );
+    assert!(
+        matches!(&e, Error::ToolVersion { tool, .. } if tool == "pg_restore"),
+        "{e:?}"
+    );
+    let e = err(
+        verify_backup(
+            &mut master,
+            &VerifyOptions::new(alice.for_database("shop"), &archive).tools_dir(CLIENT_15),
+        ),
+        "verify_backup with a 15 client",
+    );
+    assert!(matches!(&e, Error::ToolVersion { .. }), "{e:?}");
+}
+
+fn tools_file_arg(path: &Path) -> std::ffi::OsString {
+    let mut arg = std::ffi::OsString::from("--file=");
+    arg.push(path);
+    arg
+}
+
+mod newer_server_than_client {
+    use super::*;
+    #[test]
+    fn pg16() {
+        run_on(16, newer_server_gives_the_version_error)
+    }
+    #[test]
+    fn pg17() {
+        run_on(17, newer_server_gives_the_version_error)
+    }
+    #[test]
+    fn pg18() {
+        run_on(18, newer_server_gives_the_version_error)
+    }
+}
+
+/// Bad options fail before anything connects.
+#[test]
+fn bad_options_fail_before_connecting() {
+    let nowhere = ConnectOptions::new()
+        .host("192.0.2.1")
+        .port(1)
+        .user("u")
+        .dbname("d");
+    let e = err(
+        dump(&DumpOptions::new(nowhere.clone(), "x.dump").jobs(2)),
+        "2 jobs, custom format",
+    );
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    let e = err(
+        restore(&RestoreOptions::new(
+            nowhere.clone(),
+            "/nonexistent/archive.dump",
+        )),
+        "missing archive",
+    );
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    let e = err(
+        restore(&RestoreOptions::new(nowhere, "/").jobs(0)),
+        "zero jobs",
+    );
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+}
