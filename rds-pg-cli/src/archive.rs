@@ -96,6 +96,9 @@ pub fn dump(options: ConnectOptions, args: DumpArgs) -> (Outcome, Result<Outcome
     if let Some(jobs) = args.jobs {
         dump_options = dump_options.jobs(jobs);
     }
+    if let Some(dir) = &args.tools_dir {
+        dump_options = dump_options.tools_dir(dir);
+    }
     let mut line = ProgressLine::new(args.json);
     let started = Instant::now();
     let result = std::thread::scope(|scope| {
@@ -171,6 +174,9 @@ pub fn restore(options: ConnectOptions, args: RestoreArgs) -> (Outcome, Result<O
     let mut restore_options = RestoreOptions::new(options, &args.file).database(database.as_str());
     if let Some(jobs) = args.jobs {
         restore_options = restore_options.jobs(jobs);
+    }
+    if let Some(dir) = &args.tools_dir {
+        restore_options = restore_options.tools_dir(dir);
     }
     let mut outcome = Outcome::new(title.clone());
     outcome.dry_run = args.change.dry_run;

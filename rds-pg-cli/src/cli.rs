@@ -309,6 +309,10 @@ pub struct DumpArgs {
     /// Parallel jobs (directory format only).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub jobs: Option<u32>,
+    /// The directory of the pg_dump to use [default: PATH, then /usr/lib/postgresql/*/bin,
+    /// the first at least as new as the server].
+    #[arg(long, value_name = "DIR")]
+    pub tools_dir: Option<PathBuf>,
     /// Print one JSON document on standard output.
     #[arg(long)]
     pub json: bool,
@@ -323,9 +327,13 @@ pub struct RestoreArgs {
     /// The archive (a custom-format file or a directory).
     #[arg(long, value_name = "PATH")]
     pub file: PathBuf,
-    /// Parallel jobs.
+    /// Parallel jobs (above 1: not one transaction, so a failure leaves what was restored).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub jobs: Option<u32>,
+    /// The directory of the pg_restore to use [default: PATH, then
+    /// /usr/lib/postgresql/*/bin, the first at least as new as the server].
+    #[arg(long, value_name = "DIR")]
+    pub tools_dir: Option<PathBuf>,
     #[command(flatten)]
     pub change: ChangeArgs,
 }

@@ -296,14 +296,32 @@ on_15_and_newest!(
         let dump = tmp.path().join("shop.dump");
         let dump_arg = dump.to_str().unwrap();
         let as_shop_cli = RdsPg { env: cli.env.clone() }.with_env("PGUSER", "shop");
-        let run = as_shop_cli.run(&["dump", "shop", "--file", dump_arg]);
+        let run = as_shop_cli.run(&["dump", "shop", "--file", dump_arg, "--json"]);
         if has_client_tools_for(sandbox.major_version()) {
-            run.expect(0, "dump as the project user");
+            let doc = run.expect(0, "dump as the project user").json();
             assert!(dump.is_file());
+            assert_eq!(doc["bytes"], std::fs::metadata(&dump).unwrap().len());
+            assert_eq!(doc["format"], "custom");
+            assert_eq!(doc["errors"], Value::Array(vec![]));
             let as_shop2_cli = RdsPg { env: cli.env.clone() }.with_env("PGUSER", "shop2");
-            as_shop2_cli
-                .run(&["restore", "shop2", "--file", dump_arg])
-                .expect(0, "restore as the second project's user");
+            let mark = log_mark(sandbox);
+            let run = as_shop2_cli
+                .run(&["restore", "shop2", "--file", dump_arg, "--dry-run"])
+                .expect(0, "restore --dry-run");
+            assert!(run.stderr.contains("would run"), "{run:#?}");
+            assert!(changes_since(sandbox, mark).is_empty(), "a dry run restores nothing");
+            let doc = as_shop2_cli
+                .run(&["restore", "shop2", "--file", dump_arg, "--json"])
+                .expect(0, "restore as the second project's user")
+                .json();
+            assert_eq!(doc["changed"], true, "{doc:#}");
+            assert_eq!(doc["single_transaction"], true, "{doc:#}");
+            assert!(doc["entries_restored"].as_u64().unwrap() > 0, "{doc:#}");
+            assert!(doc["skipped"].as_array().unwrap().iter().any(|s| s["entry"]
+                .as_str()
+                .unwrap()
+                .starts_with("EXTENSION hstore")), "{doc:#}");
+            assert_eq!(doc["warnings"], Value::Array(vec![]), "a clean restore: {doc:#}");
             let mut as_shop2 = login(
                 sandbox.options_for("shop2").passfile(&passfile).dbname("shop2"),
             );
@@ -538,6 +556,11 @@ fn bad_names_and_missing_options_exit_2_with_a_clear_message() {
             vec!["dump", "app", "--file", "x", "--format", "tar"],
             "custom",
         ),
+        (
+            vec!["dump", "app", "--file", "x", "--jobs", "2"],
+            "directory",
+        ),
+        (vec!["restore", "app", "--file", "x", "--jobs", "0"], "0"),
         (vec!["sandbox", "start", "--pg-version", "12"], "13..=18"),
         (
             vec![
