@@ -109,7 +109,8 @@ impl ServerVersion {
     /// # Errors
     /// A server error.
     pub fn query(client: &mut Client) -> Result<Self> {
-        let row = client.query_one("SELECT current_setting('server_version_num')::int4", &[])?;
+        let row =
+            client.query_typed_one("SELECT current_setting('server_version_num')::int4", &[])?;
         let n: i32 = row.get(0);
         Ok(ServerVersion(n as u32))
     }

@@ -1,6 +1,7 @@
 //! Reading what the server has: one bulk catalog query per database into a snapshot. Never reads
 //! `pg_authid`.
 
+use postgres::types::Type;
 use postgres::Client;
 
 use crate::connect::ServerVersion;
@@ -47,7 +48,7 @@ pub struct Membership {
 pub(crate) fn server_facts(client: &mut Client) -> Result<ServerFacts> {
     // to_jsonb() reads the 16+ option columns where they exist and yields NULL before 16, so one
     // query serves every version.
-    let row = client.query_one(
+    let row = client.query_typed_one(
         "SELECT current_setting('server_version_num')::int4, r.rolname::text, current_database()::text,
                 r.rolsuper, r.rolcreaterole, r.rolcreatedb,
                 coalesce(array_agg(g.rolname::text ORDER BY g.rolname) FILTER (WHERE g.oid IS NOT NULL), '{}'),
@@ -221,7 +222,7 @@ pub(crate) fn user_snapshot(
            FROM (SELECT $1::text AS name) n LEFT JOIN pg_roles r ON r.rolname = n.name",
         role_columns("r", major)
     );
-    let row = client.query_one(&sql, &[&name, &valid_until])?;
+    let row = client.query_typed_one(&sql, &[(&name, Type::TEXT), (&valid_until, Type::TEXT)])?;
     let role = read_role(&row, 0).map(|mut r| {
         r.valid_until_differs = row.get(ROLE_COLUMNS);
         r
@@ -303,7 +304,14 @@ pub(crate) fn cluster_snapshot(
         role_cols = role_columns("r", major),
         owner_cols = role_columns("dow", major),
     );
-    let row = client.query_one(&sql, &[&database, &role, &extensions])?;
+    let row = client.query_typed_one(
+        &sql,
+        &[
+            (&database, Type::TEXT),
+            (&role, Type::TEXT),
+            (&extensions, Type::TEXT_ARRAY),
+        ],
+    )?;
     let role_state = read_role(&row, 0);
     let owner_state = read_role(&row, ROLE_COLUMNS);
     let at = 2 * ROLE_COLUMNS;
@@ -386,7 +394,7 @@ pub(crate) fn database_snapshot(
     role: Option<&str>,
     schemas: &[String],
 ) -> Result<DatabaseSnapshot> {
-    let row = client.query_one(
+    let row = client.query_typed_one(
         "WITH o AS (SELECT oid FROM pg_roles WHERE rolname = $1),
               ro AS (SELECT oid FROM pg_roles WHERE rolname = $2),
               rel AS (
@@ -440,7 +448,11 @@ pub(crate) fn database_snapshot(
                 EXISTS (SELECT 1 FROM pg_namespace n,
                                aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a
                          WHERE n.nspname = 'public' AND a.grantee = 0 AND a.privilege_type = 'CREATE')",
-        &[&owner, &role, &schemas],
+        &[
+            (&owner, Type::TEXT),
+            (&role, Type::TEXT),
+            (&schemas, Type::TEXT_ARRAY),
+        ],
     )?;
     let ext_names: Vec<String> = row.get(1);
     let ext_schemas: Vec<String> = row.get(2);

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use postgres::types::Type;
 use postgres::Client;
 
 use crate::config::ConnectOptions;
@@ -108,6 +109,18 @@ impl Provisioner {
             .expect("inserted above"))
     }
 
+    /// Closes rds-pg's connection to `database`, if any, and returns its backend pid: the
+    /// server may list the session for a moment after it closed.
+    fn close_connection(&mut self, database: &DatabaseName) -> Option<i32> {
+        let mut client = self.others.remove(database.as_str())?;
+        let pid = client
+            .query_typed_one("SELECT pg_backend_pid()", &[])
+            .ok()
+            .map(|r| r.get(0));
+        let _ = client.close();
+        pid
+    }
+
     fn client_for(&mut self, database: Option<&DatabaseName>) -> Result<&mut Client> {
         match database {
             None => Ok(&mut self.client),
@@ -116,24 +129,25 @@ impl Provisioner {
     }
 
     /// Serialises changes to the same roles and databases across processes (session-level
-    /// advisory locks, waiting at most `lock_timeout`). Released by [`Self::unlock`].
+    /// advisory locks taken in a fixed order, waiting at most `lock_timeout`; one round trip).
+    /// Released by [`Self::unlock`].
     fn lock(&mut self, keys: &[String]) -> Result<()> {
-        let mut keys = keys.to_vec();
-        keys.sort();
-        for key in &keys {
-            self.client
-                .execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", &[key])
-                .map_err(Error::from)?;
-        }
+        self.client
+            .query_typed(
+                "SELECT pg_advisory_lock(hashtextextended(k, 0))
+                   FROM (SELECT DISTINCT k FROM unnest($1::text[]) k ORDER BY k) s",
+                &[(&keys, Type::TEXT_ARRAY)],
+            )
+            .map_err(Error::from)?;
         Ok(())
     }
 
     fn unlock(&mut self, keys: &[String]) {
-        for key in keys {
-            let _ = self
-                .client
-                .execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", &[key]);
-        }
+        let _ = self.client.query_typed(
+            "SELECT pg_advisory_unlock(hashtextextended(k, 0))
+               FROM (SELECT DISTINCT k FROM unnest($1::text[]) k) s",
+            &[(&keys, Type::TEXT_ARRAY)],
+        );
     }
 
     /// Runs `plan` and returns the report. Consecutive steps for the same database are sent as
@@ -293,7 +307,7 @@ impl Provisioner {
                     // close the connection (CREATE DATABASE refuses a template in use).
                     let snapshot =
                         self.database_snapshot(&template, spec.owner.as_str(), None, &[]);
-                    self.others.remove(template.as_str());
+                    let _ = self.close_connection(&template);
                     snapshot?
                 }
             }
@@ -432,10 +446,15 @@ impl Provisioner {
         options: &DropDatabaseOptions,
     ) -> Result<Plan> {
         teardown::check_droppable_database(&self.facts, name)?;
-        // rds-pg's own connection to it would count as a session and block the drop.
-        self.others.remove(name.as_str());
-        let snapshot =
-            teardown::drop_database_snapshot(&mut self.client, self.facts.major, name.as_str())?;
+        // rds-pg's own connection to it would count as a session and block the drop: close it
+        // and wait for the server to end it.
+        let own: Vec<i32> = self.close_connection(name).into_iter().collect();
+        let snapshot = teardown::drop_database_snapshot(
+            &mut self.client,
+            self.facts.major,
+            name.as_str(),
+            &own,
+        )?;
         teardown::plan_drop_database(&self.facts, &snapshot, name, options)
     }
 

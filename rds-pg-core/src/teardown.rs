@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use postgres::types::Type;
 use postgres::Client;
 
 use crate::error::{Error, Result};
@@ -72,6 +73,7 @@ pub(crate) fn drop_database_snapshot(
     client: &mut Client,
     major: u32,
     database: &str,
+    ignore_pids: &[i32],
 ) -> Result<DropDatabaseSnapshot> {
     let sql = format!(
         "SELECT d.oid IS NOT NULL, o.rolname::text, coalesce(d.datistemplate, false), {owner_cols},
@@ -86,11 +88,14 @@ pub(crate) fn drop_database_snapshot(
                        array_agg(coalesce(a.application_name, '') ORDER BY a.pid) AS apps,
                        array_agg(coalesce(host(a.client_addr), '') ORDER BY a.pid) AS clients
                   FROM pg_stat_activity a
-                 WHERE a.datid = d.oid AND a.pid <> pg_backend_pid()
+                 WHERE a.datid = d.oid AND a.pid <> pg_backend_pid() AND a.pid <> ALL($2)
                    AND a.backend_type = 'client backend') s ON true",
         owner_cols = crate::inspect::role_columns("o", major),
     );
-    let row = client.query_one(&sql, &[&database])?;
+    let row = client.query_typed_one(
+        &sql,
+        &[(&database, Type::TEXT), (&ignore_pids, Type::INT4_ARRAY)],
+    )?;
     if !row.get::<_, bool>(0) {
         return Ok(DropDatabaseSnapshot::default());
     }
@@ -317,7 +322,7 @@ pub(crate) fn drop_user_snapshot(
         role_cols = crate::inspect::role_columns("r", major),
         target_cols = crate::inspect::role_columns("t", major),
     );
-    let row = client.query_one(&sql, &[&role, &reassign_to])?;
+    let row = client.query_typed_one(&sql, &[(&role, Type::TEXT), (&reassign_to, Type::TEXT)])?;
     let cols = crate::inspect::ROLE_COLUMNS;
     let at = 2 * cols;
     let names: Vec<String> = row.get(at + 1);
@@ -357,7 +362,7 @@ pub(crate) fn drop_user_snapshot(
             "SELECT r.rolname::text, {cols} FROM pg_roles r WHERE r.rolname = ANY($1)",
             cols = crate::inspect::role_columns("r", major)
         );
-        for row in client.query(&sql, &[&wanted])? {
+        for row in client.query_typed(&sql, &[(&wanted, Type::TEXT_ARRAY)])? {
             let name: String = row.get(0);
             if let Some(state) = crate::inspect::read_role(&row, 1) {
                 let superuser = state.superuser;
@@ -445,7 +450,7 @@ pub(crate) fn drop_user_database(
                             FROM g JOIN pg_roles x ON x.oid = g.goid WHERE x.rolname <> current_user), '{{}}')",
         set = if major >= 16 { "SET" } else { "MEMBER" },
     );
-    let row = client.query_one(&sql, &[&role])?;
+    let row = client.query_typed_one(&sql, &[(&role, Type::TEXT)])?;
     let owned_cat: Vec<String> = row.get(0);
     let owned_n: Vec<i64> = row.get(1);
     let priv_cat: Vec<String> = row.get(2);
