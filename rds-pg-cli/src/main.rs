@@ -53,7 +53,9 @@ fn run(cli: Cli) -> u8 {
             let database = args.database.as_str().to_owned();
             match connect_options(conn) {
                 Ok(options) => archive::print(printer, &database, archive::dump(options, args)),
-                Err(e) => printer.failure(&Outcome::new("dump"), &e, &database),
+                Err(e) => {
+                    printer.failure(&Outcome::new(format!("dump {database:?}")), &e, &database)
+                }
             }
         }
         Command::Restore(args) => {
@@ -63,7 +65,11 @@ fn run(cli: Cli) -> u8 {
             let database = args.database.as_str().to_owned();
             match connect_options(conn) {
                 Ok(options) => archive::print(printer, &database, archive::restore(options, args)),
-                Err(e) => printer.failure(&Outcome::new("restore"), &e, &database),
+                Err(e) => printer.failure(
+                    &Outcome::new(format!("restore {database:?}")),
+                    &e,
+                    &database,
+                ),
             }
         }
         Command::Sandbox(cmd) => sandbox(cmd),
@@ -109,28 +115,23 @@ fn changing(
     op: impl FnOnce(&mut Provisioner, Outcome) -> Result<Outcome>,
 ) -> u8 {
     let printer = Printer { json: change.json };
-    let mut base = Outcome::new(title);
-    base.dry_run = change.dry_run;
+    let outcome = || {
+        let mut o = Outcome::new(title.clone());
+        o.dry_run = change.dry_run;
+        o
+    };
     let options = match connect_options(conn) {
         Ok(o) => o,
-        Err(e) => return printer.failure(&base, &e, "postgres"),
+        Err(e) => return printer.failure(&outcome(), &e, "postgres"),
     };
     let maintenance = options.get_dbname().to_owned();
-    let mut provisioner = match Provisioner::connect(&options) {
-        Ok(p) => p,
-        Err(e) => return printer.failure(&base, &e, &maintenance),
-    };
-    let failed = Outcome::new(base.title.clone());
-    match op(&mut provisioner, base) {
-        Ok(outcome) => {
-            printer.success(&outcome, &maintenance);
+    let result = Provisioner::connect(&options).and_then(|mut p| op(&mut p, outcome()));
+    match result {
+        Ok(done) => {
+            printer.success(&done, &maintenance);
             0
         }
-        Err(e) => {
-            let mut failed = failed;
-            failed.dry_run = change.dry_run;
-            printer.failure(&failed, &e, &maintenance)
-        }
+        Err(e) => printer.failure(&outcome(), &e, &maintenance),
     }
 }
 
