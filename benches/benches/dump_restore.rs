@@ -86,6 +86,15 @@ fn timed(f: impl FnOnce()) -> Duration {
     started.elapsed()
 }
 
+/// `min–max` of sorted samples.
+fn range(sorted: &[Duration]) -> String {
+    format!(
+        "{}–{}",
+        sorted[0].as_millis(),
+        sorted[sorted.len() - 1].as_millis()
+    )
+}
+
 fn ms(d: Duration) -> String {
     format!("{} ms", d.as_millis())
 }
@@ -272,25 +281,28 @@ fn main() {
     }
 
     let mut table = String::from(
-        "| operation | raw pg_dump/pg_restore | rds-pg, whole call | of which the tool | \
-         rds-pg's own work |\n|---|---|---|---|---|\n",
+        "| operation | raw pg_dump/pg_restore (range) | rds-pg, whole call (range) | difference | \
+         of which the tool | rds-pg's own work |\n|---|---|---|---|---|---|\n",
     );
     for row in &mut rows {
-        let (r, d) = (median(&mut row.raw), median(&mut row.rds));
-        let own: Vec<Duration> = row
+        // Per-run differences first: median() sorts in place.
+        let mut own: Vec<Duration> = row
             .rds
             .iter()
             .zip(&row.rds_tool)
             .map(|(whole, tool)| whole.saturating_sub(*tool))
             .collect();
+        let (r, d) = (median(&mut row.raw), median(&mut row.rds));
         table.push_str(&format!(
-            "| {} | {} | {} ({:+.1} %) | {} | {} |\n",
+            "| {} | {} ({}) | {} ({}) | {:+.1} % | {} | {} |\n",
             row.what,
             ms(r),
+            range(&row.raw),
             ms(d),
+            range(&row.rds),
             100.0 * (d.as_secs_f64() - r.as_secs_f64()) / r.as_secs_f64(),
             ms(median(&mut row.rds_tool)),
-            ms(median(&mut own.clone())),
+            ms(median(&mut own)),
         ));
     }
     let body = format!(

@@ -1,7 +1,7 @@
 //! Restoring an archive as the project user: read its table of contents, leave out what the
 //! user cannot and need not restore, run pg_restore on the rest in one transaction.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -197,9 +197,14 @@ impl RestorePlan {
     /// The `pg_restore --use-list` file: the archive's entries in order, the left-out ones
     /// commented out with the reason.
     pub fn list_file(&self) -> String {
+        let skipped: HashMap<u32, &SkippedEntry> = self
+            .skipped
+            .iter()
+            .map(|s| (s.entry.dump_id, s))
+            .collect();
         let mut out = String::from("; rds-pg: filtered table of contents\n");
         for entry in &self.toc.entries {
-            match self.skipped.iter().find(|s| s.entry == *entry) {
+            match skipped.get(&entry.dump_id) {
                 Some(s) => out.push_str(&format!(
                     "; left out: {}\n;{}\n",
                     s.reason.to_string().replace('\n', " "),
@@ -573,7 +578,8 @@ fn missing_extensions_error(plan: &RestorePlan) -> Error {
 }
 
 /// Runs pg_restore, reading its standard error line by line: progress lines advance `progress`,
-/// the others are kept. Returns the status, the whole standard error and the warning lines.
+/// the others are kept. Returns the status, what to report when it failed (the warning and error
+/// lines and the step it was on; not the thousands of progress lines) and the warning lines.
 fn run_with_progress(
     cmd: &mut Command,
     tool: &ClientTool,
@@ -589,8 +595,8 @@ fn run_with_progress(
         .map_err(|e| Error::io(format!("running {}", tool.path.display()), e))?;
     let stderr = child.stderr.take().expect("stderr is piped");
     let mut reader = BufReader::new(stderr);
-    let mut all = String::new();
     let mut warnings = Vec::new();
+    let mut last_step = String::new();
     let mut done = 0;
     let mut buf = Vec::new();
     loop {
@@ -602,10 +608,10 @@ fn run_with_progress(
             break;
         }
         let line = String::from_utf8_lossy(&buf);
-        all.push_str(&line);
         let line = line.trim_end();
         match classify(line, parallel) {
             Line::EntryDone(message) => {
+                last_step = message.to_owned();
                 done = (done + 1).min(total);
                 progress(&Progress {
                     done,
@@ -627,7 +633,11 @@ fn run_with_progress(
             message: "done".into(),
         });
     }
-    Ok((status, all, warnings))
+    let mut report = warnings.join("\n");
+    if !last_step.is_empty() {
+        report.push_str(&format!("\n(last step: {last_step}; {done} of {total} entries)"));
+    }
+    Ok((status, report, warnings))
 }
 
 /// What a line of `pg_restore --verbose` standard error is.
