@@ -197,11 +197,8 @@ impl RestorePlan {
     /// The `pg_restore --use-list` file: the archive's entries in order, the left-out ones
     /// commented out with the reason.
     pub fn list_file(&self) -> String {
-        let skipped: HashMap<u32, &SkippedEntry> = self
-            .skipped
-            .iter()
-            .map(|s| (s.entry.dump_id, s))
-            .collect();
+        let skipped: HashMap<u32, &SkippedEntry> =
+            self.skipped.iter().map(|s| (s.entry.dump_id, s)).collect();
         let mut out = String::from("; rds-pg: filtered table of contents\n");
         for entry in &self.toc.entries {
             match skipped.get(&entry.dump_id) {
@@ -635,7 +632,9 @@ fn run_with_progress(
     }
     let mut report = warnings.join("\n");
     if !last_step.is_empty() {
-        report.push_str(&format!("\n(last step: {last_step}; {done} of {total} entries)"));
+        report.push_str(&format!(
+            "\n(last step: {last_step}; {done} of {total} entries)"
+        ));
     }
     Ok((status, report, warnings))
 }
