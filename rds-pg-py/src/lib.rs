@@ -4,6 +4,8 @@
 
 use pyo3::prelude::*;
 
+mod credentials;
+mod dump;
 mod errors;
 mod plan;
 mod provisioner;
@@ -27,5 +29,14 @@ fn _rds_pg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<provisioner::Provisioner>()?;
     m.add_function(wrap_pyfunction!(provisioner::connect, m)?)?;
     m.add_class::<sandbox::Sandbox>()?;
+    m.add_class::<credentials::Credentials>()?;
+    m.add_class::<dump::DumpReport>()?;
+    m.add_class::<dump::RestoreReport>()?;
+    m.add_class::<dump::SkippedEntry>()?;
+    m.add_class::<dump::VerifyReport>()?;
+    m.add_class::<dump::TableRowCount>()?;
+    m.add_function(wrap_pyfunction!(dump::dump, m)?)?;
+    m.add_function(wrap_pyfunction!(dump::restore, m)?)?;
+    m.add_function(wrap_pyfunction!(dump::verify_backup, m)?)?;
     Ok(())
 }

@@ -124,6 +124,10 @@ impl Plan {
         !self.inner.is_empty()
     }
 
+    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyIterator>> {
+        pyo3::types::PyList::new(py, steps(py, &self.inner.steps)?)?.try_iter()
+    }
+
     fn __getitem__(&self, py: Python<'_>, index: isize) -> PyResult<Py<Step>> {
         let len = self.inner.steps.len() as isize;
         let i = if index < 0 { index + len } else { index };

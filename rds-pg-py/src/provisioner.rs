@@ -10,9 +10,10 @@ use pyo3::types::{PyDelta, PyString};
 use rds_pg_core as core;
 use rds_pg_core::{ConnectOptions, DatabaseName, Error, RoleName};
 
+use crate::credentials::Credentials;
 use crate::errors::{closed, to_py_err, IntoPyResult, RdsPgError};
 use crate::plan::{Plan, Report};
-use crate::secret::optional_password_arg;
+use crate::secret::{optional_password_arg, password_arg};
 use crate::spec::{extensions_arg, DatabaseSpec, ReadOnlyGrant, UserSpec};
 
 /// A duration argument: seconds (int or float) or a `datetime.timedelta`.
@@ -100,6 +101,7 @@ pub(crate) fn open(
         })
         .py_result(py)?;
     Ok(Provisioner {
+        options: inner.options().clone(),
         target: inner.options().target(),
         major: inner.facts().major,
         current_user: inner.facts().current_user.clone(),
@@ -166,7 +168,8 @@ pub(crate) fn connect<'py>(
 /// provisioners work in parallel. Use it as a context manager, or call `close()`.
 #[pyclass(frozen, module = "rds_pg", name = "Provisioner")]
 pub struct Provisioner {
-    inner: Mutex<Option<core::Provisioner>>,
+    pub(crate) inner: Mutex<Option<core::Provisioner>>,
+    options: ConnectOptions,
     target: String,
     major: u32,
     current_user: String,
@@ -197,7 +200,7 @@ fn user_spec_arg(value: &Bound<'_, PyAny>) -> PyResult<core::UserSpec> {
 impl Provisioner {
     /// Runs `op` on the connection without the GIL: waiting for the lock and the call itself let
     /// other Python threads run.
-    fn call<T: Send>(
+    pub(crate) fn call<T: Send>(
         &self,
         py: Python<'_>,
         op: impl FnOnce(&mut core::Provisioner) -> Result<T, Error> + Send,
@@ -396,6 +399,22 @@ impl Provisioner {
         let user = role(py, user)?;
         let password = optional_password_arg(password)?;
         self.report(py, move |p| p.rotate_password(&user, password))
+    }
+
+    /// `Credentials` for `user` on `database` with `password` (a `str` or `Secret`, for example
+    /// `Report.generated_password`) at the server this provisioner is connected to, with its
+    /// host, port, sslmode and sslrootcert.
+    fn credentials(
+        &self,
+        py: Python<'_>,
+        user: &str,
+        database: &str,
+        password: &Bound<'_, PyAny>,
+    ) -> PyResult<Credentials> {
+        let inner =
+            core::Credentials::from_options(&self.options, user, database, password_arg(password)?)
+                .py_result(py)?;
+        Ok(Credentials { inner })
     }
 
     /// The server's major version (13–18).

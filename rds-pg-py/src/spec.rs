@@ -154,7 +154,7 @@ pub(crate) fn extensions_arg(value: &Bound<'_, PyAny>) -> PyResult<Vec<core::Ext
 }
 
 /// Python's `repr()` of a string.
-fn str_repr(py: Python<'_>, value: &str) -> PyResult<String> {
+pub(crate) fn str_repr(py: Python<'_>, value: &str) -> PyResult<String> {
     PyString::new(py, value).repr()?.extract()
 }
 

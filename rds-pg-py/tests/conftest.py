@@ -75,6 +75,12 @@ def psql_binary() -> str:
     return found
 
 
+def newest_pg_dump_major() -> int:
+    """The newest pg_dump installed in Debian's versioned directories (0: none)."""
+    majors = [int(p.parent.parent.name) for p in Path("/usr/lib/postgresql").glob("*/bin/pg_dump")]
+    return max(majors, default=0)
+
+
 class Psql:
     """Runs SQL through psql as a given role, the way an operator checks access by hand.
 

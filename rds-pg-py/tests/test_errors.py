@@ -206,3 +206,26 @@ def test_server_error(sandbox):
             rds.ensure_user(UserSpec("expiring", valid_until="not a date"))
         assert e.value.sqlstate == "22007"
         assert rds.ensure_user("expiring").changed, "the failed statement left nothing behind"
+
+
+def test_tool_error_carries_stderr(sandbox, project, tmp_path):
+    garbage = tmp_path / "not-a-dump"
+    garbage.write_bytes(b"this is not a pg_dump archive\n")
+    with pytest.raises(rds_pg.ToolError) as e:
+        rds_pg.restore(sandbox.dsn_for("shop", "shop"), garbage, password=project)
+    assert e.value.tool and "pg_restore" in e.value.tool
+    assert "does not appear to be a valid archive" in e.value.stderr
+    assert e.value.status and e.value.sqlstate is None
+    # A program that fails while receiving credentials: its output comes back, password redacted.
+    creds = rds_pg.Credentials(sandbox.host, sandbox.port, "shop", "shop", project)
+    with pytest.raises(rds_pg.ToolError) as e:
+        creds.send_to_command(["sh", "-c", "cat >&2; exit 3"])
+    assert "[redacted]" in e.value.stderr and project.reveal() not in e.value.stderr
+
+
+def test_io_error(sandbox, project, tmp_path):
+    creds = rds_pg.Credentials(sandbox.host, sandbox.port, "shop", "shop", project)
+    with pytest.raises(rds_pg.IoError) as e:
+        creds.write_env_file(tmp_path / "no-such-dir" / "shop.env")
+    assert e.value.sqlstate is None
+    assert project.reveal() not in str(e.value)

@@ -3,11 +3,14 @@ proven by logging in as the users with psql."""
 
 from __future__ import annotations
 
+import pytest
+
 import rds_pg
+from conftest import newest_pg_dump_major
 from rds_pg import DatabaseSpec, Extension, ReadOnlyGrant, UserSpec
 
 
-def test_seed_flow_provision_use_and_tear_down(sandbox_each, psql_each):
+def test_seed_flow_provision_use_and_tear_down(sandbox_each, psql_each, tmp_path):
     sb, psql = sandbox_each, psql_each
     extensions = [Extension.HSTORE] + (["postgis"] if sb.has_postgis else [])
     user = UserSpec("project_user")
@@ -59,7 +62,8 @@ def test_seed_flow_provision_use_and_tear_down(sandbox_each, psql_each):
         assert psql.ok(
             "project_user", password, "project_db", "SELECT count(*) > 0 FROM spatial_ref_sys"
         ) == "t"
-        psql.ok("project_user", password, "project_db", "DELETE FROM spatial_ref_sys WHERE srid = 4326")
+        # Only the table's owner may comment on it.
+        psql.ok("project_user", password, "project_db", "COMMENT ON TABLE spatial_ref_sys IS 'EPSG codes'")
     # The read-only user reads a table created after the grant, and cannot write.
     assert psql.ok("project_readonly", "ro-pass-1", "project_db", "SELECT count(*) FROM visits") == "1"
     err = psql.fails("project_readonly", "ro-pass-1", "project_db", "INSERT INTO visits DEFAULT VALUES")
@@ -70,6 +74,40 @@ def test_seed_flow_provision_use_and_tear_down(sandbox_each, psql_each):
     assert "permission denied" in psql.fails("project_user", password, "postgres", "CREATE ROLE sneaky")
 
     with sb.connect() as rds:
+        # The project user's credentials, handed over the ways a deploy does.
+        creds = rds.credentials("project_user", "project_db", password)
+        assert creds.sslmode == ("verify-full" if sb.ca_cert_path else "disable")
+        rds_pg.connect(creds.database_url().reveal()).close()
+        creds.write_pgpass(tmp_path / "pgpass")
+        assert (tmp_path / "pgpass").stat().st_mode & 0o777 == 0o600
+
+        # Dump as the project user, restore into a fresh database of the same project, verify.
+        archive = tmp_path / "project_db.dump"
+        if sb.major_version > newest_pg_dump_major():
+            with pytest.raises(rds_pg.ToolError, match="pg_dump") as e:
+                rds_pg.dump(creds, archive)
+            assert e.value.tool == "pg_dump" and f"or newer for server {sb.version}" in str(e.value)
+        else:
+            dumped = rds_pg.dump(sb.dsn_for("project_user", "project_db"), archive, password=password)
+            assert dumped.bytes > 0 and dumped.path == archive and dumped.format == "custom"
+            rds.ensure_database(DatabaseSpec("project_copy", "project_user"))
+            seen = []
+            restored = rds_pg.restore(
+                creds,
+                archive,
+                database="project_copy",
+                master=rds,
+                progress=lambda done, total, message: seen.append((done, total, message)),
+            )
+            assert restored.single_transaction and restored.warnings == []
+            assert set(restored.created_extensions) == {e.value if isinstance(e, Extension) else e for e in extensions}
+            assert seen and seen[-1][0] == seen[-1][1] == restored.entries_restored
+            assert psql.ok("project_user", password, "project_copy", "SELECT tags->'page' FROM visits") == "home"
+            verified = rds_pg.verify_backup(rds, creds, archive)
+            assert verified.verified and verified.scratch_dropped, verified.mismatches
+            assert [(t.table, t.source, t.restored) for t in verified.tables if t.table == "visits"] == [("visits", 1, 1)]
+            assert rds.drop_database("project_copy").changed
+
         # Another project's user cannot connect to this project's database.
         other = rds.ensure_user("other_user").generated_password
         err = psql.fails("other_user", other, "project_db", "SELECT 1")

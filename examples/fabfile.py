@@ -1,0 +1,141 @@
+"""Fabric 3 tasks that replace the psql steps of our RDS procedure with rds_pg calls.
+
+Run them where the RDS instance is reachable (an EC2 instance in its security group, as the hosting
+policy requires), with the master's settings in the libpq environment and the project's settings
+in RDS_PG_* variables:
+
+    export PGHOST=proj.abc123.eu-west-1.rds.amazonaws.com PGUSER=master
+    export PGSSLMODE=verify-full PGSSLROOTCERT=/etc/ssl/rds/global-bundle.pem
+    # master's password: a line in ~/.pgpass (or PGPASSFILE), removed when you are done
+    export RDS_PG_PROJECT=shop RDS_PG_EXTENSIONS=postgis,hstore RDS_PG_READONLY=shop_ro
+    export RDS_PG_ENV_FILE=/srv/shop/db.env
+    fab provision                      # user, database, extensions, read-only user; idempotent
+    fab dump --output shop.dump        # as the project user
+    fab restore --archive shop.dump    # into the project's database (created if missing)
+    fab teardown --yes                 # database and users dropped
+
+Settings:
+    RDS_PG_PROJECT     the project's login role (required)
+    RDS_PG_DATABASE    its database (default: the project's name)
+    RDS_PG_EXTENSIONS  comma-separated extensions (postgis, hstore, ...), default none
+    RDS_PG_READONLY    a read-only role to create and grant, default none
+    RDS_PG_ENV_FILE    where the project's new credentials go as an env file (DATABASE_URL,
+                       PGHOST, ..., mode 0600), default none
+    PGPASSFILE         the password file (default ~/.pgpass): master's line is read from it, and
+                       the project users' new passwords are added to it so dump/restore work
+
+Generated passwords are written only to those files, never printed.
+"""
+
+from __future__ import annotations
+
+import os
+
+from fabric import task
+from invoke import Exit
+
+import rds_pg
+
+
+class Settings:
+    """The project's settings, read from the environment when a task runs."""
+
+    def __init__(self) -> None:
+        self.project = os.environ.get("RDS_PG_PROJECT", "").strip()
+        if not self.project:
+            raise Exit("set RDS_PG_PROJECT to the project's role name")
+        self.database = os.environ.get("RDS_PG_DATABASE", "").strip() or self.project
+        self.extensions = [
+            e.strip() for e in os.environ.get("RDS_PG_EXTENSIONS", "").split(",") if e.strip()
+        ]
+        self.readonly = os.environ.get("RDS_PG_READONLY", "").strip() or None
+        self.env_file = os.environ.get("RDS_PG_ENV_FILE", "").strip() or None
+
+    def database_spec(self) -> rds_pg.DatabaseSpec:
+        return rds_pg.DatabaseSpec(self.database, self.project, extensions=self.extensions)
+
+    def project_dsn(self) -> str:
+        """The project user on its database; the rest (host, TLS, password file) comes from the
+        libpq environment."""
+        return f"user={self.project} dbname={self.database}"
+
+
+def show(what: str, report: rds_pg.Report) -> None:
+    print(f"{what}: {'changed' if report.changed else 'no change'}")
+    for step in report.steps:
+        print(f"    {step}")
+    for note in report.notes:
+        print(f"    note: {note}")
+
+
+def hand_over(rds: rds_pg.Provisioner, user: str, database: str, password, env_file) -> None:
+    """Stores a new password where the deploy and the application read it."""
+    credentials = rds.credentials(user, database, password)
+    credentials.write_pgpass()
+    print(f"    {user}'s password added to the password file")
+    if env_file:
+        credentials.write_env_file(env_file)
+        print(f"    {user}'s credentials written to {env_file}")
+
+
+@task
+def provision(c):
+    """Creates the project's user, its database (extensions included) and the read-only user,
+    or brings existing ones in line; running it again changes nothing."""
+    s = Settings()
+    with rds_pg.connect() as rds:
+        report = rds.ensure_user(s.project)
+        show(f"user {s.project}", report)
+        if report.generated_password is not None:
+            hand_over(rds, s.project, s.database, report.generated_password, s.env_file)
+        show(f"database {s.database}", rds.ensure_database(s.database_spec()))
+        if s.readonly:
+            report = rds.ensure_user(s.readonly)
+            show(f"user {s.readonly}", report)
+            if report.generated_password is not None:
+                env_file = f"{s.env_file}.readonly" if s.env_file else None
+                hand_over(rds, s.readonly, s.database, report.generated_password, env_file)
+            grant = rds_pg.ReadOnlyGrant(s.database, s.readonly)
+            show(f"read-only access for {s.readonly}", rds.grant_read_only(grant))
+
+
+@task
+def teardown(c, yes=False, force=False):
+    """Drops the project's database and its users. Needs --yes; --force ends sessions still
+    connected to the database."""
+    s = Settings()
+    if not yes:
+        raise Exit(f"this drops database {s.database} and its users: run again with --yes")
+    with rds_pg.connect() as rds:
+        show(f"drop database {s.database}", rds.drop_database(s.database, force=force))
+        for user in filter(None, (s.readonly, s.project)):
+            show(f"drop user {user}", rds.drop_user(user))
+
+
+@task
+def dump(c, output=None):
+    """Dumps the project's database as the project user (custom format) to --output (default
+    <database>.dump)."""
+    s = Settings()
+    report = rds_pg.dump(s.project_dsn(), output or f"{s.database}.dump")
+    print(f"dumped {s.database} to {report.path}: {report.bytes} bytes in {report.duration:.1f} s ({report.tool})")
+
+
+@task
+def restore(c, archive):
+    """Restores --archive into the project's database as the project user, creating the user
+    and database first when they are missing."""
+    s = Settings()
+
+    def progress(done, total, message):
+        print(f"    [{done}/{total}] {message}")
+
+    with rds_pg.connect() as rds:
+        report = rds.ensure_user(s.project)
+        if report.generated_password is not None:
+            hand_over(rds, s.project, s.database, report.generated_password, s.env_file)
+        show(f"database {s.database}", rds.ensure_database(s.database_spec()))
+        restored = rds_pg.restore(s.project_dsn(), archive, master=rds, progress=progress)
+        print(f"restored {restored.entries_restored} of {restored.entries_total} entries into {s.database}")
+        for skipped in restored.skipped:
+            print(f"    left out {skipped.entry}: {skipped.reason}")

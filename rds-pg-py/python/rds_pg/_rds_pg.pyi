@@ -1,0 +1,496 @@
+"""Type stubs of the native module rds_pg._rds_pg (re-exported by rds_pg)."""
+
+import datetime
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import ClassVar, Optional, Union, final
+
+__version__: str
+__all__ = [
+    "ConnectionError",
+    "Credentials",
+    "DatabaseSpec",
+    "DumpReport",
+    "Extension",
+    "InvalidInput",
+    "InvalidName",
+    "IoError",
+    "NotFound",
+    "PermissionDenied",
+    "Plan",
+    "PolicyViolation",
+    "Provisioner",
+    "RdsPgError",
+    "ReadOnlyGrant",
+    "Report",
+    "RestoreReport",
+    "Sandbox",
+    "Secret",
+    "ServerError",
+    "SkippedEntry",
+    "Step",
+    "StillInUse",
+    "TableRowCount",
+    "TlsError",
+    "ToolError",
+    "UserSpec",
+    "VerifyReport",
+    "__version__",
+    "connect",
+    "dump",
+    "restore",
+    "verify_backup",
+]
+
+_Password = Union[str, "Secret"]
+_Seconds = Union[int, float, datetime.timedelta]
+_Path = Union[str, os.PathLike[str]]
+_ExtensionArg = Union["Extension", str]
+_Connection = Union["Credentials", str, None]
+
+# ---------------------------------------------------------------------------------- exceptions
+
+class RdsPgError(Exception):
+    """Base class of every rds_pg error."""
+
+    sqlstate: Optional[str]
+    """The server's SQLSTATE when the server reported the error."""
+
+class InvalidName(RdsPgError):
+    """A name PostgreSQL would truncate or reject, or that rds_pg refuses to touch."""
+
+class InvalidInput(RdsPgError):
+    """Bad input other than a name."""
+
+class PermissionDenied(RdsPgError):
+    """The connected role lacks a privilege."""
+
+    hint: Optional[str]
+    """The fix, when rds_pg knows it."""
+
+class NotFound(RdsPgError):
+    """A role, database, schema, extension, file or program that does not exist."""
+
+class StillInUse(RdsPgError):
+    """Sessions are connected, or a lock was not granted within lock_timeout."""
+
+class PolicyViolation(RdsPgError):
+    """The request would break a rule rds_pg enforces."""
+
+class ConnectionError(RdsPgError):  # noqa: A001 - rds_pg.ConnectionError, not the built-in
+    """The server could not be reached or refused the login; or the Provisioner is closed."""
+
+class TlsError(RdsPgError):
+    """TLS set-up or certificate verification failed."""
+
+class ServerError(RdsPgError):
+    """Any other error reported by the server."""
+
+class ToolError(RdsPgError):
+    """An external program failed (or none new enough was found)."""
+
+    tool: Optional[str]
+    status: Optional[str]
+    stderr: Optional[str]
+
+class IoError(RdsPgError):
+    """A file-system or process error on the client side."""
+
+# -------------------------------------------------------------------------------------- values
+
+@final
+class Secret:
+    """A password: repr() and str() show [redacted]; reveal() returns it. Not picklable."""
+
+    def __new__(cls, value: str) -> Secret: ...
+    def reveal(self) -> str: ...
+    def __eq__(self, other: object, /) -> bool: ...
+
+@final
+class Extension:
+    """Extensions known by name; arguments also accept names as strings."""
+
+    POSTGIS: ClassVar[Extension]
+    POSTGIS_TOPOLOGY: ClassVar[Extension]
+    HSTORE: ClassVar[Extension]
+    CITEXT: ClassVar[Extension]
+    PG_TRGM: ClassVar[Extension]
+    UUID_OSSP: ClassVar[Extension]
+    PGCRYPTO: ClassVar[Extension]
+    UNACCENT: ClassVar[Extension]
+    BTREE_GIST: ClassVar[Extension]
+    BTREE_GIN: ClassVar[Extension]
+    LTREE: ClassVar[Extension]
+    FUZZYSTRMATCH: ClassVar[Extension]
+    PG_STAT_STATEMENTS: ClassVar[Extension]
+    @property
+    def value(self) -> str: ...
+    def __eq__(self, other: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+    @staticmethod
+    def from_name(name: str) -> Union[Extension, str]: ...
+
+@final
+class UserSpec:
+    """A project's login role (LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE ...)."""
+
+    def __new__(
+        cls,
+        name: str,
+        *,
+        password: Optional[_Password] = None,
+        connection_limit: Optional[int] = None,
+        valid_until: Optional[str] = None,
+    ) -> UserSpec: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def password(self) -> Optional[Secret]: ...
+    @property
+    def connection_limit(self) -> Optional[int]: ...
+    @property
+    def valid_until(self) -> Optional[str]: ...
+
+@final
+class DatabaseSpec:
+    """A project's database, owned by its user."""
+
+    def __new__(
+        cls,
+        name: str,
+        owner: str,
+        *,
+        extensions: Optional[Sequence[_ExtensionArg]] = None,
+        encoding: Optional[str] = None,
+        locale: Optional[str] = None,
+        lc_collate: Optional[str] = None,
+        lc_ctype: Optional[str] = None,
+        template: Optional[str] = None,
+        connection_limit: Optional[int] = None,
+    ) -> DatabaseSpec: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def owner(self) -> str: ...
+    @property
+    def extensions(self) -> list[Union[Extension, str]]: ...
+    @property
+    def encoding(self) -> str: ...
+    @property
+    def locale(self) -> Optional[str]: ...
+    @property
+    def lc_collate(self) -> Optional[str]: ...
+    @property
+    def lc_ctype(self) -> Optional[str]: ...
+    @property
+    def template(self) -> Optional[str]: ...
+    @property
+    def connection_limit(self) -> Optional[int]: ...
+
+@final
+class ReadOnlyGrant:
+    """Read-only access for a role to a database."""
+
+    def __new__(
+        cls,
+        database: str,
+        role: str,
+        *,
+        schemas: Optional[Sequence[str]] = None,
+        sequences: bool = True,
+        future: bool = True,
+    ) -> ReadOnlyGrant: ...
+    @property
+    def database(self) -> str: ...
+    @property
+    def role(self) -> str: ...
+    @property
+    def schemas(self) -> list[str]: ...
+    @property
+    def sequences(self) -> bool: ...
+    @property
+    def future(self) -> bool: ...
+
+@final
+class Step:
+    """One statement of a plan or report (SQL redacted)."""
+
+    @property
+    def database(self) -> Optional[str]: ...
+    @property
+    def sql(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def standalone(self) -> bool: ...
+
+@final
+class Plan:
+    """The steps an operation would run; false when there is nothing to change."""
+
+    @property
+    def steps(self) -> list[Step]: ...
+    @property
+    def notes(self) -> list[str]: ...
+    @property
+    def sql(self) -> list[str]: ...
+    @property
+    def temporary_grants(self) -> list[str]: ...
+    def is_empty(self) -> bool: ...
+    def __len__(self) -> int: ...
+    def __bool__(self) -> bool: ...
+    def __getitem__(self, index: int, /) -> Step: ...
+    def __iter__(self) -> Iterator[Step]: ...
+
+@final
+class Report:
+    """What an operation did."""
+
+    @property
+    def changed(self) -> bool: ...
+    @property
+    def steps(self) -> list[Step]: ...
+    @property
+    def temporary_grants(self) -> list[str]: ...
+    @property
+    def notes(self) -> list[str]: ...
+    @property
+    def generated_password(self) -> Optional[Secret]: ...
+
+@final
+class Credentials:
+    """A project user's login; outputs holding the password come back as Secret."""
+
+    def __new__(
+        cls,
+        host: str,
+        port: int,
+        database: str,
+        user: str,
+        password: _Password,
+        *,
+        sslmode: str = "prefer",
+        sslrootcert: Optional[_Path] = None,
+    ) -> Credentials: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def database(self) -> str: ...
+    @property
+    def user(self) -> str: ...
+    @property
+    def password(self) -> Secret: ...
+    @property
+    def sslmode(self) -> str: ...
+    @property
+    def sslrootcert(self) -> Optional[Path]: ...
+    def database_url(self) -> Secret: ...
+    def pgpass_line(self) -> Secret: ...
+    def env_file(self) -> Secret: ...
+    def json(self) -> Secret: ...
+    def write_env_file(self, path: _Path) -> None: ...
+    def write_pgpass(self, path: Optional[_Path] = None) -> None: ...
+    def send_to_command(self, argv: Sequence[_Path]) -> None: ...
+
+# -------------------------------------------------------------------------------- provisioning
+
+@final
+class Provisioner:
+    """A master connection; calls release the GIL and may be shared between threads."""
+
+    @property
+    def major_version(self) -> int: ...
+    @property
+    def current_user(self) -> str: ...
+    @property
+    def closed(self) -> bool: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> Provisioner: ...
+    def __exit__(self, *exc: object) -> bool: ...
+    def ensure_user(self, spec: Union[UserSpec, str]) -> Report: ...
+    def plan_ensure_user(self, spec: Union[UserSpec, str]) -> Plan: ...
+    def ensure_database(self, spec: DatabaseSpec) -> Report: ...
+    def plan_ensure_database(self, spec: DatabaseSpec) -> Plan: ...
+    def ensure_extensions(self, database: str, extensions: Sequence[_ExtensionArg]) -> Report: ...
+    def plan_ensure_extensions(self, database: str, extensions: Sequence[_ExtensionArg]) -> Plan: ...
+    def grant_read_only(self, grant: ReadOnlyGrant) -> Report: ...
+    def plan_grant_read_only(self, grant: ReadOnlyGrant) -> Plan: ...
+    def revoke_read_only(self, grant: ReadOnlyGrant) -> Report: ...
+    def plan_revoke_read_only(self, grant: ReadOnlyGrant) -> Plan: ...
+    def drop_database(self, name: str, *, force: bool = False) -> Report: ...
+    def plan_drop_database(self, name: str, *, force: bool = False) -> Plan: ...
+    def drop_user(self, name: str, *, reassign_to: Optional[str] = None) -> Report: ...
+    def plan_drop_user(self, name: str, *, reassign_to: Optional[str] = None) -> Plan: ...
+    def rotate_password(self, user: str, password: Optional[_Password] = None) -> Report: ...
+    def plan_rotate_password(self, user: str, password: Optional[_Password] = None) -> Plan: ...
+    def credentials(self, user: str, database: str, password: _Password) -> Credentials: ...
+
+def connect(
+    dsn: Optional[str] = None,
+    *,
+    host: Optional[str] = None,
+    port: Optional[int] = None,
+    user: Optional[str] = None,
+    dbname: Optional[str] = None,
+    password: Optional[_Password] = None,
+    sslmode: Optional[str] = None,
+    sslrootcert: Optional[_Path] = None,
+    lock_timeout: Optional[_Seconds] = None,
+    passfile: Optional[_Path] = None,
+    connect_timeout: Optional[_Seconds] = None,
+    application_name: Optional[str] = None,
+) -> Provisioner:
+    """Connects as master: libpq environment, then dsn, then keyword arguments."""
+
+# ------------------------------------------------------------------------------ dump / restore
+
+@final
+class DumpReport:
+    @property
+    def path(self) -> Path: ...
+    @property
+    def format(self) -> str: ...
+    @property
+    def bytes(self) -> int: ...
+    @property
+    def duration(self) -> float: ...
+    @property
+    def tool(self) -> str: ...
+    @property
+    def server_version(self) -> str: ...
+
+@final
+class SkippedEntry:
+    @property
+    def entry(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+
+@final
+class RestoreReport:
+    @property
+    def database(self) -> str: ...
+    @property
+    def archive(self) -> Path: ...
+    @property
+    def entries_total(self) -> int: ...
+    @property
+    def entries_restored(self) -> int: ...
+    @property
+    def skipped(self) -> list[SkippedEntry]: ...
+    @property
+    def created_extensions(self) -> list[str]: ...
+    @property
+    def single_transaction(self) -> bool: ...
+    @property
+    def jobs(self) -> int: ...
+    @property
+    def bytes(self) -> int: ...
+    @property
+    def duration(self) -> float: ...
+    @property
+    def tool(self) -> str: ...
+    @property
+    def warnings(self) -> list[str]: ...
+
+@final
+class TableRowCount:
+    @property
+    def schema(self) -> str: ...
+    @property
+    def table(self) -> str: ...
+    @property
+    def source(self) -> Optional[int]: ...
+    @property
+    def restored(self) -> Optional[int]: ...
+    def matches(self) -> bool: ...
+
+@final
+class VerifyReport:
+    @property
+    def scratch_database(self) -> str: ...
+    @property
+    def restore(self) -> RestoreReport: ...
+    @property
+    def tables(self) -> list[TableRowCount]: ...
+    @property
+    def mismatches(self) -> list[TableRowCount]: ...
+    @property
+    def verified(self) -> bool: ...
+    @property
+    def scratch_dropped(self) -> bool: ...
+
+def dump(
+    connection: _Connection,
+    output: _Path,
+    *,
+    password: Optional[_Password] = None,
+    database: Optional[str] = None,
+    format: str = "custom",
+    jobs: Optional[int] = None,
+    exclude_schemas: Optional[Sequence[str]] = None,
+    tools_dir: Optional[_Path] = None,
+) -> DumpReport: ...
+def restore(
+    connection: _Connection,
+    archive: _Path,
+    *,
+    password: Optional[_Password] = None,
+    database: Optional[str] = None,
+    jobs: Optional[int] = None,
+    tools_dir: Optional[_Path] = None,
+    master: Optional[Provisioner] = None,
+    progress: Optional[Callable[[int, int, str], object]] = None,
+) -> RestoreReport: ...
+def verify_backup(
+    master: Provisioner,
+    connection: _Connection,
+    archive: _Path,
+    *,
+    password: Optional[_Password] = None,
+    jobs: Optional[int] = None,
+    tools_dir: Optional[_Path] = None,
+    scratch_database: Optional[str] = None,
+) -> VerifyReport: ...
+
+# ------------------------------------------------------------------------------------- sandbox
+
+@final
+class Sandbox:
+    """A throw-away RDS-like PostgreSQL server; a context manager."""
+
+    def __new__(cls, version: Optional[int] = None) -> Sandbox: ...
+    @staticmethod
+    def available_versions() -> list[int]: ...
+    @property
+    def master_dsn(self) -> str: ...
+    def dsn_for(self, user: str, dbname: str = "postgres") -> str: ...
+    @property
+    def master_user(self) -> str: ...
+    @property
+    def master_password(self) -> Optional[Secret]: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def ca_cert_path(self) -> Optional[Path]: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def major_version(self) -> int: ...
+    @property
+    def has_postgis(self) -> bool: ...
+    @property
+    def stopped(self) -> bool: ...
+    def connect(self, *, lock_timeout: Optional[_Seconds] = None) -> Provisioner: ...
+    def log_text(self) -> str: ...
+    def stop(self) -> None: ...
+    def __enter__(self) -> Sandbox: ...
+    def __exit__(self, *exc: object) -> bool: ...
+

@@ -1,0 +1,60 @@
+"""Credentials: the outputs a deploy hands to an application, each checked by using it."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+import rds_pg
+
+
+@pytest.fixture(scope="module")
+def shop(sandbox):
+    with sandbox.connect() as rds:
+        password = rds.ensure_user("shop").generated_password
+        rds.ensure_database(rds_pg.DatabaseSpec("shop", "shop"))
+        return rds.credentials("shop", "shop", password)
+
+
+def test_provisioner_fills_in_the_server(sandbox, shop):
+    assert (shop.host, shop.port, shop.database, shop.user) == (sandbox.host, sandbox.port, "shop", "shop")
+    assert shop.sslrootcert == sandbox.ca_cert_path
+    assert isinstance(shop.password, rds_pg.Secret)
+    assert rds_pg.Credentials(shop.host, shop.port, "shop", "shop", shop.password, sslmode=shop.sslmode, sslrootcert=shop.sslrootcert) == shop
+
+
+def test_repr_never_shows_the_password(shop):
+    text = repr(shop) + str(shop)
+    assert shop.password.reveal() not in text and "password=Secret([redacted])" in text
+    for output in (shop.database_url(), shop.pgpass_line(), shop.env_file(), shop.json()):
+        assert isinstance(output, rds_pg.Secret) and str(output) == "[redacted]"
+        assert shop.password.reveal() in output.reveal()
+
+
+def test_database_url_and_pgpass_line_log_in(sandbox, shop, tmp_path, monkeypatch):
+    rds_pg.connect(shop.database_url().reveal()).close()
+    pgpass = tmp_path / "pgpass"
+    shop.write_pgpass(pgpass)
+    assert pgpass.stat().st_mode & 0o777 == 0o600
+    assert pgpass.read_text() == shop.pgpass_line().reveal() + "\n"
+    rds_pg.connect(sandbox.dsn_for("shop", "shop"), passfile=pgpass).close()
+    # The default file is PGPASSFILE (else ~/.pgpass), as libpq reads it.
+    monkeypatch.setenv("PGPASSFILE", str(tmp_path / "default-pgpass"))
+    shop.write_pgpass()
+    assert (tmp_path / "default-pgpass").read_text() == pgpass.read_text()
+
+
+def test_env_file_and_command_sinks(sandbox, shop, tmp_path):
+    env_file = tmp_path / "shop.env"
+    shop.write_env_file(env_file)
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    assert env_file.read_text() == shop.env_file().reveal()
+    received = tmp_path / "received.json"
+    shop.send_to_command([sys.executable, "-c", f"import sys; open({str(received)!r}, 'w').write(sys.stdin.read())"])
+    data = json.loads(received.read_text())
+    assert data["user"] == "shop" and data["password"] == shop.password.reveal()
+    rds_pg.connect(data["database_url"]).close()
+    with pytest.raises(rds_pg.NotFound):
+        shop.send_to_command([str(tmp_path / "no-such-program")])

@@ -1,0 +1,124 @@
+"""examples/fabfile.py's tasks, run through invoke.Context against a sandbox the way `fab` runs
+them on a deploy host: settings in the environment, master's password in a pgpass file."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shlex
+from pathlib import Path
+
+import invoke
+import pytest
+
+import rds_pg
+from conftest import newest_pg_dump_major
+
+FABFILE = Path(__file__).resolve().parents[2] / "examples" / "fabfile.py"
+
+
+@pytest.fixture(scope="module")
+def fabfile():
+    spec = importlib.util.spec_from_file_location("fabfile", FABFILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def deploy_env(sandbox, tmp_path, monkeypatch):
+    """A deploy host's environment: libpq variables for master, a pgpass file with master's
+    line, the project's RDS_PG_* settings."""
+    for name in ("PGPASSWORD", "PGDATABASE", "PGSERVICE", "RDS_PG_DATABASE"):
+        monkeypatch.delenv(name, raising=False)
+    pgpass = tmp_path / "pgpass"
+    pgpass.write_text(f"{sandbox.host}:{sandbox.port}:*:{sandbox.master_user}:{sandbox.master_password.reveal()}\n")
+    pgpass.chmod(0o600)
+    env = {
+        "PGHOST": sandbox.host,
+        "PGPORT": str(sandbox.port),
+        "PGUSER": sandbox.master_user,
+        "PGPASSFILE": str(pgpass),
+        "PGSSLMODE": "verify-full" if sandbox.ca_cert_path else "disable",
+        "RDS_PG_PROJECT": "fabshop",
+        "RDS_PG_EXTENSIONS": "hstore,postgis" if sandbox.has_postgis else "hstore",
+        "RDS_PG_READONLY": "fabshop_ro",
+        "RDS_PG_ENV_FILE": str(tmp_path / "fabshop.env"),
+    }
+    if sandbox.ca_cert_path:
+        env["PGSSLROOTCERT"] = str(sandbox.ca_cert_path)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return tmp_path
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    values = {}
+    for line in path.read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            values[name] = shlex.split(value)[0]
+    return values
+
+
+def test_fabfile_tasks_provision_dump_teardown_restore(fabfile, sandbox, deploy_env, psql, capsys):
+    ctx = invoke.Context()
+    env_file = deploy_env / "fabshop.env"
+
+    fabfile.provision(ctx)
+    out = capsys.readouterr().out
+    assert "user fabshop: changed" in out and "database fabshop: changed" in out
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    creds = read_env_file(env_file)
+    password, ro_password = creds["PGPASSWORD"], read_env_file(Path(f"{env_file}.readonly"))["PGPASSWORD"]
+    assert password not in out and ro_password not in out
+    assert creds["PGUSER"] == "fabshop" and creds["PGDATABASE"] == "fabshop"
+    # The application logs in with what the task wrote, and the read-only user can read.
+    psql.ok("fabshop", password, "fabshop", "CREATE TABLE orders (id int, note hstore); INSERT INTO orders VALUES (1, 'a=>b'), (2, NULL)")
+    assert psql.ok("fabshop_ro", ro_password, "fabshop", "SELECT count(*) FROM orders") == "2"
+    assert "permission denied" in psql.fails("fabshop_ro", ro_password, "fabshop", "DELETE FROM orders")
+
+    # Idempotent: nothing changes, no credentials are rewritten.
+    written = env_file.stat().st_mtime_ns
+    fabfile.provision(ctx)
+    out = capsys.readouterr().out
+    assert "changed" not in out.replace("no change", ""), out
+    assert env_file.stat().st_mtime_ns == written
+
+    # Dump as the project user (its password from the pgpass file provision wrote).
+    archive = deploy_env / "fabshop.dump"
+    if sandbox.major_version > newest_pg_dump_major():
+        # No pg_dump new enough on this machine: the task fails saying so, and that is all.
+        with pytest.raises(rds_pg.ToolError, match="pg_dump"):
+            fabfile.dump(ctx, output=str(archive))
+        fabfile.teardown(ctx, yes=True)
+        return
+    fabfile.dump(ctx, output=str(archive))
+    assert archive.stat().st_size > 0
+    assert f"dumped fabshop to {archive}" in capsys.readouterr().out
+
+    # Teardown refuses without --yes, then drops everything.
+    with pytest.raises(invoke.Exit):
+        fabfile.teardown(ctx)
+    with rds_pg.connect(sandbox.dsn_for("fabshop", "fabshop"), password=password):
+        with pytest.raises(rds_pg.StillInUse):
+            fabfile.teardown(ctx, yes=True)
+    fabfile.teardown(ctx, yes=True)
+    out = capsys.readouterr().out
+    assert "drop database fabshop: changed" in out and "drop user fabshop: changed" in out
+    err = psql.fails("fabshop", password, "postgres", "SELECT 1")
+    assert "password authentication failed" in err
+    with sandbox.connect() as rds:
+        assert not rds.plan_drop_database("fabshop"), "the database is gone"
+        assert not rds.plan_drop_user("fabshop_ro"), "the read-only user is gone"
+
+    # Restore recreates the user (new password, handed over again) and the database.
+    fabfile.restore(ctx, archive=str(archive))
+    out = capsys.readouterr().out
+    assert re.search(r"restored \d+ of \d+ entries into fabshop", out), out
+    assert '] creating TABLE "public.orders"' in out, out
+    new_password = read_env_file(env_file)["PGPASSWORD"]
+    assert new_password != password
+    assert psql.ok("fabshop", new_password, "fabshop", "SELECT note->'a' FROM orders WHERE id = 1") == "b"
+
+    fabfile.teardown(ctx, yes=True, force=True)
