@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -26,3 +27,38 @@ def test_readme_example_runs_as_written():
     out = r.stdout
     assert "CREATE DATABASE \"shop\" OWNER \"shop\"" in out, out
     assert out.rstrip().endswith("[redacted]"), out
+
+
+def test_readme_credentials_and_dump_example_runs(tmp_path):
+    # The second example continues the first: run it with a provisioned `rds` and `user`, the
+    # files it writes redirected into a temporary directory.
+    example = python_blocks(README.read_text())[1]
+    env_file = tmp_path / "db.env"
+    body = example.replace('"/srv/shop/db.env"', repr(str(env_file)))
+    program = "\n".join(
+        [
+            "import rds_pg",
+            "with rds_pg.Sandbox() as sandbox, sandbox.connect() as rds:",
+            '    user = rds.ensure_user("shop")',
+            '    rds.ensure_database(rds_pg.DatabaseSpec("shop", "shop"))',
+            '    rds.ensure_database(rds_pg.DatabaseSpec("shop_copy", "shop"))',
+            *("    " + line for line in body.splitlines()),
+        ]
+    )
+    env = {**os.environ, "PGPASSFILE": str(tmp_path / "pgpass")}
+    r = subprocess.run(
+        [sys.executable, "-W", "error", "-c", program],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert r.returncode == 0, r.stderr
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    assert "PGUSER='shop'" in env_file.read_text()
+    assert (tmp_path / "pgpass").read_text().count(":shop:shop:") == 1
+    assert (tmp_path / "shop.dump").stat().st_size > 0
+    # The progress callback ran, last when pg_restore had finished.
+    done, total, message = r.stdout.splitlines()[-1].split(" ", 2)
+    assert done == total and message == "done", r.stdout
