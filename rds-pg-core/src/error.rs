@@ -159,6 +159,19 @@ pub enum Error {
         /// How to get a client that works.
         fix: String,
     },
+    /// A restore needs extensions the target database lacks (checked before anything changes).
+    #[error(
+        "not found: the archive uses extensions that database {database:?} lacks: {}; master must \
+         create them first (Provisioner::ensure_extensions), or pass a master Provisioner to the \
+         restore",
+        extensions.join(", ")
+    )]
+    MissingExtensions {
+        /// The target database.
+        database: String,
+        /// The extensions it lacks.
+        extensions: Vec<String>,
+    },
     /// A file-system or process error.
     #[error("{context}: {source}")]
     Io {
@@ -207,6 +220,7 @@ impl Error {
             Error::Tls { .. } => ErrorKind::Tls,
             Error::Server(_) => ErrorKind::Server,
             Error::Tool { .. } | Error::ToolVersion { .. } => ErrorKind::Tool,
+            Error::MissingExtensions { .. } => ErrorKind::NotFound,
             Error::Io { .. } => ErrorKind::Io,
         }
     }

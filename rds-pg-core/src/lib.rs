@@ -53,3 +53,8 @@ pub use secret::{Password, ScramVerifier};
 pub use spec::{
     DatabaseSpec, DropDatabaseOptions, DropUserOptions, Extension, ReadOnlyGrant, UserSpec,
 };
+
+/// The README's Rust examples, compiled by `cargo test --doc` so they stay true to the code.
+#[cfg(all(doctest, feature = "sandbox"))]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

@@ -363,6 +363,14 @@ fn missing_extensions_are_listed_or_created_by_master(
         "restore into a database without the extensions",
     );
     assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    let Error::MissingExtensions {
+        database,
+        extensions: listed,
+    } = &e
+    else {
+        panic!("a typed error listing the missing extensions, got {e:?}");
+    };
+    assert_eq!(database, "bare");
     let plan = ok(plan_restore(&options), "plan_restore");
     let mut expected: Vec<String> = extensions(sandbox)
         .iter()
@@ -372,6 +380,9 @@ fn missing_extensions_are_listed_or_created_by_master(
     expected.sort();
     missing.sort();
     assert_eq!(missing, expected);
+    let mut listed = listed.clone();
+    listed.sort();
+    assert_eq!(listed, expected, "the error lists them");
     for name in &expected {
         assert!(e.to_string().contains(name.as_str()), "{e}");
     }

@@ -494,7 +494,7 @@ pub fn restore(options: &RestoreOptions) -> Result<RestoreReport> {
 /// through the entries, and once more when it has finished.
 ///
 /// # Errors
-/// [`Error::NotFound`] listing the extensions the target lacks (without `master`), or for a
+/// [`Error::MissingExtensions`] listing the extensions the target lacks (without `master`), or for a
 /// missing archive; [`Error::PermissionDenied`] when the user does not own the target;
 /// [`Error::ToolVersion`] when no pg_restore is new enough; [`Error::Tool`] with pg_restore's
 /// standard error when the archive cannot be read or an entry fails — in one transaction the
@@ -562,15 +562,9 @@ pub fn restore_with(
 }
 
 fn missing_extensions_error(plan: &RestorePlan) -> Error {
-    Error::NotFound {
-        message: format!(
-            "the archive uses extensions that database {:?} lacks: {}; master must create them \
-             first (Provisioner::ensure_extensions, `DatabaseSpec::extensions`), or pass a master \
-             Provisioner to the restore",
-            plan.database,
-            plan.missing_extensions.join(", ")
-        ),
-        source: None,
+    Error::MissingExtensions {
+        database: plan.database.clone(),
+        extensions: plan.missing_extensions.clone(),
     }
 }
 
