@@ -17,12 +17,23 @@ export PIP_CACHE_DIR=$cache/pip PIP_DISABLE_PIP_VERSION_CHECK=1
 
 log() { printf 'python-test: %s\n' "$*" >&2; }
 
+make_venv() { rm -rf "$venv" && "$python" -m venv "$venv"; }
 if [ ! -x "$venv/bin/python" ]; then
-  log "creating $venv"
-  "$python" -m venv "$venv" || {
-    log "cannot create a venv with $python (Debian: apt-get install python3-venv)"
-    exit 1
-  }
+  log "creating $venv with $python"
+  if ! make_venv; then
+    # Debian's python3 needs python3.X-venv for ensurepip; install it as make setup installs
+    # PostgreSQL (as root), or say how.
+    package=python$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')-venv
+    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+      log "cannot create a venv with $python: install $package (sudo apt-get install -y $package)"
+      exit 1
+    fi
+    log "apt-get install $package"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$package" >/dev/null ||
+      { DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$package" >/dev/null; }
+    make_venv
+  fi
 fi
 requirements=$here/rds-pg-py/requirements-test.txt
 stamp=$venv/.requirements

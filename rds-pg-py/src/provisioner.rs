@@ -116,7 +116,8 @@ pub(crate) fn open(
 /// then `dsn` (`"host=… user=…"` or `"postgresql://…"`), then the keyword arguments; without a
 /// password the pgpass file (`passfile`, `PGPASSFILE` or `~/.pgpass`) is searched as libpq does.
 /// `dbname` is the maintenance database (default `postgres`). `lock_timeout` (seconds or a
-/// `timedelta`, default 10 s) bounds every wait for a lock. Raises `ConnectionError`, `TlsError`
+/// `timedelta`, default 10 s; 0 waits indefinitely, as in PostgreSQL) bounds every wait for a
+/// lock. Raises `ConnectionError`, `TlsError`
 /// or `InvalidInput`.
 #[pyfunction]
 #[pyo3(signature = (
@@ -429,13 +430,14 @@ impl Provisioner {
         &self.current_user
     }
 
-    /// Whether `close()` was called.
+    /// Whether `close()` was called. Does not wait for a call in progress (one that is running
+    /// means the provisioner is open).
     #[getter]
-    fn closed(&self, py: Python<'_>) -> bool {
-        py.detach(|| match self.inner.lock() {
+    fn closed(&self) -> bool {
+        match self.inner.try_lock() {
             Ok(g) => g.is_none(),
             Err(_) => false,
-        })
+        }
     }
 
     /// Closes the connections (waiting for a call in progress on another thread). Idempotent.
@@ -459,12 +461,12 @@ impl Provisioner {
         false
     }
 
-    fn __repr__(&self, py: Python<'_>) -> String {
+    fn __repr__(&self) -> String {
         format!(
             "Provisioner({}, PostgreSQL {}{})",
             self.target,
             self.major,
-            if self.closed(py) { ", closed" } else { "" }
+            if self.closed() { ", closed" } else { "" }
         )
     }
 }
