@@ -8,7 +8,7 @@ import time
 import pytest
 
 import rds_pg
-from conftest import VERSIONS, Psql, start_sandbox
+from conftest import VERSIONS, Psql, newest_pg_dump_major, start_sandbox
 from rds_pg import DatabaseSpec, UserSpec
 
 ALL = [
@@ -229,3 +229,24 @@ def test_io_error(sandbox, project, tmp_path):
         creds.write_env_file(tmp_path / "no-such-dir" / "shop.env")
     assert e.value.sqlstate is None
     assert project.reveal() not in str(e.value)
+
+
+def test_an_exception_in_the_progress_callback_is_raised_after_the_restore(sandbox, project, tmp_path, psql):
+    if sandbox.major_version > newest_pg_dump_major():
+        pytest.skip(f"no pg_dump for PostgreSQL {sandbox.major_version} on this machine")
+    psql.ok("shop", project, "shop", "CREATE TABLE IF NOT EXISTS kept (id int); INSERT INTO kept VALUES (1)")
+    archive = tmp_path / "shop.dump"
+    rds_pg.dump(sandbox.dsn_for("shop", "shop"), archive, password=project)
+    with sandbox.connect() as rds:
+        rds.ensure_database(DatabaseSpec("shop_restored", "shop"))
+
+    calls = []
+
+    def progress(done, total, message):
+        calls.append(done)
+        raise KeyError("from the callback")
+
+    with pytest.raises(KeyError, match="from the callback"):
+        rds_pg.restore(sandbox.dsn_for("shop", "shop_restored"), archive, password=project, progress=progress)
+    assert len(calls) > 1, "the restore went on after the callback raised"
+    assert psql.ok("shop", project, "shop_restored", "SELECT count(*) FROM kept") == "1"
