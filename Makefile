@@ -18,6 +18,8 @@ lint:
 
 test: setup lint
 	$(CARGO) test --workspace --locked -- --test-threads=$(TEST_THREADS)
+	RDS_PG_TEST_VERSIONS="$(if $(filter file,$(origin RDS_PG_TEST_VERSIONS)),,$(RDS_PG_TEST_VERSIONS))" \
+		bash scripts/python-test.sh
 
 # The Python binding: venv in .cache/venv, wheel built with maturin, pytest on rds-pg-py/tests.
 # Runs on 15 and the newest installed version unless RDS_PG_TEST_VERSIONS is given explicitly.

@@ -10,7 +10,7 @@ in RDS_PG_* variables:
     export RDS_PG_PROJECT=shop RDS_PG_EXTENSIONS=postgis,hstore RDS_PG_READONLY=shop_ro
     export RDS_PG_ENV_FILE=/srv/shop/db.env
     fab provision                      # user, database, extensions, read-only user; idempotent
-    fab dump --output shop.dump        # as the project user
+    fab dump --output shop.dump --verify  # as the project user; restored into a scratch db and compared
     fab restore --archive shop.dump    # into the project's database (created if missing)
     fab teardown --yes                 # database and users dropped
 
@@ -113,12 +113,22 @@ def teardown(c, yes=False, force=False):
 
 
 @task
-def dump(c, output=None):
+def dump(c, output=None, verify=False):
     """Dumps the project's database as the project user (custom format) to --output (default
-    <database>.dump)."""
+    <database>.dump); with --verify, restores it into a scratch database and compares row
+    counts (the scratch database is dropped afterwards)."""
     s = Settings()
-    report = rds_pg.dump(s.project_dsn(), output or f"{s.database}.dump")
+    archive = output or f"{s.database}.dump"
+    report = rds_pg.dump(s.project_dsn(), archive)
     print(f"dumped {s.database} to {report.path}: {report.bytes} bytes in {report.duration:.1f} s ({report.tool})")
+    if verify:
+        with rds_pg.connect() as rds:
+            checked = rds_pg.verify_backup(rds, s.project_dsn(), archive)
+        if not checked.verified:
+            for t in checked.mismatches:
+                print(f"    {t.schema}.{t.table}: {t.source} rows in {s.database}, {t.restored} restored")
+            raise Exit(f"backup {archive} does not match {s.database}")
+        print(f"verified {archive}: {len(checked.tables)} tables, same row counts")
 
 
 @task

@@ -93,9 +93,11 @@ def test_fabfile_tasks_provision_dump_teardown_restore(fabfile, sandbox, deploy_
             fabfile.dump(ctx, output=str(archive))
         fabfile.teardown(ctx, yes=True)
         return
-    fabfile.dump(ctx, output=str(archive))
+    fabfile.dump(ctx, output=str(archive), verify=True)
     assert archive.stat().st_size > 0
-    assert f"dumped fabshop to {archive}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"dumped fabshop to {archive}" in out
+    assert re.search(rf"verified {re.escape(str(archive))}: \d+ tables, same row counts", out), out
 
     # Teardown refuses without --yes, then drops everything.
     with pytest.raises(invoke.Exit):

@@ -587,9 +587,23 @@ on_client_versions!(
             object_facts(&alice, "shop", postgis)
         );
 
+        // alice's password comes from a pgpass line naming the source database only, as a
+        // deploy's does: the scratch database must be reached with it too.
+        let passfile = archive.parent().unwrap().join("alice.pgpass");
+        rds_pg_core::Credentials::from_options(
+            &alice,
+            "alice",
+            "shop",
+            alice.get_password().unwrap().clone(),
+        )
+        .unwrap()
+        .write_pgpass(&passfile)
+        .unwrap();
+        let from_pgpass = sandbox.options_for("alice").passfile(&passfile).dbname("shop");
+        assert!(from_pgpass.get_password().is_none());
         let verified = ok(
-            verify_backup(&mut master, &VerifyOptions::new(alice.for_database("shop"), &archive)),
-            "verify_backup",
+            verify_backup(&mut master, &VerifyOptions::new(from_pgpass, &archive)),
+            "verify_backup (password from a pgpass file)",
         );
         assert!(verified.is_verified(), "{:#?}", verified.tables);
         assert!(verified.scratch_dropped);

@@ -123,6 +123,19 @@ impl VerifyReport {
 /// # Errors
 /// As [`restore_with`] and [`Provisioner::ensure_database`]; connection errors.
 pub fn verify_backup(master: &mut Provisioner, options: &VerifyOptions) -> Result<VerifyReport> {
+    // A pgpass line names the source database; the scratch database is another one, so the
+    // password is looked up once, for the source, and used for both.
+    let resolved;
+    let options = match options.source.resolve_password()? {
+        Some(password) if options.source.get_password().is_none() => {
+            resolved = VerifyOptions {
+                source: options.source.clone().password(password),
+                ..options.clone()
+            };
+            &resolved
+        }
+        _ => options,
+    };
     let source_db = options.source.get_dbname().to_owned();
     let scratch = match &options.scratch_database {
         Some(name) => name.clone(),
