@@ -300,7 +300,7 @@ pub(crate) fn cluster_snapshot(
                 SELECT array_agg(e.name::text ORDER BY e.name) AS names,
                        array_agg(e.t ORDER BY e.name) AS trusted
                   FROM (SELECT name, bool_or(trusted) AS t FROM pg_available_extension_versions
-                         WHERE name = ANY($3) GROUP BY name) e) x ON true",
+                         WHERE cardinality($3::text[]) > 0 AND name = ANY($3) GROUP BY name) e) x ON true",
         role_cols = role_columns("r", major),
         owner_cols = role_columns("dow", major),
     );

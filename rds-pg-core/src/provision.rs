@@ -10,7 +10,7 @@ use postgres::Client;
 use crate::config::ConnectOptions;
 use crate::error::{Error, Result};
 use crate::ident::{DatabaseName, RoleName};
-use crate::inspect::{self, ClusterSnapshot, DatabaseSnapshot, ServerFacts};
+use crate::inspect::{self, AvailableExtension, ClusterSnapshot, DatabaseSnapshot, ServerFacts};
 use crate::plan::{self, Plan, Report, Step, StepKind};
 use crate::secret::Password;
 use crate::spec::{
@@ -33,6 +33,9 @@ pub struct Provisioner {
     lock_timeout: Duration,
     /// Connections to other databases, opened on first use (at most one per database).
     others: HashMap<String, Client>,
+    /// Extensions the server can install, as far as asked (the list is read from disk by the
+    /// server, so it is read once per name).
+    available: HashMap<String, AvailableExtension>,
 }
 
 impl std::fmt::Debug for Provisioner {
@@ -63,6 +66,7 @@ impl Provisioner {
             facts,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             others: HashMap::new(),
+            available: HashMap::new(),
         })
     }
 
@@ -269,7 +273,23 @@ impl Provisioner {
         extensions: &[Extension],
     ) -> Result<ClusterSnapshot> {
         let names: Vec<String> = extensions_with_requirements(extensions);
-        inspect::cluster_snapshot(&mut self.client, self.facts.major, database, role, &names)
+        // pg_available_extension_versions reads every control file on the server (tens of ms):
+        // ask only for extensions not seen yet; what is installable does not change meanwhile.
+        let unseen: Vec<String> = names
+            .iter()
+            .filter(|n| !self.available.contains_key(n.as_str()))
+            .cloned()
+            .collect();
+        let mut snapshot =
+            inspect::cluster_snapshot(&mut self.client, self.facts.major, database, role, &unseen)?;
+        for a in snapshot.available.drain(..) {
+            self.available.insert(a.name.clone(), a);
+        }
+        snapshot.available = names
+            .iter()
+            .filter_map(|n| self.available.get(n.as_str()).cloned())
+            .collect();
+        Ok(snapshot)
     }
 
     fn database_snapshot(
