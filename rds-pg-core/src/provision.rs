@@ -18,6 +18,10 @@ use crate::spec::{
 };
 use crate::teardown;
 
+/// How often, and how far apart, `drop_database` looks again at sessions that may be exiting.
+const SESSION_GRACE_CHECKS: u32 = 10;
+const SESSION_GRACE_INTERVAL: Duration = Duration::from_millis(100);
+
 /// How long a statement waits for a lock before failing (default).
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -469,12 +473,26 @@ impl Provisioner {
         // rds-pg's own connection to it would count as a session and block the drop: close it
         // and wait for the server to end it.
         let own: Vec<i32> = self.close_connection(name).into_iter().collect();
-        let snapshot = teardown::drop_database_snapshot(
+        let mut snapshot = teardown::drop_database_snapshot(
             &mut self.client,
             self.facts.major,
             name.as_str(),
             &own,
         )?;
+        // A client that just disconnected (a pg_restore that finished, a deploy step's psql) is
+        // listed until its backend has exited: give such sessions a moment, as DROP DATABASE
+        // itself does, before calling the database busy. Only when sessions are listed.
+        let mut waits = 0;
+        while !snapshot.sessions.is_empty() && !options.force && waits < SESSION_GRACE_CHECKS {
+            std::thread::sleep(SESSION_GRACE_INTERVAL);
+            waits += 1;
+            snapshot = teardown::drop_database_snapshot(
+                &mut self.client,
+                self.facts.major,
+                name.as_str(),
+                &own,
+            )?;
+        }
         teardown::plan_drop_database(&self.facts, &snapshot, name, options)
     }
 
@@ -484,8 +502,8 @@ impl Provisioner {
     ///
     /// # Errors
     /// [`Error::PolicyViolation`] for `postgres`, `template0`, `template1`, `rdsadmin`, the
-    /// maintenance database or a template; [`Error::StillInUse`] listing the connected sessions
-    /// unless `options.force` (then `DROP DATABASE … WITH (FORCE)` terminates them) — all before
+    /// maintenance database or a template; [`Error::StillInUse`] listing the sessions still
+    /// connected after about a second unless `options.force` (then `DROP DATABASE … WITH (FORCE)` terminates them) — all before
     /// any change; [`Error::PermissionDenied`] with the fix when master cannot gain the owner.
     pub fn drop_database(
         &mut self,
