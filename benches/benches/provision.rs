@@ -59,11 +59,19 @@ fn provision(options: &ConnectOptions, p: &Project, extensions: &[Extension]) ->
         .unwrap()
         .extensions(extensions.iter().cloned());
     vec![
-        rds.ensure_user(&UserSpec::new(&p.owner).unwrap().password(p.owner_pw.clone()))
-            .unwrap(),
+        rds.ensure_user(
+            &UserSpec::new(&p.owner)
+                .unwrap()
+                .password(p.owner_pw.clone()),
+        )
+        .unwrap(),
         rds.ensure_database(&spec).unwrap(),
-        rds.ensure_user(&UserSpec::new(&p.reader).unwrap().password(p.reader_pw.clone()))
-            .unwrap(),
+        rds.ensure_user(
+            &UserSpec::new(&p.reader)
+                .unwrap()
+                .password(p.reader_pw.clone()),
+        )
+        .unwrap(),
         rds.grant_read_only(&ReadOnlyGrant::new(&p.db, &p.reader).unwrap())
             .unwrap(),
     ]
@@ -203,7 +211,10 @@ fn main() {
             let t = Instant::now();
             let second = provision(&options, &project, &extensions);
             again.push(t.elapsed());
-            assert!(second.iter().all(|r| !r.changed), "a second run changes nothing");
+            assert!(
+                second.iter().all(|r| !r.changed),
+                "a second run changes nothing"
+            );
             let (script, n) = psql_script(&reports, &project, options.get_dbname());
             statements = n;
             databases = 1 + script.matches("\\c ").count();
@@ -223,7 +234,8 @@ fn main() {
         ));
         eprintln!("{}", rows.last().unwrap());
     }
-    let body = format!(
+    let body =
+        format!(
         "`cargo bench -p rds-pg-benches --bench provision` on PostgreSQL {} (sandbox, TLS {}), \
          median of {runs} runs per row, measured {}.\n\n\
          One project: `ensure_user(owner)`, `ensure_database` with {}, `ensure_user(reader)`, \
