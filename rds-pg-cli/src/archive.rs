@@ -101,11 +101,19 @@ pub fn dump(options: ConnectOptions, args: DumpArgs) -> (Outcome, Result<Outcome
     }
     let mut line = ProgressLine::new(args.json);
     let started = Instant::now();
+    // Tables started (from the core's progress) and bytes written so far (polled: one large
+    // table is a long time between table starts).
+    let tables = std::sync::Mutex::new((0usize, 0usize));
     let result = std::thread::scope(|scope| {
-        let worker = scope.spawn(|| dump::dump(&dump_options));
+        let worker = scope.spawn(|| {
+            dump::dump_with(&dump_options, &mut |p: &Progress| {
+                *tables.lock().unwrap() = (p.done, p.total);
+            })
+        });
         while !worker.is_finished() {
+            let (done, total) = *tables.lock().unwrap();
             line.show(&format!(
-                "{title}: {} written, {}s",
+                "{title}: table {done}/{total}, {} written, {}s",
                 human_bytes(size_so_far(&args.file)),
                 started.elapsed().as_secs()
             ));

@@ -348,17 +348,49 @@ impl VerifyReport {
     }
 }
 
+/// A Python `progress(done, total, message)` called from Rust with the GIL taken only for the
+/// call; the first exception it raises is kept and raised once the operation has finished.
+struct PyProgress {
+    callback: Option<Py<PyAny>>,
+    error: Option<PyErr>,
+}
+
+impl PyProgress {
+    fn new(callback: Option<Py<PyAny>>) -> Self {
+        PyProgress {
+            callback,
+            error: None,
+        }
+    }
+
+    fn report(&mut self, p: &core_dump::Progress) {
+        if let Some(f) = &self.callback {
+            Python::attach(|py| {
+                if let Err(e) = f.call1(py, (p.done, p.total, p.message.as_str())) {
+                    self.error.get_or_insert(e);
+                }
+            });
+        }
+    }
+
+    fn finish(self) -> PyResult<()> {
+        self.error.map_or(Ok(()), Err)
+    }
+}
+
 /// Dumps a database as the project user with a pg_dump at least as new as the server.
 ///
 /// `connection` is the project user's `Credentials`, a DSN (read over the libpq environment) or
 /// None (the environment alone); `password` overrides its password. The password reaches
 /// pg_dump through a private 0600 passfile, never argv or `PGPASSWORD`. `format` is `"custom"`
-/// (default, one file) or `"directory"` (needed for `jobs` > 1). Raises `ToolError` with
-/// pg_dump's `stderr` when it fails, or naming the missing client when none is new enough.
+/// (default, one file) or `"directory"` (needed for `jobs` > 1). `progress(done, total,
+/// message)` is called as pg_dump starts on each table's rows (`total`: the tables to dump); an
+/// exception it raises is raised when the dump has finished. Raises `ToolError` with pg_dump's
+/// `stderr` when it fails, or naming the missing client when none is new enough.
 #[pyfunction]
 #[pyo3(signature = (
     connection, output, *, password=None, database=None, format="custom", jobs=None,
-    exclude_schemas=None, tools_dir=None
+    exclude_schemas=None, tools_dir=None, progress=None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn dump(
@@ -371,6 +403,7 @@ pub(crate) fn dump(
     jobs: Option<u32>,
     exclude_schemas: Option<Vec<String>>,
     tools_dir: Option<PathBuf>,
+    progress: Option<Py<PyAny>>,
 ) -> PyResult<DumpReport> {
     let mut options = core::DumpOptions::new(connection_arg(py, connection, password)?, output)
         .format(format.parse::<DumpFormat>().py_result(py)?);
@@ -386,7 +419,11 @@ pub(crate) fn dump(
     if let Some(dir) = tools_dir {
         options = options.tools_dir(dir);
     }
-    let inner = py.detach(|| core::dump(&options)).py_result(py)?;
+    let mut progress = PyProgress::new(progress);
+    let inner = py
+        .detach(|| core_dump::dump_with(&options, &mut |p| progress.report(p)))
+        .py_result(py)?;
+    progress.finish()?;
     Ok(DumpReport { inner })
 }
 
@@ -427,16 +464,8 @@ pub(crate) fn restore(
     if let Some(dir) = tools_dir {
         options = options.tools_dir(dir);
     }
-    let mut callback_error: Option<PyErr> = None;
-    let mut on_progress = |p: &core_dump::Progress| {
-        if let Some(f) = &progress {
-            Python::attach(|py| {
-                if let Err(e) = f.call1(py, (p.done, p.total, p.message.as_str())) {
-                    callback_error.get_or_insert(e);
-                }
-            });
-        }
-    };
+    let mut progress = PyProgress::new(progress);
+    let mut on_progress = |p: &core_dump::Progress| progress.report(p);
     let report = match master {
         None => py
             .detach(|| core::restore_with(&options, None, &mut on_progress))
@@ -445,9 +474,7 @@ pub(crate) fn restore(
             core::restore_with(&options, Some(m), &mut on_progress)
         })?,
     };
-    if let Some(e) = callback_error {
-        return Err(e);
-    }
+    progress.finish()?;
     Ok(RestoreReport { inner: report })
 }
 
@@ -455,11 +482,11 @@ pub(crate) fn restore(
 /// (created and dropped by `master`, a `Provisioner`), then compares the row count of every
 /// table with the source database `connection` points to (as for `dump`). Differences are in the
 /// report (`verified`, `mismatches`), not an error; the scratch database is dropped also when
-/// the restore fails.
+/// the restore fails. `progress` is called as for `restore`, during the scratch restore.
 #[pyfunction]
 #[pyo3(signature = (
     master, connection, archive, *, password=None, jobs=None, tools_dir=None,
-    scratch_database=None
+    scratch_database=None, progress=None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn verify_backup(
@@ -471,6 +498,7 @@ pub(crate) fn verify_backup(
     jobs: Option<u32>,
     tools_dir: Option<PathBuf>,
     scratch_database: Option<String>,
+    progress: Option<Py<PyAny>>,
 ) -> PyResult<VerifyReport> {
     let mut options = core::VerifyOptions::new(connection_arg(py, connection, password)?, archive);
     if let Some(jobs) = jobs {
@@ -482,6 +510,10 @@ pub(crate) fn verify_backup(
     if let Some(name) = scratch_database {
         options = options.scratch_database(name).py_result(py)?;
     }
-    let inner = master.call(py, |m| core::verify_backup(m, &options))?;
+    let mut progress = PyProgress::new(progress);
+    let inner = master.call(py, |m| {
+        core_dump::verify_backup_with(m, &options, &mut |p| progress.report(p))
+    })?;
+    progress.finish()?;
     Ok(VerifyReport { inner })
 }

@@ -88,8 +88,16 @@ def test_seed_flow_provision_use_and_tear_down(sandbox_each, psql_each, tmp_path
                 rds_pg.dump(creds, archive)
             assert e.value.tool == "pg_dump" and f"or newer for server {sb.version}" in str(e.value)
         else:
-            dumped = rds_pg.dump(sb.dsn_for("project_user", "project_db"), archive, password=password)
+            dumping = []
+            dumped = rds_pg.dump(
+                sb.dsn_for("project_user", "project_db"),
+                archive,
+                password=password,
+                progress=lambda done, total, message: dumping.append((done, total, message)),
+            )
             assert dumped.bytes > 0 and dumped.path == archive and dumped.format == "custom"
+            assert dumping and dumping[-1][0] == dumping[-1][1] >= 1, dumping
+            assert any('"public.visits"' in message for _, _, message in dumping), dumping
             rds.ensure_database(DatabaseSpec("project_copy", "project_user"))
             seen = []
             restored = rds_pg.restore(
@@ -103,8 +111,12 @@ def test_seed_flow_provision_use_and_tear_down(sandbox_each, psql_each, tmp_path
             assert set(restored.created_extensions) == {e.value if isinstance(e, Extension) else e for e in extensions}
             assert seen and seen[-1][0] == seen[-1][1] == restored.entries_restored
             assert psql.ok("project_user", password, "project_copy", "SELECT tags->'page' FROM visits") == "home"
-            verified = rds_pg.verify_backup(rds, creds, archive)
+            verifying = []
+            verified = rds_pg.verify_backup(
+                rds, creds, archive, progress=lambda done, total, message: verifying.append((done, total))
+            )
             assert verified.verified and verified.scratch_dropped, verified.mismatches
+            assert verifying and verifying[-1][0] == verifying[-1][1] == verified.restore.entries_restored
             assert [(t.table, t.source, t.restored) for t in verified.tables if t.table == "visits"] == [("visits", 1, 1)]
             assert rds.drop_database("project_copy").changed
 

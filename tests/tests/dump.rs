@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use postgres::Client;
 use postgres_protocol::escape::escape_identifier;
 use rds_pg_core::dump::{
-    plan_restore, restore_with, tools, ClientProgram, DumpFormat, Progress, SkipReason, ToolWorkDir,
+    dump_with, plan_restore, restore_with, tools, verify_backup_with, ClientProgram, DumpFormat,
+    Progress, SkipReason, ToolWorkDir,
 };
 use rds_pg_core::{
     connect, dump, restore, verify_backup, ConnectOptions, DatabaseSpec, DumpOptions, Error,
@@ -279,7 +280,14 @@ on_client_versions!(
 
         let dir = tempfile::tempdir().unwrap();
         let archive = dir.path().join("shop.dump");
-        let dumped = ok(dump(&DumpOptions::new(alice.for_database("shop"), &archive)), "dump");
+        let mut dump_progress: Vec<Progress> = Vec::new();
+        let dumped = ok(
+            dump_with(&DumpOptions::new(alice.for_database("shop"), &archive), &mut |p| {
+                dump_progress.push(p.clone())
+            }),
+            "dump",
+        );
+        assert_dump_progress(&dump_progress, &["public.places", "public.big"]);
         assert_eq!(dumped.format, DumpFormat::Custom);
         assert!(dumped.bytes > 0 && dumped.bytes == std::fs::metadata(&archive).unwrap().len());
         assert_eq!(dumped.tool.major, 15, "the only client tools here: {}", dumped.tool);
@@ -547,6 +555,23 @@ on_client_versions!(
     }
 );
 
+/// Asserts that a dump's progress counted up to its total and named each of `tables`.
+fn assert_dump_progress(seen: &[Progress], tables: &[&str]) {
+    let last = seen.last().expect("dump reports progress");
+    assert_eq!(last.done, last.total, "{seen:#?}");
+    assert!(last.total >= tables.len(), "{seen:#?}");
+    assert!(
+        seen.windows(2).all(|w| w[0].done <= w[1].done),
+        "progress only moves forward: {seen:#?}"
+    );
+    for table in tables {
+        assert!(
+            seen.iter().any(|p| p.message.contains(table)),
+            "progress names {table}: {seen:#?}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Directory format, parallel jobs, verify_backup
 // ---------------------------------------------------------------------------------------------
@@ -601,11 +626,17 @@ on_client_versions!(
         .unwrap();
         let from_pgpass = sandbox.options_for("alice").passfile(&passfile).dbname("shop");
         assert!(from_pgpass.get_password().is_none());
+        let mut verify_progress: Vec<Progress> = Vec::new();
         let verified = ok(
-            verify_backup(&mut master, &VerifyOptions::new(from_pgpass, &archive)),
+            verify_backup_with(&mut master, &VerifyOptions::new(from_pgpass, &archive), &mut |p| {
+                verify_progress.push(p.clone())
+            }),
             "verify_backup (password from a pgpass file)",
         );
         assert!(verified.is_verified(), "{:#?}", verified.tables);
+        let last = verify_progress.last().expect("verify_backup reports the restore's progress");
+        assert_eq!(last.done, last.total, "{verify_progress:#?}");
+        assert_eq!(last.total, verified.restore.entries_restored, "{verify_progress:#?}");
         assert!(verified.scratch_dropped);
         let names: Vec<&str> = verified.tables.iter().map(|t| t.table.as_str()).collect();
         assert!(names.contains(&"places") && names.contains(&"big"), "{names:?}");

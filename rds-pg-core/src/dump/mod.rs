@@ -33,6 +33,7 @@ pub mod tools;
 mod verify;
 
 use std::fmt;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::str::FromStr;
@@ -49,7 +50,7 @@ pub use restore::{
 };
 pub use toc::{EntryKind, Toc, TocEntry, TocHeader};
 pub use tools::{ClientProgram, ClientTool, ToolWorkDir};
-pub use verify::{verify_backup, TableRowCount, VerifyOptions, VerifyReport};
+pub use verify::{verify_backup, verify_backup_with, TableRowCount, VerifyOptions, VerifyReport};
 
 /// The archive format of a dump.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -222,27 +223,71 @@ pub fn dump_command(options: &DumpOptions, tool: &ClientTool, passfile: &Path) -
 /// [`Error::InvalidInput`] for bad options; connection errors; [`Error::ToolVersion`] when no
 /// pg_dump is new enough; [`Error::Tool`] with pg_dump's standard error when it fails.
 pub fn dump(options: &DumpOptions) -> Result<DumpReport> {
+    dump_with(options, &mut |_| {})
+}
+
+/// As [`dump`], reporting progress to `progress`: tables whose rows are dumped so far, out of
+/// the tables the database has outside the excluded schemas (counted in the same connection that
+/// reads the server version; extension configuration tables included). `done` reaches `total`
+/// when pg_dump succeeds.
+///
+/// # Errors
+/// As [`dump`].
+pub fn dump_with(options: &DumpOptions, progress: &mut dyn FnMut(&Progress)) -> Result<DumpReport> {
     options.validate()?;
-    let server = server_version(&options.connection)?;
+    let (server, total) = server_version_and_tables(options)?;
     let tool = tools::find(ClientProgram::PgDump, server, options.tools_dir.as_deref())?;
     let work = ToolWorkDir::create(&options.connection)?;
     let mut cmd = dump_command(options, &tool, work.passfile());
+    cmd.arg("--verbose");
     let started = Instant::now();
-    let out = cmd
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .output()
+        .spawn()
         .map_err(|e| Error::io(format!("running {}", tool.path.display()), e))?;
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let mut reader = BufReader::new(stderr);
+    let mut diagnostics = Vec::new();
+    let mut done = 0;
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| Error::io("reading pg_dump's output", e))?;
+        if n == 0 {
+            break;
+        }
+        let line = String::from_utf8_lossy(&buf);
+        let line = line.trim_end();
+        match dump_line(line) {
+            DumpLine::Table(message) => {
+                done += 1;
+                progress(&Progress {
+                    done,
+                    total: total.max(done),
+                    message: message.to_owned(),
+                });
+            }
+            DumpLine::Info => {}
+            DumpLine::Diagnostic => diagnostics.push(line.to_owned()),
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| Error::io(format!("waiting for {}", tool.path.display()), e))?;
     let duration = started.elapsed();
     drop(work);
-    if !out.status.success() {
-        return Err(tools::tool_failed(
-            &tool,
-            out.status,
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        ));
+    if !status.success() {
+        return Err(tools::tool_failed(&tool, status, diagnostics.join("\n")));
     }
+    progress(&Progress {
+        done: total.max(done),
+        total: total.max(done),
+        message: "done".into(),
+    });
     Ok(DumpReport {
         path: options.output.clone(),
         format: options.format,
@@ -253,10 +298,58 @@ pub fn dump(options: &DumpOptions) -> Result<DumpReport> {
     })
 }
 
-/// The server version, read over a connection made with `connection`.
-fn server_version(connection: &ConnectOptions) -> Result<ServerVersion> {
-    let mut client = crate::connect::connect(connection)?;
-    ServerVersion::query(&mut client)
+/// A line of `pg_dump --verbose`'s standard error.
+#[derive(Debug, PartialEq, Eq)]
+enum DumpLine<'a> {
+    /// It starts dumping a table's rows (`dumping contents of table "public.t"`).
+    Table(&'a str),
+    /// Other progress chatter.
+    Info,
+    /// An error, a warning or anything not recognised: kept for the error report.
+    Diagnostic,
+}
+
+fn dump_line(line: &str) -> DumpLine<'_> {
+    let Some(rest) = line.strip_prefix("pg_dump: ") else {
+        return DumpLine::Diagnostic;
+    };
+    if rest.starts_with("error:")
+        || rest.starts_with("warning:")
+        || rest.starts_with("detail:")
+        || rest.starts_with("hint:")
+    {
+        DumpLine::Diagnostic
+    } else if rest.starts_with("dumping contents of table ") {
+        DumpLine::Table(rest)
+    } else {
+        DumpLine::Info
+    }
+}
+
+/// The server version and the number of tables whose rows pg_dump will dump (user tables outside
+/// the excluded and system schemas, plus extensions' configuration tables), in one query.
+fn server_version_and_tables(options: &DumpOptions) -> Result<(ServerVersion, usize)> {
+    let mut client = crate::connect::connect(&options.connection)?;
+    let excluded: Vec<String> = options
+        .exclude_schemas
+        .iter()
+        .map(|s| s.as_str().to_owned())
+        .collect();
+    let row = client.query_typed_one(
+        "SELECT current_setting('server_version_num')::int4,
+                (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE c.relkind = 'r' AND n.nspname <> ALL($1)
+                    AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                    AND n.nspname NOT LIKE 'pg\\_%'
+                    AND (NOT EXISTS (SELECT 1 FROM pg_depend d
+                                      WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                                        AND d.deptype = 'e')
+                         OR EXISTS (SELECT 1 FROM pg_extension e WHERE c.oid = ANY(e.extconfig))))",
+        &[(&excluded, postgres::types::Type::TEXT_ARRAY)],
+    )?;
+    let version: i32 = row.get(0);
+    let tables: i64 = row.get(1);
+    Ok((ServerVersion(version as u32), tables as usize))
 }
 
 /// The size of a file, or of every file under a directory.
@@ -279,6 +372,27 @@ pub(crate) fn size_of(path: &Path) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pg_dump_lines_are_classified() {
+        assert_eq!(
+            dump_line("pg_dump: dumping contents of table \"public.a b\""),
+            DumpLine::Table("dumping contents of table \"public.a b\"")
+        );
+        assert_eq!(dump_line("pg_dump: reading extensions"), DumpLine::Info);
+        assert_eq!(
+            dump_line("pg_dump: finished item 3348 TABLE DATA a"),
+            DumpLine::Info
+        );
+        for line in [
+            "pg_dump: error: query failed: ERROR:  permission denied for table t",
+            "pg_dump: warning: there are circular foreign-key constraints",
+            "pg_dump: detail: Query was: LOCK TABLE public.t IN ACCESS SHARE MODE",
+            "could not open file",
+        ] {
+            assert_eq!(dump_line(line), DumpLine::Diagnostic, "{line}");
+        }
+    }
 
     fn tool() -> ClientTool {
         ClientTool {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use postgres::Client;
 use postgres_protocol::escape::escape_identifier;
 
-use super::restore::{restore_with, RestoreOptions, RestoreReport};
+use super::restore::{restore_with, Progress, RestoreOptions, RestoreReport};
 use super::toc::Toc;
 use super::tools::{self, ClientProgram};
 use crate::config::ConnectOptions;
@@ -123,6 +123,18 @@ impl VerifyReport {
 /// # Errors
 /// As [`restore_with`] and [`Provisioner::ensure_database`]; connection errors.
 pub fn verify_backup(master: &mut Provisioner, options: &VerifyOptions) -> Result<VerifyReport> {
+    verify_backup_with(master, options, &mut |_| {})
+}
+
+/// As [`verify_backup`], reporting the restore's progress (entries done / total) to `progress`.
+///
+/// # Errors
+/// As [`verify_backup`].
+pub fn verify_backup_with(
+    master: &mut Provisioner,
+    options: &VerifyOptions,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<VerifyReport> {
     // A pgpass line names the source database; the scratch database is another one, so the
     // password is looked up once, for the source, and used for both.
     let resolved;
@@ -174,7 +186,7 @@ pub fn verify_backup(master: &mut Provisioner, options: &VerifyOptions) -> Resul
         &DatabaseSpec::new(scratch.as_str(), user.as_str())?.extensions(extensions),
     )?;
 
-    let result = restore_and_count(options, &scratch, &toc);
+    let result = restore_and_count(options, &scratch, &toc, progress);
     let dropped = master.drop_database(&scratch, &DropDatabaseOptions::new().force(true));
     let (restore, tables) = result?;
     dropped?;
@@ -190,6 +202,7 @@ fn restore_and_count(
     options: &VerifyOptions,
     scratch: &DatabaseName,
     toc: &Toc,
+    progress: &mut dyn FnMut(&Progress),
 ) -> Result<(RestoreReport, Vec<TableRowCount>)> {
     let mut restore_options = RestoreOptions::new(
         options.source.for_database(scratch.as_str()),
@@ -197,7 +210,7 @@ fn restore_and_count(
     );
     restore_options.jobs = options.jobs;
     restore_options.tools_dir = options.tools_dir.clone();
-    let report = restore_with(&restore_options, None, &mut |_| {})?;
+    let report = restore_with(&restore_options, None, progress)?;
 
     let tables = toc.tables_with_data();
     let mut source = crate::connect::connect(&options.source)?;

@@ -435,6 +435,7 @@ def dump(
     jobs: Optional[int] = None,
     exclude_schemas: Optional[Sequence[str]] = None,
     tools_dir: Optional[_Path] = None,
+    progress: Optional[Callable[[int, int, str], object]] = None,
 ) -> DumpReport: ...
 def restore(
     connection: _Connection,
@@ -456,6 +457,7 @@ def verify_backup(
     jobs: Optional[int] = None,
     tools_dir: Optional[_Path] = None,
     scratch_database: Optional[str] = None,
+    progress: Optional[Callable[[int, int, str], object]] = None,
 ) -> VerifyReport: ...
 
 # ------------------------------------------------------------------------------------- sandbox
