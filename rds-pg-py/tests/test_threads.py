@@ -169,6 +169,9 @@ def test_eight_threads_one_and_several_provisioners(sandbox):
     check_projects(sandbox, "many", several_results)
 
     print(f"8 projects: one shared Provisioner {one_time:.2f} s, eight Provisioners {several_time:.2f} s")
-    # With separate provisioners the projects were provisioned at the same time.
+    # With separate provisioners the projects were provisioned at the same time. That calls run
+    # without the GIL, and that a shared Provisioner serialises them, is proven by the mechanism
+    # in the test above (a Python thread keeps running during a call; B waits for A, C does not).
+    # Wall-clock times are printed, not compared: on a loaded 2-core machine concurrent CREATE
+    # DATABASEs contend inside the server, and such an assertion failed in CI for that reason.
     assert max_concurrency([(s, e) for *_, s, e in several_results]) >= 4
-    assert several_time < one_time, (several_time, one_time)
