@@ -164,3 +164,24 @@ pub fn changes_since(sandbox: &Sandbox, mark: usize) -> Vec<String> {
         })
         .collect()
 }
+
+/// `result`'s value, or a panic naming `what` with the error's kind and message.
+pub fn ok<T>(result: rds_pg_core::Result<T>, what: &str) -> T {
+    result.unwrap_or_else(|e| panic!("{what}: {:?}: {e}", e.kind()))
+}
+
+/// The error of an operation that must fail, or a panic saying it succeeded.
+pub fn err<T: std::fmt::Debug>(result: rds_pg_core::Result<T>, what: &str) -> rds_pg_core::Error {
+    match result {
+        Ok(v) => panic!("{what}: expected an error, got {v:?}"),
+        Err(e) => e,
+    }
+}
+
+/// A [`rds_pg_core::Provisioner`] logged in as the sandbox's master.
+pub fn provisioner(sandbox: &Sandbox) -> rds_pg_core::Provisioner {
+    ok(
+        rds_pg_core::Provisioner::connect(&sandbox.master_options()),
+        "Provisioner::connect as master",
+    )
+}

@@ -1060,12 +1060,12 @@ fn as_owner_block(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::connect::ServerVersion;
     use crate::inspect::{AvailableExtension, DatabaseState, InstalledExtension, SchemaState};
 
-    fn facts(major: u32) -> ServerFacts {
+    pub(crate) fn facts(major: u32) -> ServerFacts {
         ServerFacts {
             version: ServerVersion(major * 10000 + 1),
             major,
@@ -1079,7 +1079,7 @@ mod tests {
         }
     }
 
-    fn project_role(access: RoleAccess) -> RoleState {
+    pub(crate) fn project_role(access: RoleAccess) -> RoleState {
         RoleState {
             can_login: true,
             connection_limit: -1,

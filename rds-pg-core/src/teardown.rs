@@ -783,30 +783,7 @@ pub fn plan_rotate_password(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connect::ServerVersion;
-
-    fn facts(major: u32) -> ServerFacts {
-        ServerFacts {
-            version: ServerVersion(major * 10000 + 1),
-            major,
-            current_user: "master".into(),
-            current_database: "postgres".into(),
-            is_superuser: false,
-            can_create_role: true,
-            can_create_db: true,
-            memberships: vec![],
-            extension_whitelist: None,
-        }
-    }
-
-    fn project_role(access: RoleAccess) -> RoleState {
-        RoleState {
-            can_login: true,
-            connection_limit: -1,
-            access,
-            ..RoleState::default()
-        }
-    }
+    use crate::plan::tests::{facts, project_role};
 
     /// What master has on a role it created on 16+: ADMIN only.
     fn admin_only() -> RoleAccess {

@@ -12,7 +12,7 @@ use rds_pg_core::{
     connect, ConnectOptions, CredentialSink, Credentials, DatabaseSpec, Error, ErrorKind, Password,
     Provisioner, SslMode, UserSpec,
 };
-use rds_pg_tests::{per_version, Sandbox};
+use rds_pg_tests::{err, ok, per_version, Sandbox};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -20,19 +20,6 @@ use rds_pg_tests::{per_version, Sandbox};
 
 /// A password with every character a URL, a pgpass line, sh quoting or JSON treats specially.
 const AWKWARD_PASSWORD: &str = "p'a\"s$s`w\\o r:d@h/o#s%25t?x&y=z+* ü🔑 ${HOME} !";
-
-/// `result`'s value, or a panic showing the error's kind and message.
-fn ok<T>(result: rds_pg_core::Result<T>, what: &str) -> T {
-    result.unwrap_or_else(|e| panic!("{what}: {:?}: {e}", e.kind()))
-}
-
-/// The error of an operation that must fail, or a panic saying it succeeded.
-fn err<T: std::fmt::Debug>(result: rds_pg_core::Result<T>, what: &str) -> Error {
-    match result {
-        Ok(v) => panic!("{what}: expected an error, got {v:?}"),
-        Err(e) => e,
-    }
-}
 
 /// A `psql` binary: Debian's client (any version 13–18 speaks to every server here), else one
 /// on `PATH`.

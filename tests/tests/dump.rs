@@ -19,7 +19,7 @@ use rds_pg_core::{
     connect, dump, restore, verify_backup, ConnectOptions, DatabaseSpec, DumpOptions, Error,
     ErrorKind, Extension, Password, Provisioner, RestoreOptions, UserSpec, VerifyOptions,
 };
-use rds_pg_tests::{run_on, Sandbox};
+use rds_pg_tests::{err, ok, provisioner, run_on, Sandbox};
 
 /// The client tools Debian installs for PostgreSQL 15 (`make setup`).
 const CLIENT_15: &str = "/usr/lib/postgresql/15/bin";
@@ -54,25 +54,6 @@ fn require_client_15() {
              (apt-get install postgresql-client-15)"
         );
     }
-}
-
-/// `result`'s value, or a panic showing the error's kind and message.
-fn ok<T>(result: rds_pg_core::Result<T>, what: &str) -> T {
-    result.unwrap_or_else(|e| panic!("{what}: {:?}: {e}", e.kind()))
-}
-
-fn err<T: std::fmt::Debug>(result: rds_pg_core::Result<T>, what: &str) -> Error {
-    match result {
-        Ok(v) => panic!("{what}: expected an error, got {v:?}"),
-        Err(e) => e,
-    }
-}
-
-fn provisioner(sandbox: &Sandbox) -> Provisioner {
-    ok(
-        Provisioner::connect(&sandbox.master_options()),
-        "Provisioner::connect",
-    )
 }
 
 /// Creates a project user through rds-pg and returns its login options (to `postgres`).

@@ -11,31 +11,14 @@ use rds_pg_core::{
     connect, DatabaseName, DatabaseSpec, Error, ErrorKind, Extension, Password, Plan, Provisioner,
     ReadOnlyGrant, Report, SqlState, UserSpec,
 };
-use rds_pg_tests::{changes_since, connect_error, expect_db_error, log_mark, per_version, Sandbox};
+use rds_pg_tests::{
+    changes_since, connect_error, err, expect_db_error, log_mark, ok, per_version, provisioner,
+    Sandbox,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// `result`'s value, or a panic showing the error's kind and message.
-fn ok<T>(result: rds_pg_core::Result<T>, what: &str) -> T {
-    result.unwrap_or_else(|e| panic!("{what}: {:?}: {e}", e.kind()))
-}
-
-/// The error of an operation that must fail, or a panic saying it succeeded.
-fn err<T: std::fmt::Debug>(result: rds_pg_core::Result<T>, what: &str) -> Error {
-    match result {
-        Ok(v) => panic!("{what}: expected an error, got {v:?}"),
-        Err(e) => e,
-    }
-}
-
-fn provisioner(sandbox: &Sandbox) -> Provisioner {
-    ok(
-        Provisioner::connect(&sandbox.master_options()),
-        "Provisioner::connect as master",
-    )
-}
 
 fn db_name(name: &str) -> DatabaseName {
     DatabaseName::new(name).unwrap()

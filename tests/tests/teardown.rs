@@ -4,28 +4,13 @@
 
 use postgres::Client;
 use rds_pg_core::{
-    connect, DatabaseName, DatabaseSpec, DropDatabaseOptions, DropUserOptions, Error, ErrorKind,
-    Password, Provisioner, ReadOnlyGrant, Report, RoleName, SqlState, StepKind, UserSpec,
+    connect, DatabaseName, DatabaseSpec, DropDatabaseOptions, DropUserOptions, ErrorKind, Password,
+    Provisioner, ReadOnlyGrant, Report, RoleName, SqlState, StepKind, UserSpec,
 };
-use rds_pg_tests::{changes_since, connect_error, expect_db_error, log_mark, per_version, Sandbox};
-
-fn ok<T>(result: rds_pg_core::Result<T>, what: &str) -> T {
-    result.unwrap_or_else(|e| panic!("{what}: {:?}: {e}", e.kind()))
-}
-
-fn err<T: std::fmt::Debug>(result: rds_pg_core::Result<T>, what: &str) -> Error {
-    match result {
-        Ok(v) => panic!("{what}: expected an error, got {v:?}"),
-        Err(e) => e,
-    }
-}
-
-fn provisioner(sandbox: &Sandbox) -> Provisioner {
-    ok(
-        Provisioner::connect(&sandbox.master_options()),
-        "connect as master",
-    )
-}
+use rds_pg_tests::{
+    changes_since, connect_error, err, expect_db_error, log_mark, ok, per_version, provisioner,
+    Sandbox,
+};
 
 fn db(name: &str) -> DatabaseName {
     DatabaseName::new(name).unwrap()

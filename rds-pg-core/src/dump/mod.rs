@@ -33,9 +33,8 @@ pub mod tools;
 mod verify;
 
 use std::fmt;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -241,43 +240,20 @@ pub fn dump_with(options: &DumpOptions, progress: &mut dyn FnMut(&Progress)) -> 
     let mut cmd = dump_command(options, &tool, work.passfile());
     cmd.arg("--verbose");
     let started = Instant::now();
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::io(format!("running {}", tool.path.display()), e))?;
-    let stderr = child.stderr.take().expect("stderr is piped");
-    let mut reader = BufReader::new(stderr);
     let mut diagnostics = Vec::new();
     let mut done = 0;
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        let n = reader
-            .read_until(b'\n', &mut buf)
-            .map_err(|e| Error::io("reading pg_dump's output", e))?;
-        if n == 0 {
-            break;
+    let status = tools::run_reading_stderr(&mut cmd, &tool, &mut |line| match dump_line(line) {
+        DumpLine::Table(message) => {
+            done += 1;
+            progress(&Progress {
+                done,
+                total: total.max(done),
+                message: message.to_owned(),
+            });
         }
-        let line = String::from_utf8_lossy(&buf);
-        let line = line.trim_end();
-        match dump_line(line) {
-            DumpLine::Table(message) => {
-                done += 1;
-                progress(&Progress {
-                    done,
-                    total: total.max(done),
-                    message: message.to_owned(),
-                });
-            }
-            DumpLine::Info => {}
-            DumpLine::Diagnostic => diagnostics.push(line.to_owned()),
-        }
-    }
-    let status = child
-        .wait()
-        .map_err(|e| Error::io(format!("waiting for {}", tool.path.display()), e))?;
+        DumpLine::Info => {}
+        DumpLine::Diagnostic => diagnostics.push(line.to_owned()),
+    })?;
     let duration = started.elapsed();
     drop(work);
     if !status.success() {

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -578,29 +578,11 @@ fn run_with_progress(
     parallel: bool,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<(std::process::ExitStatus, String, Vec<String>)> {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::io(format!("running {}", tool.path.display()), e))?;
-    let stderr = child.stderr.take().expect("stderr is piped");
-    let mut reader = BufReader::new(stderr);
     let mut warnings = Vec::new();
     let mut last_step = String::new();
     let mut done = 0;
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        let n = reader
-            .read_until(b'\n', &mut buf)
-            .map_err(|e| Error::io("reading pg_restore's output", e))?;
-        if n == 0 {
-            break;
-        }
-        let line = String::from_utf8_lossy(&buf);
-        let line = line.trim_end();
-        match classify(line, parallel) {
+    let status =
+        tools::run_reading_stderr(cmd, tool, &mut |line| match classify(line, parallel) {
             Line::EntryDone(message) => {
                 last_step = message.to_owned();
                 done = (done + 1).min(total);
@@ -612,11 +594,7 @@ fn run_with_progress(
             }
             Line::Info => {}
             Line::Diagnostic => warnings.push(line.to_owned()),
-        }
-    }
-    let status = child
-        .wait()
-        .map_err(|e| Error::io(format!("waiting for {}", tool.path.display()), e))?;
+        })?;
     if status.success() {
         progress(&Progress {
             done: total,
@@ -648,6 +626,9 @@ fn classify(line: &str, parallel: bool) -> Line<'_> {
     if line.is_empty() {
         return Line::Info;
     }
+    if parallel {
+        return classify_parallel(line);
+    }
     let Some(message) = line.strip_prefix("pg_restore: ") else {
         // Continuation of an error ("Command was: …") or a server message.
         return Line::Diagnostic;
@@ -657,16 +638,38 @@ fn classify(line: &str, parallel: bool) -> Line<'_> {
         return Line::Diagnostic;
     }
     let serial = ["creating ", "processing data for table ", "executing "];
-    let parallel_done = [
-        "processing item ",
-        "finished item ",
-        "processing missed item ",
-    ];
-    let counted: &[&str] = if parallel { &parallel_done } else { &serial };
-    if counted.iter().any(|p| message.starts_with(p)) {
+    if serial.iter().any(|p| message.starts_with(p)) {
         Line::EntryDone(message)
     } else {
         Line::Info
+    }
+}
+
+/// With `--jobs`, the workers share the pipe and pg_restore writes a line in several `write()`s,
+/// so lines interleave (`pg_restore:pg_restore: processing data…`, then ` launching item …`):
+/// look for what matters anywhere in the line instead of at its start.
+fn classify_parallel(line: &str) -> Line<'_> {
+    const MARKS: &[&str] = &[
+        "error:",
+        "warning:",
+        "detail:",
+        "hint:",
+        "fatal:",
+        "ERROR:",
+        "WARNING:",
+        "Command was:",
+    ];
+    if MARKS.iter().any(|m| line.contains(m)) {
+        return Line::Diagnostic;
+    }
+    let done = [
+        "finished item ",
+        "processing item ",
+        "processing missed item ",
+    ];
+    match done.iter().filter_map(|p| line.find(p)).min() {
+        Some(i) => Line::EntryDone(&line[i..]),
+        None => Line::Info,
     }
 }
 
@@ -939,6 +942,27 @@ mod tests {
                 counted,
                 "{line}"
             );
+        }
+        // Workers' output interleaved in the shared pipe (seen under load on 14): chatter, not a
+        // warning; errors are still recognised inside a garbled line.
+        for line in [
+            "pg_restore:pg_restore: processing data for table \"public.big\"",
+            " launching item 3464 SEQUENCE SET counter",
+        ] {
+            assert_eq!(classify(line, true), Line::Info, "{line}");
+        }
+        assert_eq!(
+            classify(
+                "pg_restore: finished item 1 TABLE DATA apg_restore: finished item 2 TABLE DATA b",
+                true
+            ),
+            Line::EntryDone("finished item 1 TABLE DATA apg_restore: finished item 2 TABLE DATA b"),
+        );
+        for line in [
+            "pg_restore:pg_restore: error: could not execute query: ERROR:  boom",
+            " warning: errors ignored on restore: 1",
+        ] {
+            assert_eq!(classify(line, true), Line::Diagnostic, "{line}");
         }
     }
 }

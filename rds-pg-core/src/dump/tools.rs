@@ -316,6 +316,42 @@ pub(crate) fn tool_failed(
     }
 }
 
+/// Runs `cmd` (standard input and output closed, standard error piped) and hands `on_line`
+/// each line of its standard error as it arrives, trailing white space removed; returns the exit
+/// status. pg_dump and pg_restore report progress and errors there.
+///
+/// # Errors
+/// [`Error::Io`] when the program cannot be started or read.
+pub(crate) fn run_reading_stderr(
+    cmd: &mut Command,
+    tool: &ClientTool,
+    on_line: &mut dyn FnMut(&str),
+) -> Result<std::process::ExitStatus> {
+    use std::io::{BufRead, BufReader};
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::io(format!("running {}", tool.path.display()), e))?;
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let mut reader = BufReader::new(stderr);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| Error::io(format!("reading {}'s output", tool.program), e))?;
+        if n == 0 {
+            break;
+        }
+        on_line(String::from_utf8_lossy(&buf).trim_end());
+    }
+    child
+        .wait()
+        .map_err(|e| Error::io(format!("waiting for {}", tool.path.display()), e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -443,16 +443,11 @@ impl Sandbox {
     /// The options of a connection to this server (sslmode verify-full against the sandbox CA on
     /// 15+, plaintext before), without user or password.
     fn base_options(&self) -> ConnectOptions {
-        let o = ConnectOptions::new()
-            .host("127.0.0.1")
-            .port(self.port)
-            .dbname("postgres")
-            .connect_timeout(Duration::from_secs(10))
-            .passfile(self.dir.path().join("no-pgpass"));
-        match &self.ca_path {
-            Some(ca) => o.sslmode(SslMode::VerifyFull).sslrootcert(ca),
-            None => o.sslmode(SslMode::Disable),
-        }
+        server_options(
+            self.port,
+            self.ca_path.as_deref(),
+            self.dir.path().join("no-pgpass"),
+        )
     }
 
     /// Connection options of the master user, password included.
@@ -932,16 +927,7 @@ impl DetachedSandbox {
     }
 
     fn base_options(&self) -> ConnectOptions {
-        let o = ConnectOptions::new()
-            .host(LOOPBACK)
-            .port(self.port)
-            .dbname("postgres")
-            .connect_timeout(Duration::from_secs(10))
-            .passfile(self.passfile_path());
-        match &self.ca_path {
-            Some(ca) => o.sslmode(SslMode::VerifyFull).sslrootcert(ca),
-            None => o.sslmode(SslMode::Disable),
-        }
+        server_options(self.port, self.ca_path.as_deref(), self.passfile_path())
     }
 
     /// Connection options of the master user, password included.
@@ -1030,6 +1016,22 @@ impl DetachedSandbox {
         }
         std::fs::remove_dir_all(&self.dir)
             .map_err(|e| Error::io(format!("removing {}", self.dir.display()), e))
+    }
+}
+
+/// The options of a connection to a sandbox server on `port` (sslmode verify-full against `ca`
+/// on 15+, plaintext before), to `postgres`, without user or password; `passfile` is the only
+/// password file consulted.
+fn server_options(port: u16, ca: Option<&Path>, passfile: PathBuf) -> ConnectOptions {
+    let o = ConnectOptions::new()
+        .host(LOOPBACK)
+        .port(port)
+        .dbname("postgres")
+        .connect_timeout(Duration::from_secs(10))
+        .passfile(passfile);
+    match ca {
+        Some(ca) => o.sslmode(SslMode::VerifyFull).sslrootcert(ca),
+        None => o.sslmode(SslMode::Disable),
     }
 }
 
