@@ -62,3 +62,9 @@ def test_readme_credentials_and_dump_example_runs(tmp_path):
     # The progress callback ran, last when pg_restore had finished.
     done, total, message = r.stdout.splitlines()[-1].split(" ", 2)
     assert done == total and message == "done", r.stdout
+
+
+def test_the_repository_readme_shows_the_same_example():
+    # The top-level README's Python example is this one, so the test above runs it too.
+    top = Path(__file__).resolve().parents[2] / "README.md"
+    assert python_blocks(top.read_text())[0] == python_blocks(README.read_text())[0]
