@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,30 @@ def psql_each(sandbox_each, tmp_path) -> Psql:
 @pytest.fixture
 def psql(sandbox, tmp_path) -> Psql:
     return Psql(sandbox, tmp_path)
+
+
+def hold_database_lock(sandbox, tmp_path, database: str, seconds: float) -> subprocess.Popen:
+    """Another deploy holding rds_pg's lock on `database` for `seconds` (then its session ends)."""
+    psql = Psql(sandbox, tmp_path)
+    holder = subprocess.Popen(
+        [
+            psql.binary,
+            "--no-psqlrc",
+            "--dbname",
+            sandbox.master_dsn,
+            "--command",
+            f"SELECT pg_advisory_lock(hashtextextended('rds-pg:database:{database}', 0)), pg_sleep({seconds})",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while psql.ok(
+        sandbox.master_user,
+        sandbox.master_password,
+        "postgres",
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
+    ) == "0":
+        assert time.monotonic() < deadline, "the lock holder never got its lock"
+        time.sleep(0.05)
+    return holder

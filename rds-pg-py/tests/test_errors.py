@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
 
 import pytest
 
 import rds_pg
-from conftest import VERSIONS, Psql, newest_pg_dump_major, start_sandbox
+from conftest import VERSIONS, Psql, hold_database_lock, newest_pg_dump_major, start_sandbox
 from rds_pg import DatabaseSpec, UserSpec
 
 ALL = [
@@ -131,29 +130,8 @@ def test_still_in_use_sessions(sandbox, project):
 def test_still_in_use_lock_timeout(sandbox, project, tmp_path):
     # Another deploy holds the lock on this database: after lock_timeout, StillInUse with the
     # server's lock_not_available.
-    psql = Psql(sandbox, tmp_path)
-    holder = subprocess.Popen(
-        [
-            psql.binary,
-            "--no-psqlrc",
-            "--dbname",
-            sandbox.master_dsn,
-            "--command",
-            "SELECT pg_advisory_lock(hashtextextended('rds-pg:database:shop', 0)), pg_sleep(60)",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    holder = hold_database_lock(sandbox, tmp_path, "shop", 60)
     try:
-        deadline = time.monotonic() + 20
-        while psql.ok(
-            sandbox.master_user,
-            sandbox.master_password,
-            "postgres",
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
-        ) == "0":
-            assert time.monotonic() < deadline, "the lock holder never got its lock"
-            time.sleep(0.1)
         with sandbox.connect(lock_timeout=0.5) as rds:
             started = time.monotonic()
             with pytest.raises(rds_pg.StillInUse) as e:

@@ -3,13 +3,12 @@ Provisioners work in parallel."""
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import rds_pg
-from conftest import Psql
+from conftest import hold_database_lock
 from rds_pg import DatabaseSpec, ReadOnlyGrant
 
 N = 8
@@ -48,33 +47,6 @@ def max_concurrency(intervals: list[tuple[float, float]]) -> int:
         level += delta
         best = max(best, level)
     return best
-
-
-def hold_database_lock(sandbox, tmp_path, database: str, seconds: float) -> subprocess.Popen:
-    """Another deploy holding rds_pg's lock on `database` for `seconds` (then its session ends)."""
-    psql = Psql(sandbox, tmp_path)
-    holder = subprocess.Popen(
-        [
-            psql.binary,
-            "--no-psqlrc",
-            "--dbname",
-            sandbox.master_dsn,
-            "--command",
-            f"SELECT pg_advisory_lock(hashtextextended('rds-pg:database:{database}', 0)), pg_sleep({seconds})",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 20
-    while psql.ok(
-        sandbox.master_user,
-        sandbox.master_password,
-        "postgres",
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
-    ) == "0":
-        assert time.monotonic() < deadline, "the lock holder never got its lock"
-        time.sleep(0.05)
-    return holder
 
 
 def test_a_call_in_flight_lets_python_threads_run_and_serialises_a_shared_provisioner(sandbox, tmp_path):
