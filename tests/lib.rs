@@ -83,6 +83,17 @@ pub fn expect_db_error(
     }
 }
 
+/// Logs in the way a project's application or `psql` does: after connecting, the session gets
+/// PostgreSQL's default `search_path` (`"$user", public`) instead of the one rds-pg pins for its
+/// own sessions, so tests write SQL as the project would.
+pub fn login_as_application(
+    options: &rds_pg_core::ConnectOptions,
+) -> Result<postgres::Client, rds_pg_core::Error> {
+    let mut client = rds_pg_core::connect(options)?;
+    client.batch_execute("SET search_path TO \"$user\", public")?;
+    Ok(client)
+}
+
 /// The error of a connection that must fail, or a panic saying it succeeded.
 pub fn connect_error(options: &rds_pg_core::ConnectOptions) -> rds_pg_core::Error {
     match rds_pg_core::connect(options) {

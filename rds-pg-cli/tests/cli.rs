@@ -163,7 +163,8 @@ fn write_private(path: &Path, text: &str) {
 
 fn login(options: ConnectOptions) -> Client {
     let target = options.target();
-    connect(&options).unwrap_or_else(|e| panic!("cannot log in as {target}: {e}"))
+    rds_pg_tests::login_as_application(&options)
+        .unwrap_or_else(|e| panic!("cannot log in as {target}: {e}"))
 }
 
 fn exists(sandbox: &Sandbox, catalog: &str, name: &str) -> bool {

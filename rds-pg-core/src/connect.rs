@@ -8,11 +8,20 @@ use postgres::Client;
 use crate::config::{ConnectOptions, SslMode};
 use crate::error::{Error, Result, SqlState};
 
+/// The `search_path` every connection rds-pg opens is pinned to, from the first query on: only
+/// the system catalog, then the session's own temporary schema, so no name in a schema another
+/// role can create in (`public` above all) is ever resolved — the protection pg_dump gives
+/// itself. Set in the startup packet, it also outranks `ALTER DATABASE … SET search_path` and
+/// `ALTER ROLE … SET search_path`, which a database's owner controls.
+pub const PINNED_SEARCH_PATH: &str = "pg_catalog, pg_temp";
+
 /// Opens a connection with `options`.
 ///
 /// The password is the configured one or the first matching pgpass entry. `verify-ca` and
 /// `verify-full` check the server certificate against `sslrootcert`; `prefer` falls back to
-/// plaintext only when the server does not offer TLS.
+/// plaintext only when the server does not offer TLS. The session's `search_path` is
+/// [`PINNED_SEARCH_PATH`] from the start: qualify names (`public.t`) or set the path yourself
+/// in a session that runs your own SQL.
 ///
 /// # Errors
 /// [`Error::Connection`] when the server cannot be reached or refuses the login,
@@ -36,9 +45,14 @@ fn connect_inner(options: &ConnectOptions, server_options: Option<&str>) -> Resu
                 postgres::config::SslMode::Require
             }
         });
+    // The startup packet's options reach the server before any query runs and take precedence
+    // over per-database and per-role settings.
+    let mut startup = format!("-c search_path={}", PINNED_SEARCH_PATH.replace(' ', ""));
     if let Some(o) = server_options.filter(|o| !o.is_empty()) {
-        config.options(o);
+        startup.push(' ');
+        startup.push_str(o);
     }
+    config.options(&startup);
     if let Some(timeout) = options.get_connect_timeout() {
         config.connect_timeout(timeout);
     }
@@ -109,8 +123,10 @@ impl ServerVersion {
     /// # Errors
     /// A server error.
     pub fn query(client: &mut Client) -> Result<Self> {
-        let row =
-            client.query_typed_one("SELECT current_setting('server_version_num')::int4", &[])?;
+        let row = client.query_typed_one(
+            "SELECT pg_catalog.current_setting('server_version_num')::pg_catalog.int4",
+            &[],
+        )?;
         let n: i32 = row.get(0);
         Ok(ServerVersion(n as u32))
     }

@@ -109,6 +109,15 @@ pub enum Error {
     /// The request breaks a rule rds-pg enforces.
     #[error("refused: {0}")]
     PolicyViolation(String),
+    /// The request breaks a rule rds-pg enforces, and rds-pg knows what an operator runs to
+    /// repair the state that made it refuse (kind [`ErrorKind::PolicyViolation`]).
+    #[error("refused: {message} (fix: {fix})")]
+    Refused {
+        /// What was refused, and why.
+        message: String,
+        /// The SQL or command that repairs it (also [`Error::hint`]).
+        fix: String,
+    },
     /// The server could not be reached or refused the login.
     #[error("cannot connect to {target}: {message}")]
     Connection {
@@ -215,7 +224,7 @@ impl Error {
             Error::PermissionDenied { .. } => ErrorKind::PermissionDenied,
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::StillInUse { .. } => ErrorKind::StillInUse,
-            Error::PolicyViolation(_) => ErrorKind::PolicyViolation,
+            Error::PolicyViolation(_) | Error::Refused { .. } => ErrorKind::PolicyViolation,
             Error::Connection { .. } => ErrorKind::Connection,
             Error::Tls { .. } => ErrorKind::Tls,
             Error::Server(_) => ErrorKind::Server,
@@ -230,10 +239,11 @@ impl Error {
         self.postgres_error().and_then(|e| e.code())
     }
 
-    /// The remediation hint of a permission error.
+    /// The remediation hint of a permission error or of a refusal whose repair rds-pg knows.
     pub fn hint(&self) -> Option<&str> {
         match self {
             Error::PermissionDenied { hint, .. } => hint.as_deref(),
+            Error::Refused { fix, .. } => Some(fix),
             _ => None,
         }
     }

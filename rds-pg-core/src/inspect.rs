@@ -5,7 +5,7 @@ use postgres::types::Type;
 use postgres::Client;
 
 use crate::connect::ServerVersion;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Facts about the server and the connected (master) role, read once at connect time.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,24 +49,40 @@ pub(crate) fn server_facts(client: &mut Client) -> Result<ServerFacts> {
     // to_jsonb() reads the 16+ option columns where they exist and yields NULL before 16, so one
     // query serves every version.
     let row = client.query_typed_one(
-        "SELECT current_setting('server_version_num')::int4, r.rolname::text, current_database()::text,
+        "SELECT pg_catalog.current_setting('server_version_num')::pg_catalog.int4,
+                r.rolname::pg_catalog.text, pg_catalog.current_database()::pg_catalog.text,
                 r.rolsuper, r.rolcreaterole, r.rolcreatedb,
-                coalesce(array_agg(g.rolname::text ORDER BY g.rolname) FILTER (WHERE g.oid IS NOT NULL), '{}'),
-                coalesce(array_agg(m.admin ORDER BY g.rolname) FILTER (WHERE g.oid IS NOT NULL), '{}'),
-                coalesce(array_agg(m.inh ORDER BY g.rolname) FILTER (WHERE g.oid IS NOT NULL), '{}'),
-                coalesce(array_agg(m.sett ORDER BY g.rolname) FILTER (WHERE g.oid IS NOT NULL), '{}'),
-                coalesce(current_setting('rds.extensions', true), current_setting('extwlist.extensions', true))
-           FROM pg_roles r
+                coalesce(pg_catalog.array_agg(g.rolname::pg_catalog.text ORDER BY g.rolname)
+                         FILTER (WHERE g.oid IS NOT NULL), '{}'),
+                coalesce(pg_catalog.array_agg(m.admin ORDER BY g.rolname) FILTER (WHERE g.oid IS NOT NULL), '{}'),
+                coalesce(pg_catalog.array_agg(m.inh ORDER BY g.rolname) FILTER (WHERE g.oid IS NOT NULL), '{}'),
+                coalesce(pg_catalog.array_agg(m.sett ORDER BY g.rolname) FILTER (WHERE g.oid IS NOT NULL), '{}'),
+                coalesce(pg_catalog.current_setting('rds.extensions', true),
+                         pg_catalog.current_setting('extwlist.extensions', true)),
+                pg_catalog.current_setting('search_path')
+           FROM pg_catalog.pg_roles r
            LEFT JOIN LATERAL (
-                SELECT am.roleid, bool_or(am.admin_option) AS admin,
-                       bool_or(coalesce((to_jsonb(am) ->> 'inherit_option')::bool, r.rolinherit)) AS inh,
-                       bool_or(coalesce((to_jsonb(am) ->> 'set_option')::bool, true)) AS sett
-                  FROM pg_auth_members am WHERE am.member = r.oid GROUP BY am.roleid) m ON true
-           LEFT JOIN pg_roles g ON g.oid = m.roleid
-          WHERE r.rolname = current_user
+                SELECT am.roleid, pg_catalog.bool_or(am.admin_option) AS admin,
+                       pg_catalog.bool_or(coalesce((pg_catalog.to_jsonb(am) OPERATOR(pg_catalog.->>) 'inherit_option')::pg_catalog.bool,
+                                                   r.rolinherit)) AS inh,
+                       pg_catalog.bool_or(coalesce((pg_catalog.to_jsonb(am) OPERATOR(pg_catalog.->>) 'set_option')::pg_catalog.bool,
+                                                   true)) AS sett
+                  FROM pg_catalog.pg_auth_members am WHERE am.member OPERATOR(pg_catalog.=) r.oid
+                 GROUP BY am.roleid) m ON true
+           LEFT JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) m.roleid
+          WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER
           GROUP BY r.oid, r.rolname, r.rolsuper, r.rolcreaterole, r.rolcreatedb",
         &[],
     )?;
+    let search_path: String = row.get(11);
+    if search_path.replace(' ', "") != crate::connect::PINNED_SEARCH_PATH.replace(' ', "") {
+        return Err(Error::PolicyViolation(format!(
+            "the session's search_path is {search_path:?}, not the {:?} rds-pg sets when it \
+             connects: something between rds-pg and PostgreSQL (a connection pooler such as \
+             PgBouncer or RDS Proxy) dropped the startup options; connect to the instance directly",
+            crate::connect::PINNED_SEARCH_PATH
+        )));
+    }
     let version = ServerVersion(row.get::<_, i32>(0) as u32);
     let roles: Vec<String> = row.get(6);
     let admin: Vec<bool> = row.get(7);
@@ -141,13 +157,59 @@ pub struct RoleState {
     pub connection_limit: i32,
     /// Whether VALID UNTIL differs from the spec's (false when the spec has none).
     pub valid_until_differs: bool,
-    /// Member of `rds_superuser`.
-    pub rds_superuser_member: bool,
+    /// The privileged roles it is a member of, directly or through any chain of memberships:
+    /// those of [`PRIVILEGED_ROLES`] that exist on the server, and the connected (master) role.
+    /// Sorted.
+    pub privileged_memberships: Vec<String>,
     /// It is the connected role.
     pub is_current_user: bool,
     /// What the connected role can do with it.
     pub access: RoleAccess,
 }
+
+impl RoleState {
+    /// Whether it is a member of `rds_superuser` (directly or through a chain).
+    pub fn rds_superuser_member(&self) -> bool {
+        self.privileged_memberships
+            .iter()
+            .any(|r| r == "rds_superuser")
+    }
+
+    /// What makes it more than a project role, in words (`SUPERUSER`, `CREATEDB`, `member of
+    /// rds_superuser`, …); empty for a plain role. The connected role itself is reported
+    /// separately ([`RoleState::is_current_user`]).
+    pub fn privileges_beyond_a_project_role(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (has, attr) in [
+            (self.superuser, "SUPERUSER"),
+            (self.create_role, "CREATEROLE"),
+            (self.create_db, "CREATEDB"),
+            (self.replication, "REPLICATION"),
+            (self.bypass_rls, "BYPASSRLS"),
+        ] {
+            if has {
+                out.push(attr.to_owned());
+            }
+        }
+        for role in &self.privileged_memberships {
+            out.push(format!("member of {role}"));
+        }
+        out
+    }
+}
+
+/// Roles whose members hold privileges over other projects or the instance (RDS's
+/// `rds_superuser`, `rds_password`, `rds_replication` and PostgreSQL's predefined roles that read,
+/// write or signal everything): a project role is never a member of one, however indirectly.
+pub const PRIVILEGED_ROLES: [&str; 7] = [
+    "rds_superuser",
+    "rds_password",
+    "rds_replication",
+    "pg_read_all_data",
+    "pg_write_all_data",
+    "pg_signal_backend",
+    "pg_monitor",
+];
 
 /// `SET` privilege test for `pg_has_role`: 16+ has it; before, any membership allows SET ROLE.
 fn set_privilege(major: u32) -> &'static str {
@@ -158,21 +220,32 @@ fn set_privilege(major: u32) -> &'static str {
     }
 }
 
-/// SQL columns describing role `alias` (a `pg_roles` row, possibly NULL from a LEFT JOIN).
+/// SQL columns describing role `alias` (a `pg_roles` row, possibly NULL from a LEFT JOIN). Every
+/// name is qualified: these run in master's sessions.
 pub(crate) fn role_columns(alias: &str, major: u32) -> String {
     let set = set_privilege(major);
+    let privileged = PRIVILEGED_ROLES
+        .iter()
+        .map(|r| postgres_protocol::escape::escape_literal(r))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         "{a}.oid IS NOT NULL, coalesce({a}.rolsuper, false), coalesce({a}.rolcanlogin, false),
          coalesce({a}.rolcreatedb, false), coalesce({a}.rolcreaterole, false),
          coalesce({a}.rolreplication, false), coalesce({a}.rolbypassrls, false),
          coalesce({a}.rolconnlimit, -1),
-         EXISTS (SELECT 1 FROM pg_roles s WHERE s.rolname = 'rds_superuser' AND {a}.oid IS NOT NULL
-                   AND pg_has_role({a}.oid, s.oid, 'MEMBER')),
-         coalesce({a}.rolname = current_user, false),
-         CASE WHEN {a}.oid IS NULL THEN false ELSE pg_has_role(current_user, {a}.oid, 'USAGE') END,
-         CASE WHEN {a}.oid IS NULL THEN false ELSE pg_has_role(current_user, {a}.oid, '{set}') END,
+         CASE WHEN {a}.oid IS NULL THEN '{{}}'::pg_catalog.text[] ELSE ARRAY(
+              SELECT s.rolname::pg_catalog.text FROM pg_catalog.pg_roles s
+               WHERE (s.rolname OPERATOR(pg_catalog.=) ANY (ARRAY[{privileged}]::pg_catalog.name[])
+                      OR s.rolname OPERATOR(pg_catalog.=) CURRENT_USER)
+                 AND s.oid OPERATOR(pg_catalog.<>) {a}.oid
+                 AND pg_catalog.pg_has_role({a}.oid, s.oid, 'MEMBER')
+               ORDER BY 1) END,
+         coalesce({a}.rolname OPERATOR(pg_catalog.=) CURRENT_USER, false),
+         CASE WHEN {a}.oid IS NULL THEN false ELSE pg_catalog.pg_has_role(CURRENT_USER, {a}.oid, 'USAGE') END,
+         CASE WHEN {a}.oid IS NULL THEN false ELSE pg_catalog.pg_has_role(CURRENT_USER, {a}.oid, '{set}') END,
          CASE WHEN {a}.oid IS NULL THEN false
-              ELSE pg_has_role(current_user, {a}.oid, 'MEMBER WITH ADMIN OPTION') END",
+              ELSE pg_catalog.pg_has_role(CURRENT_USER, {a}.oid, 'MEMBER WITH ADMIN OPTION') END",
         a = alias
     )
 }
@@ -191,7 +264,7 @@ pub(crate) fn read_role(row: &postgres::Row, at: usize) -> Option<RoleState> {
         bypass_rls: row.get(at + 6),
         connection_limit: row.get(at + 7),
         valid_until_differs: false,
-        rds_superuser_member: row.get(at + 8),
+        privileged_memberships: row.get(at + 8),
         is_current_user: row.get(at + 9),
         access: RoleAccess {
             usage: row.get(at + 10),
@@ -217,9 +290,10 @@ pub(crate) fn user_snapshot(
     valid_until: Option<&str>,
 ) -> Result<UserSnapshot> {
     let sql = format!(
-        "SELECT {}, CASE WHEN $2::text IS NULL THEN false
-                         ELSE r.rolvaliduntil IS DISTINCT FROM $2::text::timestamptz END
-           FROM (SELECT $1::text AS name) n LEFT JOIN pg_roles r ON r.rolname = n.name",
+        "SELECT {}, CASE WHEN $2::pg_catalog.text IS NULL THEN false
+                         ELSE r.rolvaliduntil IS DISTINCT FROM $2::pg_catalog.text::pg_catalog.timestamptz END
+           FROM (SELECT $1::pg_catalog.text AS name) n
+           LEFT JOIN pg_catalog.pg_roles r ON r.rolname OPERATOR(pg_catalog.=) n.name",
         role_columns("r", major)
     );
     let row = client.query_typed_one(&sql, &[(&name, Type::TEXT), (&valid_until, Type::TEXT)])?;
@@ -282,25 +356,31 @@ pub(crate) fn cluster_snapshot(
 ) -> Result<ClusterSnapshot> {
     let sql = format!(
         "SELECT {role_cols}, {owner_cols},
-                d.oid IS NOT NULL, coalesce(dow.rolname::text, ''), coalesce(pg_encoding_to_char(d.encoding)::text, ''),
+                d.oid IS NOT NULL, coalesce(dow.rolname::pg_catalog.text, ''),
+                coalesce(pg_catalog.pg_encoding_to_char(d.encoding)::pg_catalog.text, ''),
                 coalesce(d.datconnlimit, -1),
-                coalesce(EXISTS (SELECT 1 FROM aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
-                                  WHERE a.grantee = 0), false),
-                CASE WHEN d.oid IS NULL THEN false ELSE pg_has_role(current_user, d.datdba, 'USAGE') END,
+                coalesce(EXISTS (SELECT 1 FROM pg_catalog.aclexplode(coalesce(d.datacl, pg_catalog.acldefault('d', d.datdba))) a
+                                  WHERE a.grantee OPERATOR(pg_catalog.=) 0), false),
+                CASE WHEN d.oid IS NULL THEN false ELSE pg_catalog.pg_has_role(CURRENT_USER, d.datdba, 'USAGE') END,
                 coalesce(x.names, '{{}}'), coalesce(x.trusted, '{{}}'),
                 CASE WHEN d.oid IS NULL OR r.oid IS NULL THEN false
-                     ELSE has_database_privilege(r.oid, d.oid, 'CONNECT') END,
-                coalesce(EXISTS (SELECT 1 FROM aclexplode(d.datacl) a WHERE a.grantee = r.oid), false),
-                CASE WHEN d.oid IS NULL THEN false ELSE has_database_privilege(current_user, d.oid, 'CONNECT') END
-           FROM (SELECT $1::text AS dbname, $2::text AS rolename) n
-           LEFT JOIN pg_database d ON d.datname = n.dbname
-           LEFT JOIN pg_roles dow ON dow.oid = d.datdba
-           LEFT JOIN pg_roles r ON r.rolname = n.rolename
+                     ELSE pg_catalog.has_database_privilege(r.oid, d.oid, 'CONNECT') END,
+                coalesce(EXISTS (SELECT 1 FROM pg_catalog.aclexplode(d.datacl) a
+                                  WHERE a.grantee OPERATOR(pg_catalog.=) r.oid), false),
+                CASE WHEN d.oid IS NULL THEN false
+                     ELSE pg_catalog.has_database_privilege(CURRENT_USER, d.oid, 'CONNECT') END
+           FROM (SELECT $1::pg_catalog.text AS dbname, $2::pg_catalog.text AS rolename) n
+           LEFT JOIN pg_catalog.pg_database d ON d.datname OPERATOR(pg_catalog.=) n.dbname
+           LEFT JOIN pg_catalog.pg_roles dow ON dow.oid OPERATOR(pg_catalog.=) d.datdba
+           LEFT JOIN pg_catalog.pg_roles r ON r.rolname OPERATOR(pg_catalog.=) n.rolename
            LEFT JOIN LATERAL (
-                SELECT array_agg(e.name::text ORDER BY e.name) AS names,
-                       array_agg(e.t ORDER BY e.name) AS trusted
-                  FROM (SELECT name, bool_or(trusted) AS t FROM pg_available_extension_versions
-                         WHERE cardinality($3::text[]) > 0 AND name = ANY($3) GROUP BY name) e) x ON true",
+                SELECT pg_catalog.array_agg(e.name::pg_catalog.text ORDER BY e.name) AS names,
+                       pg_catalog.array_agg(e.t ORDER BY e.name) AS trusted
+                  FROM (SELECT v.name, pg_catalog.bool_or(v.trusted) AS t
+                          FROM pg_catalog.pg_available_extension_versions v
+                         WHERE pg_catalog.cardinality($3::pg_catalog.text[]) OPERATOR(pg_catalog.>) 0
+                           AND v.name OPERATOR(pg_catalog.=) ANY ($3::pg_catalog.name[])
+                         GROUP BY v.name) e) x ON true",
         role_cols = role_columns("r", major),
         owner_cols = role_columns("dow", major),
     );
@@ -395,59 +475,79 @@ pub(crate) fn database_snapshot(
     schemas: &[String],
 ) -> Result<DatabaseSnapshot> {
     let row = client.query_typed_one(
-        "WITH o AS (SELECT oid FROM pg_roles WHERE rolname = $1),
-              ro AS (SELECT oid FROM pg_roles WHERE rolname = $2),
+        "WITH o AS (SELECT oid FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) $1),
+              ro AS (SELECT oid FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) $2),
+              fix AS (
+                SELECT n.nspname, c.relname, c.relowner FROM pg_catalog.pg_class c
+                  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+                 WHERE (c.relname OPERATOR(pg_catalog.=) 'spatial_ref_sys'
+                        OR (n.nspname OPERATOR(pg_catalog.=) 'topology'
+                            AND c.relname OPERATOR(pg_catalog.=) ANY (ARRAY['topology', 'layer']::pg_catalog.name[])))
+                   AND c.relkind OPERATOR(pg_catalog.=) 'r'),
               rel AS (
-                SELECT c.oid, format('%I.%I', n.nspname, c.relname) AS qname,
-                       CASE WHEN c.relkind = 'S' THEN 'S' ELSE 'r' END AS kind,
-                       c.relowner = (SELECT oid FROM o) AS owned,
+                SELECT c.oid, pg_catalog.format('%I.%I', n.nspname, c.relname) AS qname,
+                       CASE WHEN c.relkind OPERATOR(pg_catalog.=) 'S' THEN 'S' ELSE 'r' END AS kind,
+                       c.relowner OPERATOR(pg_catalog.=) (SELECT oid FROM o) AS owned,
                        CASE WHEN (SELECT oid FROM ro) IS NULL THEN true
-                            WHEN c.relkind = 'S' THEN has_sequence_privilege((SELECT oid FROM ro), c.oid, 'SELECT')
-                            ELSE has_table_privilege((SELECT oid FROM ro), c.oid, 'SELECT') END AS readable,
-                       EXISTS (SELECT 1 FROM aclexplode(c.relacl) a
-                                WHERE a.grantee = (SELECT oid FROM ro) AND a.privilege_type = 'SELECT') AS explicit
-                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                 WHERE n.nspname = ANY($3) AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
-                   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
-                                      AND d.objid = c.oid AND d.deptype = 'i')
-              )
-         SELECT (SELECT r.rolname::text FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner
-                  WHERE n.nspname = 'public'),
-                ARRAY(SELECT e.extname::text FROM pg_extension e ORDER BY e.extname),
-                ARRAY(SELECT n.nspname::text FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+                            WHEN c.relkind OPERATOR(pg_catalog.=) 'S'
+                            THEN pg_catalog.has_sequence_privilege((SELECT oid FROM ro), c.oid, 'SELECT')
+                            ELSE pg_catalog.has_table_privilege((SELECT oid FROM ro), c.oid, 'SELECT') END AS readable,
+                       EXISTS (SELECT 1 FROM pg_catalog.aclexplode(c.relacl) a
+                                WHERE a.grantee OPERATOR(pg_catalog.=) (SELECT oid FROM ro)
+                                  AND a.privilege_type OPERATOR(pg_catalog.=) 'SELECT') AS explicit
+                  FROM pg_catalog.pg_class c
+                  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+                 WHERE n.nspname OPERATOR(pg_catalog.=) ANY ($3::pg_catalog.name[])
+                   AND c.relkind OPERATOR(pg_catalog.=) ANY (ARRAY['r', 'p', 'v', 'm', 'f', 'S']::pg_catalog.\"char\"[])
+                   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                                    WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+                                      AND d.objid OPERATOR(pg_catalog.=) c.oid
+                                      AND d.deptype OPERATOR(pg_catalog.=) 'i')
+              ),
+              sch AS (
+                SELECT n.oid, n.nspname, n.nspacl, r.rolname AS owner FROM pg_catalog.pg_namespace n
+                  JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.nspowner
+                 WHERE n.nspname OPERATOR(pg_catalog.=) ANY ($3::pg_catalog.name[]))
+         SELECT (SELECT r.rolname::pg_catalog.text FROM pg_catalog.pg_namespace n
+                   JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.nspowner
+                  WHERE n.nspname OPERATOR(pg_catalog.=) 'public'),
+                ARRAY(SELECT e.extname::pg_catalog.text FROM pg_catalog.pg_extension e ORDER BY e.extname),
+                ARRAY(SELECT n.nspname::pg_catalog.text FROM pg_catalog.pg_extension e
+                        JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace
                        ORDER BY e.extname),
-                ARRAY(SELECT format('%s.%s', n.nspname, c.relname) FROM pg_class c
-                        JOIN pg_namespace n ON n.oid = c.relnamespace
-                       WHERE (c.relname = 'spatial_ref_sys' OR (n.nspname = 'topology' AND c.relname IN ('topology', 'layer')))
-                         AND c.relkind = 'r' ORDER BY 1),
-                ARRAY(SELECT r.rolname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                        JOIN pg_roles r ON r.oid = c.relowner
-                       WHERE (c.relname = 'spatial_ref_sys' OR (n.nspname = 'topology' AND c.relname IN ('topology', 'layer')))
-                         AND c.relkind = 'r' ORDER BY format('%s.%s', n.nspname, c.relname)),
-                (SELECT r.rolname::text FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner
-                  WHERE n.nspname = 'topology'),
-                ARRAY(SELECT n.nspname::text FROM pg_namespace n WHERE n.nspname = ANY($3) ORDER BY n.nspname),
-                ARRAY(SELECT r.rolname::text FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner
-                       WHERE n.nspname = ANY($3) ORDER BY n.nspname),
+                ARRAY(SELECT pg_catalog.concat(f.nspname, '.', f.relname) FROM fix f ORDER BY 1),
+                ARRAY(SELECT r.rolname::pg_catalog.text FROM fix f
+                        JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) f.relowner
+                       ORDER BY pg_catalog.concat(f.nspname, '.', f.relname)),
+                (SELECT r.rolname::pg_catalog.text FROM pg_catalog.pg_namespace n
+                   JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.nspowner
+                  WHERE n.nspname OPERATOR(pg_catalog.=) 'topology'),
+                ARRAY(SELECT sch.nspname::pg_catalog.text FROM sch ORDER BY sch.nspname),
+                ARRAY(SELECT sch.owner::pg_catalog.text FROM sch ORDER BY sch.nspname),
                 ARRAY(SELECT CASE WHEN (SELECT oid FROM ro) IS NULL THEN false
-                                  ELSE has_schema_privilege((SELECT oid FROM ro), n.oid, 'USAGE') END
-                        FROM pg_namespace n WHERE n.nspname = ANY($3) ORDER BY n.nspname),
-                ARRAY(SELECT EXISTS (SELECT 1 FROM aclexplode(n.nspacl) a WHERE a.grantee = (SELECT oid FROM ro))
-                        FROM pg_namespace n WHERE n.nspname = ANY($3) ORDER BY n.nspname),
+                                  ELSE pg_catalog.has_schema_privilege((SELECT oid FROM ro), sch.oid, 'USAGE') END
+                        FROM sch ORDER BY sch.nspname),
+                ARRAY(SELECT EXISTS (SELECT 1 FROM pg_catalog.aclexplode(sch.nspacl) a
+                                      WHERE a.grantee OPERATOR(pg_catalog.=) (SELECT oid FROM ro))
+                        FROM sch ORDER BY sch.nspname),
                 ARRAY(SELECT qname FROM rel WHERE owned AND NOT readable ORDER BY qname),
                 ARRAY(SELECT kind FROM rel WHERE owned AND NOT readable ORDER BY qname),
                 ARRAY(SELECT qname FROM rel WHERE explicit ORDER BY qname),
                 ARRAY(SELECT kind FROM rel WHERE explicit ORDER BY qname),
                 ARRAY(SELECT qname FROM rel WHERE NOT owned AND NOT readable ORDER BY qname),
-                ARRAY(SELECT n.nspname::text || ':' || da.defaclobjtype::text
-                        FROM pg_default_acl da JOIN pg_namespace n ON n.oid = da.defaclnamespace
-                       WHERE da.defaclrole = (SELECT oid FROM o) AND n.nspname = ANY($3)
-                         AND EXISTS (SELECT 1 FROM aclexplode(da.defaclacl) a
-                                      WHERE a.grantee = (SELECT oid FROM ro) AND a.privilege_type = 'SELECT')
+                ARRAY(SELECT pg_catalog.concat(n.nspname, ':', da.defaclobjtype)
+                        FROM pg_catalog.pg_default_acl da
+                        JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) da.defaclnamespace
+                       WHERE da.defaclrole OPERATOR(pg_catalog.=) (SELECT oid FROM o)
+                         AND n.nspname OPERATOR(pg_catalog.=) ANY ($3::pg_catalog.name[])
+                         AND EXISTS (SELECT 1 FROM pg_catalog.aclexplode(da.defaclacl) a
+                                      WHERE a.grantee OPERATOR(pg_catalog.=) (SELECT oid FROM ro)
+                                        AND a.privilege_type OPERATOR(pg_catalog.=) 'SELECT')
                        ORDER BY 1),
-                EXISTS (SELECT 1 FROM pg_namespace n,
-                               aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a
-                         WHERE n.nspname = 'public' AND a.grantee = 0 AND a.privilege_type = 'CREATE')",
+                EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n,
+                               pg_catalog.aclexplode(coalesce(n.nspacl, pg_catalog.acldefault('n', n.nspowner))) a
+                         WHERE n.nspname OPERATOR(pg_catalog.=) 'public' AND a.grantee OPERATOR(pg_catalog.=) 0
+                           AND a.privilege_type OPERATOR(pg_catalog.=) 'CREATE')",
         &[
             (&owner, Type::TEXT),
             (&role, Type::TEXT),

@@ -43,6 +43,11 @@ pub struct Step {
     pub(crate) role: Option<RoleName>,
     /// A revoke that runs only when the operation failed (the role itself is being dropped).
     pub(crate) only_on_failure: bool,
+    /// Whether it runs alone in a session of its own whose default `search_path` is
+    /// PostgreSQL's (`"$user", public`) rather than rds-pg's pinned one: only `CREATE EXTENSION`
+    /// of an extension whose script reads the default path
+    /// ([`Extension::script_reads_default_search_path`]).
+    pub(crate) default_search_path: bool,
 }
 
 /// The placeholder that stands for a verifier in [`Step::sql`].
@@ -64,7 +69,15 @@ impl Step {
             secret: None,
             role: None,
             only_on_failure: false,
+            default_search_path: false,
         }
+    }
+
+    /// Runs alone, in a session whose default `search_path` is PostgreSQL's.
+    pub(crate) fn in_default_search_path_session(mut self) -> Self {
+        self.standalone = true;
+        self.default_search_path = true;
+        self
     }
 
     pub(crate) fn for_role(mut self, role: &RoleName) -> Self {
@@ -220,8 +233,9 @@ fn lit(value: &str) -> String {
     postgres_protocol::escape::escape_literal(value)
 }
 
-/// Refuses roles rds-pg must not manage as project users.
-pub(crate) fn refuse_privileged(name: &str, role: &RoleState, what: &str) -> Result<()> {
+/// Refuses the connected role, superusers and `rds_superuser` members: roles that administer the
+/// instance, which rds-pg never drops or changes.
+pub(crate) fn refuse_administrator(name: &str, role: &RoleState, what: &str) -> Result<()> {
     if role.is_current_user {
         return Err(Error::PolicyViolation(format!(
             "{name:?} is the connected master user; rds-pg does not use it as a {what}"
@@ -232,12 +246,54 @@ pub(crate) fn refuse_privileged(name: &str, role: &RoleState, what: &str) -> Res
             "{name:?} is a superuser; refusing to use it as a {what}"
         )));
     }
-    if role.rds_superuser_member {
+    if role.rds_superuser_member() {
         return Err(Error::PolicyViolation(format!(
             "{name:?} is a member of rds_superuser; refusing to use it as a {what}"
         )));
     }
     Ok(())
+}
+
+/// Refuses, as a project's user, owner or reader, a role that holds anything beyond its own
+/// objects: SUPERUSER, CREATEROLE, CREATEDB, REPLICATION, BYPASSRLS, or membership (through any
+/// chain) of a privileged role or of master. A compromised project server would hold those
+/// privileges; rds-pg does not quietly remove them either, since whatever the role did with them
+/// needs a look first. The error names the SQL that removes them.
+pub(crate) fn refuse_privileged(name: &str, role: &RoleState, what: &str) -> Result<()> {
+    refuse_administrator(name, role, what)?;
+    let beyond = role.privileges_beyond_a_project_role();
+    if beyond.is_empty() {
+        return Ok(());
+    }
+    let quoted = q(name);
+    let mut fix = Vec::new();
+    let attrs: Vec<&str> = [
+        (role.create_role, "NOCREATEROLE"),
+        (role.create_db, "NOCREATEDB"),
+        (role.replication, "NOREPLICATION"),
+        (role.bypass_rls, "NOBYPASSRLS"),
+    ]
+    .into_iter()
+    .filter_map(|(has, attr)| has.then_some(attr))
+    .collect();
+    if !attrs.is_empty() {
+        fix.push(format!("ALTER ROLE {quoted} {}", attrs.join(" ")));
+    }
+    for r in &role.privileged_memberships {
+        fix.push(format!("REVOKE {} FROM {quoted}", q(r)));
+    }
+    Err(Error::Refused {
+        message: format!(
+            "{name:?} holds {}; a {what} must hold nothing beyond its own objects (whoever \
+             controls the project's server would hold these too). Check what the role did \
+             with them before removing them",
+            beyond.join(", ")
+        ),
+        fix: format!(
+            "{} (a membership through another role is revoked from that role)",
+            fix.join("; ")
+        ),
+    })
 }
 
 /// Plans `ensure_user`.
@@ -278,21 +334,9 @@ pub fn plan_user(facts: &ServerFacts, snapshot: &UserSnapshot, spec: &UserSpec) 
         }
         Some(role) => {
             refuse_privileged(spec.name.as_str(), role, "project user")?;
-            if role.replication || role.bypass_rls {
-                return Err(Error::PolicyViolation(format!(
-                    "{:?} has REPLICATION or BYPASSRLS, which only a superuser can remove",
-                    spec.name.as_str()
-                )));
-            }
             let mut attrs = Vec::new();
             if !role.can_login {
                 attrs.push("LOGIN".to_owned());
-            }
-            if role.create_db {
-                attrs.push("NOCREATEDB".to_owned());
-            }
-            if role.create_role {
-                attrs.push("NOCREATEROLE".to_owned());
             }
             if let Some(limit) = spec
                 .connection_limit
@@ -498,12 +542,17 @@ fn plan_in_database(
                         format!("trusted extension {ext}: created as the owner, who then owns it"),
                     ));
                 } else {
-                    plan.steps.push(Step::new(
+                    let step = Step::new(
                         d,
                         StepKind::Change,
                         sql,
                         format!("untrusted extension {ext}: only master may create it"),
-                    ));
+                    );
+                    plan.steps.push(if ext.script_reads_default_search_path() {
+                        step.in_default_search_path_session()
+                    } else {
+                        step
+                    });
                 }
                 "public".to_owned()
             }
@@ -1161,7 +1210,7 @@ pub(crate) mod tests {
                 ..RoleState::default()
             },
             RoleState {
-                rds_superuser_member: true,
+                privileged_memberships: vec!["rds_superuser".into()],
                 ..RoleState::default()
             },
             RoleState {
@@ -1179,12 +1228,12 @@ pub(crate) mod tests {
         let spec = UserSpec::new("app").unwrap();
         let snap = UserSnapshot {
             role: Some(RoleState {
-                create_db: true,
+                can_login: false,
                 ..project_role(RoleAccess::default())
             }),
         };
         let plan = plan_user(&facts(15), &snap, &spec).unwrap();
-        assert_eq!(sql(&plan), ["ALTER ROLE \"app\" NOCREATEDB"]);
+        assert_eq!(sql(&plan), ["ALTER ROLE \"app\" LOGIN"]);
         let err = plan_user(&facts(16), &snap, &spec).unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::PermissionDenied);
         assert!(
@@ -1193,6 +1242,63 @@ pub(crate) mod tests {
                 .contains("GRANT \"app\" TO \"master\" WITH ADMIN OPTION"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn roles_holding_more_than_a_project_role_are_refused_with_the_sql_that_fixes_them() {
+        let cases: [(RoleState, &str); 4] = [
+            (
+                RoleState {
+                    create_db: true,
+                    create_role: true,
+                    ..project_role(RoleAccess::default())
+                },
+                "ALTER ROLE \"app\" NOCREATEROLE NOCREATEDB",
+            ),
+            (
+                RoleState {
+                    privileged_memberships: vec!["pg_read_all_data".into()],
+                    ..project_role(RoleAccess::default())
+                },
+                "REVOKE \"pg_read_all_data\" FROM \"app\"",
+            ),
+            (
+                RoleState {
+                    privileged_memberships: vec!["master".into()],
+                    ..project_role(RoleAccess::default())
+                },
+                "REVOKE \"master\" FROM \"app\"",
+            ),
+            (
+                RoleState {
+                    replication: true,
+                    ..project_role(RoleAccess::default())
+                },
+                "ALTER ROLE \"app\" NOREPLICATION",
+            ),
+        ];
+        for (role, fix) in cases {
+            let snap = UserSnapshot {
+                role: Some(role.clone()),
+            };
+            for major in [13, 16] {
+                let err =
+                    plan_user(&facts(major), &snap, &UserSpec::new("app").unwrap()).unwrap_err();
+                assert_eq!(err.kind(), crate::ErrorKind::PolicyViolation, "{err}");
+                assert!(err.hint().unwrap().contains(fix), "{err}");
+            }
+            // As an owner and as a reader too.
+            let mut c = cluster(RoleAccess::default(), None);
+            c.role = Some(role.clone());
+            let err = plan_database(
+                &facts(15),
+                &c,
+                &fresh_database_snapshot(&facts(15)),
+                &db_spec(),
+            )
+            .unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::PolicyViolation, "{err}");
+        }
     }
 
     fn db_spec() -> DatabaseSpec {

@@ -122,7 +122,7 @@ impl Provisioner {
     fn close_connection(&mut self, database: &DatabaseName) -> Option<i32> {
         let mut client = self.others.remove(database.as_str())?;
         let pid = client
-            .query_typed_one("SELECT pg_backend_pid()", &[])
+            .query_typed_one("SELECT pg_catalog.pg_backend_pid()", &[])
             .ok()
             .map(|r| r.get(0));
         let _ = client.close();
@@ -142,8 +142,8 @@ impl Provisioner {
     fn lock(&mut self, keys: &[String]) -> Result<()> {
         self.client
             .query_typed(
-                "SELECT pg_advisory_lock(hashtextextended(k, 0))
-                   FROM (SELECT DISTINCT k FROM unnest($1::text[]) k ORDER BY k) s",
+                "SELECT pg_catalog.pg_advisory_lock(pg_catalog.hashtextextended(k, 0::pg_catalog.int8))
+                   FROM (SELECT DISTINCT k FROM pg_catalog.unnest($1::pg_catalog.text[]) k ORDER BY k) s",
                 &[(&keys, Type::TEXT_ARRAY)],
             )
             .map_err(Error::from)?;
@@ -152,8 +152,8 @@ impl Provisioner {
 
     fn unlock(&mut self, keys: &[String]) {
         let _ = self.client.query_typed(
-            "SELECT pg_advisory_unlock(hashtextextended(k, 0))
-               FROM (SELECT DISTINCT k FROM unnest($1::text[]) k) s",
+            "SELECT pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended(k, 0::pg_catalog.int8))
+               FROM (SELECT DISTINCT k FROM pg_catalog.unnest($1::pg_catalog.text[]) k) s",
             &[(&keys, Type::TEXT_ARRAY)],
         );
     }
@@ -229,10 +229,28 @@ impl Provisioner {
             }
             let batch = &steps[i..j];
             let sql: Vec<String> = batch.iter().map(|s| s.executable_sql()).collect();
-            let client = self.client_for(batch[0].database.as_ref())?;
-            client
-                .batch_execute(&sql.join(";\n"))
-                .map_err(with_step_context)?;
+            if batch[0].default_search_path {
+                // A script that reads the session's default search_path: a session of its own
+                // that runs this one statement and closes.
+                let database = batch[0]
+                    .database
+                    .as_ref()
+                    .map(|d| d.as_str())
+                    .unwrap_or(&self.facts.current_database);
+                let options = self.options.for_database(database);
+                let mut settings = session_settings(self.lock_timeout);
+                settings.push(("search_path", "\"$user\",public".to_owned()));
+                let mut client = crate::connect::connect_with_settings(&options, &settings)?;
+                client
+                    .batch_execute(&sql.join(";\n"))
+                    .map_err(with_step_context)?;
+                let _ = client.close();
+            } else {
+                let client = self.client_for(batch[0].database.as_ref())?;
+                client
+                    .batch_execute(&sql.join(";\n"))
+                    .map_err(with_step_context)?;
+            }
             report.steps.extend(batch.iter().cloned());
             i = j;
         }

@@ -168,6 +168,16 @@ impl Extension {
             .unwrap_or_else(|| Extension::Other(name.to_owned())))
     }
 
+    /// Whether the extension's install script reads the session's *default* `search_path` (its
+    /// `reset_val`) and makes it, plus its own schema, both the path for the rest of the script
+    /// and the database's default: PostGIS topology and the TIGER geocoder do (`AddToSearchPath`).
+    /// rds-pg creates these in a session of their own whose default is PostgreSQL's
+    /// (`"$user", public`), as psql's would be, so the script finds PostGIS and the database's
+    /// default path comes out as PostGIS documents it.
+    pub fn script_reads_default_search_path(&self) -> bool {
+        matches!(self.name(), "postgis_topology" | "postgis_tiger_geocoder")
+    }
+
     /// Extensions that must exist first.
     pub fn requires(&self) -> &'static [Extension] {
         match self {

@@ -76,20 +76,22 @@ pub(crate) fn drop_database_snapshot(
     ignore_pids: &[i32],
 ) -> Result<DropDatabaseSnapshot> {
     let sql = format!(
-        "SELECT d.oid IS NOT NULL, o.rolname::text, coalesce(d.datistemplate, false), {owner_cols},
+        "SELECT d.oid IS NOT NULL, o.rolname::pg_catalog.text, coalesce(d.datistemplate, false), {owner_cols},
                 coalesce(s.pids, '{{}}'), coalesce(s.users, '{{}}'), coalesce(s.apps, '{{}}'),
                 coalesce(s.clients, '{{}}')
-           FROM (SELECT $1::text AS dbname) n
-           LEFT JOIN pg_database d ON d.datname = n.dbname
-           LEFT JOIN pg_roles o ON o.oid = d.datdba
+           FROM (SELECT $1::pg_catalog.text AS dbname) n
+           LEFT JOIN pg_catalog.pg_database d ON d.datname OPERATOR(pg_catalog.=) n.dbname
+           LEFT JOIN pg_catalog.pg_roles o ON o.oid OPERATOR(pg_catalog.=) d.datdba
            LEFT JOIN LATERAL (
-                SELECT array_agg(a.pid ORDER BY a.pid) AS pids,
-                       array_agg(coalesce(a.usename::text, '') ORDER BY a.pid) AS users,
-                       array_agg(coalesce(a.application_name, '') ORDER BY a.pid) AS apps,
-                       array_agg(coalesce(host(a.client_addr), '') ORDER BY a.pid) AS clients
-                  FROM pg_stat_activity a
-                 WHERE a.datid = d.oid AND a.pid <> pg_backend_pid() AND a.pid <> ALL($2)
-                   AND a.backend_type = 'client backend') s ON true",
+                SELECT pg_catalog.array_agg(a.pid ORDER BY a.pid) AS pids,
+                       pg_catalog.array_agg(coalesce(a.usename::pg_catalog.text, '') ORDER BY a.pid) AS users,
+                       pg_catalog.array_agg(coalesce(a.application_name, '') ORDER BY a.pid) AS apps,
+                       pg_catalog.array_agg(coalesce(pg_catalog.host(a.client_addr), '') ORDER BY a.pid) AS clients
+                  FROM pg_catalog.pg_stat_activity a
+                 WHERE a.datid OPERATOR(pg_catalog.=) d.oid
+                   AND a.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()
+                   AND a.pid OPERATOR(pg_catalog.<>) ALL ($2::pg_catalog.int4[])
+                   AND a.backend_type OPERATOR(pg_catalog.=) 'client backend') s ON true",
         owner_cols = crate::inspect::role_columns("o", major),
     );
     let row = client.query_typed_one(
@@ -289,36 +291,45 @@ pub(crate) fn drop_user_snapshot(
 ) -> Result<DropUserSnapshot> {
     let sql = format!(
         "WITH dep AS (
-              SELECT DISTINCT s.dbid FROM pg_shdepend s, pg_roles r
-               WHERE r.rolname = $1 AND s.refclassid = 'pg_authid'::regclass
-                 AND s.refobjid = r.oid AND s.dbid <> 0),
+              SELECT DISTINCT s.dbid FROM pg_catalog.pg_shdepend s, pg_catalog.pg_roles r
+               WHERE r.rolname OPERATOR(pg_catalog.=) $1
+                 AND s.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_authid'::pg_catalog.regclass
+                 AND s.refobjid OPERATOR(pg_catalog.=) r.oid AND s.dbid OPERATOR(pg_catalog.<>) 0),
               dbs AS (
-              SELECT d.datname::text AS name,
-                     has_database_privilege(current_user, d.oid, 'CONNECT') AS can,
-                     d.datallowconn AS allow, o.rolname::text AS owner
-                FROM pg_database d JOIN dep ON dep.dbid = d.oid JOIN pg_roles o ON o.oid = d.datdba),
+              SELECT d.datname::pg_catalog.text AS name,
+                     pg_catalog.has_database_privilege(CURRENT_USER, d.oid, 'CONNECT') AS can,
+                     d.datallowconn AS allow, o.rolname::pg_catalog.text AS owner
+                FROM pg_catalog.pg_database d
+                JOIN dep ON dep.dbid OPERATOR(pg_catalog.=) d.oid
+                JOIN pg_catalog.pg_roles o ON o.oid OPERATOR(pg_catalog.=) d.datdba),
               dgr AS (
-              SELECT d.datname::text AS name, g.rolname::text AS grantor, g.oid AS goid
-                FROM pg_database d, pg_roles r, aclexplode(d.datacl) a, pg_roles g
-               WHERE r.rolname = $1 AND a.grantee = r.oid AND g.oid = a.grantor
-                 AND g.oid <> r.oid)
+              SELECT d.datname::pg_catalog.text AS name, g.rolname::pg_catalog.text AS grantor, g.oid AS goid
+                FROM pg_catalog.pg_database d, pg_catalog.pg_roles r, pg_catalog.aclexplode(d.datacl) a,
+                     pg_catalog.pg_roles g
+               WHERE r.rolname OPERATOR(pg_catalog.=) $1 AND a.grantee OPERATOR(pg_catalog.=) r.oid
+                 AND g.oid OPERATOR(pg_catalog.=) a.grantor AND g.oid OPERATOR(pg_catalog.<>) r.oid)
          SELECT {role_cols}, {target_cols},
-                coalesce((SELECT array_agg(datname::text ORDER BY datname) FROM pg_database
-                           WHERE datdba = r.oid), '{{}}'),
-                coalesce((SELECT array_agg(name ORDER BY name) FROM dbs), '{{}}'),
-                coalesce((SELECT array_agg(can ORDER BY name) FROM dbs), '{{}}'),
-                coalesce((SELECT array_agg(allow ORDER BY name) FROM dbs), '{{}}'),
-                coalesce((SELECT array_agg(owner ORDER BY name) FROM dbs), '{{}}'),
-                coalesce((SELECT array_agg(name ORDER BY name, grantor) FROM dgr), '{{}}'),
-                coalesce((SELECT array_agg(grantor ORDER BY name, grantor) FROM dgr), '{{}}'),
-                coalesce((SELECT array_agg(g.rolname::text ORDER BY g.rolname) FROM pg_auth_members m
-                           JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid), '{{}}'),
-                coalesce((SELECT array_agg(u.rolname::text ORDER BY u.rolname) FROM pg_auth_members m
-                           JOIN pg_roles u ON u.oid = m.member
-                          WHERE m.roleid = r.oid AND u.rolname <> current_user), '{{}}')
-           FROM (SELECT $1::text AS name, $2::text AS target) n
-           LEFT JOIN pg_roles r ON r.rolname = n.name
-           LEFT JOIN pg_roles t ON t.rolname = n.target",
+                coalesce((SELECT pg_catalog.array_agg(x.datname::pg_catalog.text ORDER BY x.datname)
+                            FROM pg_catalog.pg_database x
+                           WHERE x.datdba OPERATOR(pg_catalog.=) r.oid), '{{}}'),
+                coalesce((SELECT pg_catalog.array_agg(name ORDER BY name) FROM dbs), '{{}}'),
+                coalesce((SELECT pg_catalog.array_agg(can ORDER BY name) FROM dbs), '{{}}'),
+                coalesce((SELECT pg_catalog.array_agg(allow ORDER BY name) FROM dbs), '{{}}'),
+                coalesce((SELECT pg_catalog.array_agg(owner ORDER BY name) FROM dbs), '{{}}'),
+                coalesce((SELECT pg_catalog.array_agg(name ORDER BY name, grantor) FROM dgr), '{{}}'),
+                coalesce((SELECT pg_catalog.array_agg(grantor ORDER BY name, grantor) FROM dgr), '{{}}'),
+                coalesce((SELECT pg_catalog.array_agg(g.rolname::pg_catalog.text ORDER BY g.rolname)
+                            FROM pg_catalog.pg_auth_members m
+                            JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) m.roleid
+                           WHERE m.member OPERATOR(pg_catalog.=) r.oid), '{{}}'),
+                coalesce((SELECT pg_catalog.array_agg(u.rolname::pg_catalog.text ORDER BY u.rolname)
+                            FROM pg_catalog.pg_auth_members m
+                            JOIN pg_catalog.pg_roles u ON u.oid OPERATOR(pg_catalog.=) m.member
+                          WHERE m.roleid OPERATOR(pg_catalog.=) r.oid
+                            AND u.rolname OPERATOR(pg_catalog.<>) CURRENT_USER), '{{}}')
+           FROM (SELECT $1::pg_catalog.text AS name, $2::pg_catalog.text AS target) n
+           LEFT JOIN pg_catalog.pg_roles r ON r.rolname OPERATOR(pg_catalog.=) n.name
+           LEFT JOIN pg_catalog.pg_roles t ON t.rolname OPERATOR(pg_catalog.=) n.target",
         role_cols = crate::inspect::role_columns("r", major),
         target_cols = crate::inspect::role_columns("t", major),
     );
@@ -359,7 +370,8 @@ pub(crate) fn drop_user_snapshot(
     wanted.dedup();
     if !wanted.is_empty() {
         let sql = format!(
-            "SELECT r.rolname::text, {cols} FROM pg_roles r WHERE r.rolname = ANY($1)",
+            "SELECT r.rolname::pg_catalog.text, {cols} FROM pg_catalog.pg_roles r
+              WHERE r.rolname OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.name[])",
             cols = crate::inspect::role_columns("r", major)
         );
         for row in client.query_typed(&sql, &[(&wanted, Type::TEXT_ARRAY)])? {
@@ -410,44 +422,57 @@ pub(crate) fn drop_user_database(
     // Every ACL column of a per-database catalog; pg_default_acl entries are granted by their
     // defaclrole. Privileges granted by pg_database_owner come back as the database's owner.
     let sql = format!(
-        "WITH r AS (SELECT oid FROM pg_roles WHERE rolname = $1),
+        "WITH r AS (SELECT oid FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) $1),
+              here AS (SELECT oid, datdba FROM pg_catalog.pg_database
+                        WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database()),
               dep AS (
-              SELECT s.classid::regclass::text AS catalog, s.deptype, count(*) AS n
-                FROM pg_shdepend s, r
-               WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-                 AND s.refclassid = 'pg_authid'::regclass AND s.refobjid = r.oid
+              SELECT s.classid::pg_catalog.regclass::pg_catalog.text AS catalog, s.deptype,
+                     pg_catalog.count(*) AS n
+                FROM pg_catalog.pg_shdepend s, r
+               WHERE s.dbid OPERATOR(pg_catalog.=) (SELECT oid FROM here)
+                 AND s.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_authid'::pg_catalog.regclass
+                 AND s.refobjid OPERATOR(pg_catalog.=) r.oid
                GROUP BY 1, 2),
               acl AS (
-              SELECT relacl AS acl FROM pg_class UNION ALL
-              SELECT attacl FROM pg_attribute WHERE attacl IS NOT NULL UNION ALL
-              SELECT nspacl FROM pg_namespace UNION ALL
-              SELECT proacl FROM pg_proc UNION ALL
-              SELECT typacl FROM pg_type UNION ALL
-              SELECT lanacl FROM pg_language UNION ALL
-              SELECT lomacl FROM pg_largeobject_metadata UNION ALL
-              SELECT fdwacl FROM pg_foreign_data_wrapper UNION ALL
-              SELECT srvacl FROM pg_foreign_server UNION ALL
-              SELECT defaclacl FROM pg_default_acl),
+              SELECT relacl AS acl FROM pg_catalog.pg_class UNION ALL
+              SELECT attacl FROM pg_catalog.pg_attribute WHERE attacl IS NOT NULL UNION ALL
+              SELECT nspacl FROM pg_catalog.pg_namespace UNION ALL
+              SELECT proacl FROM pg_catalog.pg_proc UNION ALL
+              SELECT typacl FROM pg_catalog.pg_type UNION ALL
+              SELECT lanacl FROM pg_catalog.pg_language UNION ALL
+              SELECT lomacl FROM pg_catalog.pg_largeobject_metadata UNION ALL
+              SELECT fdwacl FROM pg_catalog.pg_foreign_data_wrapper UNION ALL
+              SELECT srvacl FROM pg_catalog.pg_foreign_server UNION ALL
+              SELECT defaclacl FROM pg_catalog.pg_default_acl),
               g AS (
-              SELECT DISTINCT CASE WHEN a.grantor = (SELECT oid FROM pg_roles WHERE rolname = 'pg_database_owner')
-                                   THEN (SELECT datdba FROM pg_database WHERE datname = current_database())
+              SELECT DISTINCT CASE WHEN a.grantor OPERATOR(pg_catalog.=)
+                                        (SELECT oid FROM pg_catalog.pg_roles
+                                          WHERE rolname OPERATOR(pg_catalog.=) 'pg_database_owner')
+                                   THEN (SELECT datdba FROM here)
                                    ELSE a.grantor END AS goid
-                FROM acl, r, aclexplode(acl.acl) a
-               WHERE acl.acl IS NOT NULL AND a.grantee = r.oid AND a.grantor <> r.oid)
-         SELECT coalesce((SELECT array_agg(catalog ORDER BY catalog) FROM dep WHERE deptype = 'o'), '{{}}'),
-                coalesce((SELECT array_agg(n ORDER BY catalog) FROM dep WHERE deptype = 'o'), '{{}}'),
-                coalesce((SELECT array_agg(catalog ORDER BY catalog) FROM dep WHERE deptype <> 'o'), '{{}}'),
-                coalesce((SELECT array_agg(n ORDER BY catalog) FROM dep WHERE deptype <> 'o'), '{{}}'),
-                coalesce((SELECT array_agg(x.rolname::text ORDER BY x.rolname) FROM g JOIN pg_roles x ON x.oid = g.goid
-                           WHERE x.rolname <> current_user), '{{}}'),
-                coalesce((SELECT array_agg(pg_has_role(current_user, g.goid, 'USAGE') ORDER BY x.rolname)
-                            FROM g JOIN pg_roles x ON x.oid = g.goid WHERE x.rolname <> current_user), '{{}}'),
-                coalesce((SELECT array_agg(pg_has_role(current_user, g.goid, '{set}') ORDER BY x.rolname)
-                            FROM g JOIN pg_roles x ON x.oid = g.goid WHERE x.rolname <> current_user), '{{}}'),
-                coalesce((SELECT array_agg(pg_has_role(current_user, g.goid, 'MEMBER WITH ADMIN OPTION') ORDER BY x.rolname)
-                            FROM g JOIN pg_roles x ON x.oid = g.goid WHERE x.rolname <> current_user), '{{}}'),
-                coalesce((SELECT array_agg(x.rolsuper ORDER BY x.rolname)
-                            FROM g JOIN pg_roles x ON x.oid = g.goid WHERE x.rolname <> current_user), '{{}}')",
+                FROM acl, r, pg_catalog.aclexplode(acl.acl) a
+               WHERE acl.acl IS NOT NULL AND a.grantee OPERATOR(pg_catalog.=) r.oid
+                 AND a.grantor OPERATOR(pg_catalog.<>) r.oid),
+              gx AS (
+              SELECT x.rolname, g.goid, x.rolsuper FROM g
+                JOIN pg_catalog.pg_roles x ON x.oid OPERATOR(pg_catalog.=) g.goid
+               WHERE x.rolname OPERATOR(pg_catalog.<>) CURRENT_USER)
+         SELECT coalesce((SELECT pg_catalog.array_agg(catalog ORDER BY catalog) FROM dep
+                           WHERE deptype OPERATOR(pg_catalog.=) 'o'), '{{}}'),
+                coalesce((SELECT pg_catalog.array_agg(n ORDER BY catalog) FROM dep
+                           WHERE deptype OPERATOR(pg_catalog.=) 'o'), '{{}}'),
+                coalesce((SELECT pg_catalog.array_agg(catalog ORDER BY catalog) FROM dep
+                           WHERE deptype OPERATOR(pg_catalog.<>) 'o'), '{{}}'),
+                coalesce((SELECT pg_catalog.array_agg(n ORDER BY catalog) FROM dep
+                           WHERE deptype OPERATOR(pg_catalog.<>) 'o'), '{{}}'),
+                coalesce((SELECT pg_catalog.array_agg(rolname::pg_catalog.text ORDER BY rolname) FROM gx), '{{}}'),
+                coalesce((SELECT pg_catalog.array_agg(pg_catalog.pg_has_role(CURRENT_USER, goid, 'USAGE')
+                                                      ORDER BY rolname) FROM gx), '{{}}'),
+                coalesce((SELECT pg_catalog.array_agg(pg_catalog.pg_has_role(CURRENT_USER, goid, '{set}')
+                                                      ORDER BY rolname) FROM gx), '{{}}'),
+                coalesce((SELECT pg_catalog.array_agg(pg_catalog.pg_has_role(CURRENT_USER, goid, 'MEMBER WITH ADMIN OPTION')
+                                                      ORDER BY rolname) FROM gx), '{{}}'),
+                coalesce((SELECT pg_catalog.array_agg(rolsuper ORDER BY rolname) FROM gx), '{{}}')",
         set = if major >= 16 { "SET" } else { "MEMBER" },
     );
     let row = client.query_typed_one(&sql, &[(&role, Type::TEXT)])?;
@@ -530,7 +555,7 @@ pub fn plan_drop_user(
             .push(format!("role {:?} does not exist", name.as_str()));
         return Ok(plan);
     };
-    plan::refuse_privileged(name.as_str(), role, "role to drop")?;
+    plan::refuse_administrator(name.as_str(), role, "role to drop")?;
     if let Some(target) = &options.reassign_to {
         target.ensure_creatable().or_else(|e| {
             // master itself is a fine heir even when its name is reserved-looking.

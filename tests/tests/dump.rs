@@ -19,7 +19,7 @@ use rds_pg_core::{
     connect, dump, restore, verify_backup, ConnectOptions, DatabaseSpec, DumpOptions, Error,
     ErrorKind, Extension, Password, Provisioner, RestoreOptions, UserSpec, VerifyOptions,
 };
-use rds_pg_tests::{err, ok, provisioner, run_on, Sandbox};
+use rds_pg_tests::{err, login_as_application, ok, provisioner, run_on, Sandbox};
 
 /// The client tools Debian installs for PostgreSQL 15 (`make setup`).
 const CLIENT_15: &str = "/usr/lib/postgresql/15/bin";
@@ -88,7 +88,7 @@ fn create_database(master: &mut Provisioner, name: &str, owner: &str, exts: &[Ex
 
 fn login(options: &ConnectOptions, db: &str) -> Client {
     ok(
-        connect(&options.for_database(db)),
+        login_as_application(&options.for_database(db)),
         &format!("login to {db}"),
     )
 }

@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 use postgres::Client;
 use postgres_protocol::escape::escape_literal;
 use rds_pg_core::{
-    connect, DatabaseName, DatabaseSpec, Error, ErrorKind, Extension, Password, Plan, Provisioner,
+    DatabaseName, DatabaseSpec, Error, ErrorKind, Extension, Password, Plan, Provisioner,
     ReadOnlyGrant, Report, SqlState, UserSpec,
 };
 use rds_pg_tests::{
-    changes_since, connect_error, err, expect_db_error, log_mark, ok, per_version, provisioner,
-    Sandbox,
+    changes_since, connect_error, err, expect_db_error, log_mark, login_as_application, ok,
+    per_version, provisioner, Sandbox,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -26,7 +26,7 @@ fn db_name(name: &str) -> DatabaseName {
 
 /// Logs in as `user` to `db` with `password`.
 fn login(sandbox: &Sandbox, user: &str, db: &str, password: &Password) -> Client {
-    connect(
+    login_as_application(
         &sandbox
             .options_for(user)
             .dbname(db)
@@ -720,11 +720,14 @@ per_version!(
 
         // 5. An existing role that needs converging: the plan says so and changes nothing.
         create_login_role_by_hand(sandbox, "dry_legacy", &Password::new("legacy"));
-        as_rdsadmin(sandbox, "postgres", "ALTER ROLE dry_legacy CREATEDB NOLOGIN");
+        as_rdsadmin(sandbox, "postgres", "ALTER ROLE dry_legacy NOLOGIN CONNECTION LIMIT 2");
         let before = cluster_snapshot(sandbox);
         let mark = log_mark(sandbox);
-        let plan = ok(p.plan_ensure_user(&UserSpec::new("dry_legacy").unwrap()), "plan_ensure_user(legacy)");
-        assert!(!plan.is_empty(), "a CREATEDB NOLOGIN role needs converging");
+        let plan = ok(
+            p.plan_ensure_user(&UserSpec::new("dry_legacy").unwrap().connection_limit(4)),
+            "plan_ensure_user(legacy)",
+        );
+        assert_eq!(plan.sql(), ["ALTER ROLE \"dry_legacy\" LOGIN CONNECTION LIMIT 4"]);
         assert_eq!(cluster_snapshot(sandbox), before);
         assert_eq!(changes_since(sandbox, mark), Vec::<String>::new());
 
@@ -1074,6 +1077,21 @@ per_version!(
             .password("Legacy-other-pw")
             .connection_limit(5)
             .valid_until("2100-01-01");
+        // CREATEDB and CREATEROLE are more than a project role may hold: refused, with the SQL
+        // that removes them, and nothing changed (whatever the role did with them needs a look).
+        let mark = log_mark(sandbox);
+        let e = err(p.ensure_user(&spec), "ensure_user(legacy) with CREATEDB CREATEROLE");
+        assert_eq!(e.kind(), ErrorKind::PolicyViolation, "{e}");
+        let fix = e.hint().expect("the fix").to_owned();
+        assert!(fix.contains("ALTER ROLE \"legacy\" NOCREATEROLE NOCREATEDB"), "{fix}");
+        assert_eq!(changes_since(sandbox, mark), Vec::<String>::new());
+
+        // The operator removes them; then the role is converged.
+        sandbox
+            .connect_master()
+            .unwrap()
+            .batch_execute("ALTER ROLE \"legacy\" NOCREATEROLE NOCREATEDB")
+            .unwrap();
         let report = ok(p.ensure_user(&spec), "ensure_user(legacy)");
         assert_changed(&report, "ensure_user(legacy)");
         assert!(report.generated_password.is_none());
@@ -1246,7 +1264,7 @@ per_version!(
         let pw = provision_owner_and_database(sandbox, &mut p, "busy_owner", "busy_db", &[]);
         // PostGIS created by hand: spatial_ref_sys still needs re-owning (ALTER TABLE … OWNER
         // takes an ACCESS EXCLUSIVE lock).
-        connect(&sandbox.master_options().dbname("busy_db"))
+        login_as_application(&sandbox.master_options().dbname("busy_db"))
             .unwrap()
             .batch_execute("CREATE EXTENSION postgis")
             .unwrap();

@@ -2,7 +2,7 @@
 
 use postgres_protocol::escape::escape_literal;
 use rds_pg_core::{connect, Error, ErrorKind, Password, SqlState, SslMode};
-use rds_pg_tests::{connect_error, expect_db_error, per_version};
+use rds_pg_tests::{connect_error, expect_db_error, login_as_application, per_version};
 
 per_version!(
     fn master_is_not_a_superuser(sandbox) {
@@ -95,7 +95,7 @@ per_version!(
         // The portable recipe: master gains membership of p, then creates p's database.
         master.batch_execute("CREATE ROLE p LOGIN; GRANT p TO CURRENT_USER").unwrap();
         master.batch_execute("CREATE DATABASE extdb OWNER p TEMPLATE template0").unwrap();
-        let mut db = connect(&sandbox.master_options().dbname("extdb")).unwrap();
+        let mut db = login_as_application(&sandbox.master_options().dbname("extdb")).unwrap();
         // A trusted extension works for master everywhere, as on RDS 13+.
         db.batch_execute("CREATE EXTENSION hstore").unwrap();
 
@@ -138,7 +138,7 @@ per_version!(
                 escape_literal(p_pw.scram_verifier().expose())
             ))
             .unwrap();
-        let mut as_p = connect(&sandbox.options_for("p").dbname("extdb").password(p_pw.clone())).unwrap();
+        let mut as_p = login_as_application(&sandbox.options_for("p").dbname("extdb").password(p_pw.clone())).unwrap();
         let denied = expect_db_error(as_p.batch_execute("CREATE EXTENSION postgis_topology"), "p creates postgis");
         assert_eq!(denied.message(), "permission denied to create extension \"postgis_topology\"");
     }

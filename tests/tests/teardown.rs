@@ -4,12 +4,12 @@
 
 use postgres::Client;
 use rds_pg_core::{
-    connect, DatabaseName, DatabaseSpec, DropDatabaseOptions, DropUserOptions, ErrorKind, Password,
+    DatabaseName, DatabaseSpec, DropDatabaseOptions, DropUserOptions, ErrorKind, Password,
     Provisioner, ReadOnlyGrant, Report, RoleName, SqlState, StepKind, UserSpec,
 };
 use rds_pg_tests::{
-    changes_since, connect_error, err, expect_db_error, log_mark, ok, per_version, provisioner,
-    Sandbox,
+    changes_since, connect_error, err, expect_db_error, log_mark, login_as_application, ok,
+    per_version, provisioner, Sandbox,
 };
 
 fn db(name: &str) -> DatabaseName {
@@ -39,7 +39,7 @@ fn database(p: &mut Provisioner, name: &str, owner: &str) {
 }
 
 fn login(sandbox: &Sandbox, user: &str, dbname: &str, password: &Password) -> Client {
-    connect(
+    login_as_application(
         &sandbox
             .options_for(user)
             .dbname(dbname)

@@ -470,20 +470,24 @@ impl Sandbox {
         self.base_options().user(user)
     }
 
-    /// Opens a connection as master to the `postgres` database.
+    /// Opens a connection as master to the `postgres` database, as psql would: after
+    /// connecting, the session's `search_path` is PostgreSQL's default (`"$user", public`), not
+    /// the one rds-pg pins for its own sessions ([`crate::connect::PINNED_SEARCH_PATH`]). For
+    /// practice and tests: SQL typed here resolves names as an operator's psql session does.
     ///
     /// # Errors
     /// Connection errors.
     pub fn connect_master(&self) -> Result<postgres::Client> {
-        crate::connect(&self.master_options())
+        psql_like(crate::connect(&self.master_options())?)
     }
 
-    /// Opens a connection as `rdsadmin` (tests only) to `dbname`.
+    /// Opens a connection as `rdsadmin` (tests only) to `dbname`, with PostgreSQL's default
+    /// `search_path` as [`Sandbox::connect_master`].
     ///
     /// # Errors
     /// Connection errors.
     pub fn connect_rdsadmin(&self, dbname: &str) -> Result<postgres::Client> {
-        crate::connect(&self.rdsadmin_options().dbname(dbname))
+        psql_like(crate::connect(&self.rdsadmin_options().dbname(dbname))?)
     }
 
     /// The master user's name.
@@ -1017,6 +1021,12 @@ impl DetachedSandbox {
         std::fs::remove_dir_all(&self.dir)
             .map_err(|e| Error::io(format!("removing {}", self.dir.display()), e))
     }
+}
+
+/// Gives a session PostgreSQL's default `search_path`, as a psql session has.
+fn psql_like(mut client: postgres::Client) -> Result<postgres::Client> {
+    client.batch_execute("SET search_path TO \"$user\", public")?;
+    Ok(client)
 }
 
 /// The options of a connection to a sandbox server on `port` (sslmode verify-full against `ca`
