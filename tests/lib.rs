@@ -189,8 +189,18 @@ pub fn err<T: std::fmt::Debug>(result: rds_pg_core::Result<T>, what: &str) -> rd
     }
 }
 
-/// A [`rds_pg_core::Provisioner`] logged in as the sandbox's master.
+/// A [`rds_pg_core::Provisioner`] logged in as the sandbox's master, on an instance an operator
+/// has secured once (`secure_instance`: before 15, PUBLIC may otherwise create in `template1`,
+/// which `ensure_database` then refuses to copy).
 pub fn provisioner(sandbox: &Sandbox) -> rds_pg_core::Provisioner {
+    let mut p = unsecured_provisioner(sandbox);
+    ok(p.secure_instance(), "secure_instance");
+    p
+}
+
+/// A [`rds_pg_core::Provisioner`] logged in as the sandbox's master, the instance left as RDS
+/// creates it.
+pub fn unsecured_provisioner(sandbox: &Sandbox) -> rds_pg_core::Provisioner {
     ok(
         rds_pg_core::Provisioner::connect(&sandbox.master_options()),
         "Provisioner::connect as master",

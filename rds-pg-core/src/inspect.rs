@@ -466,6 +466,65 @@ pub struct DatabaseSnapshot {
     pub foreign_unreadable: Vec<String>,
     /// Default privileges (`schema`, `r`|`S`) of the owner that already give SELECT to the role.
     pub default_selects: Vec<(String, char)>,
+    /// Functions, aggregates, procedures and operators in `public` (and `topology`) that share a
+    /// name with a `pg_catalog` one and belong to no extension: names an extension script, which
+    /// runs with these schemas on its `search_path`, could resolve to the planter's code. Read
+    /// only when asked ([`SnapshotScope::shadowing`]).
+    pub shadowing: Vec<DatabaseObject>,
+    /// What makes the database unsafe to copy as a template, when asked
+    /// ([`SnapshotScope::template`]).
+    pub template_hazards: Option<TemplateHazards>,
+    /// Whether this stands for a database master could not look inside (no CONNECT yet): its
+    /// contents, shadowing objects included, are unknown.
+    pub uninspected: bool,
+}
+
+/// What [`database_snapshot`] reads beyond the basics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotScope {
+    /// Look for objects that shadow `pg_catalog` names (before creating extensions).
+    pub shadowing: bool,
+    /// Audit the database as the template of a new database.
+    pub template: bool,
+}
+
+/// An object found in a database, as an operator reads it and as SQL can drop it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DatabaseObject {
+    /// `pg_describe_object`'s description, e.g. `function public.format(text,name,name)`.
+    pub description: String,
+    /// Its owner.
+    pub owner: String,
+    /// The schema it is in, when it is in one.
+    pub schema: Option<String>,
+    /// Whether the schema it is in belongs to master (or it is master's own schema), so master
+    /// can drop it without the owner's privileges.
+    pub schema_owned_by_master: bool,
+    /// `DROP <kind> <identity>` for it, when its kind has a plain DROP statement.
+    pub drop_sql: Option<String>,
+}
+
+/// Why a database is unsafe as a template: everything in it is copied into every database
+/// created from it, owners and privileges included.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TemplateHazards {
+    /// Objects owned by roles other than master and the superusers.
+    pub foreign_objects: Vec<DatabaseObject>,
+    /// Schemas in which roles other than master and the superusers may create objects
+    /// (`schema`, grantee; `PUBLIC` for everyone).
+    pub schema_create_grants: Vec<(String, String)>,
+    /// Roles other than master and the superusers that may create schemas in the database
+    /// (`PUBLIC` for everyone).
+    pub database_create_grants: Vec<String>,
+}
+
+impl TemplateHazards {
+    /// Whether the template is safe to copy.
+    pub fn is_empty(&self) -> bool {
+        self.foreign_objects.is_empty()
+            && self.schema_create_grants.is_empty()
+            && self.database_create_grants.is_empty()
+    }
 }
 
 pub(crate) fn database_snapshot(
@@ -473,6 +532,7 @@ pub(crate) fn database_snapshot(
     owner: &str,
     role: Option<&str>,
     schemas: &[String],
+    scope: SnapshotScope,
 ) -> Result<DatabaseSnapshot> {
     let row = client.query_typed_one(
         "WITH o AS (SELECT oid FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) $1),
@@ -507,7 +567,83 @@ pub(crate) fn database_snapshot(
               sch AS (
                 SELECT n.oid, n.nspname, n.nspacl, r.rolname AS owner FROM pg_catalog.pg_namespace n
                   JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.nspowner
-                 WHERE n.nspname OPERATOR(pg_catalog.=) ANY ($3::pg_catalog.name[]))
+                 WHERE n.nspname OPERATOR(pg_catalog.=) ANY ($3::pg_catalog.name[])),
+              here AS (SELECT oid, datdba, datacl FROM pg_catalog.pg_database
+                        WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database()),
+              trusted_role AS (
+                SELECT r.oid FROM pg_catalog.pg_roles r
+                 WHERE r.rolsuper OR r.rolname OPERATOR(pg_catalog.=) CURRENT_USER),
+              objs AS (
+                SELECT 't' AS why, s.classid, s.objid, s.objsubid, r.rolname AS owner
+                  FROM pg_catalog.pg_shdepend s
+                  JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) s.refobjid
+                 WHERE $5 AND s.dbid OPERATOR(pg_catalog.=) (SELECT oid FROM here)
+                   AND s.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_authid'::pg_catalog.regclass
+                   AND s.deptype OPERATOR(pg_catalog.=) 'o'
+                   AND s.refobjid OPERATOR(pg_catalog.<>) ALL (ARRAY(SELECT oid FROM trusted_role))
+                UNION ALL
+                SELECT 's', x.classid, x.objid, 0, r.rolname FROM (
+                    SELECT 'pg_catalog.pg_proc'::pg_catalog.regclass AS classid, p.oid AS objid,
+                           p.proowner AS owner, p.pronamespace AS nsp, p.proname AS name
+                      FROM pg_catalog.pg_proc p
+                    UNION ALL
+                    SELECT 'pg_catalog.pg_operator'::pg_catalog.regclass, o.oid, o.oprowner,
+                           o.oprnamespace, o.oprname
+                      FROM pg_catalog.pg_operator o) x
+                  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) x.nsp
+                  JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) x.owner
+                 WHERE $4 AND n.nspname OPERATOR(pg_catalog.=) ANY (ARRAY['public', 'topology']::pg_catalog.name[])
+                   AND (EXISTS (SELECT 1 FROM pg_catalog.pg_proc c
+                                 WHERE c.pronamespace OPERATOR(pg_catalog.=) 'pg_catalog'::pg_catalog.regnamespace
+                                   AND c.proname OPERATOR(pg_catalog.=) x.name)
+                        OR EXISTS (SELECT 1 FROM pg_catalog.pg_operator c
+                                    WHERE c.oprnamespace OPERATOR(pg_catalog.=) 'pg_catalog'::pg_catalog.regnamespace
+                                      AND c.oprname OPERATOR(pg_catalog.=) x.name))
+                   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                                    WHERE d.classid OPERATOR(pg_catalog.=) x.classid
+                                      AND d.objid OPERATOR(pg_catalog.=) x.objid
+                                      AND d.deptype OPERATOR(pg_catalog.=) 'e')),
+              described AS (
+                SELECT o.why, o.owner::pg_catalog.text AS owner,
+                       pg_catalog.pg_describe_object(o.classid, o.objid, o.objsubid) AS what,
+                       i.schema,
+                       CASE WHEN i.type OPERATOR(pg_catalog.=) 'composite type'
+                            THEN pg_catalog.concat('DROP TYPE ', i.identity, ' CASCADE')
+                            WHEN i.type OPERATOR(pg_catalog.=) ANY (ARRAY[
+                                 'table', 'view', 'materialized view', 'sequence', 'foreign table',
+                                 'index', 'function', 'aggregate', 'procedure', 'operator', 'type',
+                                 'domain', 'schema', 'collation', 'conversion',
+                                 'text search configuration', 'text search dictionary',
+                                 'statistics object', 'operator class', 'operator family'])
+                            THEN pg_catalog.concat('DROP ', pg_catalog.upper(i.type), ' ', i.identity, ' CASCADE')
+                       END AS drop_sql,
+                       coalesce((SELECT n.nspowner OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT oid FROM trusted_role))
+                                        OR (n.nspowner OPERATOR(pg_catalog.=) (SELECT r.oid FROM pg_catalog.pg_roles r
+                                                                               WHERE r.rolname OPERATOR(pg_catalog.=) 'pg_database_owner')
+                                            AND (SELECT datdba FROM here) OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT oid FROM trusted_role)))
+                                   FROM pg_catalog.pg_namespace n
+                                  WHERE n.nspname OPERATOR(pg_catalog.=) i.schema), false) AS master_schema
+                  FROM objs o CROSS JOIN LATERAL pg_catalog.pg_identify_object(o.classid, o.objid, o.objsubid) i),
+              create_grants AS (
+                SELECT n.nspname::pg_catalog.text AS target,
+                       CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                            ELSE g.rolname::pg_catalog.text END AS grantee
+                  FROM pg_catalog.pg_namespace n
+                 CROSS JOIN LATERAL pg_catalog.aclexplode(n.nspacl) a
+                  LEFT JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) a.grantee
+                 WHERE $5 AND a.privilege_type OPERATOR(pg_catalog.=) 'CREATE'
+                   AND (a.grantee OPERATOR(pg_catalog.=) 0
+                        OR (g.rolname OPERATOR(pg_catalog.<>) 'pg_database_owner'
+                            AND a.grantee OPERATOR(pg_catalog.<>) ALL (ARRAY(SELECT oid FROM trusted_role)))
+                        OR (g.rolname OPERATOR(pg_catalog.=) 'pg_database_owner'
+                            AND (SELECT datdba FROM here) OPERATOR(pg_catalog.<>) ALL (ARRAY(SELECT oid FROM trusted_role))))),
+              db_create_grants AS (
+                SELECT CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                            ELSE g.rolname::pg_catalog.text END AS grantee
+                  FROM here CROSS JOIN LATERAL pg_catalog.aclexplode(here.datacl) a
+                  LEFT JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) a.grantee
+                 WHERE $5 AND a.privilege_type OPERATOR(pg_catalog.=) 'CREATE'
+                   AND a.grantee OPERATOR(pg_catalog.<>) ALL (ARRAY(SELECT oid FROM trusted_role)))
          SELECT (SELECT r.rolname::pg_catalog.text FROM pg_catalog.pg_namespace n
                    JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.nspowner
                   WHERE n.nspname OPERATOR(pg_catalog.=) 'public'),
@@ -547,13 +683,53 @@ pub(crate) fn database_snapshot(
                 EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n,
                                pg_catalog.aclexplode(coalesce(n.nspacl, pg_catalog.acldefault('n', n.nspowner))) a
                          WHERE n.nspname OPERATOR(pg_catalog.=) 'public' AND a.grantee OPERATOR(pg_catalog.=) 0
-                           AND a.privilege_type OPERATOR(pg_catalog.=) 'CREATE')",
+                           AND a.privilege_type OPERATOR(pg_catalog.=) 'CREATE'),
+                ARRAY(SELECT why FROM described ORDER BY why, what, owner),
+                ARRAY(SELECT what FROM described ORDER BY why, what, owner),
+                ARRAY(SELECT owner FROM described ORDER BY why, what, owner),
+                ARRAY(SELECT coalesce(schema, '') FROM described ORDER BY why, what, owner),
+                ARRAY(SELECT master_schema FROM described ORDER BY why, what, owner),
+                ARRAY(SELECT coalesce(drop_sql, '') FROM described ORDER BY why, what, owner),
+                ARRAY(SELECT target FROM create_grants ORDER BY target, grantee),
+                ARRAY(SELECT grantee FROM create_grants ORDER BY target, grantee),
+                ARRAY(SELECT grantee FROM db_create_grants ORDER BY 1)",
         &[
             (&owner, Type::TEXT),
             (&role, Type::TEXT),
             (&schemas, Type::TEXT_ARRAY),
+            (&scope.shadowing, Type::BOOL),
+            (&scope.template, Type::BOOL),
         ],
     )?;
+    let why: Vec<String> = row.get(17);
+    let what: Vec<String> = row.get(18);
+    let owners: Vec<String> = row.get(19);
+    let obj_schemas: Vec<String> = row.get(20);
+    let master_schema: Vec<bool> = row.get(21);
+    let drops: Vec<String> = row.get(22);
+    let mut shadowing = Vec::new();
+    let mut foreign_objects = Vec::new();
+    for i in 0..why.len() {
+        let object = DatabaseObject {
+            description: what[i].clone(),
+            owner: owners[i].clone(),
+            schema: Some(obj_schemas[i].clone()).filter(|s| !s.is_empty()),
+            schema_owned_by_master: master_schema[i],
+            drop_sql: Some(drops[i].clone()).filter(|s| !s.is_empty()),
+        };
+        if why[i] == "s" {
+            shadowing.push(object);
+        } else {
+            foreign_objects.push(object);
+        }
+    }
+    let grant_targets: Vec<String> = row.get(23);
+    let grantees: Vec<String> = row.get(24);
+    let template_hazards = scope.template.then(|| TemplateHazards {
+        foreign_objects,
+        schema_create_grants: grant_targets.into_iter().zip(grantees).collect(),
+        database_create_grants: row.get(25),
+    });
     let ext_names: Vec<String> = row.get(1);
     let ext_schemas: Vec<String> = row.get(2);
     let rel_names: Vec<String> = row.get(3);
@@ -600,5 +776,8 @@ pub(crate) fn database_snapshot(
                 Some((schema.to_owned(), kind.chars().next()?))
             })
             .collect(),
+        shadowing,
+        template_hazards,
+        uninspected: false,
     })
 }

@@ -221,7 +221,8 @@ pub struct Report {
 use crate::error::{Error, Result};
 use crate::ident::SchemaName;
 use crate::inspect::{
-    ClusterSnapshot, DatabaseSnapshot, RoleAccess, RoleState, ServerFacts, UserSnapshot,
+    ClusterSnapshot, DatabaseObject, DatabaseSnapshot, RoleAccess, RoleState, ServerFacts,
+    TemplateHazards, UserSnapshot,
 };
 use crate::spec::{DatabaseSpec, Extension, ReadOnlyGrant, UserSpec};
 
@@ -260,7 +261,11 @@ pub(crate) fn refuse_administrator(name: &str, role: &RoleState, what: &str) -> 
 /// privileges; rds-pg does not quietly remove them either, since whatever the role did with them
 /// needs a look first. The error names the SQL that removes them.
 pub(crate) fn refuse_privileged(name: &str, role: &RoleState, what: &str) -> Result<()> {
-    refuse_administrator(name, role, what)?;
+    if role.is_current_user {
+        return Err(Error::PolicyViolation(format!(
+            "{name:?} is the connected master user; rds-pg does not use it as a {what}"
+        )));
+    }
     let beyond = role.privileges_beyond_a_project_role();
     if beyond.is_empty() {
         return Ok(());
@@ -268,6 +273,7 @@ pub(crate) fn refuse_privileged(name: &str, role: &RoleState, what: &str) -> Res
     let quoted = q(name);
     let mut fix = Vec::new();
     let attrs: Vec<&str> = [
+        (role.superuser, "NOSUPERUSER"),
         (role.create_role, "NOCREATEROLE"),
         (role.create_db, "NOCREATEDB"),
         (role.replication, "NOREPLICATION"),
@@ -477,6 +483,128 @@ fn with_requirements(extensions: &[Extension]) -> Vec<Extension> {
     out
 }
 
+/// `description (owner)` of each object, comma-separated.
+fn describe_objects(objects: &[DatabaseObject]) -> String {
+    objects
+        .iter()
+        .map(|o| format!("{} (owner {:?})", o.description, o.owner))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The refusal of an extension whose script would run where the owner planted names that shadow
+/// pg_catalog's: an untrusted extension's script runs as master (through RDS's whitelist, as the
+/// superuser), so any of them it called would run the planter's code with those rights.
+fn shadowing_refusal(
+    database: &DatabaseName,
+    owner: &RoleName,
+    ext: &Extension,
+    trusted: bool,
+    shadowing: &[DatabaseObject],
+) -> Error {
+    let drops: Vec<String> = shadowing
+        .iter()
+        .map(|o| {
+            o.drop_sql
+                .clone()
+                .unwrap_or_else(|| format!("-- remove {}", o.description))
+        })
+        .collect();
+    Error::Refused {
+        message: format!(
+            "{} extension {ext} would run its script in {:?} with {} on its search_path: any of \
+             them it called would run as {}. The owner {:?} removes them (the fix's SQL) or \
+             moves them to another schema",
+            if trusted { "trusted" } else { "untrusted" },
+            database.as_str(),
+            describe_objects(shadowing),
+            if trusted {
+                "the bootstrap superuser"
+            } else {
+                "master or the superuser"
+            },
+            owner.as_str()
+        ),
+        fix: drops.join(";\n"),
+    }
+}
+
+/// The refusal of a template that holds what would be copied into a new database.
+fn template_refusal(
+    facts: &ServerFacts,
+    template: &DatabaseName,
+    database: &DatabaseName,
+    hazards: &TemplateHazards,
+) -> Error {
+    let mut problems = Vec::new();
+    let mut fix = Vec::new();
+    if !hazards.foreign_objects.is_empty() {
+        problems.push(format!(
+            "it holds {} object(s) of roles other than {:?}: {}",
+            hazards.foreign_objects.len(),
+            facts.current_user,
+            describe_objects(&hazards.foreign_objects)
+        ));
+        let mut owners: Vec<&str> = Vec::new();
+        for o in &hazards.foreign_objects {
+            match (&o.drop_sql, o.schema_owned_by_master || o.schema.is_none()) {
+                (Some(sql), true) => fix.push(sql.clone()),
+                _ => {
+                    if !owners.contains(&o.owner.as_str()) {
+                        owners.push(&o.owner);
+                    }
+                }
+            }
+        }
+        for owner in owners {
+            fix.push(format!(
+                "-- as {owner:?} (or a role with its privileges): DROP OWNED BY {} in {:?} \
+                 (what remains of it there)",
+                q(owner),
+                template.as_str()
+            ));
+        }
+    }
+    for (schema, grantee) in &hazards.schema_create_grants {
+        problems.push(format!("{grantee} may create objects in schema {schema:?}"));
+        fix.push(format!(
+            "REVOKE CREATE ON SCHEMA {} FROM {}",
+            q(schema),
+            grantee_sql(grantee)
+        ));
+    }
+    for grantee in &hazards.database_create_grants {
+        problems.push(format!("{grantee} may create schemas in it"));
+        fix.push(format!(
+            "REVOKE CREATE ON DATABASE {} FROM {}",
+            template.quoted(),
+            grantee_sql(grantee)
+        ));
+    }
+    Error::Refused {
+        message: format!(
+            "template {:?} is not safe to copy into new database {:?}: {}. Everything in a \
+             template is copied into the databases created from it, owners and privileges \
+             included. Connected to {:?} as {:?}, the fix's SQL cleans it (`rds-pg instance \
+             secure` revokes PUBLIC's CREATE on schema public in postgres and template1)",
+            template.as_str(),
+            database.as_str(),
+            problems.join("; "),
+            template.as_str(),
+            facts.current_user,
+        ),
+        fix: fix.join(";\n"),
+    }
+}
+
+fn grantee_sql(grantee: &str) -> String {
+    if grantee == "PUBLIC" {
+        "PUBLIC".to_owned()
+    } else {
+        q(grantee)
+    }
+}
+
 /// The template a new database is created from: the spec's, else `template0` on 15+ and
 /// `template1` before 15 (see [`DatabaseSpec::template`]).
 pub fn resolve_template(facts: &ServerFacts, spec: &DatabaseSpec) -> crate::ident::DatabaseName {
@@ -515,13 +643,49 @@ fn plan_in_database(
     database: &crate::ident::DatabaseName,
     owner: &RoleName,
     extensions: &[Extension],
+    strict: bool,
     plan: &mut Plan,
 ) -> Result<()> {
     let d = Some(database);
     let mut as_owner = Vec::new();
+    let mut shadow_noted = false;
     for ext in with_requirements(extensions) {
         let trusted = check_extension_allowed(facts, cluster, &ext)?;
         let installed = db.extensions.iter().find(|e| e.name == ext.name());
+        if installed.is_none() && db.uninspected && !trusted {
+            return Err(Error::Refused {
+                message: format!(
+                    "master cannot look inside database {:?} yet (no CONNECT), so it cannot check \
+                     what the owner planted where untrusted extension {ext} would run its script",
+                    database.as_str()
+                ),
+                fix: format!(
+                    "converge the database without extensions first (it grants master CONNECT), \
+                     then add {ext}"
+                ),
+            });
+        }
+        if installed.is_none() && !db.shadowing.is_empty() {
+            if !trusted || strict {
+                return Err(shadowing_refusal(
+                    database,
+                    owner,
+                    &ext,
+                    trusted,
+                    &db.shadowing,
+                ));
+            }
+            if !shadow_noted {
+                shadow_noted = true;
+                plan.notes.push(format!(
+                    "{} in {:?} share a name with pg_catalog ones and belong to no extension: \
+                     trusted extensions are still created (as the owner, who could create them \
+                     too); untrusted ones would be refused",
+                    describe_objects(&db.shadowing),
+                    database.as_str()
+                ));
+            }
+        }
         let schema = match installed {
             Some(e) => e.schema.clone(),
             None => {
@@ -673,9 +837,13 @@ pub fn plan_database(
     let owner_q = spec.owner.quoted();
     match &cluster.database {
         None => {
+            let template = resolve_template(facts, spec);
+            if let Some(hazards) = db.template_hazards.as_ref().filter(|h| !h.is_empty()) {
+                return Err(template_refusal(facts, &template, &spec.name, hazards));
+            }
             let mut sql = format!(
                 "CREATE DATABASE {name} OWNER {owner_q} TEMPLATE {}",
-                resolve_template(facts, spec).quoted()
+                template.quoted()
             );
             sql.push_str(&format!(" ENCODING {}", lit(&spec.encoding)));
             if let Some(l) = &spec.locale {
@@ -764,6 +932,7 @@ pub fn plan_database(
         &spec.name,
         &spec.owner,
         &spec.extensions,
+        spec.strict,
         &mut plan,
     )?;
     with_membership(
@@ -771,6 +940,57 @@ pub fn plan_database(
         &mut plan,
     );
     Ok(plan)
+}
+
+/// Plans `secure_instance`: in each database given (`None` is the maintenance database), revoke
+/// PUBLIC's CREATE on schema `public` where it is granted and master controls the schema. Before
+/// PostgreSQL 15 every login role may create there, in `postgres` and `template1` included, and
+/// whatever it creates in `template1` is copied into every database created from it.
+pub fn plan_secure_instance(
+    facts: &ServerFacts,
+    databases: &[(Option<DatabaseName>, DatabaseSnapshot)],
+) -> Plan {
+    let mut plan = Plan::default();
+    for (database, db) in databases {
+        let label = database
+            .as_ref()
+            .map(|d| d.as_str())
+            .unwrap_or(&facts.current_database);
+        if !db.public_create_for_public {
+            continue;
+        }
+        let controls = match db.public_owner.as_deref() {
+            None => continue,
+            Some("pg_database_owner") => true,
+            Some(o) => {
+                o == facts.current_user
+                    || facts.is_superuser
+                    || facts.memberships.iter().any(|m| m.role == o && m.inherit)
+            }
+        };
+        if controls {
+            plan.steps.push(Step::new(
+                database.as_ref(),
+                StepKind::Change,
+                "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+                format!(
+                    "any login role may create objects in schema public of {label:?}{}",
+                    if label == "template1" {
+                        ", and they would be copied into every database created from it"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        } else {
+            plan.notes.push(format!(
+                "PUBLIC may create in schema public of {label:?}, which is owned by {:?}: only \
+                 its owner can revoke that",
+                db.public_owner.as_deref().unwrap_or_default()
+            ));
+        }
+    }
+    plan
 }
 
 /// `GRANT CONNECT … TO master`, so later runs can inspect the database once PUBLIC lost CONNECT
@@ -841,7 +1061,9 @@ pub fn plan_extensions(
     })?;
     let owner = RoleName::new(state.owner.as_str())?;
     let mut plan = Plan::default();
-    plan_in_database(facts, cluster, db, database, &owner, extensions, &mut plan)?;
+    plan_in_database(
+        facts, cluster, db, database, &owner, extensions, false, &mut plan,
+    )?;
     if owner.as_str() != facts.current_user {
         with_membership(
             temporary_membership(facts, owner.as_str(), &owner_state.access)?,

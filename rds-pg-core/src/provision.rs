@@ -10,7 +10,9 @@ use postgres::Client;
 use crate::config::ConnectOptions;
 use crate::error::{Error, Result};
 use crate::ident::{DatabaseName, RoleName};
-use crate::inspect::{self, AvailableExtension, ClusterSnapshot, DatabaseSnapshot, ServerFacts};
+use crate::inspect::{
+    self, AvailableExtension, ClusterSnapshot, DatabaseSnapshot, ServerFacts, SnapshotScope,
+};
 use crate::plan::{self, Plan, Report, Step, StepKind};
 use crate::secret::Password;
 use crate::spec::{
@@ -320,9 +322,10 @@ impl Provisioner {
         owner: &str,
         role: Option<&str>,
         schemas: &[String],
+        scope: SnapshotScope,
     ) -> Result<DatabaseSnapshot> {
         let client = self.database_client(database)?;
-        inspect::database_snapshot(client, owner, role, schemas)
+        inspect::database_snapshot(client, owner, role, schemas, scope)
     }
 
     /// Plans [`Self::ensure_database`] without changing anything.
@@ -333,22 +336,34 @@ impl Provisioner {
         spec.validate()?;
         let cluster =
             self.cluster_snapshot(spec.name.as_str(), spec.owner.as_str(), &spec.extensions)?;
+        let shadowing = SnapshotScope {
+            shadowing: !spec.extensions.is_empty(),
+            template: false,
+        };
         let db = match &cluster.database {
             Some(d) if d.master_can_connect || self.facts.is_superuser => {
-                self.database_snapshot(&spec.name, spec.owner.as_str(), None, &[])?
+                self.database_snapshot(&spec.name, spec.owner.as_str(), None, &[], shadowing)?
             }
             // Master cannot look inside yet (the plan grants it CONNECT): plan the in-database
-            // steps as for a new database; every one of them is idempotent.
-            Some(_) => DatabaseSnapshot::default(),
+            // steps as for a new database; every one of them is idempotent. What the owner may
+            // have planted there is unknown, which the planner treats as such.
+            Some(_) => DatabaseSnapshot {
+                uninspected: true,
+                ..DatabaseSnapshot::default()
+            },
             None => {
                 let template = plan::resolve_template(&self.facts, spec);
                 if template.as_str() == "template0" {
                     plan::fresh_database_snapshot(&self.facts)
                 } else {
-                    // The new database starts as a copy of its template: inspect that, then
-                    // close the connection (CREATE DATABASE refuses a template in use).
+                    // The new database starts as a copy of its template: inspect and audit that,
+                    // then close the connection (CREATE DATABASE refuses a template in use).
+                    let scope = SnapshotScope {
+                        template: true,
+                        ..shadowing
+                    };
                     let snapshot =
-                        self.database_snapshot(&template, spec.owner.as_str(), None, &[]);
+                        self.database_snapshot(&template, spec.owner.as_str(), None, &[], scope);
                     let _ = self.close_connection(&template);
                     snapshot?
                 }
@@ -394,7 +409,11 @@ impl Provisioner {
             }
         };
         plan::ensure_master_can_connect(&self.facts, &cluster, database)?;
-        let db = self.database_snapshot(database, &owner, None, &[])?;
+        let scope = SnapshotScope {
+            shadowing: !extensions.is_empty(),
+            template: false,
+        };
+        let db = self.database_snapshot(database, &owner, None, &[], scope)?;
         plan::plan_extensions(&self.facts, &cluster, &db, database, extensions)
     }
 
@@ -433,8 +452,13 @@ impl Provisioner {
             .iter()
             .map(|s| s.as_str().to_owned())
             .collect();
-        let db =
-            self.database_snapshot(&grant.database, &owner, Some(grant.role.as_str()), &schemas)?;
+        let db = self.database_snapshot(
+            &grant.database,
+            &owner,
+            Some(grant.role.as_str()),
+            &schemas,
+            SnapshotScope::default(),
+        )?;
         Ok((cluster, db))
     }
 
@@ -476,6 +500,59 @@ impl Provisioner {
         let keys = [lock_key("database", grant.database.as_str())];
         self.ensure(&keys, |p| p.plan_revoke_read_only(grant))
     }
+    // ------------------------------------------------------------------ the instance
+
+    /// Plans [`Self::secure_instance`] without changing anything.
+    ///
+    /// # Errors
+    /// Connection and server errors.
+    pub fn plan_secure_instance(&mut self) -> Result<Plan> {
+        let result = self.secure_instance_plan();
+        let _ = self.close_connection(&template1());
+        result
+    }
+
+    fn secure_instance_plan(&mut self) -> Result<Plan> {
+        let mut names = vec![None];
+        for name in ["postgres", "template1"] {
+            if name != self.facts.current_database {
+                names.push(Some(DatabaseName::new(name)?));
+            }
+        }
+        let mut databases = Vec::new();
+        for database in names {
+            let snapshot = match &database {
+                None => inspect::database_snapshot(
+                    &mut self.client,
+                    "",
+                    None,
+                    &[],
+                    SnapshotScope::default(),
+                )?,
+                Some(d) => self.database_snapshot(d, "", None, &[], SnapshotScope::default())?,
+            };
+            databases.push((database, snapshot));
+        }
+        Ok(plan::plan_secure_instance(&self.facts, &databases))
+    }
+
+    /// Closes schema `public` of the maintenance database, `postgres` and `template1` to
+    /// creation by PUBLIC (`REVOKE CREATE ON SCHEMA public FROM PUBLIC`, where granted: RDS
+    /// keeps PostgreSQL's pre-15 default there on 13 and 14). Until then any login role can plant
+    /// objects there, and what it plants in `template1` is copied into every database created
+    /// from it, which is why [`Self::ensure_database`] refuses such a template. Revokes only;
+    /// drops nothing. Nothing to do on 15+ instances created as 15+.
+    ///
+    /// # Errors
+    /// Connection and server errors.
+    pub fn secure_instance(&mut self) -> Result<Report> {
+        let keys = [lock_key("instance", "public-schemas")];
+        let result = self.ensure(&keys, |p| p.secure_instance_plan());
+        // CREATE DATABASE refuses a template that has sessions: do not keep one open.
+        let _ = self.close_connection(&template1());
+        result
+    }
+
     // ------------------------------------------------------------------ teardown
 
     /// Plans [`Self::drop_database`] without changing anything.
@@ -622,6 +699,10 @@ impl Provisioner {
 
 fn session_settings(lock_timeout: Duration) -> Vec<(&'static str, String)> {
     vec![("lock_timeout", lock_timeout.as_millis().to_string())]
+}
+
+fn template1() -> DatabaseName {
+    DatabaseName::new("template1").expect("a valid name")
 }
 
 fn lock_key(kind: &str, name: &str) -> String {

@@ -240,10 +240,17 @@ pub struct DatabaseSpec {
     pub lc_ctype: Option<String>,
     /// Template; `None` (the default) picks `template0` on 15+ and `template1` before 15, whose
     /// schema `public` belongs to master on RDS (template0's belongs to `rdsadmin`, which master
-    /// can neither re-own nor restrict).
+    /// can neither re-own nor restrict). A template other than `template0` is audited first:
+    /// objects of roles other than master, or CREATE for anyone else in it, refuse the creation
+    /// (everything in a template is copied into the new database).
     pub template: Option<DatabaseName>,
     /// `CONNECTION LIMIT`, if any.
     pub connection_limit: Option<i32>,
+    /// Strict extensions (default off): also refuse a *trusted* extension when the schema its
+    /// script runs in holds functions, aggregates or operators named like `pg_catalog` ones that
+    /// belong to no extension. Untrusted extensions (created by master) are refused in that case
+    /// whatever this says; trusted ones, created as the owner, are otherwise created with a note.
+    pub strict: bool,
 }
 
 impl DatabaseSpec {
@@ -262,7 +269,14 @@ impl DatabaseSpec {
             lc_ctype: None,
             template: None,
             connection_limit: None,
+            strict: false,
         })
+    }
+
+    /// Sets strict extensions (see [`DatabaseSpec::strict`]).
+    pub fn strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
     }
 
     /// Adds an extension.
