@@ -45,6 +45,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let grant = ReadOnlyGrant::new("project_db", "project_readonly")?;
 
     let mut provisioner = Provisioner::connect(&sandbox.master_options())?;
+    // Once per instance: before 15, RDS lets every login role create in template1 and postgres.
+    show("secure_instance", &provisioner.secure_instance()?);
     let mut passwords = Vec::new();
     for round in ["first run", "second run"] {
         println!("== {round}");

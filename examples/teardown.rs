@@ -33,6 +33,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sandbox = Sandbox::start(options)?;
     println!("PostgreSQL {} sandbox", sandbox.version());
     let mut rds = Provisioner::connect(&sandbox.master_options())?;
+    // Once per instance: before 15, RDS lets every login role create in template1 and postgres.
+    rds.secure_instance()?;
     let mut extensions = vec![Extension::Hstore];
     if sandbox.has_postgis() {
         extensions.push(Extension::Postgis);

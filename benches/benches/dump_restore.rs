@@ -135,6 +135,7 @@ fn main() {
     let sandbox = Sandbox::start(SandboxOptions::new().version(version))
         .unwrap_or_else(|e| panic!("cannot start a PostgreSQL {version} sandbox: {e}"));
     let mut master = Provisioner::connect(&sandbox.master_options()).expect("connect as master");
+    master.secure_instance().expect("secure_instance");
     let password = Password::generate().unwrap();
     master
         .ensure_user(&UserSpec::new("bench").unwrap().password(password.clone()))

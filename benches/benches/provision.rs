@@ -186,6 +186,10 @@ fn main() {
         .unwrap_or(7);
     let psql = psql();
     let sandbox = Sandbox::start(SandboxOptions::new().version(version)).expect("sandbox");
+    // Once per instance, outside the timings (before 15 template1 is open to PUBLIC).
+    Provisioner::connect(&sandbox.master_options())
+        .and_then(|mut p| p.secure_instance())
+        .expect("secure_instance");
     let extensions = if sandbox.has_postgis() {
         vec![Extension::Postgis, Extension::Hstore]
     } else {

@@ -93,9 +93,26 @@ pub enum Command {
     #[command(after_help = "Example:\n  \
                             rds-pg -U shop2 restore shop2 --file shop.dump")]
     Restore(RestoreArgs),
+    /// The instance itself: close what lets any login role plant objects master would see.
+    #[command(subcommand)]
+    Instance(InstanceCommand),
     /// A local RDS-like instance to practise on.
     #[command(subcommand)]
     Sandbox(SandboxCommand),
+}
+
+/// `rds-pg instance …`
+#[derive(Debug, Subcommand)]
+pub enum InstanceCommand {
+    /// Revoke PUBLIC's CREATE on schema public in postgres and template1 (open on RDS 13 and
+    /// 14): until then any login role can plant objects there, and what it plants in template1
+    /// is copied into every new database, so `db create` refuses such a template. Revokes
+    /// only; drops nothing.
+    #[command(after_help = "Example:\n  rds-pg instance secure --dry-run")]
+    Secure {
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
 }
 
 /// Where a created or rotated password goes instead of standard output.
@@ -211,6 +228,14 @@ pub enum DatabaseCommand {
         /// Locale (collation and character classes).
         #[arg(long, value_name = "L")]
         locale: Option<String>,
+        /// Template database [default: template0 on 15+, template1 before]; any but template0
+        /// must hold nothing of other roles and let nobody else create in it.
+        #[arg(long, value_name = "DB", value_parser = any_database_name)]
+        template: Option<DatabaseName>,
+        /// Also refuse trusted extensions when the owner's schema holds functions or operators
+        /// named like pg_catalog's (untrusted ones are always refused then).
+        #[arg(long)]
+        strict: bool,
         #[command(flatten)]
         change: ChangeArgs,
     },

@@ -18,7 +18,7 @@ use serde_json::json;
 
 use crate::cli::{
     ChangeArgs, Cli, Command, ConnectionArgs, CredentialsArgs, DatabaseCommand, ExtensionCommand,
-    GrantCommand, SandboxCommand, UserCommand,
+    GrantCommand, InstanceCommand, SandboxCommand, UserCommand,
 };
 use crate::output::{print_error, print_json, Outcome, Printer};
 
@@ -48,6 +48,15 @@ fn run(cli: Cli) -> u8 {
             })
         }
         Command::Grant(cmd) => grant(conn, cmd),
+        Command::Instance(InstanceCommand::Secure { change }) => {
+            changing(conn, change, "instance secure".to_owned(), |p, o| {
+                if change.dry_run {
+                    Ok(o.with_plan(p.plan_secure_instance()?))
+                } else {
+                    Ok(o.with_report(p.secure_instance()?))
+                }
+            })
+        }
         Command::Dump(args) => {
             let printer = Printer { json: args.json };
             let database = args.database.as_str().to_owned();
@@ -329,12 +338,18 @@ fn database(conn: &ConnectionArgs, cmd: DatabaseCommand) -> u8 {
             extensions,
             encoding,
             locale,
+            template,
+            strict,
             change,
         } => {
             let title = format!("db create {:?}", name.as_str());
             changing(conn, change, title, |p, o| {
-                let mut spec =
-                    DatabaseSpec::new(name.as_str(), owner.as_str())?.extensions(extensions);
+                let mut spec = DatabaseSpec::new(name.as_str(), owner.as_str())?
+                    .extensions(extensions)
+                    .strict(strict);
+                if let Some(t) = &template {
+                    spec = spec.template(t.as_str())?;
+                }
                 if let Some(e) = encoding {
                     spec = spec.encoding(e);
                 }

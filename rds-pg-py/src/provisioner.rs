@@ -303,6 +303,18 @@ impl Provisioner {
         self.report(py, move |p| p.ensure_extensions(&name, &extensions))
     }
 
+    /// Plans `secure_instance` without changing anything.
+    fn plan_secure_instance(&self, py: Python<'_>) -> PyResult<Plan> {
+        self.plan(py, |p| p.plan_secure_instance())
+    }
+
+    /// Revokes PUBLIC's CREATE on schema public in the maintenance database, `postgres` and
+    /// `template1` (open on RDS 13 and 14, where any login role could plant objects there and
+    /// what it plants in `template1` is copied into every new database). Drops nothing.
+    fn secure_instance(&self, py: Python<'_>) -> PyResult<Report> {
+        self.report(py, |p| p.secure_instance())
+    }
+
     /// Plans `grant_read_only` without changing anything.
     fn plan_grant_read_only(&self, py: Python<'_>, grant: &ReadOnlyGrant) -> PyResult<Plan> {
         let grant = grant.inner.clone();

@@ -259,8 +259,9 @@ impl UserSpec {
 /// A project's database, owned by its user.
 ///
 /// `extensions` lists `Extension` members or names; `encoding` defaults to `"UTF8"`; `template`
-/// None picks `template0` on 15+ and `template1` before 15 (see the Rust documentation). Raises
-/// `InvalidName` for a reserved database name or an invalid owner.
+/// None picks `template0` on 15+ and `template1` before 15 (see the Rust documentation); `strict`
+/// also refuses trusted extensions next to names the owner planted. Raises `InvalidName` for a
+/// reserved database name or an invalid owner.
 #[pyclass(frozen, module = "rds_pg", name = "DatabaseSpec")]
 pub struct DatabaseSpec {
     pub(crate) inner: core::DatabaseSpec,
@@ -271,7 +272,7 @@ impl DatabaseSpec {
     #[new]
     #[pyo3(signature = (
         name, owner, *, extensions=None, encoding=None, locale=None, lc_collate=None,
-        lc_ctype=None, template=None, connection_limit=None
+        lc_ctype=None, template=None, connection_limit=None, strict=false
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -285,6 +286,7 @@ impl DatabaseSpec {
         lc_ctype: Option<String>,
         template: Option<String>,
         connection_limit: Option<i32>,
+        strict: bool,
     ) -> PyResult<Self> {
         let mut inner = core::DatabaseSpec::new(name, owner).py_result(py)?;
         if let Some(extensions) = extensions {
@@ -300,6 +302,7 @@ impl DatabaseSpec {
             inner = inner.template(template).py_result(py)?;
         }
         inner.connection_limit = connection_limit;
+        inner = inner.strict(strict);
         Ok(DatabaseSpec { inner })
     }
 
@@ -359,6 +362,13 @@ impl DatabaseSpec {
     #[getter]
     fn connection_limit(&self) -> Option<i32> {
         self.inner.connection_limit
+    }
+
+    /// Whether trusted extensions are refused too when the owner's schema holds names that
+    /// shadow pg_catalog's (untrusted ones always are).
+    #[getter]
+    fn strict(&self) -> bool {
+        self.inner.strict
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {

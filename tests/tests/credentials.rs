@@ -213,7 +213,7 @@ const PSQL_WITH_ENV: &str = "set -a; . \"$1\"; set +a; unset DATABASE_URL; shift
 
 per_version!(
     fn env_file_and_pgpass_entry_work_as_they_are(sandbox) {
-        let mut rds = ok(Provisioner::connect(&sandbox.master_options()), "connect");
+        let mut rds = rds_pg_tests::provisioner(sandbox);
         let db = "app db:ü";
         let awkward = project_user(sandbox, &mut rds, "app user:1", db, Some(AWKWARD_PASSWORD));
         ok(
@@ -407,7 +407,7 @@ fn unhex(hex: &str) -> String {
 per_version!(
     fn command_sink_receives_json_and_failures_are_errors(sandbox) {
         let python = require("python3", "python3");
-        let mut rds = ok(Provisioner::connect(&sandbox.master_options()), "connect");
+        let mut rds = rds_pg_tests::provisioner(sandbox);
         // Control characters, quotes, backslashes and non-ASCII: every JSON escape.
         let password = format!("{AWKWARD_PASSWORD}\t\u{1}\u{1f}\"\\\u{7f}\u{2028}");
         let creds = project_user(sandbox, &mut rds, "vault_app", "postgres", Some(&password));

@@ -938,6 +938,7 @@ per_version!(
 per_version!(
     fn two_provisioners_at_once_agree_on_one_result(sandbox) {
         let options = sandbox.master_options();
+        provisioner(sandbox); // secures the instance once
         let owner_pw = Password::new("Concurrent-owner-pw");
         let reader_pw = Password::new("Concurrent-reader-pw");
         for round in 0..3 {
