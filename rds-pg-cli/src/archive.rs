@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use rds_pg_core::dump::{
     self, plan_restore, restore_with, DumpOptions, Progress, RestoreOptions, SkippedEntry, TocEntry,
 };
-use rds_pg_core::{ConnectOptions, Provisioner, Result, RoleName};
+use rds_pg_core::{ConnectOptions, Error, Provisioner, Result, RoleName};
 use serde_json::{json, Value};
 
 use crate::cli::{DumpArgs, DumpFormat, RestoreArgs};
@@ -290,6 +290,16 @@ pub fn restore(options: ConnectOptions, args: RestoreArgs) -> (Outcome, Result<O
         None => restore_with(&restore_options, None, &mut show),
     };
     line.clear();
+    if let Err(Error::MissingExtensions { extensions, .. }) = &result {
+        let named: Vec<String> = extensions
+            .iter()
+            .map(|e| format!("--extension {e}"))
+            .collect();
+        eprintln!(
+            "{title}: to have master create them first, add {} --master-user <master's user>",
+            named.join(" ")
+        );
+    }
     let result = result.map(|report| {
         for extension in &report.created_extensions {
             outcome.lines.push((

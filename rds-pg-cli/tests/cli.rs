@@ -869,7 +869,7 @@ on_15_and_newest!(
         let run = as_shop2
             .run(&["restore", "shop3", "--file", file_arg])
             .expect(1, "restore without the extension");
-        assert!(run.stderr.contains("hstore"), "{run:#?}");
+        assert!(run.stderr.contains("--extension hstore --master-user"), "{run:#?}");
         assert!(changes_since(sandbox, mark).is_empty());
         let run = as_shop2
             .run(&[
