@@ -145,7 +145,10 @@ def restore(c, archive):
         if report.generated_password is not None:
             hand_over(rds, s.project, s.database, report.generated_password, s.env_file)
         show(f"database {s.database}", rds.ensure_database(s.database_spec()))
-        restored = rds_pg.restore(s.project_dsn(), archive, master=rds, progress=progress)
+        # As the project user (never as master); master creates only the project's extensions.
+        restored = rds_pg.restore(
+            s.project_dsn(), archive, master=rds, extensions=s.extensions, progress=progress
+        )
         print(f"restored {restored.entries_restored} of {restored.entries_total} entries into {s.database}")
         for skipped in restored.skipped:
             print(f"    left out {skipped.entry}: {skipped.reason}")

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use rds_pg_core::dump::{
     self, plan_restore, restore_with, DumpOptions, Progress, RestoreOptions, SkippedEntry, TocEntry,
 };
-use rds_pg_core::{ConnectOptions, Result};
+use rds_pg_core::{ConnectOptions, Error, Provisioner, Result, RoleName};
 use serde_json::{json, Value};
 
 use crate::cli::{DumpArgs, DumpFormat, RestoreArgs};
@@ -172,14 +172,44 @@ fn skipped_json(skipped: &[SkippedEntry]) -> Value {
     )
 }
 
+/// Master's connection for `--master-user`: the server and TLS settings of `options`, the
+/// maintenance database, and a password from the password file only (a `PGPASSWORD` given for
+/// the restoring user is not master's).
+fn master_options(options: &ConnectOptions, master: &RoleName) -> ConnectOptions {
+    let mut master_options = ConnectOptions::new()
+        .host(options.get_host())
+        .port(options.get_port())
+        .user(master.as_str())
+        .dbname(options.get_dbname())
+        .sslmode(options.get_sslmode())
+        .application_name(options.get_application_name());
+    if let Some(ca) = options.get_sslrootcert() {
+        master_options = master_options.sslrootcert(ca);
+    }
+    if let Some(passfile) = options.passfile_path() {
+        master_options = master_options.passfile(passfile);
+    }
+    if let Some(timeout) = options.get_connect_timeout() {
+        master_options = master_options.connect_timeout(timeout);
+    }
+    master_options
+}
+
 /// Runs `rds-pg restore`: the connected user (the target's owner) restores into
-/// `args.database`.
+/// `args.database`; with `--extension`, `--master-user` creates the named extensions first.
 pub fn restore(options: ConnectOptions, args: RestoreArgs) -> (Outcome, Result<Outcome>) {
     let title = format!("restore {:?}", args.database.as_str());
     let mut base = Outcome::new(title.clone());
     base.dry_run = args.change.dry_run;
     let database = args.database.as_str().to_owned();
-    let mut restore_options = RestoreOptions::new(options, &args.file).database(database.as_str());
+    let master = args
+        .master_user
+        .as_ref()
+        .filter(|_| !args.extensions.is_empty())
+        .map(|user| master_options(&options, user));
+    let mut restore_options = RestoreOptions::new(options, &args.file)
+        .database(database.as_str())
+        .create_extensions(args.extensions.iter().cloned());
     if let Some(jobs) = args.jobs {
         restore_options = restore_options.jobs(jobs);
     }
@@ -215,9 +245,17 @@ pub fn restore(options: ConnectOptions, args: RestoreArgs) -> (Outcome, Result<O
                     plan.tool
                 ),
             ));
+            for extension in &plan.create_extensions {
+                outcome.lines.push((
+                    "would run".into(),
+                    database.clone(),
+                    format!("master creates extension {extension} first"),
+                ));
+            }
             if !plan.missing_extensions.is_empty() {
                 outcome.notes.push(format!(
-                    "the target lacks extension(s) {}: master must create them first \
+                    "the target lacks extension(s) {}, which the restore would refuse: name them \
+                     with --extension (and --master-user), or have master create them first \
                      (rds-pg ext enable {} {})",
                     plan.missing_extensions.join(", "),
                     database,
@@ -233,20 +271,43 @@ pub fn restore(options: ConnectOptions, args: RestoreArgs) -> (Outcome, Result<O
             extra.insert("entries_planned".into(), json!(plan.kept.len()));
             extra.insert("skipped".into(), skipped_json(&plan.skipped));
             extra.insert("missing_extensions".into(), json!(plan.missing_extensions));
+            extra.insert("create_extensions".into(), json!(plan.create_extensions));
             extra.insert("tool".into(), json!(plan.tool.path));
             outcome
         });
         return (base, result);
     }
     let mut line = ProgressLine::new(args.change.json);
-    let result = restore_with(&restore_options, None, &mut |p: &Progress| {
+    let mut show = |p: &Progress| {
         line.show(&format!(
             "{title}: {}/{} entries: {}",
             p.done, p.total, p.message
         ))
-    });
+    };
+    let result = match &master {
+        Some(master) => Provisioner::connect(master)
+            .and_then(|mut m| restore_with(&restore_options, Some(&mut m), &mut show)),
+        None => restore_with(&restore_options, None, &mut show),
+    };
     line.clear();
+    if let Err(Error::MissingExtensions { extensions, .. }) = &result {
+        let named: Vec<String> = extensions
+            .iter()
+            .map(|e| format!("--extension {e}"))
+            .collect();
+        eprintln!(
+            "{title}: to have master create them first, add {} --master-user <master's user>",
+            named.join(" ")
+        );
+    }
     let result = result.map(|report| {
+        for extension in &report.created_extensions {
+            outcome.lines.push((
+                "changed".into(),
+                database.clone(),
+                format!("extension {extension} created by master"),
+            ));
+        }
         left_out(&mut outcome, &report.skipped);
         outcome.changed = report.entries_restored > 0;
         outcome.lines.push((
@@ -286,6 +347,10 @@ pub fn restore(options: ConnectOptions, args: RestoreArgs) -> (Outcome, Result<O
             json!(report.single_transaction),
         );
         extra.insert("jobs".into(), json!(report.jobs));
+        extra.insert(
+            "created_extensions".into(),
+            json!(report.created_extensions),
+        );
         extra.insert("warnings".into(), json!(report.warnings));
         extra.insert("duration_ms".into(), json!(millis(report.duration)));
         extra.insert("tool".into(), json!(report.tool.path));

@@ -85,13 +85,17 @@ pub enum Command {
     /// Read-only access to a database.
     #[command(subcommand)]
     Grant(GrantCommand),
-    /// Dump a database with pg_dump, as the connected user.
+    /// Dump a database with pg_dump, as the connected user (the archive is created private:
+    /// a file 0600, a directory 0700).
     #[command(after_help = "Example (as the project user, as the seed advises):\n  \
                             rds-pg -U shop dump shop --file shop.dump")]
     Dump(DumpArgs),
-    /// Restore a dump into an existing database, as its owner.
-    #[command(after_help = "Example:\n  \
-                            rds-pg -U shop2 restore shop2 --file shop.dump")]
+    /// Restore a dump into an existing database, connected as its owner (a project user
+    /// without CREATEROLE, CREATEDB or rds_superuser-like memberships: master is refused, as
+    /// the archive's content runs with the restoring role's privileges).
+    #[command(after_help = "Examples:\n  \
+                            rds-pg -U shop2 restore shop2 --file shop.dump\n  \
+                            rds-pg -U shop2 restore shop2 --file shop.dump --extension hstore --master-user master")]
     Restore(RestoreArgs),
     /// The instance itself: close what lets any login role plant objects master would see.
     #[command(subcommand)]
@@ -359,6 +363,20 @@ pub struct RestoreArgs {
     /// /usr/lib/postgresql/*/bin, the first at least as new as the server].
     #[arg(long, value_name = "DIR")]
     pub tools_dir: Option<PathBuf>,
+    /// An extension master creates in the database first when it lacks it (repeat for
+    /// several); needs --master-user. Extensions the archive uses that the database lacks and
+    /// that are not named make the restore fail before anything changes.
+    #[arg(
+        long = "extension",
+        value_name = "EXT",
+        value_parser = extension,
+        requires = "master_user"
+    )]
+    pub extensions: Vec<Extension>,
+    /// The master user that creates the --extension ones (same host, port and TLS settings;
+    /// its password from the password file, as for the other commands).
+    #[arg(long, value_name = "USER", value_parser = any_role_name)]
+    pub master_user: Option<RoleName>,
     #[command(flatten)]
     pub change: ChangeArgs,
 }
@@ -410,6 +428,10 @@ fn parse_sslmode(s: &str) -> Result<SslMode, String> {
 
 fn role_name(s: &str) -> Result<RoleName, String> {
     RoleName::creatable(s).map_err(|e| e.to_string())
+}
+
+fn any_role_name(s: &str) -> Result<RoleName, String> {
+    RoleName::new(s).map_err(|e| e.to_string())
 }
 
 fn database_name(s: &str) -> Result<DatabaseName, String> {

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use postgres::Client;
 use rds_pg_core::sandbox::{DetachedSandbox, SUPPORTED_VERSIONS};
 use rds_pg_core::{connect, ConnectOptions, Password};
-use rds_pg_tests::{changes_since, log_mark, run_on, selected_versions, Sandbox};
+use rds_pg_tests::{changes_since, log_mark, run_on, selected_versions, statements_since, Sandbox};
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------------
@@ -120,6 +120,32 @@ impl RdsPg {
 
     fn run(&self, args: &[&str]) -> Run {
         self.run_with_stdin(args, None)
+    }
+
+    /// Runs the binary through `sh -c 'umask 000; exec rds-pg …'`: the umask is the child's own
+    /// (it is process-wide, and tests run in parallel).
+    fn run_with_umask_000(&self, args: &[&str]) -> Run {
+        let cmd = self.command(args);
+        let binary = cmd.get_program().to_owned();
+        let mut sh = Command::new("sh");
+        sh.arg("-c")
+            .arg("umask 000; exec \"$0\" \"$@\"")
+            .arg(binary)
+            .args(args);
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => sh.env(k, v),
+                None => sh.env_remove(k),
+            };
+        }
+        let out = sh.stdin(Stdio::null()).output().expect("sh runs");
+        let run = Run {
+            status: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8(out.stdout).unwrap(),
+            stderr: String::from_utf8(out.stderr).unwrap(),
+        };
+        eprintln!("$ (umask 000) rds-pg {}\n{}", args.join(" "), run.stderr);
+        run
     }
 
     fn run_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Run {
@@ -681,6 +707,339 @@ on_15_and_newest!(
                 .unwrap()
                 .contains("WITH ADMIN OPTION"));
             assert!(!exists(sandbox, "pg_database", "other"));
+        }
+    }
+);
+
+// ---------------------------------------------------------------------------------------------
+// Archives, restores and what child processes receive
+// ---------------------------------------------------------------------------------------------
+
+/// The permission bits of `path`.
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Master's CLI, and a project user `shop` (its password in the CLI's password file) owning
+/// database `shop` with hstore and a table of three rows.
+fn shop_with_rows(sandbox: &Sandbox, dir: &Path) -> RdsPg {
+    let cli = RdsPg::master(sandbox, dir);
+    let passfile = dir.join("pgpass");
+    cli.run(&[
+        "user",
+        "create",
+        "shop",
+        "--credentials-pgpass",
+        passfile.to_str().unwrap(),
+    ])
+    .expect(0, "user create shop");
+    cli.run(&[
+        "db",
+        "create",
+        "shop",
+        "--owner",
+        "shop",
+        "--extension",
+        "hstore",
+    ])
+    .expect(0, "db create shop");
+    login(
+        sandbox
+            .options_for("shop")
+            .passfile(&passfile)
+            .dbname("shop"),
+    )
+    .batch_execute(
+        "CREATE TABLE visits (id serial PRIMARY KEY, tags hstore);
+             INSERT INTO visits (tags) VALUES ('page=>home'), ('page=>cart'), ('page=>pay')",
+    )
+    .unwrap();
+    cli
+}
+
+/// The same CLI environment, logged in as `user` (its password in the same password file).
+fn as_user(cli: &RdsPg, user: &str) -> RdsPg {
+    RdsPg {
+        env: cli.env.clone(),
+    }
+    .with_env("PGUSER", user)
+}
+
+on_15_and_newest!(
+    /// With a umask of 000, a dump file is still 0600 and a directory archive 0700 with 0600
+    /// files.
+    fn archives_are_private_whatever_the_umask(sandbox) {
+        let tmp = tempfile::tempdir().unwrap();
+        let cli = shop_with_rows(sandbox, tmp.path());
+        let as_shop = as_user(&cli, "shop");
+        let file = tmp.path().join("shop.dump");
+        let run = as_shop.run_with_umask_000(&["dump", "shop", "--file", file.to_str().unwrap()]);
+        if !has_client_tools_for(sandbox.major_version()) {
+            run.expect(1, "dump without a recent enough pg_dump");
+            assert!(!file.exists(), "nothing is created when no pg_dump can run");
+            return;
+        }
+        run.expect(0, "dump with umask 000");
+        assert_eq!(mode(&file), 0o600);
+        // Control: the umask really was 000 in that process.
+        let probe = tmp.path().join("probe");
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!("umask 000; : > '{}'", probe.display()))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert_eq!(mode(&probe), 0o666, "a file created with umask 000 is world-writable");
+
+        let dir = tmp.path().join("shop.dir");
+        as_shop
+            .run_with_umask_000(&[
+                "dump", "shop", "--file", dir.to_str().unwrap(), "--format", "directory",
+                "--jobs", "2",
+            ])
+            .expect(0, "directory dump with umask 000");
+        assert_eq!(mode(&dir), 0o700);
+        let files: Vec<PathBuf> =
+            std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+        assert!(files.len() >= 2, "{files:?}");
+        for f in files {
+            assert_eq!(mode(&f), 0o600, "{}", f.display());
+        }
+    }
+);
+
+on_15_and_newest!(
+    /// `rds-pg restore` as master into a project's database is refused before pg_restore runs,
+    /// with how to restore as the owner; as the owner it works, and master creates only the
+    /// extensions named with `--extension`.
+    fn restore_runs_as_the_owner_and_creates_only_named_extensions(sandbox) {
+        let tmp = tempfile::tempdir().unwrap();
+        let cli = shop_with_rows(sandbox, tmp.path());
+        if !has_client_tools_for(sandbox.major_version()) {
+            return; // No pg_dump for this server here: the demo test checks the version error.
+        }
+        let file = tmp.path().join("shop.dump");
+        let file_arg = file.to_str().unwrap();
+        as_user(&cli, "shop").run(&["dump", "shop", "--file", file_arg]).expect(0, "dump");
+        // shop2's password printed, then given in PGPASSWORD (it restores into two databases).
+        let shop2_password =
+            printed_password(&cli.run(&["user", "create", "shop2"]).expect(0, "user create shop2"));
+        let shop2 = |db: &str| {
+            sandbox.options_for("shop2").password(shop2_password.clone()).dbname(db)
+        };
+        cli.run(&["db", "create", "shop2", "--owner", "shop2", "--extension", "hstore"])
+            .expect(0, "db create shop2");
+
+        // As master (the environment's PGUSER): refused, nothing reaches the server.
+        let mark = log_mark(sandbox);
+        let run = cli
+            .run(&["restore", "shop2", "--file", file_arg])
+            .expect(1, "restore as master");
+        assert!(run.stderr.contains("refused"), "{run:#?}");
+        assert!(run.stderr.contains("PGUSER=shop2"), "the fix names the owner: {run:#?}");
+        let doc = cli
+            .run(&["restore", "shop2", "--file", file_arg, "--json"])
+            .expect(1, "restore as master, --json")
+            .json();
+        assert_eq!(doc["errors"][0]["kind"], "policy_violation", "{doc:#}");
+        assert!(doc["errors"][0]["fix"].as_str().unwrap().contains("PGUSER=shop2"), "{doc:#}");
+        let statements = statements_since(sandbox, mark);
+        assert!(
+            !statements.iter().any(|s| s.contains("set_config('search_path', '', false)")),
+            "pg_restore never ran: {statements:#?}"
+        );
+        assert!(changes_since(sandbox, mark).is_empty());
+
+        // As the owner: restored.
+        let as_shop2 = as_user(&cli, "shop2").with_env("PGPASSWORD", shop2_password.expose());
+        let doc = as_shop2
+            .run(&["restore", "shop2", "--file", file_arg, "--json"])
+            .expect(0, "restore as the owner")
+            .json();
+        assert_eq!(doc["created_extensions"], serde_json::json!([]), "{doc:#}");
+        let rows: i64 = login(shop2("shop2"))
+            .query_one("SELECT count(*) FROM visits", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(rows, 3);
+
+        // Into a database without hstore: refused unless named; named, master creates it.
+        cli.run(&["db", "create", "shop3", "--owner", "shop2"]).expect(0, "db create shop3");
+        let mark = log_mark(sandbox);
+        let run = as_shop2
+            .run(&["restore", "shop3", "--file", file_arg])
+            .expect(1, "restore without the extension");
+        assert!(run.stderr.contains("--extension hstore --master-user"), "{run:#?}");
+        assert!(changes_since(sandbox, mark).is_empty());
+        let run = as_shop2
+            .run(&[
+                "restore", "shop3", "--file", file_arg, "--extension", "hstore", "--master-user",
+                sandbox.master_user(), "--dry-run",
+            ])
+            .expect(0, "dry run naming hstore");
+        assert!(run.stderr.contains("master creates extension hstore first"), "{run:#?}");
+        assert!(changes_since(sandbox, mark).is_empty());
+        let run = as_shop2.run(&["restore", "shop3", "--file", file_arg, "--extension", "hstore"]);
+        assert_eq!(run.status, 2, "--extension needs --master-user: {run:#?}");
+        assert!(run.stderr.contains("--master-user"), "{run:#?}");
+        let doc = as_shop2
+            .run(&[
+                "restore", "shop3", "--file", file_arg, "--extension", "hstore", "--master-user",
+                sandbox.master_user(), "--json",
+            ])
+            .expect(0, "restore with master creating hstore")
+            .json();
+        assert_eq!(doc["created_extensions"], serde_json::json!(["hstore"]), "{doc:#}");
+        let rows: Vec<String> = login(shop2("shop3"))
+                .query("SELECT tags -> 'page' FROM visits ORDER BY id", &[])
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+        assert_eq!(rows, ["home", "cart", "pay"]);
+    }
+);
+
+/// Writes `pg_dump` and `pg_restore` wrappers into `dir` that save the environment they were
+/// started with to `<dir>/<tool>.<pid>.env`, then run the real tool from `real`.
+fn recording_tools(dir: &Path, real: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for tool in ["pg_dump", "pg_restore"] {
+        let path = dir.join(tool);
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\nenv > '{}/{tool}.'$$'.env'\nexec '{}/{tool}' \"$@\"\n",
+                dir.display(),
+                real.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+/// The environments the wrappers of [`recording_tools`] saved, as (variable, value) lists.
+fn recorded_environments(dir: &Path, tool: &str) -> Vec<Vec<(String, String)>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with(&format!("{tool}.")) && name.ends_with(".env")
+        })
+        .map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+                .collect()
+        })
+        .collect()
+}
+
+on_15_and_newest!(
+    /// A `--credentials-cmd` started from an operator's shell that holds master's password in
+    /// `PGPASSWORD` (and `PGPASSFILE`, `DATABASE_URL`, …) receives none of it: no `PG*`
+    /// variable, no master password; `PATH`, `HOME` and `AWS_*` are kept. pg_dump and
+    /// pg_restore get only the `PG*` variables rds-pg sets.
+    fn child_processes_get_no_credential_variable(sandbox) {
+        let tmp = tempfile::tempdir().unwrap();
+        let cli = shop_with_rows(sandbox, tmp.path());
+        let master_password = sandbox.master_password().expose().to_owned();
+        let master_url = format!(
+            "postgresql://{}:{master_password}@127.0.0.1:{}/postgres",
+            sandbox.master_user(),
+            sandbox.port()
+        );
+        let home = tmp.path().join("home");
+        std::fs::create_dir(&home).unwrap();
+        let operator = |cli: &RdsPg| {
+            RdsPg { env: cli.env.clone() }
+                .with_env("PGOPTIONS", "-c search_path=leaked")
+                .with_env("PGSERVICE", "rds-pg-no-such-service")
+                .with_env("PGSERVICEFILE", "/nonexistent/pg_service.conf")
+                .with_env("DATABASE_URL", &master_url)
+                .with_env("RDS_PG_SANDBOX_DIR", tmp.path().to_str().unwrap())
+                .with_env("AWS_REGION", "eu-west-1")
+                .with_env("HOME", home.to_str().unwrap())
+        };
+
+        // The credential command, run by master's CLI with PGPASSWORD = master's password.
+        let seen = tmp.path().join("sink.env");
+        let sink = format!("env > '{}'; cat > '{}.json'", seen.display(), seen.display());
+        operator(&cli)
+            .with_env("PGPASSWORD", &master_password)
+            .run(&["user", "password", "shop", "--credentials-cmd", &sink])
+            .expect(0, "user password with --credentials-cmd");
+        let env = std::fs::read_to_string(&seen).unwrap();
+        let names: Vec<&str> =
+            env.lines().filter_map(|l| l.split_once('=').map(|(k, _)| k)).collect();
+        for name in &names {
+            assert!(
+                !name.starts_with("PG") && !name.starts_with("RDS_PG_") && *name != "DATABASE_URL",
+                "{name} reached the credential command: {env}"
+            );
+        }
+        assert!(!env.contains(&master_password), "master's password reached it: {env}");
+        for kept in ["PATH", "HOME", "AWS_REGION"] {
+            assert!(names.contains(&kept), "{kept} is kept: {env}");
+        }
+        let doc: Value =
+            serde_json::from_str(&std::fs::read_to_string(format!("{}.json", seen.display())).unwrap())
+                .unwrap();
+        let shop_password = doc["password"].as_str().unwrap().to_owned();
+        assert!(!env.contains(&shop_password), "the credentials arrive on stdin only");
+        // pg_dump and pg_restore, run by the project user's CLI with its password in
+        // PGPASSWORD and the rest of the operator's environment.
+        if !has_client_tools_for(sandbox.major_version()) {
+            return;
+        }
+        let tools = tmp.path().join("tools");
+        std::fs::create_dir(&tools).unwrap();
+        recording_tools(&tools, Path::new("/usr/lib/postgresql/15/bin"));
+        let tools_arg = tools.to_str().unwrap();
+        let as_shop = operator(&as_user(&cli, "shop")).with_env("PGPASSWORD", &shop_password);
+        let file = tmp.path().join("shop.dump");
+        let file_arg = file.to_str().unwrap();
+        as_shop
+            .run(&["dump", "shop", "--file", file_arg, "--tools-dir", tools_arg])
+            .expect(0, "dump with the operator's environment");
+        cli.run(&["db", "create", "shop_copy", "--owner", "shop", "--extension", "hstore"])
+            .expect(0, "db create shop_copy");
+        as_shop
+            .run(&["restore", "shop_copy", "--file", file_arg, "--tools-dir", tools_arg])
+            .expect(0, "restore with the operator's environment");
+        for tool in ["pg_dump", "pg_restore"] {
+            let runs = recorded_environments(&tools, tool);
+            assert!(!runs.is_empty(), "{tool} ran");
+            for env in runs {
+                let pg: Vec<&str> = env
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .filter(|k| k.starts_with("PG"))
+                    .collect();
+                for name in &pg {
+                    assert!(
+                        ["PGPASSFILE", "PGSSLMODE", "PGSSLROOTCERT", "PGAPPNAME", "PGCONNECT_TIMEOUT"]
+                            .contains(name),
+                        "{tool} inherited {name}: {env:?}"
+                    );
+                }
+                for (k, v) in &env {
+                    assert!(
+                        !v.contains(&master_password) && !v.contains(&shop_password),
+                        "{tool} got a password in {k}"
+                    );
+                    assert!(k != "DATABASE_URL" && !k.starts_with("RDS_PG_"), "{tool}: {k}");
+                    if k == "PGPASSFILE" {
+                        let operators = tmp.path().join("pgpass");
+                        assert_ne!(v, operators.to_str().unwrap(), "a private passfile");
+                    }
+                }
+                assert!(env.iter().any(|(k, _)| k == "AWS_REGION"), "{tool}: {env:?}");
+            }
         }
     }
 );

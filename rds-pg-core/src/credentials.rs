@@ -5,7 +5,9 @@
 //! it unless the caller calls [`Password::expose`]. Files are written atomically with mode `0600`
 //! from the moment they exist; a command receives the credentials on its standard input, never in
 //! its arguments or environment, and its output is captured, never shown, with the password
-//! redacted from any error.
+//! redacted from any error. Programs rds-pg runs (a credential command, `pg_dump`, `pg_restore`)
+//! never inherit a variable that may carry master's credentials (see
+//! [`is_credential_variable`]).
 
 use std::ffi::{OsStr, OsString};
 use std::fmt::{self, Write as _};
@@ -492,12 +494,25 @@ impl Credentials {
     /// Runs `argv` (program and arguments, no shell) with [`Credentials::json`] on its standard
     /// input, followed by end of file; its standard output and error are captured, not shown.
     ///
+    /// What the command receives, exactly:
+    /// - **arguments**: `argv` as given (the program is looked up on `PATH`); nothing is added;
+    /// - **standard input**: the JSON document ([`Credentials::json`], the project user's
+    ///   password included), then end of file. This is the only place the credentials are;
+    /// - **environment**: this process's environment without every variable that may carry
+    ///   master's credentials ([`is_credential_variable`]: every `PG*` variable, such as
+    ///   `PGPASSWORD`, `PGPASSFILE`, `PGUSER`, `PGSERVICE`; every `RDS_PG_*` variable; and
+    ///   `DATABASE_URL`). Everything else is kept: `PATH`, `HOME`, `AWS_*` (so `aws
+    ///   secretsmanager …` finds its profile and region), `VAULT_ADDR`, `VAULT_TOKEN`, …;
+    /// - **standard output and error**: pipes read by rds-pg, never shown (a failure's message
+    ///   carries them, redacted);
+    /// - the working directory and the controlling terminal of this process: one that prompts on
+    ///   `/dev/tty` waits for an answer.
+    ///
     /// Works with secret stores that read standard input, for example
     /// `aws secretsmanager put-secret-value --secret-id ID --secret-string file:///dev/stdin`
     /// and `vault kv put secret/app -` (both store the JSON object as it is),
     /// `lpass add --non-interactive --notes NAME` (a secure note holding the JSON), or a small
-    /// script that picks fields for a store with its own format (`op`). The command inherits this
-    /// process's environment and terminal: one that prompts on `/dev/tty` waits for an answer.
+    /// script that picks fields for a store with its own format (`op`).
     ///
     /// # Errors
     /// [`Error::InvalidInput`] for an empty `argv` and as [`Credentials::validate`];
@@ -506,6 +521,16 @@ impl Credentials {
     /// with its standard error (or, when that is empty, its standard output), in which the
     /// password, in any of the forms it was sent in, is replaced by `[redacted]`.
     pub fn send_to_command<S: AsRef<OsStr>>(&self, argv: &[S]) -> Result<()> {
+        self.send_to_command_with_env(argv, std::env::vars_os())
+    }
+
+    /// As [`Credentials::send_to_command`], the command's environment taken from `environment`
+    /// (this process's, in production) less the credential variables.
+    fn send_to_command_with_env<S: AsRef<OsStr>>(
+        &self,
+        argv: &[S],
+        environment: impl IntoIterator<Item = (OsString, OsString)>,
+    ) -> Result<()> {
         let Some((program, args)) = argv.split_first() else {
             return Err(Error::InvalidInput(
                 "the credential command is empty: give a program and its arguments".into(),
@@ -514,7 +539,9 @@ impl Credentials {
         let program = program.as_ref();
         let json = self.json()?;
         let tool = program.to_string_lossy().into_owned();
-        let mut child = Command::new(program)
+        let mut command = Command::new(program);
+        environment_without_credentials(&mut command, environment);
+        let mut child = command
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -595,6 +622,32 @@ impl Credentials {
     }
 }
 
+/// Whether the environment variable `name` is one that the programs rds-pg runs (a
+/// [`CredentialSink::Command`], `pg_dump`, `pg_restore`) never inherit, because it may carry
+/// master's credentials or say where they are: every name starting with `PG` (libpq's
+/// `PGPASSWORD`, `PGPASSFILE`, `PGUSER`, `PGSERVICE`, `PGSERVICEFILE`, `PGOPTIONS`, …), every
+/// name starting with `RDS_PG_` (rds-pg's own, such as `RDS_PG_SANDBOX_DIR`, whose directory
+/// holds the sandbox master's password file) and `DATABASE_URL`. Names are compared as they are
+/// (environment variables are case-sensitive).
+pub fn is_credential_variable(name: &OsStr) -> bool {
+    let bytes = name.as_encoded_bytes();
+    bytes.starts_with(b"PG") || bytes.starts_with(b"RDS_PG_") || bytes == b"DATABASE_URL"
+}
+
+/// Gives `command` exactly `environment` less the variables [`is_credential_variable`] names:
+/// nothing of this process's environment is inherited beyond what is passed.
+pub(crate) fn environment_without_credentials(
+    command: &mut Command,
+    environment: impl IntoIterator<Item = (OsString, OsString)>,
+) {
+    command.env_clear();
+    for (name, value) in environment {
+        if !is_credential_variable(&name) {
+            command.env(name, value);
+        }
+    }
+}
+
 /// Where [`Credentials::deliver`] puts the credentials.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -606,7 +659,10 @@ pub enum CredentialSink {
     /// [`Credentials::write_pgpass`]. [`pgpass::default_path`] gives the one libpq reads.
     Pgpass(PathBuf),
     /// A command (program and arguments, run without a shell) that receives the credentials as
-    /// JSON on its standard input; see [`Credentials::send_to_command`].
+    /// JSON on its standard input and nowhere else. Its environment is this process's without
+    /// any `PG*` or `RDS_PG_*` variable and without `DATABASE_URL` (so none of master's
+    /// credentials reach it); `PATH`, `HOME`, `AWS_*` and the rest are kept. See
+    /// [`Credentials::send_to_command`] for exactly what it receives.
     Command(Vec<OsString>),
 }
 
@@ -1259,6 +1315,105 @@ mod tests {
         assert_eq!(
             CredentialSink::command(["lpass", "add", "--non-interactive"]).to_string(),
             "command \"lpass\""
+        );
+    }
+
+    #[test]
+    fn credential_variables_are_named_exactly() {
+        for name in [
+            "PGPASSWORD",
+            "PGPASSFILE",
+            "PGUSER",
+            "PGSERVICE",
+            "PGSERVICEFILE",
+            "PGOPTIONS",
+            "PGHOST",
+            "PG",
+            "DATABASE_URL",
+            "RDS_PG_SANDBOX_DIR",
+            "RDS_PG_POSTGRES_ROOT",
+        ] {
+            assert!(is_credential_variable(OsStr::new(name)), "{name}");
+        }
+        for name in [
+            "PATH",
+            "HOME",
+            "AWS_PROFILE",
+            "AWS_SECRET_ACCESS_KEY",
+            "VAULT_ADDR",
+            "pgpassword",
+            "MY_DATABASE_URL",
+            "DATABASE_URLS",
+            "RDS_PGX",
+            "LANG",
+        ] {
+            assert!(!is_credential_variable(OsStr::new(name)), "{name}");
+        }
+    }
+
+    /// The command really runs with the environment it is given less the credential variables:
+    /// it writes what it received to a file, read back here.
+    #[cfg(unix)]
+    #[test]
+    fn a_command_sink_gets_no_credential_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let seen = dir.path().join("env");
+        let master_password = "master-Pa55-in-the-environment";
+        let environment: Vec<(OsString, OsString)> = [
+            (
+                "PATH",
+                std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
+            ),
+            ("HOME", "/home/deploy".into()),
+            ("AWS_PROFILE", "vault-writer".into()),
+            ("AWS_REGION", "eu-west-1".into()),
+            ("PGPASSWORD", master_password.into()),
+            ("PGPASSFILE", "/root/.pgpass".into()),
+            ("PGUSER", "master".into()),
+            ("PGSERVICE", "rds-master".into()),
+            ("PGOPTIONS", "-c role=master".into()),
+            (
+                "DATABASE_URL",
+                format!("postgresql://master:{master_password}@db/postgres"),
+            ),
+            ("RDS_PG_SANDBOX_DIR", "/tmp/practice".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+        .collect();
+        let creds = creds("project-secret");
+        let script = format!(
+            "env > '{}'; cat > '{}.stdin'",
+            seen.display(),
+            seen.display()
+        );
+        creds
+            .send_to_command_with_env(&["sh", "-c", script.as_str()], environment)
+            .unwrap();
+        let env = std::fs::read_to_string(&seen).unwrap();
+        let names: Vec<&str> = env
+            .lines()
+            .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+            .collect();
+        for kept in ["PATH", "HOME", "AWS_PROFILE", "AWS_REGION"] {
+            assert!(names.contains(&kept), "{kept} is kept: {env}");
+        }
+        for name in &names {
+            assert!(
+                !name.starts_with("PG") && !name.starts_with("RDS_PG_") && *name != "DATABASE_URL",
+                "{name} reached the command: {env}"
+            );
+        }
+        assert!(!env.contains(master_password), "{env}");
+        assert!(
+            !env.contains("project-secret"),
+            "the credentials are not in the environment"
+        );
+        let stdin = std::fs::read_to_string(format!("{}.stdin", seen.display())).unwrap();
+        assert_eq!(
+            stdin,
+            creds.json().unwrap().expose(),
+            "standard input holds them"
         );
     }
 }

@@ -168,11 +168,12 @@ pub enum Error {
         /// How to get a client that works.
         fix: String,
     },
-    /// A restore needs extensions the target database lacks (checked before anything changes).
+    /// A restore needs extensions the target database lacks and the caller did not name for
+    /// master to create (checked before anything changes).
     #[error(
         "not found: the archive uses extensions that database {database:?} lacks: {}; master must \
-         create them first (Provisioner::ensure_extensions), or pass a master Provisioner to the \
-         restore",
+         create them first (Provisioner::ensure_extensions), or name them as extensions master \
+         creates for the restore (RestoreOptions::create_extensions with master's Provisioner)",
         extensions.join(", ")
     )]
     MissingExtensions {
@@ -180,6 +181,28 @@ pub enum Error {
         database: String,
         /// The extensions it lacks.
         extensions: Vec<String>,
+    },
+    /// A restore (also a backup verification's) would run the archive's content with more
+    /// privileges than the target database's owner has: the connected role is not the owner, or
+    /// it is privileged (SUPERUSER, CREATEROLE, CREATEDB, REPLICATION, BYPASSRLS, or a member of
+    /// a role that is, or of `rds_superuser`, `pg_read_all_data` and the like). Refused before
+    /// pg_restore starts.
+    #[error(
+        "refused: {} (fix: {hint})",
+        restore_role_message(role, database, owner, privileges)
+    )]
+    RestoreRole {
+        /// The target database.
+        database: String,
+        /// The role the restore connected as (its login role).
+        role: String,
+        /// The target database's owner.
+        owner: String,
+        /// What makes the role privileged (`CREATEROLE`, `member of rds_superuser`); empty
+        /// when the only reason is that it is not the owner.
+        privileges: Vec<String>,
+        /// How to restore as the owner instead.
+        hint: String,
     },
     /// A file-system or process error.
     #[error("{context}: {source}")]
@@ -190,6 +213,19 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Why [`Error::RestoreRole`] refused: the privileges first, else the ownership.
+fn restore_role_message(role: &str, database: &str, owner: &str, privileges: &[String]) -> String {
+    let why = if privileges.is_empty() {
+        format!("it is not the database's owner ({owner:?})")
+    } else {
+        format!("it is privileged ({})", privileges.join(", "))
+    };
+    format!(
+        "{role:?} may not restore into database {database:?}: {why}, and an archive's content \
+         runs with the privileges of the role that restores it"
+    )
 }
 
 fn describe_db_error(err: &postgres::Error) -> String {
@@ -224,7 +260,9 @@ impl Error {
             Error::PermissionDenied { .. } => ErrorKind::PermissionDenied,
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::StillInUse { .. } => ErrorKind::StillInUse,
-            Error::PolicyViolation(_) | Error::Refused { .. } => ErrorKind::PolicyViolation,
+            Error::PolicyViolation(_) | Error::Refused { .. } | Error::RestoreRole { .. } => {
+                ErrorKind::PolicyViolation
+            }
             Error::Connection { .. } => ErrorKind::Connection,
             Error::Tls { .. } => ErrorKind::Tls,
             Error::Server(_) => ErrorKind::Server,
@@ -239,11 +277,13 @@ impl Error {
         self.postgres_error().and_then(|e| e.code())
     }
 
-    /// The remediation hint of a permission error or of a refusal whose repair rds-pg knows.
+    /// The remediation hint of a permission error, a refused restore, or a refusal whose repair
+    /// rds-pg knows.
     pub fn hint(&self) -> Option<&str> {
         match self {
             Error::PermissionDenied { hint, .. } => hint.as_deref(),
             Error::Refused { fix, .. } => Some(fix),
+            Error::RestoreRole { hint, .. } => Some(hint),
             _ => None,
         }
     }

@@ -139,8 +139,11 @@ impl Credentials {
     }
 
     /// Runs `argv` (a program and its arguments, no shell) with the credentials as JSON on its
-    /// standard input — never in its arguments or environment. Raises `NotFound` for a missing
-    /// program and `ToolError` (password redacted from its output) when it fails.
+    /// standard input — never in its arguments or environment. Its environment is this
+    /// process's without every `PG*` and `RDS_PG_*` variable and `DATABASE_URL` (none of
+    /// master's credentials reach it); `PATH`, `HOME`, `AWS_*` and the rest are kept. Its output
+    /// is captured. Raises `NotFound` for a missing program and `ToolError` (password redacted
+    /// from its output) when it fails.
     fn send_to_command(&self, py: Python<'_>, argv: Vec<PathBuf>) -> PyResult<()> {
         py.detach(|| self.inner.send_to_command(&argv))
             .py_result(py)

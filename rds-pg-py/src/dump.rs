@@ -12,7 +12,7 @@ use crate::credentials::Credentials;
 use crate::errors::IntoPyResult;
 use crate::provisioner::Provisioner;
 use crate::secret::optional_password_arg;
-use crate::spec::str_repr;
+use crate::spec::{extensions_arg, str_repr};
 
 /// The connection of the project user: `Credentials`, a DSN (over the libpq environment) or None
 /// (the libpq environment alone), with an optional password on top.
@@ -432,15 +432,20 @@ pub(crate) fn dump(
 /// restore (extensions master made, their comments and configuration rows, privileges).
 ///
 /// `connection`/`password` as for `dump`; the target is the connection's database or `database`.
-/// With `master` (a `Provisioner`), extensions the archive needs are created first; without it,
-/// missing extensions raise `NotFound`. `jobs` > 1 restores in parallel (not one transaction).
-/// `progress(done, total, message)` is called as pg_restore works through the entries; an
-/// exception it raises is raised when the restore has finished. Raises `ToolError` with
-/// pg_restore's `stderr` when an entry fails.
+/// The connected user must be the target's owner and hold no privilege beyond it (no
+/// CREATEROLE/CREATEDB/..., no membership of rds_superuser, pg_read_all_data and the like):
+/// otherwise `PolicyViolation` is raised before pg_restore starts, with `hint` saying to connect
+/// as the owner (master is always refused: the archive's content runs with the restoring role's
+/// privileges). `extensions` (`Extension` members or names) are created first by `master` (a
+/// `Provisioner`, then required) when the target lacks them; an extension the archive uses that
+/// the target lacks and that is not named raises `NotFound` before anything changes. `jobs` > 1
+/// restores in parallel (not one transaction). `progress(done, total, message)` is called as
+/// pg_restore works through the entries; an exception it raises is raised when the restore has
+/// finished. Raises `ToolError` with pg_restore's `stderr` when an entry fails.
 #[pyfunction]
 #[pyo3(signature = (
     connection, archive, *, password=None, database=None, jobs=None, tools_dir=None, master=None,
-    progress=None
+    extensions=None, progress=None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn restore(
@@ -452,9 +457,13 @@ pub(crate) fn restore(
     jobs: Option<u32>,
     tools_dir: Option<PathBuf>,
     master: Option<&Provisioner>,
+    extensions: Option<&Bound<'_, PyAny>>,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<RestoreReport> {
     let mut options = core::RestoreOptions::new(connection_arg(py, connection, password)?, archive);
+    if let Some(extensions) = extensions.filter(|e| !e.is_none()) {
+        options = options.create_extensions(extensions_arg(extensions)?);
+    }
     if let Some(database) = database {
         options = options.database(database);
     }
@@ -480,13 +489,16 @@ pub(crate) fn restore(
 
 /// Verifies a backup: restores `archive` into a scratch database owned by the project user
 /// (created and dropped by `master`, a `Provisioner`), then compares the row count of every
-/// table with the source database `connection` points to (as for `dump`). Differences are in the
-/// report (`verified`, `mismatches`), not an error; the scratch database is dropped also when
-/// the restore fails. `progress` is called as for `restore`, during the scratch restore.
+/// table with the source database `connection` points to (as for `dump`). The scratch database
+/// gets `extensions` (default None: those installed in the source database now, never the
+/// archive's list). The restore and the row counts run as the project user, which must hold no
+/// privilege beyond its own (else `PolicyViolation`, before anything changes). Differences are
+/// in the report (`verified`, `mismatches`), not an error; the scratch database is dropped also
+/// when the restore fails. `progress` is called as for `restore`, during the scratch restore.
 #[pyfunction]
 #[pyo3(signature = (
     master, connection, archive, *, password=None, jobs=None, tools_dir=None,
-    scratch_database=None, progress=None
+    scratch_database=None, extensions=None, progress=None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn verify_backup(
@@ -498,9 +510,13 @@ pub(crate) fn verify_backup(
     jobs: Option<u32>,
     tools_dir: Option<PathBuf>,
     scratch_database: Option<String>,
+    extensions: Option<&Bound<'_, PyAny>>,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<VerifyReport> {
     let mut options = core::VerifyOptions::new(connection_arg(py, connection, password)?, archive);
+    if let Some(extensions) = extensions.filter(|e| !e.is_none()) {
+        options = options.extensions(extensions_arg(extensions)?);
+    }
     if let Some(jobs) = jobs {
         options = options.jobs(jobs);
     }

@@ -50,7 +50,8 @@ create_exception!(
     PolicyViolation,
     RdsPgError,
     "The request would break a rule rds_pg enforces (for example: using master or a superuser as \
-     a project user)."
+     a project user, or restoring an archive as anyone but the database's unprivileged owner). \
+     `hint` holds the fix when rds_pg knows it, else None."
 );
 create_exception!(
     rds_pg,
@@ -92,6 +93,8 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let base = py.get_type::<RdsPgError>();
     base.setattr("sqlstate", py.None())?;
     py.get_type::<PermissionDenied>()
+        .setattr("hint", py.None())?;
+    py.get_type::<PolicyViolation>()
         .setattr("hint", py.None())?;
     let tool = py.get_type::<ToolError>();
     for attr in ["tool", "status", "stderr"] {

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 
 import pytest
@@ -58,3 +60,36 @@ def test_env_file_and_command_sinks(sandbox, shop, tmp_path):
     rds_pg.connect(data["database_url"]).close()
     with pytest.raises(rds_pg.NotFound):
         shop.send_to_command([str(tmp_path / "no-such-program")])
+
+
+def test_a_command_sink_gets_none_of_masters_credentials(sandbox, tmp_path):
+    # A deploy script whose environment holds master's password (PGPASSWORD, DATABASE_URL) and
+    # password file: the sink it runs sees none of it, and still gets PATH, HOME and AWS_*.
+    master_password = sandbox.master_password.reveal()
+    seen = tmp_path / "sink.env"
+    script = "\n".join(
+        [
+            "import sys, rds_pg",
+            f"creds = rds_pg.Credentials({sandbox.host!r}, {sandbox.port}, 'shop', 'shop', 'project-pw')",
+            f"creds.send_to_command(['sh', '-c', 'env > {seen}; cat > {seen}.json'])",
+        ]
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("PG")},
+        "PGUSER": sandbox.master_user,
+        "PGPASSWORD": master_password,
+        "PGPASSFILE": str(tmp_path / "master-pgpass"),
+        "PGSERVICE": "master",
+        "DATABASE_URL": f"postgresql://{sandbox.master_user}:{master_password}@{sandbox.host}:{sandbox.port}/postgres",
+        "RDS_PG_SANDBOX_DIR": str(tmp_path),
+        "AWS_REGION": "eu-west-1",
+        "HOME": str(tmp_path),
+    }
+    r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    received = dict(line.split("=", 1) for line in seen.read_text().splitlines() if "=" in line)
+    leaked = [k for k in received if k.startswith(("PG", "RDS_PG_")) or k == "DATABASE_URL"]
+    assert leaked == [], received
+    assert master_password not in seen.read_text()
+    assert received["AWS_REGION"] == "eu-west-1" and received["HOME"] == str(tmp_path) and "PATH" in received
+    assert json.loads((tmp_path / "sink.env.json").read_text())["password"] == "project-pw"

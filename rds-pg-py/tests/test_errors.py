@@ -30,6 +30,7 @@ def test_every_class_derives_from_rds_pg_error_and_has_the_attributes():
         assert issubclass(cls, rds_pg.RdsPgError) and cls.__module__ == "rds_pg", cls
         assert cls.sqlstate is None and cls.__doc__
     assert rds_pg.PermissionDenied.hint is None
+    assert rds_pg.PolicyViolation.hint is None
     assert rds_pg.ToolError.stderr is None
     assert issubclass(rds_pg.RdsPgError, Exception)
 
@@ -148,6 +149,22 @@ def test_policy_violation(sandbox):
         with pytest.raises(rds_pg.PolicyViolation, match="connected master user") as e:
             rds.ensure_user(sandbox.master_user)
     assert e.value.sqlstate is None
+
+
+def test_policy_violation_for_a_restore_not_as_the_owner(sandbox, project, tmp_path):
+    # Refused before pg_restore even reads the archive: as master, and as a role that does not
+    # own the database.
+    archive = tmp_path / "never-read.dump"
+    archive.write_bytes(b"not read: the restoring role is checked first\n")
+    with pytest.raises(rds_pg.PolicyViolation, match="privileged") as e:
+        rds_pg.restore(sandbox.master_dsn, archive, database="shop")
+    assert "PGUSER=shop" in e.value.hint and e.value.sqlstate is None
+    with sandbox.connect() as rds:
+        intruder = rds.ensure_user("intruder").generated_password
+    Psql(sandbox, tmp_path).ok("shop", project, "shop", "GRANT CONNECT ON DATABASE shop TO intruder")
+    with pytest.raises(rds_pg.PolicyViolation, match="not the database's owner") as e:
+        rds_pg.restore(sandbox.dsn_for("intruder", "shop"), archive, password=intruder)
+    assert "PGUSER=shop" in e.value.hint
 
 
 def test_connection_error(sandbox):

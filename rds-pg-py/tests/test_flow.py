@@ -99,12 +99,23 @@ def test_seed_flow_provision_use_and_tear_down(sandbox_each, psql_each, tmp_path
             assert dumping and dumping[-1][0] == dumping[-1][1] >= 1, dumping
             assert any('"public.visits"' in message for _, _, message in dumping), dumping
             rds.ensure_database(DatabaseSpec("project_copy", "project_user"))
+            # The archive's extensions are not created unasked, even with master at hand.
+            with pytest.raises(rds_pg.NotFound, match="hstore"):
+                rds_pg.restore(creds, archive, database="project_copy", master=rds)
+            with pytest.raises(rds_pg.InvalidInput, match="master"):
+                rds_pg.restore(creds, archive, database="project_copy", extensions=extensions)
+            # Master itself may not restore a project's archive: its content would run as master.
+            with pytest.raises(rds_pg.PolicyViolation) as refused:
+                rds_pg.restore(sb.master_dsn, archive, database="project_copy")
+            assert "PGUSER=project_user" in refused.value.hint
+            assert psql.ok("project_user", password, "project_copy", "SELECT count(*) FROM pg_extension") == "1"
             seen = []
             restored = rds_pg.restore(
                 creds,
                 archive,
                 database="project_copy",
                 master=rds,
+                extensions=extensions,
                 progress=lambda done, total, message: seen.append((done, total, message)),
             )
             assert restored.single_transaction and restored.warnings == []
@@ -118,6 +129,9 @@ def test_seed_flow_provision_use_and_tear_down(sandbox_each, psql_each, tmp_path
             assert verified.verified and verified.scratch_dropped, verified.mismatches
             assert verifying and verifying[-1][0] == verifying[-1][1] == verified.restore.entries_restored
             assert [(t.table, t.source, t.restored) for t in verified.tables if t.table == "visits"] == [("visits", 1, 1)]
+            # The scratch database gets the source's extensions unless told otherwise.
+            with pytest.raises(rds_pg.NotFound, match="hstore"):
+                rds_pg.verify_backup(rds, creds, archive, extensions=[])
             assert rds.drop_database("project_copy").changed
 
         # Another project's user cannot connect to this project's database.

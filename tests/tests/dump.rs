@@ -19,7 +19,10 @@ use rds_pg_core::{
     connect, dump, restore, verify_backup, ConnectOptions, DatabaseSpec, DumpOptions, Error,
     ErrorKind, Extension, Password, Provisioner, RestoreOptions, UserSpec, VerifyOptions,
 };
-use rds_pg_tests::{err, login_as_application, ok, provisioner, run_on, Sandbox};
+use rds_pg_tests::{
+    changes_since, err, log_mark, login_as_application, ok, provisioner, run_on, statements_since,
+    Sandbox,
+};
 
 /// The client tools Debian installs for PostgreSQL 15 (`make setup`).
 const CLIENT_15: &str = "/usr/lib/postgresql/15/bin";
@@ -234,6 +237,12 @@ fn seed_restore(options: &ConnectOptions, db: &str, archive: &Path) -> (bool, St
     )
 }
 
+/// The permission bits of `path`.
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
 fn skipped_reasons(report: &rds_pg_core::RestoreReport) -> Vec<String> {
     report
         .skipped
@@ -271,6 +280,7 @@ on_client_versions!(
         assert_dump_progress(&dump_progress, &["public.places", "public.big"]);
         assert_eq!(dumped.format, DumpFormat::Custom);
         assert!(dumped.bytes > 0 && dumped.bytes == std::fs::metadata(&archive).unwrap().len());
+        assert_eq!(mode(&archive), 0o600, "the archive is private whatever the umask");
         assert_eq!(dumped.tool.major, 15, "the only client tools here: {}", dumped.tool);
         assert!(dumped.server_version.starts_with(&sandbox.major_version().to_string()));
 
@@ -337,8 +347,24 @@ on_client_versions!(
     }
 );
 
+/// The extensions installed in `db`, read as the superuser (test assertion only).
+fn installed_extensions(sandbox: &Sandbox, db: &str) -> Vec<String> {
+    sandbox
+        .connect_rdsadmin(db)
+        .unwrap()
+        .query(
+            "SELECT extname::text FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
 /// A target without the archive's extensions: a typed error naming them, before anything
-/// changes; with master passed, they are created first and the restore succeeds.
+/// changes, also with master passed (nothing is taken from the archive unasked) and when only
+/// some are named; with all of them named, master creates them first and the restore succeeds.
 fn missing_extensions_are_listed_or_created_by_master(
     sandbox: &Sandbox,
     master: &mut Provisioner,
@@ -384,13 +410,55 @@ fn missing_extensions_are_listed_or_created_by_master(
         .get(0);
     assert_eq!(tables, 0, "nothing was restored");
 
-    let report = ok(
+    // Master passed but no extension named: still refused, nothing created.
+    let mark = log_mark(sandbox);
+    let e = err(
         restore_with(&options, Some(master), &mut |_| {}),
-        "restore with master creating the extensions",
+        "restore with master and no extension named",
+    );
+    assert!(matches!(&e, Error::MissingExtensions { .. }), "{e:?}");
+    // Only some named: refused before any change, naming the others.
+    let hstore_only = options.clone().create_extensions([Extension::Hstore]);
+    let plan = ok(plan_restore(&hstore_only), "plan with hstore named");
+    assert_eq!(plan.create_extensions, ["hstore"]);
+    assert!(!plan.missing_extensions.contains(&"hstore".to_owned()));
+    assert!(plan.skipped.iter().any(|s| s.reason
+        == SkipReason::ExtensionCreatedFirst {
+            extension: "hstore".into()
+        }));
+    let e = err(
+        restore_with(&hstore_only, Some(master), &mut |_| {}),
+        "restore with only hstore named",
+    );
+    let Error::MissingExtensions {
+        extensions: listed, ..
+    } = &e
+    else {
+        panic!("expected MissingExtensions, got {e:?}");
+    };
+    assert!(!listed.contains(&"hstore".to_owned()) && listed.contains(&"citext".to_owned()));
+    assert!(
+        changes_since(sandbox, mark).is_empty(),
+        "{:#?}",
+        changes_since(sandbox, mark)
+    );
+    assert!(
+        installed_extensions(sandbox, "bare").is_empty(),
+        "nothing was created"
+    );
+    // Naming extensions without a master connection to create them is bad input.
+    let e = err(restore(&hstore_only), "extensions named without master");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+
+    let all = options.clone().create_extensions(extensions(sandbox));
+    let report = ok(
+        restore_with(&all, Some(master), &mut |_| {}),
+        "restore with master creating the named extensions",
     );
     let mut created = report.created_extensions.clone();
     created.sort();
     assert_eq!(created, expected);
+    assert_eq!(installed_extensions(sandbox, "bare"), expected);
     assert!(report.warnings.is_empty(), "{:?}", report.warnings);
     // Master re-owned PostGIS's spatial_ref_sys to bob, so even its hand-added row arrived.
     assert_eq!(
@@ -536,6 +604,229 @@ on_client_versions!(
     }
 );
 
+// ---------------------------------------------------------------------------------------------
+// Who may restore: the target's owner, holding no privilege beyond it
+// ---------------------------------------------------------------------------------------------
+
+/// Statements pg_restore sent after `mark`: it starts every restore by emptying the search path
+/// (rds-pg's own connections never send this statement).
+fn pg_restore_statements_since(sandbox: &Sandbox, mark: usize) -> Vec<String> {
+    statements_since(sandbox, mark)
+        .into_iter()
+        .filter(|s| s.contains("set_config('search_path', '', false)"))
+        .collect()
+}
+
+/// Asserts that `result` is the restore refusal for `role`, naming `why`, and that neither
+/// pg_restore nor any change reached the server after `mark`.
+#[track_caller]
+fn assert_refused<T: std::fmt::Debug>(
+    sandbox: &Sandbox,
+    mark: usize,
+    result: rds_pg_core::Result<T>,
+    role: &str,
+    why: &str,
+) {
+    let e = err(result, &format!("restore as {role}"));
+    assert_eq!(e.kind(), ErrorKind::PolicyViolation, "{e}");
+    let Error::RestoreRole { role: refused, .. } = &e else {
+        panic!("expected Error::RestoreRole, got {e:?}");
+    };
+    assert_eq!(refused, role);
+    let text = e.to_string();
+    assert!(text.contains(why), "{why:?} in {text}");
+    assert!(e.hint().is_some_and(|h| h.contains("PGUSER=")), "{text}");
+    assert!(
+        !text.contains("SET ROLE") && !text.contains("--role"),
+        "not offered: {text}"
+    );
+    assert!(
+        pg_restore_statements_since(sandbox, mark).is_empty(),
+        "pg_restore never ran"
+    );
+    assert!(
+        changes_since(sandbox, mark).is_empty(),
+        "{:#?}",
+        changes_since(sandbox, mark)
+    );
+}
+
+on_client_versions!(
+    /// Restoring as master into a project's database is refused before pg_restore starts (the
+    /// archive's content would run with master's privileges); so is restoring as a role that
+    /// does not own the target, or that owns it but holds a privileged attribute or membership
+    /// (directly or through a chain). As the unprivileged owner the same restore works.
+    fn restore_only_as_the_unprivileged_owner(sandbox) {
+        let exts = extensions(sandbox);
+        let mut master = provisioner(sandbox);
+        let alice = project_user(sandbox, &mut master, "alice");
+        let bob = project_user(sandbox, &mut master, "bob");
+        create_database(&mut master, "shop", "alice", &exts);
+        fill_source(&alice, "shop", sandbox.has_postgis(), 10);
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("shop.dump");
+        ok(dump(&DumpOptions::new(alice.for_database("shop"), &archive)), "dump");
+        create_database(&mut master, "target", "bob", &exts);
+        let before = database_state_without_kept(sandbox, "target");
+
+        // Master: refused by plan_restore, restore and restore_with (with extensions named).
+        let as_master = RestoreOptions::new(sandbox.master_options().dbname("target"), &archive);
+        let mark = log_mark(sandbox);
+        assert_refused(sandbox, mark, plan_restore(&as_master), "master", "privileged");
+        assert_refused(sandbox, mark, restore(&as_master), "master", "member of rds_superuser");
+        let named = as_master.clone().create_extensions(exts.clone());
+        assert_refused(
+            sandbox,
+            mark,
+            restore_with(&named, Some(&mut master), &mut |_| {}),
+            "master",
+            "CREATEROLE",
+        );
+        // Another project's user, not the owner (allowed to connect).
+        login(&bob, "target")
+            .batch_execute("GRANT CONNECT ON DATABASE target TO alice")
+            .unwrap();
+        let mark = log_mark(sandbox);
+        let as_alice = RestoreOptions::new(alice.for_database("target"), &archive);
+        assert_refused(sandbox, mark, restore(&as_alice), "alice", "not the database's owner (\"bob\")");
+        assert_eq!(database_state_without_kept(sandbox, "target"), before, "nothing changed");
+
+        // The owner, once privileged: a member of pg_monitor through another role, then CREATEDB.
+        let mut admin = sandbox.connect_rdsadmin("postgres").unwrap();
+        admin
+            .batch_execute("CREATE ROLE monitoring NOLOGIN; GRANT pg_monitor TO monitoring; GRANT monitoring TO bob")
+            .unwrap();
+        let as_bob = RestoreOptions::new(bob.for_database("target"), &archive);
+        let mark = log_mark(sandbox);
+        assert_refused(sandbox, mark, restore(&as_bob), "bob", "member of pg_monitor");
+        admin.batch_execute("REVOKE monitoring FROM bob; ALTER ROLE bob CREATEDB").unwrap();
+        let mark = log_mark(sandbox);
+        assert_refused(sandbox, mark, restore(&as_bob), "bob", "privileged (CREATEDB)");
+        admin.batch_execute("ALTER ROLE bob NOCREATEDB").unwrap();
+        assert_eq!(database_state_without_kept(sandbox, "target"), before, "nothing changed");
+
+        // The unprivileged owner restores as before.
+        let report = ok(restore(&as_bob), "restore as the owner");
+        assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+        assert_eq!(table_checksums(sandbox, "target"), table_checksums(sandbox, "shop"));
+
+        // verify_backup with master's connection as the "project user": refused before the
+        // scratch database is created.
+        let mark = log_mark(sandbox);
+        let e = err(
+            verify_backup(
+                &mut master,
+                &VerifyOptions::new(sandbox.master_options().dbname("shop"), &archive),
+            ),
+            "verify_backup as master",
+        );
+        assert_eq!(e.kind(), ErrorKind::PolicyViolation, "{e}");
+        assert!(matches!(&e, Error::RestoreRole { role, .. } if role == "master"), "{e:?}");
+        assert!(changes_since(sandbox, mark).is_empty(), "{:#?}", changes_since(sandbox, mark));
+    }
+);
+
+/// What [`database_state`] reads, for a database without the `kept` table.
+fn database_state_without_kept(sandbox: &Sandbox, db: &str) -> String {
+    let mut admin = sandbox.connect_rdsadmin(db).unwrap();
+    let row = admin
+        .query_one(
+            "SELECT (SELECT string_agg(format('%s.%s:%s:%s', n.nspname, c.relname, c.relkind,
+                                              pg_get_userbyid(c.relowner)), ',' ORDER BY 1)
+                       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')),
+                    (SELECT string_agg(extname, ',' ORDER BY 1) FROM pg_extension)",
+            &[],
+        )
+        .unwrap();
+    let parts: Vec<Option<String>> = (0..2).map(|i| row.get(i)).collect();
+    format!("{parts:?}")
+}
+
+on_client_versions!(
+    /// `verify_backup` gives the scratch database the extensions installed in the source (or
+    /// those named), not the archive's list, and counts rows as the project user: a table whose
+    /// row-level security policy calls the project's code is counted without master ever
+    /// running it.
+    fn verify_takes_extensions_from_the_source_and_counts_as_the_project_user(sandbox) {
+        let mut master = provisioner(sandbox);
+        let alice = project_user(sandbox, &mut master, "alice");
+        create_database(&mut master, "shop", "alice", &[Extension::Hstore]);
+        login(&alice, "shop")
+            .batch_execute(
+                "CREATE TABLE tagged (id int PRIMARY KEY, tags hstore);
+                 INSERT INTO tagged SELECT g, hstore('n', g::text) FROM generate_series(1, 30) g;
+                 CREATE FUNCTION public.spy() RETURNS boolean LANGUAGE plpgsql VOLATILE AS
+                   $$BEGIN RAISE LOG 'rds-pg-spy ran as %', current_user; RETURN true; END$$;
+                 ALTER TABLE tagged ENABLE ROW LEVEL SECURITY;
+                 CREATE POLICY everyone ON tagged USING (public.spy());",
+            )
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("shop.dump");
+        ok(dump(&DumpOptions::new(alice.for_database("shop"), &archive)), "dump");
+
+        let mark = log_mark(sandbox);
+        let verified = ok(
+            verify_backup(&mut master, &VerifyOptions::new(alice.for_database("shop"), &archive)),
+            "verify_backup",
+        );
+        assert!(verified.is_verified(), "{:#?}", verified.tables);
+        let tagged = verified.tables.iter().find(|t| t.table == "tagged").unwrap();
+        assert_eq!((tagged.source, tagged.restored), (Some(30), Some(30)));
+        let log = sandbox.log_text().unwrap();
+        // RAISE LOG lines (the function's source, logged with pg_restore's statements, is not).
+        for line in log[mark..].lines().filter(|l| l.contains("LOG:  rds-pg-spy ran as")) {
+            assert!(
+                line.contains("LOG:  rds-pg-spy ran as alice"),
+                "the project's code ran as another role: {line}"
+            );
+        }
+        // The scratch database got hstore, from the source.
+        let created: Vec<String> = statements_since(sandbox, mark)
+            .into_iter()
+            .filter(|s| s.contains("CREATE EXTENSION"))
+            .collect();
+        assert!(
+            !created.is_empty() && created.iter().all(|s| s.contains("\"hstore\"")),
+            "{created:#?}"
+        );
+        // The detector works: a role the policy applies to is recorded.
+        let carol = project_user(sandbox, &mut master, "carol");
+        login(&alice, "shop")
+            .batch_execute("GRANT CONNECT ON DATABASE shop TO carol; GRANT SELECT ON tagged TO carol")
+            .unwrap();
+        let mark = log_mark(sandbox);
+        let seen: i64 = login(&carol, "shop")
+            .query_one("SELECT count(*) FROM tagged", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(seen, 30);
+        assert!(sandbox.log_text().unwrap()[mark..].contains("LOG:  rds-pg-spy ran as carol"));
+
+        // Named explicitly: exactly those. None: the archive's hstore is missing, and the
+        // verification fails with the typed error, the scratch database dropped.
+        let e = err(
+            verify_backup(
+                &mut master,
+                &VerifyOptions::new(alice.for_database("shop"), &archive).extensions([]),
+            ),
+            "verify_backup without extensions",
+        );
+        assert!(
+            matches!(&e, Error::MissingExtensions { extensions, .. } if extensions == &["hstore"]),
+            "{e:?}"
+        );
+        let left: i64 = sandbox
+            .connect_master()
+            .unwrap()
+            .query_one("SELECT count(*) FROM pg_database WHERE datname LIKE 'shop\\_verify\\_%'", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(left, 0, "no scratch database left behind");
+    }
+);
+
 /// Asserts that a dump's progress counted up to its total and named each of `tables`.
 fn assert_dump_progress(seen: &[Progress], tables: &[&str]) {
     let last = seen.last().expect("dump reports progress");
@@ -579,6 +870,11 @@ on_client_versions!(
         );
         assert!(archive.join("toc.dat").is_file());
         assert!(dumped.bytes > std::fs::metadata(archive.join("toc.dat")).unwrap().len());
+        assert_eq!(mode(&archive), 0o700, "the directory archive is private");
+        for file in std::fs::read_dir(&archive).unwrap() {
+            let file = file.unwrap().path();
+            assert_eq!(mode(&file), 0o600, "{}", file.display());
+        }
 
         create_database(&mut master, "shop_copy", "alice", &exts);
         let report = ok(

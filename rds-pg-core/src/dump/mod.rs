@@ -4,17 +4,23 @@
 //!
 //! ```no_run
 //! use rds_pg_core::dump::{dump, restore_with, DumpFormat, DumpOptions, RestoreOptions};
-//! use rds_pg_core::ConnectOptions;
+//! use rds_pg_core::{ConnectOptions, Extension, Provisioner};
 //!
 //! # fn main() -> rds_pg_core::Result<()> {
 //! let shop = ConnectOptions::from_env()?.user("shop").dbname("shop");
 //! let dumped = dump(&DumpOptions::new(shop.clone(), "shop.dump"))?;
 //! println!("{} bytes in {:?} with {}", dumped.bytes, dumped.duration, dumped.tool);
 //!
-//! // Into a database created for the purpose (owned by the restoring user, extensions made by
-//! // master): anything the user cannot restore is left out, the rest is one transaction.
-//! let options = RestoreOptions::new(shop.dbname("shop_copy"), "shop.dump");
-//! let report = restore_with(&options, None, &mut |p| eprintln!("{}/{}", p.done, p.total))?;
+//! // Into a database owned by the restoring user (never as master: the archive's content runs
+//! // with the restoring role's privileges). Master creates only the extensions named here, when
+//! // the target lacks them; anything the user cannot restore is left out, the rest is one
+//! // transaction.
+//! let mut master = Provisioner::connect(&ConnectOptions::from_env()?)?;
+//! let options = RestoreOptions::new(shop.dbname("shop_copy"), "shop.dump")
+//!     .create_extensions([Extension::Hstore]);
+//! let report = restore_with(&options, Some(&mut master), &mut |p| {
+//!     eprintln!("{}/{}", p.done, p.total)
+//! })?;
 //! for skipped in &report.skipped {
 //!     println!("left out {}: {}", skipped.entry, skipped.reason);
 //! }
@@ -25,7 +31,9 @@
 //!
 //! Passwords reach the tools only through a `0600` password file in a private temporary
 //! directory (`PGPASSFILE`), deleted when the tool has finished: never on argv, never in
-//! `PGPASSWORD`.
+//! `PGPASSWORD`. The tools inherit no `PG*` variable of this process (nor `DATABASE_URL` or
+//! `RDS_PG_*`): only those rds-pg sets for the connection. Archives are private: a dump file is
+//! created `0600`, a directory archive `0700` with its files `0600`, whatever the umask.
 
 mod restore;
 pub mod toc;
@@ -45,7 +53,7 @@ use crate::ident::SchemaName;
 
 pub use restore::{
     list_command, plan_restore, read_toc, restore, restore_command, restore_with, Progress,
-    RestoreOptions, RestorePlan, RestoreReport, SkipReason, SkippedEntry,
+    RestoreOptions, RestorePlan, RestoreReport, SkipReason, SkippedEntry, PRIVILEGED_ROLES,
 };
 pub use toc::{EntryKind, Toc, TocEntry, TocHeader};
 pub use tools::{ClientProgram, ClientTool, ToolWorkDir};
@@ -97,8 +105,9 @@ pub struct DumpOptions {
     /// How to connect: the project user (with its password or a pgpass entry) and, as dbname,
     /// the database to dump.
     pub connection: ConnectOptions,
-    /// The archive to write: a file (custom format) or a directory that does not exist yet or
-    /// is empty (directory format).
+    /// The archive to write: a file (custom format; created, or an existing one replaced) or a
+    /// directory that does not exist yet or is empty (directory format). The file gets mode
+    /// `0600`, the directory `0700` and its files `0600`, whatever the process umask.
     pub output: PathBuf,
     /// The archive format (default custom).
     pub format: DumpFormat,
@@ -216,7 +225,10 @@ pub fn dump_command(options: &DumpOptions, tool: &ClientTool, passfile: &Path) -
 /// Dumps a database as the user in `options.connection`.
 ///
 /// Reads the server version over a connection, picks a `pg_dump` at least as new
-/// ([`tools::find`]), writes the password to a private temporary `PGPASSFILE` and runs pg_dump.
+/// ([`tools::find`]), writes the password to a private temporary `PGPASSFILE`, creates the
+/// archive's file (`0600`) or directory (`0700`) and runs pg_dump, then sets the files of a
+/// directory archive to `0600`. When pg_dump fails, a file or directory the dump created is
+/// removed.
 ///
 /// # Errors
 /// [`Error::InvalidInput`] for bad options; connection errors; [`Error::ToolVersion`] when no
@@ -237,6 +249,7 @@ pub fn dump_with(options: &DumpOptions, progress: &mut dyn FnMut(&Progress)) -> 
     let (server, total) = server_version_and_tables(options)?;
     let tool = tools::find(ClientProgram::PgDump, server, options.tools_dir.as_deref())?;
     let work = ToolWorkDir::create(&options.connection)?;
+    let output = PrivateOutput::prepare(&options.output, options.format)?;
     let mut cmd = dump_command(options, &tool, work.passfile());
     cmd.arg("--verbose");
     let started = Instant::now();
@@ -257,8 +270,10 @@ pub fn dump_with(options: &DumpOptions, progress: &mut dyn FnMut(&Progress)) -> 
     let duration = started.elapsed();
     drop(work);
     if !status.success() {
+        output.discard();
         return Err(tools::tool_failed(&tool, status, diagnostics.join("\n")));
     }
+    output.finish()?;
     progress(&Progress {
         done: total.max(done),
         total: total.max(done),
@@ -272,6 +287,130 @@ pub fn dump_with(options: &DumpOptions, progress: &mut dyn FnMut(&Progress)) -> 
         tool,
         server_version: server.to_string(),
     })
+}
+
+/// The archive's place, made private before pg_dump writes into it: a custom-format file is
+/// created (or an existing one re-moded) `0600`, a directory-format directory created (or an
+/// existing empty one re-moded) `0700`, whatever the process umask. pg_dump creates the files of a
+/// directory archive with the umask's mode; [`PrivateOutput::finish`] sets them to `0600`
+/// (nobody else could open them meanwhile: the directory is `0700`).
+#[derive(Debug)]
+struct PrivateOutput {
+    path: PathBuf,
+    /// Whether rds-pg created the file or directory (removed again when pg_dump fails).
+    created: bool,
+    directory: bool,
+}
+
+impl PrivateOutput {
+    fn prepare(path: &Path, format: DumpFormat) -> Result<PrivateOutput> {
+        let context = || format!("preparing the archive {}", path.display());
+        let existed = std::fs::symlink_metadata(path).is_ok();
+        let directory = format == DumpFormat::Directory;
+        if directory {
+            if !existed {
+                let mut builder = std::fs::DirBuilder::new();
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::DirBuilderExt;
+                    builder.mode(0o700);
+                }
+                builder.create(path).map_err(|e| Error::io(context(), e))?;
+                set_mode(path, 0o700)?;
+            } else if path.is_dir() {
+                let empty = std::fs::read_dir(path)
+                    .map_err(|e| Error::io(context(), e))?
+                    .next()
+                    .is_none();
+                // A directory with files in it is pg_dump's to refuse; an empty one becomes the
+                // archive.
+                if empty {
+                    set_mode(path, 0o700)?;
+                }
+            }
+        } else {
+            let mut open = std::fs::OpenOptions::new();
+            open.write(true).create(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                open.mode(0o600);
+            }
+            // When it cannot be opened (a directory in the way, a missing parent, no
+            // permission), pg_dump cannot open it either, and says so in its own words.
+            if let Ok(file) = open.open(path) {
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    // The umask may have taken bits away, an existing file may have had more.
+                    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                        .map_err(|e| Error::io(context(), e))?;
+                }
+                #[cfg(not(unix))]
+                drop(file);
+            }
+        }
+        Ok(PrivateOutput {
+            path: path.to_owned(),
+            created: !existed && std::fs::symlink_metadata(path).is_ok(),
+            directory,
+        })
+    }
+
+    /// After a successful dump: every file of a directory archive `0600`, the directory `0700`.
+    fn finish(self) -> Result<()> {
+        if self.directory {
+            make_private(&self.path)?;
+        }
+        Ok(())
+    }
+
+    /// After a failed dump: removes what rds-pg created (a partial archive is not a backup);
+    /// anything that was there before is left, made private.
+    fn discard(self) {
+        if self.created {
+            let _ = if self.directory {
+                std::fs::remove_dir_all(&self.path)
+            } else {
+                std::fs::remove_file(&self.path)
+            };
+        } else if self.directory {
+            let _ = make_private(&self.path);
+        }
+    }
+}
+
+/// Sets `path`'s permission bits to `mode` (Unix; elsewhere nothing).
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io(format!("making {} private", path.display()), e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+    Ok(())
+}
+
+/// A directory archive made private: the directory and its subdirectories `0700`, its files
+/// `0600` (symbolic links are left alone; pg_dump writes none).
+fn make_private(dir: &Path) -> Result<()> {
+    set_mode(dir, 0o700)?;
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+        let kind = entry
+            .file_type()
+            .map_err(|e| Error::io(format!("reading {}", entry.path().display()), e))?;
+        if kind.is_dir() {
+            make_private(&entry.path())?;
+        } else if kind.is_file() {
+            set_mode(&entry.path(), 0o600)?;
+        }
+    }
+    Ok(())
 }
 
 /// A line of `pg_dump --verbose`'s standard error.
@@ -312,15 +451,22 @@ fn server_version_and_tables(options: &DumpOptions) -> Result<(ServerVersion, us
         .map(|s| s.as_str().to_owned())
         .collect();
     let row = client.query_typed_one(
-        "SELECT current_setting('server_version_num')::int4,
-                (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                  WHERE c.relkind = 'r' AND n.nspname <> ALL($1)
-                    AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-                    AND n.nspname NOT LIKE 'pg\\_%'
-                    AND (NOT EXISTS (SELECT 1 FROM pg_depend d
-                                      WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
-                                        AND d.deptype = 'e')
-                         OR EXISTS (SELECT 1 FROM pg_extension e WHERE c.oid = ANY(e.extconfig))))",
+        "SELECT pg_catalog.current_setting('server_version_num')::pg_catalog.int4,
+                (SELECT pg_catalog.count(*)
+                   FROM pg_catalog.pg_class c
+                   JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+                  WHERE c.relkind OPERATOR(pg_catalog.=) 'r'
+                    AND n.nspname::pg_catalog.text OPERATOR(pg_catalog.<>) ALL($1)
+                    AND n.nspname::pg_catalog.text
+                        OPERATOR(pg_catalog.<>) ALL('{pg_catalog,information_schema}')
+                    AND n.nspname::pg_catalog.text OPERATOR(pg_catalog.!~~) 'pg\\_%'
+                    AND (NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                                      WHERE d.classid OPERATOR(pg_catalog.=)
+                                            'pg_catalog.pg_class'::pg_catalog.regclass
+                                        AND d.objid OPERATOR(pg_catalog.=) c.oid
+                                        AND d.deptype OPERATOR(pg_catalog.=) 'e')
+                         OR EXISTS (SELECT 1 FROM pg_catalog.pg_extension e
+                                     WHERE c.oid OPERATOR(pg_catalog.=) ANY(e.extconfig))))",
         &[(&excluded, postgres::types::Type::TEXT_ARRAY)],
     )?;
     let version: i32 = row.get(0);
@@ -447,5 +593,57 @@ mod tests {
             DumpFormat::Directory
         );
         assert!("tar".parse::<DumpFormat>().is_err());
+    }
+
+    #[cfg(unix)]
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn archives_are_made_private_before_and_after_pg_dump() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        // A new file, and an existing one readable by everybody.
+        let new = dir.path().join("new.dump");
+        PrivateOutput::prepare(&new, DumpFormat::Custom).unwrap();
+        assert_eq!(mode(&new), 0o600);
+        let old = dir.path().join("old.dump");
+        std::fs::write(&old, b"previous archive").unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let output = PrivateOutput::prepare(&old, DumpFormat::Custom).unwrap();
+        assert_eq!(mode(&old), 0o600, "re-moded before pg_dump writes into it");
+        assert!(!output.created);
+        output.discard();
+        assert!(old.exists(), "a file that was there is not removed");
+
+        // A directory archive: created 0700; files pg_dump left with the umask's mode, 0600.
+        let archive = dir.path().join("shop.dir");
+        let output = PrivateOutput::prepare(&archive, DumpFormat::Directory).unwrap();
+        assert_eq!(mode(&archive), 0o700);
+        std::fs::write(archive.join("toc.dat"), b"toc").unwrap();
+        std::fs::set_permissions(
+            archive.join("toc.dat"),
+            std::fs::Permissions::from_mode(0o666),
+        )
+        .unwrap();
+        output.finish().unwrap();
+        assert_eq!(mode(&archive.join("toc.dat")), 0o600);
+
+        // An existing empty directory becomes private; a failed dump removes only what it made.
+        let empty = dir.path().join("empty.dir");
+        std::fs::create_dir(&empty).unwrap();
+        std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o755)).unwrap();
+        PrivateOutput::prepare(&empty, DumpFormat::Directory)
+            .unwrap()
+            .discard();
+        assert_eq!(mode(&empty), 0o700);
+        let made = dir.path().join("made.dir");
+        let output = PrivateOutput::prepare(&made, DumpFormat::Directory).unwrap();
+        std::fs::write(made.join("1.dat.gz"), b"partial").unwrap();
+        output.discard();
+        assert!(!made.exists(), "a partial archive is not left behind");
     }
 }

@@ -1,5 +1,6 @@
-//! Restoring an archive as the project user: read its table of contents, leave out what the
-//! user cannot and need not restore, run pg_restore on the rest in one transaction.
+//! Restoring an archive as the project user: check that the restoring role is the target's
+//! owner and holds no privilege beyond it, read the archive's table of contents, leave out what
+//! the user cannot and need not restore, run pg_restore on the rest in one transaction.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
@@ -22,8 +23,9 @@ use crate::spec::Extension;
 /// What to restore, where to, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestoreOptions {
-    /// How to connect: the restoring user (the target database's owner) and, as dbname, the
-    /// existing target database.
+    /// How to connect: the restoring user and, as dbname, the existing target database. The
+    /// user must be the target's owner and hold no privilege beyond it (see [`restore_with`]):
+    /// whatever the archive holds runs with this user's privileges.
     pub connection: ConnectOptions,
     /// The archive: a custom-format file or a directory-format directory.
     pub archive: PathBuf,
@@ -35,18 +37,31 @@ pub struct RestoreOptions {
     /// Where `pg_restore` is; `None` searches `PATH` then `/usr/lib/postgresql/*/bin`. A
     /// configured directory is the only place searched.
     pub tools_dir: Option<PathBuf>,
+    /// Extensions master may create in the target before the restore (with the ones they
+    /// require), when the target lacks them: the only extensions created on the restore's
+    /// behalf. An extension the archive uses that the target lacks and that is not named here
+    /// fails the restore ([`Error::MissingExtensions`]) before anything changes. Default none.
+    pub create_extensions: Vec<Extension>,
 }
 
 impl RestoreOptions {
     /// Restores `archive` into the database `connection` names, in one transaction, tools
-    /// searched for.
+    /// searched for, no extension created.
     pub fn new(connection: ConnectOptions, archive: impl Into<PathBuf>) -> Self {
         RestoreOptions {
             connection,
             archive: archive.into(),
             jobs: None,
             tools_dir: None,
+            create_extensions: Vec::new(),
         }
+    }
+
+    /// Names extensions master may create in the target first, when it lacks them (added to
+    /// those already named; needs master's [`Provisioner`] in [`restore_with`]).
+    pub fn create_extensions(mut self, extensions: impl IntoIterator<Item = Extension>) -> Self {
+        self.create_extensions.extend(extensions);
+        self
     }
 
     /// Restores into `database` instead of the connection's database.
@@ -115,6 +130,12 @@ pub enum SkipReason {
         /// The table's owner in the target.
         owner: String,
     },
+    /// The extension is one the caller named for master to create in the target before the
+    /// restore ([`RestoreOptions::create_extensions`]).
+    ExtensionCreatedFirst {
+        /// The extension.
+        extension: String,
+    },
     /// Privileges (`ACL`, `DEFAULT ACL`) are not copied (`--no-acl`): the target's grants are
     /// made by rds-pg for the target's roles.
     Privileges,
@@ -143,6 +164,10 @@ impl fmt::Display for SkipReason {
                 "{table} is an extension's configuration table owned by {owner}, which the \
                  restoring user may not write; the extension provides its rows (rows added by \
                  hand in the source are not restored)"
+            ),
+            SkipReason::ExtensionCreatedFirst { extension } => write!(
+                f,
+                "extension {extension} is created by master before the restore (named by the caller)"
             ),
             SkipReason::Privileges => f.write_str("privileges are not copied (--no-acl)"),
             SkipReason::SchemaNotOwned { schema, owner } => write!(
@@ -173,8 +198,8 @@ pub struct Progress {
     pub message: String,
 }
 
-/// What a restore would do: the archive's entries, those left out and why, and the extensions
-/// the target lacks.
+/// What a restore would do: the archive's entries, those left out and why, the extensions master
+/// would create first and those the target lacks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestorePlan {
     /// The target database.
@@ -189,7 +214,12 @@ pub struct RestorePlan {
     pub kept: Vec<TocEntry>,
     /// The entries left out.
     pub skipped: Vec<SkippedEntry>,
-    /// Extensions the archive uses that the target lacks (master must create them first).
+    /// Extensions named in [`RestoreOptions::create_extensions`] (and those they require) that
+    /// the target lacks: master creates them before pg_restore runs.
+    pub create_extensions: Vec<String>,
+    /// Extensions the archive uses that the target lacks and that are not named for master to
+    /// create: the restore refuses ([`Error::MissingExtensions`]) until master creates them or
+    /// they are named.
     pub missing_extensions: Vec<String>,
 }
 
@@ -227,7 +257,8 @@ pub struct RestoreReport {
     pub entries_restored: usize,
     /// Entries left out, and why.
     pub skipped: Vec<SkippedEntry>,
-    /// Extensions master created in the target first (only when a master was passed).
+    /// Extensions master created in the target first: those named in
+    /// [`RestoreOptions::create_extensions`] (and the ones they require) that it lacked.
     pub created_extensions: Vec<String>,
     /// Whether it ran as one transaction.
     pub single_transaction: bool,
@@ -245,10 +276,8 @@ pub struct RestoreReport {
 
 /// `pg_restore --list <archive>`: the table of contents, without connecting anywhere.
 pub fn list_command(tool: &ClientTool, archive: &Path) -> Command {
-    let mut cmd = Command::new(&tool.path);
-    cmd.env("LC_ALL", "C")
-        .arg("--list")
-        .arg(positional(archive));
+    let mut cmd = tools::tool_command(&tool.path);
+    cmd.arg("--list").arg(positional(archive));
     cmd
 }
 
@@ -326,16 +355,20 @@ pub(crate) struct TargetFacts {
 
 fn target_facts(client: &mut Client) -> Result<TargetFacts> {
     let mut facts = TargetFacts::default();
-    for row in client.query("SELECT extname::text FROM pg_catalog.pg_extension", &[])? {
+    for row in client.query(
+        "SELECT extname::pg_catalog.text FROM pg_catalog.pg_extension",
+        &[],
+    )? {
         facts.extensions.insert(row.get(0));
     }
     let rows = client.query(
-        "SELECT n.nspname::text, c.relname::text, pg_catalog.pg_get_userbyid(c.relowner)::text,
+        "SELECT n.nspname::pg_catalog.text, c.relname::pg_catalog.text,
+                pg_catalog.pg_get_userbyid(c.relowner)::pg_catalog.text,
                 pg_catalog.has_table_privilege(c.oid, 'INSERT')
            FROM pg_catalog.pg_extension e
-          CROSS JOIN LATERAL unnest(e.extconfig) AS cfg(reloid)
-           JOIN pg_catalog.pg_class c ON c.oid = cfg.reloid
-           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace",
+          CROSS JOIN LATERAL pg_catalog.unnest(e.extconfig) AS cfg(reloid)
+           JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) cfg.reloid
+           JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace",
         &[],
     )?;
     for row in rows {
@@ -344,7 +377,7 @@ fn target_facts(client: &mut Client) -> Result<TargetFacts> {
             .push((row.get(0), row.get(1), row.get(2), row.get(3)));
     }
     let rows = client.query(
-        "SELECT nspname::text, pg_catalog.pg_get_userbyid(nspowner)::text,
+        "SELECT nspname::pg_catalog.text, pg_catalog.pg_get_userbyid(nspowner)::pg_catalog.text,
                 pg_catalog.pg_has_role(nspowner, 'USAGE')
            FROM pg_catalog.pg_namespace",
         &[],
@@ -355,20 +388,27 @@ fn target_facts(client: &mut Client) -> Result<TargetFacts> {
     Ok(facts)
 }
 
-/// Sorts the archive's entries into kept and skipped for a target, and lists the extensions the
-/// target lacks. Pure: the rules of `rds-semantics.md` §4.
+/// Sorts the archive's entries into kept and skipped for a target where master first creates
+/// the extensions in `created_first`, and lists the archive's extensions the target lacks
+/// otherwise. Pure: the rules of `rds-semantics.md` §4.
 pub(crate) fn filter_entries(
     toc: &Toc,
     target: &TargetFacts,
+    created_first: &BTreeSet<String>,
 ) -> (Vec<TocEntry>, Vec<SkippedEntry>, Vec<String>) {
     let mut kept = Vec::new();
     let mut skipped = Vec::new();
     let mut missing = Vec::new();
+    let present = |ext: &str| target.extensions.contains(ext) || created_first.contains(ext);
     for entry in &toc.entries {
         let reason = match &entry.kind {
             EntryKind::Extension => {
                 if target.extensions.contains(&entry.name) {
                     Some(SkipReason::ExtensionExists {
+                        extension: entry.name.clone(),
+                    })
+                } else if created_first.contains(&entry.name) {
+                    Some(SkipReason::ExtensionCreatedFirst {
                         extension: entry.name.clone(),
                     })
                 } else {
@@ -378,11 +418,9 @@ pub(crate) fn filter_entries(
             }
             EntryKind::Acl | EntryKind::DefaultAcl => Some(SkipReason::Privileges),
             EntryKind::Comment => match entry.target() {
-                Some(("EXTENSION", ext)) if target.extensions.contains(ext) => {
-                    Some(SkipReason::ExtensionComment {
-                        extension: ext.to_owned(),
-                    })
-                }
+                Some(("EXTENSION", ext)) if present(ext) => Some(SkipReason::ExtensionComment {
+                    extension: ext.to_owned(),
+                }),
                 Some(("SCHEMA", schema)) => target
                     .schemas
                     .iter()
@@ -420,37 +458,181 @@ pub(crate) fn filter_entries(
     (kept, skipped, missing)
 }
 
-/// Connects to the target as the restoring user and checks that it may restore there.
+/// Roles whose members rds-pg never lets restore an archive: membership (direct or through any
+/// chain) gives powers beyond a database owner's. Those a server lacks are ignored.
+pub const PRIVILEGED_ROLES: &[&str] = &[
+    "rds_superuser",
+    "rds_password",
+    "rds_replication",
+    "pg_read_all_data",
+    "pg_write_all_data",
+    "pg_signal_backend",
+    "pg_monitor",
+];
+
+/// The role a restore logs in as, as the target database sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RestoringRole {
+    /// The login (session) role: what an archive entry's `RESET ROLE` returns to.
+    pub role: String,
+    /// The connected database.
+    pub database: String,
+    /// Its owner.
+    pub owner: String,
+    /// Whether the role is the owner.
+    pub is_owner: bool,
+    /// What makes the role privileged: its own attributes (`CREATEROLE`) and the roles it is a
+    /// member of that are privileged (`member of rds_superuser`, `member of master (CREATEDB,
+    /// CREATEROLE)`). Empty for an ordinary project role.
+    pub privileges: Vec<String>,
+}
+
+/// Reads, over `client`, who the session's login role is, whether it owns the connected
+/// database and what makes it privileged: SUPERUSER, CREATEROLE, CREATEDB, REPLICATION or
+/// BYPASSRLS on itself or on any role it is a member of (directly or through any chain, whatever
+/// the INHERIT and SET options: an archive entry can `SET ROLE`), or membership of a role in
+/// [`PRIVILEGED_ROLES`].
+pub(crate) fn restoring_role(client: &mut Client) -> Result<RestoringRole> {
+    let row = client.query_one(
+        "SELECT s.rolname::pg_catalog.text, pg_catalog.current_database()::pg_catalog.text,
+                pg_catalog.pg_get_userbyid(d.datdba)::pg_catalog.text,
+                d.datdba OPERATOR(pg_catalog.=) s.oid
+           FROM pg_catalog.pg_database d, pg_catalog.pg_roles s
+          WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()
+            AND s.rolname OPERATOR(pg_catalog.=) SESSION_USER",
+        &[],
+    )?;
+    let named: Vec<&str> = PRIVILEGED_ROLES.to_vec();
+    let rows = client.query(
+        "SELECT r.rolname::pg_catalog.text, r.rolname OPERATOR(pg_catalog.=) SESSION_USER,
+                r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolreplication, r.rolbypassrls
+           FROM pg_catalog.pg_roles r
+          WHERE pg_catalog.pg_has_role(SESSION_USER, r.oid, 'MEMBER')
+            AND (r.rolsuper OR r.rolcreaterole OR r.rolcreatedb OR r.rolreplication
+                 OR r.rolbypassrls
+                 OR r.rolname::pg_catalog.text OPERATOR(pg_catalog.=) ANY($1::pg_catalog.text[]))
+          ORDER BY 2 DESC, 1",
+        &[&named],
+    )?;
+    let mut privileges = Vec::new();
+    for r in rows {
+        let (name, itself): (String, bool) = (r.get(0), r.get(1));
+        let attributes: Vec<&str> = [
+            "SUPERUSER",
+            "CREATEROLE",
+            "CREATEDB",
+            "REPLICATION",
+            "BYPASSRLS",
+        ]
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| r.get::<_, bool>(i + 2))
+        .map(|(_, a)| a)
+        .collect();
+        if itself {
+            privileges.extend(attributes.into_iter().map(str::to_owned));
+        } else if attributes.is_empty() {
+            privileges.push(format!("member of {name}"));
+        } else {
+            privileges.push(format!("member of {name} ({})", attributes.join(", ")));
+        }
+    }
+    Ok(RestoringRole {
+        role: row.get(0),
+        database: row.get(1),
+        owner: row.get(2),
+        is_owner: row.get(3),
+        privileges,
+    })
+}
+
+impl RestoringRole {
+    /// The refusal when the role is privileged ([`Error::RestoreRole`]).
+    pub(crate) fn refuse_privileged(&self) -> Result<()> {
+        if self.privileges.is_empty() {
+            Ok(())
+        } else {
+            Err(self.refusal())
+        }
+    }
+
+    /// The refusal when the role is not the owner or is privileged ([`Error::RestoreRole`]).
+    pub(crate) fn refuse_unless_owner(&self) -> Result<()> {
+        self.refuse_privileged()?;
+        if self.is_owner {
+            Ok(())
+        } else {
+            Err(self.refusal())
+        }
+    }
+
+    fn refusal(&self) -> Error {
+        let hint = if self.is_owner {
+            "restore into a database owned by a project user that holds none of these \
+             privileges (`rds-pg db create DB --owner USER`), connected as that user: e.g. \
+             PGUSER=<owner> with its password in a pgpass file, as the seed restores"
+                .to_owned()
+        } else {
+            format!(
+                "restore as the owner: connect as {:?}, the project user who owns the database \
+                 (e.g. PGUSER={} with its password in a pgpass file, as the seed restores), not \
+                 as {:?}",
+                self.owner,
+                shell_word(&self.owner),
+                self.role
+            )
+        };
+        Error::RestoreRole {
+            database: self.database.clone(),
+            role: self.role.clone(),
+            owner: self.owner.clone(),
+            privileges: self.privileges.clone(),
+            hint,
+        }
+    }
+}
+
+/// `name` as one shell word (quoted when it holds anything but letters, digits and `._-`).
+fn shell_word(name: &str) -> String {
+    if !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    {
+        name.to_owned()
+    } else {
+        format!("'{}'", name.replace('\'', r"'\''"))
+    }
+}
+
+/// Connects to the target as the restoring user and checks that it may restore there: it must
+/// be the target's owner and hold no privilege beyond it.
 fn connect_target(options: &RestoreOptions) -> Result<(Client, ServerVersion)> {
     let mut client = crate::connect::connect(&options.connection)?;
     let version = ServerVersion::query(&mut client)?;
-    let row = client.query_one(
-        "SELECT current_user::text, pg_catalog.pg_get_userbyid(d.datdba)::text,
-                pg_catalog.pg_has_role(d.datdba, 'USAGE')
-           FROM pg_catalog.pg_database d WHERE d.datname = current_database()",
-        &[],
-    )?;
-    let (user, owner, usable): (String, String, bool) = (row.get(0), row.get(1), row.get(2));
-    if !usable {
-        return Err(Error::PermissionDenied {
-            message: format!(
-                "{user:?} does not own database {:?} (its owner is {owner:?})",
-                options.connection.get_dbname()
-            ),
-            hint: Some(format!(
-                "restore as {owner:?}, or create the target database owned by {user:?}"
-            )),
-            source: None,
-        });
-    }
+    restoring_role(&mut client)?.refuse_unless_owner()?;
     Ok((client, version))
 }
 
-/// Plans a restore without changing anything: reads the archive's table of contents and the
-/// target, and says what would be left out and which extensions are missing.
+/// The extensions named in `options` and those they require, by name.
+fn named_extensions(options: &RestoreOptions) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for extension in &options.create_extensions {
+        names.insert(extension.name().to_owned());
+        for required in extension.requires() {
+            names.insert(required.name().to_owned());
+        }
+    }
+    names
+}
+
+/// Plans a restore without changing anything: checks the restoring role, reads the archive's
+/// table of contents and the target, and says what would be left out, which named extensions
+/// master would create first and which of the archive's extensions are missing.
 ///
 /// # Errors
-/// As [`restore`], except that missing extensions are listed in the plan, not an error.
+/// As [`restore_with`], except that missing extensions are listed in the plan, not an error,
+/// and that naming extensions without a master is not checked.
 pub fn plan_restore(options: &RestoreOptions) -> Result<RestorePlan> {
     options.validate()?;
     let (mut client, server) = connect_target(options)?;
@@ -461,7 +643,11 @@ pub fn plan_restore(options: &RestoreOptions) -> Result<RestorePlan> {
     )?;
     let toc = read_toc(&tool, &options.archive)?;
     let facts = target_facts(&mut client)?;
-    let (kept, skipped, missing_extensions) = filter_entries(&toc, &facts);
+    let create_extensions: BTreeSet<String> = named_extensions(options)
+        .into_iter()
+        .filter(|name| !facts.extensions.contains(name))
+        .collect();
+    let (kept, skipped, missing_extensions) = filter_entries(&toc, &facts, &create_extensions);
     Ok(RestorePlan {
         database: options.connection.get_dbname().to_owned(),
         server_version: server.to_string(),
@@ -469,6 +655,7 @@ pub fn plan_restore(options: &RestoreOptions) -> Result<RestorePlan> {
         toc,
         kept,
         skipped,
+        create_extensions: create_extensions.into_iter().collect(),
         missing_extensions,
     })
 }
@@ -484,42 +671,63 @@ pub fn restore(options: &RestoreOptions) -> Result<RestoreReport> {
 
 /// Restores an archive into an existing database owned by the connecting user.
 ///
-/// 1. Reads the archive's table of contents (`pg_restore --list`).
-/// 2. Leaves out what a non-superuser cannot and need not restore (see [`SkipReason`]).
-/// 3. Runs `pg_restore --use-list` on the rest with `--no-owner --no-acl`, in one transaction
+/// 1. Checks, over the restoring user's connection, that its login role is the target
+///    database's owner and is not privileged (SUPERUSER, CREATEROLE, CREATEDB, REPLICATION,
+///    BYPASSRLS, or a member — through any chain — of a role that is, or of one of
+///    [`PRIVILEGED_ROLES`]): the archive's content runs with that role's privileges, and `SET
+///    ROLE` is no boundary (an entry can `RESET ROLE`). Master is refused.
+/// 2. Reads the archive's table of contents (`pg_restore --list`).
+/// 3. Checks the extensions: those the archive uses must exist in the target or be named in
+///    [`RestoreOptions::create_extensions`]; master creates the named ones the target lacks
+///    ([`Provisioner::ensure_extensions`]). Nothing is created that the caller did not name.
+/// 4. Leaves out what a non-superuser cannot and need not restore (see [`SkipReason`]).
+/// 5. Runs `pg_restore --use-list` on the rest with `--no-owner --no-acl`, in one transaction
 ///    unless `options.jobs` asks for several jobs.
 ///
-/// Extensions the archive uses must exist in the target; with `master`, the missing ones are
-/// created first ([`Provisioner::ensure_extensions`]). `progress` is called as pg_restore works
-/// through the entries, and once more when it has finished.
+/// `progress` is called as pg_restore works through the entries, and once more when it has
+/// finished.
 ///
 /// # Errors
-/// [`Error::MissingExtensions`] listing the extensions the target lacks (without `master`), or for a
-/// missing archive; [`Error::PermissionDenied`] when the user does not own the target;
-/// [`Error::ToolVersion`] when no pg_restore is new enough; [`Error::Tool`] with pg_restore's
-/// standard error when the archive cannot be read or an entry fails — in one transaction the
-/// target is then left exactly as it was.
+/// [`Error::InvalidInput`] for extensions named without `master` (before connecting) and as
+/// [`RestoreOptions::validate`]; [`Error::RestoreRole`] (kind `PolicyViolation`) when the user
+/// is not the target's owner or is privileged; [`Error::MissingExtensions`] listing the
+/// extensions the target lacks that were not named; [`Error::ToolVersion`] when no pg_restore is
+/// new enough; [`Error::Tool`] with pg_restore's standard error when the archive cannot be read
+/// or an entry fails — in one transaction the target is then left exactly as it was. All but the
+/// last are reported before anything changes.
 pub fn restore_with(
     options: &RestoreOptions,
     master: Option<&mut Provisioner>,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<RestoreReport> {
+    if !options.create_extensions.is_empty() && master.is_none() {
+        let names: Vec<&str> = options.create_extensions.iter().map(|e| e.name()).collect();
+        return Err(Error::InvalidInput(format!(
+            "the restore names extensions for master to create ({}) but has no master \
+             connection to create them with",
+            names.join(", ")
+        )));
+    }
     let mut plan = plan_restore(options)?;
-    let mut created_extensions = Vec::new();
     if !plan.missing_extensions.is_empty() {
-        let Some(master) = master else {
-            return Err(missing_extensions_error(&plan));
-        };
+        return Err(missing_extensions_error(&plan));
+    }
+    let mut created_extensions = Vec::new();
+    if !plan.create_extensions.is_empty() {
+        let master = master.expect("checked above: extensions are named only with a master");
         let database = DatabaseName::new(plan.database.clone())?;
         let extensions = plan
-            .missing_extensions
+            .create_extensions
             .iter()
             .map(|name| Extension::from_name(name))
             .collect::<Result<Vec<_>>>()?;
         master.ensure_extensions(&database, &extensions)?;
-        created_extensions = plan.missing_extensions.clone();
+        created_extensions = plan.create_extensions.clone();
         plan = plan_restore(options)?;
-        if !plan.missing_extensions.is_empty() {
+        if !plan.missing_extensions.is_empty() || !plan.create_extensions.is_empty() {
+            let mut plan = plan.clone();
+            plan.missing_extensions
+                .extend(plan.create_extensions.clone());
             return Err(missing_extensions_error(&plan));
         }
     }
@@ -729,7 +937,7 @@ mod tests {
     #[test]
     fn leaves_out_existing_extensions_their_comments_and_privileges() {
         let toc = Toc::parse(LISTING).unwrap();
-        let (kept, skipped, missing) = filter_entries(&toc, &facts(true, true));
+        let (kept, skipped, missing) = filter_entries(&toc, &facts(true, true), &BTreeSet::new());
         assert_eq!(missing, ["ltree"]);
         assert_eq!(
             ids(&kept),
@@ -775,9 +983,89 @@ mod tests {
     }
 
     #[test]
+    fn extensions_named_for_master_are_left_out_and_not_missing() {
+        let toc = Toc::parse(LISTING).unwrap();
+        let named: BTreeSet<String> = ["ltree".to_owned()].into();
+        let (kept, skipped, missing) = filter_entries(&toc, &facts(true, true), &named);
+        assert!(missing.is_empty(), "{missing:?}");
+        assert!(!ids(&kept).contains(&5) && !ids(&kept).contains(&6));
+        let reason = |id: u32| {
+            skipped
+                .iter()
+                .find(|s| s.entry.dump_id == id)
+                .map(|s| s.reason.clone())
+        };
+        assert_eq!(
+            reason(5),
+            Some(SkipReason::ExtensionCreatedFirst {
+                extension: "ltree".into()
+            })
+        );
+        assert_eq!(
+            reason(6),
+            Some(SkipReason::ExtensionComment {
+                extension: "ltree".into()
+            })
+        );
+    }
+
+    #[test]
+    fn named_extensions_include_what_they_require() {
+        let options = RestoreOptions::new(ConnectOptions::new(), "a.dump")
+            .create_extensions([Extension::PostgisTopology])
+            .create_extensions([Extension::Hstore]);
+        let names: Vec<String> = named_extensions(&options).into_iter().collect();
+        assert_eq!(names, ["hstore", "postgis", "postgis_topology"]);
+    }
+
+    #[test]
+    fn the_refusal_says_how_to_restore_as_the_owner() {
+        let master = RestoringRole {
+            role: "master".into(),
+            database: "shop".into(),
+            owner: "shop".into(),
+            is_owner: false,
+            privileges: vec![
+                "CREATEROLE".into(),
+                "CREATEDB".into(),
+                "member of rds_superuser".into(),
+            ],
+        };
+        let e = master.refuse_unless_owner().unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::PolicyViolation);
+        let text = e.to_string();
+        assert!(
+            text.contains("privileged (CREATEROLE, CREATEDB, member of rds_superuser)"),
+            "{text}"
+        );
+        assert!(e.hint().unwrap().contains("PGUSER=shop"), "{text}");
+        assert!(
+            !text.contains("SET ROLE") && !text.contains("--role"),
+            "{text}"
+        );
+        let other = RestoringRole {
+            privileges: Vec::new(),
+            role: "bob".into(),
+            ..master.clone()
+        };
+        assert!(other.refuse_privileged().is_ok());
+        let text = other.refuse_unless_owner().unwrap_err().to_string();
+        assert!(
+            text.contains("not the database's owner (\"shop\")"),
+            "{text}"
+        );
+        let owner = RestoringRole {
+            is_owner: true,
+            ..other
+        };
+        assert!(owner.refuse_unless_owner().is_ok());
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+    }
+
+    #[test]
     fn extension_config_rows_the_user_cannot_write_are_left_out() {
         let toc = Toc::parse(LISTING).unwrap();
-        let (kept, skipped, _) = filter_entries(&toc, &facts(false, true));
+        let (kept, skipped, _) = filter_entries(&toc, &facts(false, true), &BTreeSet::new());
         assert!(!ids(&kept).contains(&4283));
         assert!(ids(&kept).contains(&4439), "ordinary table data stays");
         let s = skipped.iter().find(|s| s.entry.dump_id == 4283).unwrap();
@@ -794,7 +1082,7 @@ mod tests {
     #[test]
     fn comment_on_a_schema_of_another_role_is_left_out() {
         let toc = Toc::parse(LISTING).unwrap();
-        let (kept, skipped, _) = filter_entries(&toc, &facts(true, false));
+        let (kept, skipped, _) = filter_entries(&toc, &facts(true, false), &BTreeSet::new());
         assert!(!ids(&kept).contains(&4335));
         assert!(
             ids(&kept).contains(&3),
@@ -811,7 +1099,8 @@ mod tests {
     #[test]
     fn list_file_comments_out_what_is_left_out() {
         let toc = Toc::parse(LISTING).unwrap();
-        let (kept, skipped, missing_extensions) = filter_entries(&toc, &facts(true, true));
+        let (kept, skipped, missing_extensions) =
+            filter_entries(&toc, &facts(true, true), &BTreeSet::new());
         let plan = RestorePlan {
             database: "dst".into(),
             server_version: "15.18".into(),
@@ -824,6 +1113,7 @@ mod tests {
             toc: toc.clone(),
             kept,
             skipped,
+            create_extensions: Vec::new(),
             missing_extensions,
         };
         let text = plan.list_file();

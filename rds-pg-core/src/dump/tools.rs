@@ -79,9 +79,9 @@ pub fn parse_version_output(output: &str) -> Option<(String, u32)> {
 /// [`Error::Io`] when the program cannot run, [`Error::Tool`] when its output is not a
 /// PostgreSQL version line.
 pub fn probe(program: ClientProgram, path: &Path) -> Result<ClientTool> {
-    let out = Command::new(path)
+    let out = tool_command(path)
         .arg("--version")
-        .env("LC_ALL", "C")
+        .stdin(std::process::Stdio::null())
         .output()
         .map_err(|e| Error::io(format!("running {} --version", path.display()), e))?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -250,23 +250,47 @@ pub(crate) fn private_file(path: &Path) -> Result<std::fs::File> {
         .map_err(|e| Error::io(format!("creating {}", path.display()), e))
 }
 
+/// A command for `program` whose environment is this process's without any variable that may
+/// carry master's credentials ([`crate::credentials::is_credential_variable`]: every `PG*` and
+/// `RDS_PG_*` variable and `DATABASE_URL`), with C messages (the output is parsed).
+pub fn tool_command(program: &Path) -> Command {
+    tool_command_with_env(program, std::env::vars_os())
+}
+
+fn tool_command_with_env(
+    program: &Path,
+    environment: impl IntoIterator<Item = (OsString, OsString)>,
+) -> Command {
+    let mut cmd = Command::new(program);
+    crate::credentials::environment_without_credentials(&mut cmd, environment);
+    cmd.env("LC_ALL", "C");
+    cmd
+}
+
 /// A command for `tool` that connects with `connection`: host, port, user and database on argv;
-/// the password only through `PGPASSFILE=passfile`; TLS through `PGSSLMODE`/`PGSSLROOTCERT`; every
-/// other `PG*` variable of this process removed; C messages (the output is parsed). Never prompts
-/// for a password (`--no-password`).
+/// the password only through `PGPASSFILE=passfile`; TLS through `PGSSLMODE`/`PGSSLROOTCERT`.
+///
+/// The only `PG*` variables the tool sees are those set here (`PGPASSFILE`, `PGSSLMODE`,
+/// `PGAPPNAME`, and `PGSSLROOTCERT`/`PGCONNECT_TIMEOUT` when the connection has them): none is
+/// inherited from this process (no `PGPASSWORD`, `PGOPTIONS`, `PGSERVICE`, `PGSERVICEFILE`, …),
+/// and neither is `DATABASE_URL` or an `RDS_PG_*` variable (see [`tool_command`]). C messages
+/// (the output is parsed). Never prompts for a password (`--no-password`).
 pub fn connection_command(
     tool: &ClientTool,
     connection: &ConnectOptions,
     passfile: &Path,
 ) -> Command {
-    let mut cmd = Command::new(&tool.path);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("PG") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("LC_ALL", "C")
-        .env("PGPASSFILE", passfile)
+    connection_command_with_env(tool, connection, passfile, std::env::vars_os())
+}
+
+fn connection_command_with_env(
+    tool: &ClientTool,
+    connection: &ConnectOptions,
+    passfile: &Path,
+    environment: impl IntoIterator<Item = (OsString, OsString)>,
+) -> Command {
+    let mut cmd = tool_command_with_env(&tool.path, environment);
+    cmd.env("PGPASSFILE", passfile)
         .env("PGSSLMODE", connection.get_sslmode().as_str())
         .env("PGAPPNAME", connection.get_application_name());
     if let Some(root) = connection.get_sslrootcert() {
@@ -460,5 +484,71 @@ mod tests {
         assert_eq!(get("PGSSLROOTCERT").as_deref(), Some("/etc/ca.pem"));
         assert!(get("PGPASSWORD").is_none());
         assert!(!format!("{cmd:?}").contains("hunter2"));
+    }
+
+    /// The operator's libpq variables never reach the tool: its environment is exactly what it
+    /// was given less the credential variables, plus the few `PG*` variables rds-pg sets.
+    #[test]
+    fn connection_command_inherits_no_pg_variable() {
+        let options = ConnectOptions::new()
+            .user("alice")
+            .dbname("shop")
+            .password(crate::Password::new("alice-pw"))
+            .sslmode(crate::SslMode::VerifyFull)
+            .sslrootcert("/etc/ca.pem");
+        let tool = ClientTool {
+            program: ClientProgram::PgRestore,
+            path: "/opt/pg/bin/pg_restore".into(),
+            version: "15.18".into(),
+            major: 15,
+        };
+        let inherited: Vec<(OsString, OsString)> = [
+            ("PATH", "/usr/bin:/bin"),
+            ("HOME", "/home/deploy"),
+            ("AWS_REGION", "eu-west-1"),
+            ("PGPASSWORD", "master-secret"),
+            ("PGPASSFILE", "/root/.pgpass"),
+            ("PGOPTIONS", "-c search_path=evil"),
+            ("PGSERVICE", "master"),
+            ("PGSERVICEFILE", "/root/.pg_service.conf"),
+            ("PGHOSTADDR", "203.0.113.9"),
+            ("PGSSLKEY", "/root/master.key"),
+            ("PGTARGETSESSIONATTRS", "read-write"),
+            (
+                "DATABASE_URL",
+                "postgresql://master:master-secret@db/postgres",
+            ),
+            ("RDS_PG_SANDBOX_DIR", "/tmp/practice"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect();
+        let cmd =
+            connection_command_with_env(&tool, &options, Path::new("/tmp/w/pgpass"), inherited);
+        let mut envs: Vec<(String, String)> = cmd
+            .get_envs()
+            .filter_map(|(k, v)| {
+                Some((
+                    k.to_string_lossy().into_owned(),
+                    v?.to_string_lossy().into_owned(),
+                ))
+            })
+            .collect();
+        envs.sort();
+        let expected: Vec<(String, String)> = [
+            ("AWS_REGION", "eu-west-1"),
+            ("HOME", "/home/deploy"),
+            ("LC_ALL", "C"),
+            ("PATH", "/usr/bin:/bin"),
+            ("PGAPPNAME", "rds-pg"),
+            ("PGPASSFILE", "/tmp/w/pgpass"),
+            ("PGSSLMODE", "verify-full"),
+            ("PGSSLROOTCERT", "/etc/ca.pem"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        assert_eq!(envs, expected);
+        assert!(!format!("{cmd:?}").contains("master-secret"));
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use postgres::Client;
 use postgres_protocol::escape::escape_identifier;
 
-use super::restore::{restore_with, Progress, RestoreOptions, RestoreReport};
+use super::restore::{restore_with, restoring_role, Progress, RestoreOptions, RestoreReport};
 use super::toc::Toc;
 use super::tools::{self, ClientProgram};
 use crate::config::ConnectOptions;
@@ -30,6 +30,12 @@ pub struct VerifyOptions {
     pub tools_dir: Option<PathBuf>,
     /// The scratch database's name (`None`: `<source>_verify_<random>`). It must not exist.
     pub scratch_database: Option<DatabaseName>,
+    /// The extensions master creates in the scratch database before the restore. `None` (the
+    /// default): the extensions installed in the source database now (read over the project
+    /// user's connection; `plpgsql` left out), never the archive's list. An extension the
+    /// archive uses that the scratch database then lacks fails the verification
+    /// ([`Error::MissingExtensions`]).
+    pub extensions: Option<Vec<Extension>>,
 }
 
 impl VerifyOptions {
@@ -41,7 +47,14 @@ impl VerifyOptions {
             jobs: None,
             tools_dir: None,
             scratch_database: None,
+            extensions: None,
         }
+    }
+
+    /// Creates exactly `extensions` in the scratch database (instead of the source's).
+    pub fn extensions(mut self, extensions: impl IntoIterator<Item = Extension>) -> Self {
+        self.extensions = Some(extensions.into_iter().collect());
+        self
     }
 
     /// Restores with `jobs` parallel jobs.
@@ -113,15 +126,23 @@ impl VerifyReport {
 }
 
 /// Restores `options.archive` into a new scratch database owned by the source's user (created
-/// and dropped by `master`, extensions included), then counts the rows of every table the archive
+/// and dropped by `master`, with the extensions of [`VerifyOptions::extensions`]: by default
+/// those installed in the source database), then counts the rows of every table the archive
 /// holds data for, in the source and in the copy.
+///
+/// Everything that touches the archive's content runs as the project user of `options.source`:
+/// the restore (see [`restore_with`]: the user must hold no privilege beyond its own, checked
+/// before the scratch database is created) and both row counts (a restored table's row-level
+/// security policy or a view could run the project's code as whoever reads it). Master only
+/// creates the scratch database with its extensions and drops it.
 ///
 /// The source is counted as it is now: verify right after dumping, or expect the differences
 /// that writes since the dump made. Differences are reported, not an error. The scratch database
 /// is dropped also when the restore fails.
 ///
 /// # Errors
-/// As [`restore_with`] and [`Provisioner::ensure_database`]; connection errors.
+/// [`Error::RestoreRole`] (kind `PolicyViolation`) for a privileged source user, before any
+/// change; as [`restore_with`] and [`Provisioner::ensure_database`]; connection errors.
 pub fn verify_backup(master: &mut Provisioner, options: &VerifyOptions) -> Result<VerifyReport> {
     verify_backup_with(master, options, &mut |_| {})
 }
@@ -157,31 +178,33 @@ pub fn verify_backup_with(
 
     let mut source = crate::connect::connect(&options.source)?;
     let server = ServerVersion::query(&mut source)?;
+    // The archive's content will run as this user: refuse a privileged one before anything
+    // changes (the restore checks again, with ownership, in the scratch database).
+    restoring_role(&mut source)?.refuse_privileged()?;
     let exists = source
         .query_opt(
-            "SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1",
+            "SELECT 1 FROM pg_catalog.pg_database
+              WHERE datname OPERATOR(pg_catalog.=) $1::pg_catalog.text",
             &[&scratch.as_str()],
         )?
         .is_some();
-    drop(source);
     if exists {
         return Err(Error::InvalidInput(format!(
             "scratch database {:?} already exists; verify_backup creates and drops its own",
             scratch.as_str()
         )));
     }
-    // The archive's extensions, so that the scratch database has them as the source has.
+    let extensions = match &options.extensions {
+        Some(named) => named.clone(),
+        None => installed_extensions(&mut source)?,
+    };
+    drop(source);
     let tool = tools::find(
         ClientProgram::PgRestore,
         server,
         options.tools_dir.as_deref(),
     )?;
     let toc = super::restore::read_toc(&tool, &options.archive)?;
-    let extensions = toc
-        .extensions()
-        .into_iter()
-        .map(Extension::from_name)
-        .collect::<Result<Vec<_>>>()?;
     master.ensure_database(
         &DatabaseSpec::new(scratch.as_str(), user.as_str())?.extensions(extensions),
     )?;
@@ -230,15 +253,32 @@ fn restore_and_count(
     Ok((report, counts))
 }
 
-/// Row counts of `tables` over `client`, `None` for a table that does not exist there.
+/// The extensions installed in the database `client` is connected to (`plpgsql`, which every
+/// database has, left out), by name.
+fn installed_extensions(client: &mut Client) -> Result<Vec<Extension>> {
+    client
+        .query(
+            "SELECT extname::pg_catalog.text FROM pg_catalog.pg_extension
+              WHERE extname OPERATOR(pg_catalog.<>) 'plpgsql'
+              ORDER BY 1",
+            &[],
+        )?
+        .iter()
+        .map(|row| Extension::from_name(row.get(0)))
+        .collect()
+}
+
+/// Row counts of `tables` over `client` (the project user's connection, never master's: reading
+/// a table can run the project's code), `None` for a table that does not exist there.
 fn count_rows(client: &mut Client, tables: &[(&str, &str)]) -> Result<Vec<Option<i64>>> {
     let mut counts = Vec::with_capacity(tables.len());
     for (schema, table) in tables {
         let exists = client
             .query_opt(
                 "SELECT 1 FROM pg_catalog.pg_class c
-                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                  WHERE n.nspname = $1 AND c.relname = $2",
+                   JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+                  WHERE n.nspname OPERATOR(pg_catalog.=) $1::pg_catalog.text
+                    AND c.relname OPERATOR(pg_catalog.=) $2::pg_catalog.text",
                 &[schema, table],
             )?
             .is_some();
@@ -247,7 +287,7 @@ fn count_rows(client: &mut Client, tables: &[(&str, &str)]) -> Result<Vec<Option
             continue;
         }
         let sql = format!(
-            "SELECT count(*) FROM ONLY {}.{}",
+            "SELECT pg_catalog.count(*) FROM ONLY {}.{}",
             escape_identifier(schema),
             escape_identifier(table)
         );

@@ -76,7 +76,11 @@ class StillInUse(RdsPgError):
     """Sessions are connected, or a lock was not granted within lock_timeout."""
 
 class PolicyViolation(RdsPgError):
-    """The request would break a rule rds_pg enforces."""
+    """The request would break a rule rds_pg enforces (e.g. a restore as anyone but the
+    database's unprivileged owner)."""
+
+    hint: Optional[str]
+    """The fix, when rds_pg knows it (for a refused restore: how to restore as the owner)."""
 
 class ConnectionError(RdsPgError):  # noqa: A001 - rds_pg.ConnectionError, not the built-in
     """The server could not be reached or refused the login; or the Provisioner is closed."""
@@ -451,6 +455,7 @@ def restore(
     jobs: Optional[int] = None,
     tools_dir: Optional[_Path] = None,
     master: Optional[Provisioner] = None,
+    extensions: Optional[Sequence[_ExtensionArg]] = None,
     progress: Optional[Callable[[int, int, str], object]] = None,
 ) -> RestoreReport: ...
 def verify_backup(
@@ -462,6 +467,7 @@ def verify_backup(
     jobs: Optional[int] = None,
     tools_dir: Optional[_Path] = None,
     scratch_database: Optional[str] = None,
+    extensions: Optional[Sequence[_ExtensionArg]] = None,
     progress: Optional[Callable[[int, int, str], object]] = None,
 ) -> VerifyReport: ...
 
