@@ -172,6 +172,10 @@ pub enum Error {
         /// The extensions it lacks.
         extensions: Vec<String>,
     },
+    /// An inventory that could not be loaded: every problem, each at its line (see
+    /// [`crate::inventory::Inventory::load`]). Its kind is [`ErrorKind::InvalidInput`].
+    #[error("{0}")]
+    Inventory(#[from] crate::inventory::InventoryError),
     /// A file-system or process error.
     #[error("{context}: {source}")]
     Io {
@@ -221,6 +225,7 @@ impl Error {
             Error::Server(_) => ErrorKind::Server,
             Error::Tool { .. } | Error::ToolVersion { .. } => ErrorKind::Tool,
             Error::MissingExtensions { .. } => ErrorKind::NotFound,
+            Error::Inventory(_) => ErrorKind::InvalidInput,
             Error::Io { .. } => ErrorKind::Io,
         }
     }
