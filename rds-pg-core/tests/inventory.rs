@@ -698,6 +698,23 @@ fn structure_mistakes_are_named() {
 }
 
 #[test]
+fn an_unknown_key_lists_every_key_the_entry_takes() {
+    let text = "[[project]]\nname = \"shop\"\ndatabases = []\n";
+    let got = problems(text);
+    let unknown = got
+        .iter()
+        .find(|p| p.2.contains("unknown key `databases`"))
+        .unwrap();
+    assert_eq!((unknown.0, unknown.1), (3, 1));
+    assert!(
+        unknown
+            .2
+            .ends_with("`secrets`, or `database`, `credentials`"),
+        "{got:#?}"
+    );
+}
+
+#[test]
 fn duplicates_and_references_are_load_errors() {
     let text = r#"
 [[client]]

@@ -239,12 +239,19 @@ impl<'t> Loader<'t> {
                     let mut single = DeTable::new();
                     single.insert(key.clone(), value.clone());
                     if let Err(e) = read(single) {
-                        let at = if e.message().starts_with("unknown field") {
-                            key.span()
+                        if e.message().starts_with("unknown field") {
+                            // serde lists the keys it reads; the nested ones are read here.
+                            let nested: Vec<String> =
+                                nested.iter().map(|k| format!("`{k}`")).collect();
+                            let mut message = e.message().to_owned();
+                            if !nested.is_empty() {
+                                message.push_str(&format!(", or {}", nested.join(", ")));
+                            }
+                            let e: toml::de::Error = serde::de::Error::custom(message);
+                            self.toml_problem(&e, &key.span(), what);
                         } else {
-                            value.span()
-                        };
-                        self.toml_problem(&e, &at, what);
+                            self.toml_problem(&e, &value.span(), what);
+                        }
                         bad.insert(key.get_ref().to_string());
                     }
                 }
