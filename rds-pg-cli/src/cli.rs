@@ -103,6 +103,9 @@ pub enum Command {
     /// A local RDS-like instance to practise on.
     #[command(subcommand)]
     Sandbox(SandboxCommand),
+    /// A fleet of clients, instances and projects described in an inventory file.
+    #[command(subcommand)]
+    Fleet(FleetCommand),
 }
 
 /// `rds-pg instance …`
@@ -417,6 +420,31 @@ pub enum SandboxCommand {
         #[arg(long, value_name = "DIR", env = "RDS_PG_SANDBOX_DIR")]
         dir: PathBuf,
         /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `rds-pg fleet …`
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Check an inventory against the hosting policies (one client per instance, same region,
+    /// staging and production apart, one PostgreSQL major per instance, no shared or reserved
+    /// names) and, with --aws-json, each instance against what AWS describes. Connects to
+    /// nothing. Exit status: 0 clean, 1 findings, 2 usage error or unreadable or invalid input.
+    #[command(after_help = "Examples:\n  \
+                            rds-pg fleet check fleet.toml\n  \
+                            aws rds describe-db-instances > rds.json\n  \
+                            aws ec2 describe-security-groups > groups.json\n  \
+                            rds-pg fleet check fleet.toml --aws-json rds.json --aws-json groups.json")]
+    Check {
+        /// The inventory (TOML; see examples/inventory.toml).
+        inventory: PathBuf,
+        /// The JSON that `aws rds describe-db-instances` or `aws ec2 describe-security-groups`
+        /// printed (repeat for several accounts, regions or commands).
+        #[arg(long = "aws-json", value_name = "FILE")]
+        aws_json: Vec<PathBuf>,
+        /// Print one JSON document on standard output.
         #[arg(long)]
         json: bool,
     },

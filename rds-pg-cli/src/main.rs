@@ -3,6 +3,7 @@
 
 mod archive;
 mod cli;
+mod fleet;
 mod output;
 
 use std::io::{IsTerminal, Read};
@@ -82,6 +83,7 @@ fn run(cli: Cli) -> u8 {
             }
         }
         Command::Sandbox(cmd) => sandbox(cmd),
+        Command::Fleet(cmd) => fleet::run(cmd),
     }
 }
 

@@ -204,6 +204,10 @@ pub enum Error {
         /// How to restore as the owner instead.
         hint: String,
     },
+    /// An inventory that could not be loaded: every problem, each at its line (see
+    /// [`crate::inventory::Inventory::load`]). Its kind is [`ErrorKind::InvalidInput`].
+    #[error("{0}")]
+    Inventory(#[from] crate::inventory::InventoryError),
     /// A file-system or process error.
     #[error("{context}: {source}")]
     Io {
@@ -268,6 +272,7 @@ impl Error {
             Error::Server(_) => ErrorKind::Server,
             Error::Tool { .. } | Error::ToolVersion { .. } => ErrorKind::Tool,
             Error::MissingExtensions { .. } => ErrorKind::NotFound,
+            Error::Inventory(_) => ErrorKind::InvalidInput,
             Error::Io { .. } => ErrorKind::Io,
         }
     }

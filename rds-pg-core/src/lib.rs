@@ -27,6 +27,7 @@ pub mod dump;
 pub mod error;
 pub mod ident;
 pub mod inspect;
+pub mod inventory;
 pub mod pgpass;
 pub mod plan;
 pub mod provision;
@@ -47,6 +48,7 @@ pub use dump::{
 pub use error::{Error, ErrorKind, NameKind, Result, SqlState};
 pub use ident::{DatabaseName, RoleName, SchemaName};
 pub use inspect::ServerFacts;
+pub use inventory::{Inventory, InventoryError};
 pub use plan::{Plan, Report, Step, StepKind};
 pub use provision::Provisioner;
 pub use secret::{Password, ScramVerifier};

@@ -23,7 +23,9 @@ create_exception!(
     rds_pg,
     InvalidInput,
     RdsPgError,
-    "Bad input other than a name: an option, a connection string, a pgpass file."
+    "Bad input other than a name: an option, a connection string, a pgpass file, an inventory. \
+     `problems` lists every problem of an invalid inventory (InventoryProblem, each with its \
+     location), else None."
 );
 create_exception!(
     rds_pg,
@@ -96,6 +98,8 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         .setattr("hint", py.None())?;
     py.get_type::<PolicyViolation>()
         .setattr("hint", py.None())?;
+    py.get_type::<InvalidInput>()
+        .setattr("problems", py.None())?;
     let tool = py.get_type::<ToolError>();
     for attr in ["tool", "status", "stderr"] {
         tool.setattr(attr, py.None())?;
@@ -160,6 +164,9 @@ fn set_attributes(py: Python<'_>, exc: &PyErr, err: &Error) -> PyResult<()> {
     }
     if let Error::ToolVersion { tool, .. } = err {
         value.setattr("tool", tool.as_str())?;
+    }
+    if let Error::Inventory(inventory) = err {
+        value.setattr("problems", crate::inventory::problems(py, inventory)?)?;
     }
     Ok(())
 }

@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 mod credentials;
 mod dump;
 mod errors;
+mod inventory;
 mod plan;
 mod provisioner;
 mod sandbox;
@@ -38,5 +39,11 @@ fn _rds_pg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(dump::dump, m)?)?;
     m.add_function(wrap_pyfunction!(dump::restore, m)?)?;
     m.add_function(wrap_pyfunction!(dump::verify_backup, m)?)?;
+    m.add_class::<inventory::Inventory>()?;
+    m.add_class::<inventory::CheckReport>()?;
+    m.add_class::<inventory::Finding>()?;
+    m.add_class::<inventory::FindingObject>()?;
+    m.add_class::<inventory::Location>()?;
+    m.add_class::<inventory::InventoryProblem>()?;
     Ok(())
 }

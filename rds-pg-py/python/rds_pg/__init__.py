@@ -11,18 +11,30 @@ workaround RDS's master needs on PostgreSQL 13 to 18. Calls release the GIL.
         rds.ensure_database(rds_pg.DatabaseSpec("shop", "shop", extensions=["hstore"]))
         password = user.generated_password  # a Secret: .reveal() it into your vault
 
+A fleet's inventory (TOML) is checked against the hosting policies without connecting:
+
+    report = rds_pg.Inventory.load("fleet.toml").check(aws_json=["rds.json", "groups.json"])
+    for finding in report:  # rule, severity, message, objects (with their lines), fix
+        print(finding)
+
 Errors are `RdsPgError` subclasses, one per kind, with `sqlstate` when the server gave one.
 """
 
 from ._rds_pg import (
+    CheckReport,
     ConnectionError,
     Credentials,
     DatabaseSpec,
     DumpReport,
     Extension,
+    Finding,
+    FindingObject,
     InvalidInput,
     InvalidName,
+    Inventory,
+    InventoryProblem,
     IoError,
+    Location,
     NotFound,
     PermissionDenied,
     Plan,
@@ -51,14 +63,20 @@ from ._rds_pg import (
 )
 
 __all__ = [
+    "CheckReport",
     "ConnectionError",
     "Credentials",
     "DatabaseSpec",
     "DumpReport",
     "Extension",
+    "Finding",
+    "FindingObject",
     "InvalidInput",
     "InvalidName",
+    "Inventory",
+    "InventoryProblem",
     "IoError",
+    "Location",
     "NotFound",
     "PermissionDenied",
     "Plan",

@@ -8,14 +8,20 @@ from typing import ClassVar, Optional, Union, final
 
 __version__: str
 __all__ = [
+    "CheckReport",
     "ConnectionError",
     "Credentials",
     "DatabaseSpec",
     "DumpReport",
     "Extension",
+    "Finding",
+    "FindingObject",
     "InvalidInput",
     "InvalidName",
+    "Inventory",
+    "InventoryProblem",
     "IoError",
+    "Location",
     "NotFound",
     "PermissionDenied",
     "Plan",
@@ -61,7 +67,10 @@ class InvalidName(RdsPgError):
     """A name PostgreSQL would truncate or reject, or that rds_pg refuses to touch."""
 
 class InvalidInput(RdsPgError):
-    """Bad input other than a name."""
+    """Bad input other than a name (an invalid inventory too)."""
+
+    problems: Optional[list[InventoryProblem]]
+    """Every problem of an invalid inventory, each with its location; else None."""
 
 class PermissionDenied(RdsPgError):
     """The connected role lacks a privilege."""
@@ -507,3 +516,90 @@ class Sandbox:
     def __enter__(self) -> Sandbox: ...
     def __exit__(self, *exc: object) -> bool: ...
 
+
+# ----------------------------------------------------------------------------------- inventory
+
+@final
+class Location:
+    """A file and line/column (inventory) or JSON pointer (AWS JSON)."""
+
+    @property
+    def file(self) -> str: ...
+    @property
+    def line(self) -> Optional[int]: ...
+    @property
+    def column(self) -> Optional[int]: ...
+    @property
+    def pointer(self) -> Optional[str]: ...
+
+@final
+class InventoryProblem:
+    """One problem of an invalid inventory."""
+
+    @property
+    def location(self) -> Location: ...
+    @property
+    def message(self) -> str: ...
+
+@final
+class FindingObject:
+    """One entry a finding is about."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def location(self) -> Location: ...
+
+@final
+class Finding:
+    """One broken rule, with the entries involved and the fix."""
+
+    @property
+    def rule(self) -> str: ...
+    @property
+    def severity(self) -> str: ...
+    @property
+    def message(self) -> str: ...
+    @property
+    def objects(self) -> list[FindingObject]: ...
+    @property
+    def fix(self) -> str: ...
+
+@final
+class CheckReport:
+    """What Inventory.check found."""
+
+    @property
+    def findings(self) -> list[Finding]: ...
+    @property
+    def clean(self) -> bool: ...
+    @property
+    def instances(self) -> int: ...
+    @property
+    def projects(self) -> int: ...
+    @property
+    def aws_db_instances(self) -> Optional[int]: ...
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[Finding]: ...
+
+@final
+class Inventory:
+    """A fleet's inventory: clients, instances, projects."""
+
+    @staticmethod
+    def load(path: _Path) -> Inventory: ...
+    @staticmethod
+    def from_str(text: str, name: str = "<string>") -> Inventory: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def client_names(self) -> list[str]: ...
+    @property
+    def instance_names(self) -> list[str]: ...
+    @property
+    def project_names(self) -> list[str]: ...
+    @property
+    def backup_retention_days(self) -> int: ...
+    def check(self, aws_json: Optional[Sequence[_Path]] = None) -> CheckReport: ...
