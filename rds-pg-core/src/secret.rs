@@ -136,6 +136,75 @@ impl fmt::Display for ScramVerifier {
     }
 }
 
+/// The password an operation is about to set, decided before any planning: the caller's, or one
+/// generated for the operation. Its SCRAM verifier (random salt) is computed once, the first time
+/// a plan needs it, and the same verifier is used however often the operation plans again (it
+/// plans once more under its locks), so plans built from the same inputs are the same.
+#[derive(Clone)]
+pub struct NewPassword {
+    password: Password,
+    generated: bool,
+    verifier: std::sync::Arc<std::sync::OnceLock<ScramVerifier>>,
+}
+
+impl NewPassword {
+    /// The caller's password.
+    pub fn given(password: Password) -> Self {
+        NewPassword {
+            password,
+            generated: false,
+            verifier: Default::default(),
+        }
+    }
+
+    /// A password generated for the operation ([`Password::generate`]).
+    ///
+    /// # Errors
+    /// Fails only when the operating system's random source fails.
+    pub fn generate() -> Result<Self> {
+        Ok(NewPassword {
+            generated: true,
+            ..NewPassword::given(Password::generate()?)
+        })
+    }
+
+    /// The caller's password when there is one, else a generated one.
+    ///
+    /// # Errors
+    /// As [`NewPassword::generate`].
+    pub fn given_or_generated(password: Option<Password>) -> Result<Self> {
+        match password {
+            Some(p) => Ok(NewPassword::given(p)),
+            None => NewPassword::generate(),
+        }
+    }
+
+    /// The password.
+    pub fn password(&self) -> &Password {
+        &self.password
+    }
+
+    /// Whether rds-pg generated it (so the operation's report hands it back once).
+    pub fn is_generated(&self) -> bool {
+        self.generated
+    }
+
+    /// Its SCRAM-SHA-256 verifier, computed on first use.
+    pub fn verifier(&self) -> &ScramVerifier {
+        self.verifier
+            .get_or_init(|| self.password.scram_verifier())
+    }
+}
+
+impl fmt::Debug for NewPassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewPassword")
+            .field("password", &self.password)
+            .field("generated", &self.generated)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,6 +236,17 @@ mod tests {
         assert!(!format!("{v:?}").contains("SCRAM"));
         assert_eq!(v.to_string(), "[redacted]");
         assert!(!format!("{:?}", Some(&p)).contains("hunter2"));
+    }
+
+    #[test]
+    fn a_new_password_hashes_once_and_keeps_its_verifier() {
+        let p = NewPassword::given(Password::new("Given-pw"));
+        let first = p.verifier().expose().to_owned();
+        assert_eq!(p.clone().verifier().expose(), first, "clones share the verifier");
+        assert!(!p.is_generated());
+        let g = NewPassword::given_or_generated(None).unwrap();
+        assert!(g.is_generated());
+        assert!(!format!("{g:?}").contains(g.password().expose()));
     }
 
     #[test]
