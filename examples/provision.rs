@@ -17,7 +17,7 @@ fn show(what: &str, report: &Report) {
         }
     );
     for step in &report.steps {
-        println!("    [{}] {}", step.database_label(), step.sql);
+        println!("    [{}] {}", step.database_label(), step.sql());
     }
     for note in &report.notes {
         println!("    note: {note}");

@@ -18,7 +18,7 @@ fn show(what: &str, report: &Report) {
     };
     println!("{what}: {state}");
     for step in &report.steps {
-        println!("    [{}] {}", step.database_label(), step.sql);
+        println!("    [{}] {}", step.database_label(), step.sql());
     }
     for note in &report.notes {
         println!("    note: {note}");

@@ -106,7 +106,7 @@ fn psql_script(reports: &[Report], p: &Project, maintenance: &str) -> (String, u
             script.push_str(&format!("\\c {db}\n"));
             current = db;
         }
-        let mut sql = step.sql.clone();
+        let mut sql = step.sql();
         if sql.contains("'[redacted]'") {
             let pw = if sql.contains(&format!("\"{}\"", p.owner)) {
                 &p.owner_pw

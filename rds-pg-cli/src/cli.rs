@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
-use rds_pg_core::{CredentialSink, DatabaseName, Extension, RoleName, SchemaName, SslMode};
+use rds_pg_core::{
+    CredentialDelivery, CredentialSink, DatabaseName, Extension, RoleName, SchemaName, SslMode,
+};
 
 /// Provision PostgreSQL on Amazon RDS, where the master user is not a superuser.
 ///
@@ -140,6 +142,15 @@ pub struct CredentialsArgs {
 }
 
 impl CredentialsArgs {
+    /// Where the new credentials go, when a sink was given.
+    pub fn delivery(&self) -> Option<CredentialDelivery> {
+        let mut delivery = CredentialDelivery::new(self.sink()?);
+        if let Some(d) = &self.credentials_database {
+            delivery = delivery.database(d.clone());
+        }
+        Some(delivery)
+    }
+
     /// The sink given, if any.
     pub fn sink(&self) -> Option<CredentialSink> {
         if let Some(path) = &self.credentials_env {

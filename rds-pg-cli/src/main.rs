@@ -12,8 +12,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use rds_pg_core::sandbox::{DetachedSandbox, Sandbox, SandboxOptions};
 use rds_pg_core::{
-    ConnectOptions, Credentials, DatabaseSpec, DropDatabaseOptions, DropUserOptions, Error,
-    Password, Provisioner, ReadOnlyGrant, Result, RoleName, UserSpec,
+    ConnectOptions, DatabaseSpec, DropDatabaseOptions, DropUserOptions, Error, Password,
+    Provisioner, ReadOnlyGrant, Result, UserSpec,
 };
 use serde_json::json;
 
@@ -199,21 +199,20 @@ fn user(conn: &ConnectionArgs, cmd: UserCommand) -> u8 {
                 if let Some(ts) = valid_until {
                     spec = spec.valid_until(ts);
                 }
-                check_sink(&credentials)?;
+                let delivery = credentials.delivery();
+                if let Some(d) = &delivery {
+                    d.check()?;
+                }
                 if change.dry_run {
                     return Ok(with_sink_note(
                         o.with_plan(p.plan_ensure_user(&spec)?),
                         &credentials,
                     ));
                 }
-                let outcome = o.with_report(p.ensure_user(&spec)?);
-                // The password is set only when the role is created.
-                let created = outcome
-                    .steps
-                    .iter()
-                    .any(|s| s.sql.starts_with("CREATE ROLE"));
-                let given = spec.password.clone();
-                deliver_credentials(p, outcome, &credentials, &name, given, created)
+                Ok(match &delivery {
+                    Some(d) => delivered(o.with_report(p.ensure_user_delivering(&spec, d)?)),
+                    None => o.with_report(p.ensure_user(&spec)?),
+                })
             })
         }
         UserCommand::Drop {
@@ -247,58 +246,32 @@ fn user(conn: &ConnectionArgs, cmd: UserCommand) -> u8 {
                 } else {
                     None
                 };
-                check_sink(&credentials)?;
+                let delivery = credentials.delivery();
+                if let Some(d) = &delivery {
+                    d.check()?;
+                }
                 if change.dry_run {
                     return Ok(with_sink_note(
                         o.with_plan(p.plan_rotate_password(&name, password)?),
                         &credentials,
                     ));
                 }
-                let outcome = o.with_report(p.rotate_password(&name, password.clone())?);
-                deliver_credentials(p, outcome, &credentials, &name, password, true)
+                Ok(match &delivery {
+                    Some(d) => {
+                        delivered(o.with_report(p.rotate_password_delivering(&name, password, d)?))
+                    }
+                    None => o.with_report(p.rotate_password(&name, password)?),
+                })
             })
         }
     }
 }
 
-/// Hands the new password to the credentials sink, when one was given: the generated one, or
-/// `given` when the role was created with it (`set` says whether the operation set it).
-fn deliver_credentials(
-    provisioner: &Provisioner,
-    mut outcome: Outcome,
-    args: &CredentialsArgs,
-    user: &RoleName,
-    given: Option<Password>,
-    set: bool,
-) -> Result<Outcome> {
-    let Some(sink) = args.sink() else {
-        return Ok(outcome);
-    };
-    let Some(password) = outcome.password.take().or(given.filter(|_| set)) else {
-        outcome.notes.push(format!(
-            "no new password was set, so nothing was written to the {sink}"
-        ));
-        return Ok(outcome);
-    };
-    let database = args
-        .credentials_database
-        .as_ref()
-        .map(|d| d.as_str())
-        .unwrap_or(user.as_str());
-    let delivered =
-        Credentials::from_options(provisioner.options(), user.as_str(), database, password)
-            .and_then(|c| c.deliver(&sink));
-    if let Err(e) = delivered {
-        eprintln!(
-            "{}: the new password is set but could not be written to the {sink}; fix the cause \
-             below, then set another with `rds-pg user password {} --credentials-…`",
-            outcome.title,
-            user.as_str()
-        );
-        return Err(e);
-    }
-    outcome.credentials = Some(sink.to_string());
-    Ok(outcome)
+/// An outcome whose credentials went to a sink: the password is not printed, the sink is named.
+fn delivered(mut outcome: Outcome) -> Outcome {
+    outcome.credentials = outcome.delivered_to.take();
+    outcome.password = None;
+    outcome
 }
 
 /// Says, in a dry run, where the credentials would go.
@@ -309,27 +282,6 @@ fn with_sink_note(mut outcome: Outcome, args: &CredentialsArgs) -> Outcome {
             .push(format!("the new password would be written to the {sink}"));
     }
     outcome
-}
-
-/// Refuses a credentials file whose directory does not exist, before anything changes.
-fn check_sink(args: &CredentialsArgs) -> Result<()> {
-    for path in [&args.credentials_env, &args.credentials_pgpass]
-        .into_iter()
-        .flatten()
-    {
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => std::path::Path::new("."),
-        };
-        if !dir.is_dir() {
-            return Err(Error::InvalidInput(format!(
-                "cannot write credentials to {}: {} is not a directory",
-                path.display(),
-                dir.display()
-            )));
-        }
-    }
-    Ok(())
 }
 
 fn database(conn: &ConnectionArgs, cmd: DatabaseCommand) -> u8 {

@@ -31,6 +31,8 @@ pub struct Outcome {
     pub password: Option<Password>,
     /// Where the credentials were written, for the summary.
     pub credentials: Option<String>,
+    /// Where the operation's report says it delivered credentials.
+    pub delivered_to: Option<String>,
     /// Lines that are not SQL statements (dump and restore): mark, database, text.
     pub lines: Vec<(String, String, String)>,
     /// The summary, when the default one (from the steps) does not fit.
@@ -59,6 +61,7 @@ impl Outcome {
             .collect();
         self.notes = report.notes;
         self.password = report.generated_password;
+        self.delivered_to = report.credentials_delivered_to;
         self
     }
 
@@ -67,10 +70,9 @@ impl Outcome {
         self.dry_run = true;
         self.changed = false;
         self.temporary_grants = plan
-            .steps
-            .iter()
-            .filter(|s| s.kind == StepKind::TemporaryGrant)
-            .filter_map(|s| s.temporary_role().map(|r| r.as_str().to_owned()))
+            .temporary_grants()
+            .into_iter()
+            .map(|r| r.as_str().to_owned())
             .collect();
         self.steps = plan.steps;
         self.notes = plan.notes;
@@ -92,20 +94,9 @@ fn step_database<'a>(step: &'a Step, maintenance: &'a str) -> &'a str {
         .unwrap_or(maintenance)
 }
 
-fn kind_name(kind: StepKind) -> &'static str {
-    match kind {
-        StepKind::Change => "change",
-        StepKind::TemporaryGrant => "temporary_grant",
-        StepKind::TemporaryRevoke => "temporary_revoke",
-        StepKind::SetRole => "set_role",
-        StepKind::ResetRole => "reset_role",
-        _ => "other",
-    }
-}
-
 /// The mark of a step in the human listing.
 fn mark(step: &Step, dry_run: bool) -> &'static str {
-    match (dry_run, step.kind) {
+    match (dry_run, step.kind()) {
         (true, _) => "would run",
         (false, StepKind::Change) => "changed",
         (false, StepKind::TemporaryGrant | StepKind::TemporaryRevoke) => "temporary",
@@ -132,7 +123,7 @@ impl Printer {
                 "{:<10} {:<12} {}",
                 mark(step, outcome.dry_run),
                 step_database(step, maintenance_db),
-                step.sql
+                step.sql()
             );
         }
         for (mark, database, text) in &outcome.lines {
@@ -208,9 +199,9 @@ fn base_document(outcome: &Outcome, maintenance_db: &str) -> serde_json::Map<Str
         .map(|s| {
             json!({
                 "database": step_database(s, maintenance_db),
-                "sql": s.sql,
+                "sql": s.sql(),
                 "reason": s.reason,
-                "kind": kind_name(s.kind),
+                "kind": s.kind().as_str(),
             })
         })
         .collect();

@@ -208,6 +208,25 @@ pub enum Error {
     /// [`crate::inventory::Inventory::load`]). Its kind is [`ErrorKind::InvalidInput`].
     #[error("{0}")]
     Inventory(#[from] crate::inventory::InventoryError),
+    /// New credentials could not be delivered, so the change that set them was rolled back
+    /// (its kind is the delivery error's).
+    #[error("credentials not delivered to the {sink}: {message}")]
+    NotDelivered {
+        /// Where they were to go.
+        sink: String,
+        /// What failed, and the state left behind.
+        message: String,
+        /// The delivery's error.
+        #[source]
+        source: Box<Error>,
+    },
+    /// A change was made and its credentials delivered, but the transaction's end failed: what
+    /// the server kept is unknown (kind [`ErrorKind::Server`]).
+    #[error("commit uncertain: {message}")]
+    Uncommitted {
+        /// What happened, and what to look at.
+        message: String,
+    },
     /// A file-system or process error.
     #[error("{context}: {source}")]
     Io {
@@ -273,6 +292,8 @@ impl Error {
             Error::Tool { .. } | Error::ToolVersion { .. } => ErrorKind::Tool,
             Error::MissingExtensions { .. } => ErrorKind::NotFound,
             Error::Inventory(_) => ErrorKind::InvalidInput,
+            Error::NotDelivered { source, .. } => source.kind(),
+            Error::Uncommitted { .. } => ErrorKind::Server,
             Error::Io { .. } => ErrorKind::Io,
         }
     }

@@ -95,6 +95,11 @@ macro_rules! name_type {
                 validate_creatable($kind, &self.0)
             }
 
+            /// A name read from the server's catalog: it exists, so it is taken as it is.
+            pub(crate) fn from_catalog(name: impl Into<String>) -> Self {
+                $ty(name.into())
+            }
+
             /// The name as PostgreSQL stores it.
             pub fn as_str(&self) -> &str {
                 &self.0

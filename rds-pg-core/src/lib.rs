@@ -35,7 +35,6 @@ pub mod provision;
 pub mod sandbox;
 pub mod secret;
 pub mod spec;
-pub mod teardown;
 pub mod tls;
 
 pub use config::{ConnectOptions, SslMode};
@@ -49,9 +48,9 @@ pub use error::{Error, ErrorKind, NameKind, Result, SqlState};
 pub use ident::{DatabaseName, RoleName, SchemaName};
 pub use inspect::ServerFacts;
 pub use inventory::{Inventory, InventoryError};
-pub use plan::{Plan, Report, Step, StepKind};
-pub use provision::Provisioner;
-pub use secret::{Password, ScramVerifier};
+pub use plan::{Change, Plan, Report, Step, StepKind};
+pub use provision::{CredentialDelivery, Provisioner};
+pub use secret::{NewPassword, Password, ScramVerifier};
 pub use spec::{
     DatabaseSpec, DropDatabaseOptions, DropUserOptions, Extension, ReadOnlyGrant, UserSpec,
 };

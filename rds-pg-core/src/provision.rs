@@ -8,17 +8,17 @@ use postgres::types::Type;
 use postgres::Client;
 
 use crate::config::ConnectOptions;
+use crate::credentials::{CredentialSink, Credentials};
 use crate::error::{Error, Result};
 use crate::ident::{DatabaseName, RoleName};
 use crate::inspect::{
     self, AvailableExtension, ClusterSnapshot, DatabaseSnapshot, ServerFacts, SnapshotScope,
 };
 use crate::plan::{self, Plan, Report, Step, StepKind};
-use crate::secret::Password;
+use crate::secret::{NewPassword, Password};
 use crate::spec::{
     DatabaseSpec, DropDatabaseOptions, DropUserOptions, Extension, ReadOnlyGrant, UserSpec,
 };
-use crate::teardown;
 
 /// How often, and how far apart, `drop_database` looks again at sessions that may be exiting.
 const SESSION_GRACE_CHECKS: u32 = 10;
@@ -123,10 +123,7 @@ impl Provisioner {
     /// server may list the session for a moment after it closed.
     fn close_connection(&mut self, database: &DatabaseName) -> Option<i32> {
         let mut client = self.others.remove(database.as_str())?;
-        let pid = client
-            .query_typed_one("SELECT pg_catalog.pg_backend_pid()", &[])
-            .ok()
-            .map(|r| r.get(0));
+        let pid = backend_pid(&mut client);
         let _ = client.close();
         pid
     }
@@ -167,21 +164,20 @@ impl Provisioner {
         let mut report = Report {
             changed: !plan.steps.is_empty(),
             notes: plan.notes.clone(),
-            generated_password: plan.generated_password.clone(),
             ..Report::default()
         };
         let (body, revokes): (Vec<Step>, Vec<Step>) = plan
             .steps
             .into_iter()
-            .partition(|s| s.kind != StepKind::TemporaryRevoke);
+            .partition(|s| s.kind() != StepKind::TemporaryRevoke);
         let result = self.run_steps(&body, &mut report);
         // Always drop a temporary membership that was granted; one of a role the operation
         // dropped went with it, so its revoke runs only when the operation failed.
-        let granted: Vec<Option<RoleName>> = report
+        let granted: Vec<RoleName> = report
             .steps
             .iter()
-            .filter(|s| s.kind == StepKind::TemporaryGrant)
-            .map(|s| s.role.clone())
+            .filter(|s| s.kind() == StepKind::TemporaryGrant)
+            .filter_map(|s| s.temporary_role().cloned())
             .collect();
         if granted.is_empty() {
             result?;
@@ -189,12 +185,13 @@ impl Provisioner {
         }
         let revokes: Vec<Step> = revokes
             .into_iter()
-            .filter(|s| granted.contains(&s.role) && (result.is_err() || !s.only_on_failure))
+            .filter(|s| {
+                s.temporary_role().is_some_and(|r| granted.contains(r))
+                    && (result.is_err() || !s.only_on_failure())
+            })
             .collect();
         let revoke_result = self.run_steps(&revokes, &mut report);
-        report
-            .temporary_grants
-            .extend(granted.into_iter().flatten());
+        report.temporary_grants.extend(granted);
         result.and(revoke_result)?;
         Ok(report)
     }
@@ -207,23 +204,86 @@ impl Provisioner {
         keys: &[String],
         plan: impl Fn(&mut Self) -> Result<Plan>,
     ) -> Result<Report> {
+        self.ensure_then(keys, plan, None)
+    }
+
+    /// As [`Self::ensure`]; with `before_commit`, the plan (all of it in the maintenance
+    /// database) runs in one explicit transaction that commits only when `before_commit`
+    /// succeeds, and rolls back otherwise.
+    fn ensure_then(
+        &mut self,
+        keys: &[String],
+        plan: impl Fn(&mut Self) -> Result<Plan>,
+        before_commit: Option<BeforeCommit<'_>>,
+    ) -> Result<Report> {
         let first = plan(self)?;
         if first.is_empty() {
             return Ok(unchanged(first));
         }
         self.lock(keys)?;
-        let result = plan(self).and_then(|p| self.apply(p));
+        let result = plan(self).and_then(|p| match before_commit {
+            Some(hook) => self.apply_in_transaction(p, hook),
+            None => self.apply(p),
+        });
         self.unlock(keys);
         result
+    }
+
+    /// Runs a maintenance-database plan inside `BEGIN … COMMIT`, calling `before_commit` between
+    /// the last statement and the commit: its failure rolls everything back.
+    fn apply_in_transaction(
+        &mut self,
+        plan: Plan,
+        before_commit: BeforeCommit<'_>,
+    ) -> Result<Report> {
+        debug_assert!(plan
+            .steps
+            .iter()
+            .all(|s| s.database.is_none() && !s.standalone() && s.temporary_role().is_none()));
+        let mut report = Report {
+            changed: !plan.steps.is_empty(),
+            notes: plan.notes.clone(),
+            steps: plan.steps.clone(),
+            ..Report::default()
+        };
+        let mut sql = vec!["BEGIN".to_owned()];
+        sql.extend(plan.steps.iter().map(Step::executable_sql));
+        if let Err(e) = self.client.batch_execute(&sql.join(";\n")) {
+            let _ = self.client.batch_execute("ROLLBACK");
+            return Err(with_step_context(e));
+        }
+        if let Err(e) = before_commit(self, &report) {
+            self.client
+                .batch_execute("ROLLBACK")
+                .map_err(|rollback| Error::Uncommitted {
+                    message: format!(
+                        "{e}; and the rollback failed too ({}), so whether the change happened is \
+                         unknown: look at the role before running the command again",
+                        Error::from(rollback)
+                    ),
+                })?;
+            report.changed = false;
+            return Err(e);
+        }
+        if let Err(e) = self.client.batch_execute("COMMIT") {
+            return Err(Error::Uncommitted {
+                message: format!(
+                    "the change was made and delivered, but its COMMIT failed ({}): whether it \
+                     took effect is unknown",
+                    Error::from(e)
+                ),
+            });
+        }
+        Ok(report)
     }
 
     fn run_steps(&mut self, steps: &[Step], report: &mut Report) -> Result<()> {
         let mut i = 0;
         while i < steps.len() {
             let mut j = i + 1;
-            if !steps[i].standalone {
+            if !steps[i].standalone() {
                 while j < steps.len()
-                    && !steps[j].standalone
+                    && !steps[j].standalone()
                     && steps[j].database == steps[i].database
                 {
                     j += 1;
@@ -231,7 +291,7 @@ impl Provisioner {
             }
             let batch = &steps[i..j];
             let sql: Vec<String> = batch.iter().map(|s| s.executable_sql()).collect();
-            if batch[0].default_search_path {
+            if batch[0].change.needs_default_search_path() {
                 // A script that reads the session's default search_path: a session of its own
                 // that runs this one statement and closes.
                 let database = batch[0]
@@ -261,11 +321,17 @@ impl Provisioner {
 
     // ------------------------------------------------------------------ users
 
-    /// Plans [`Self::ensure_user`] without changing anything.
+    /// Plans [`Self::ensure_user`] without changing anything (a password is generated for the
+    /// plan when the spec has none; it is in no SQL shown).
     ///
     /// # Errors
     /// As [`Self::ensure_user`].
     pub fn plan_ensure_user(&mut self, spec: &UserSpec) -> Result<Plan> {
+        let password = NewPassword::given_or_generated(spec.password.clone())?;
+        self.plan_user(spec, &password)
+    }
+
+    fn plan_user(&mut self, spec: &UserSpec, password: &NewPassword) -> Result<Plan> {
         spec.validate()?;
         let snapshot = inspect::user_snapshot(
             &mut self.client,
@@ -273,7 +339,7 @@ impl Provisioner {
             spec.name.as_str(),
             spec.valid_until.as_deref(),
         )?;
-        plan::plan_user(&self.facts, &snapshot, spec)
+        plan::plan_user(&self.facts, &snapshot, spec, password)
     }
 
     /// Creates the project's login role, or converges an existing one to
@@ -281,11 +347,80 @@ impl Provisioner {
     /// the report; the password travels only as a SCRAM verifier.
     ///
     /// # Errors
-    /// [`Error::PolicyViolation`] for master itself, a superuser or an `rds_superuser` member;
+    /// [`Error::PolicyViolation`] for master itself or a role holding more than a project role
+    /// may (a superuser, CREATEDB, CREATEROLE, an `rds_superuser` member, …);
     /// [`Error::PermissionDenied`] with the fix when master lacks ADMIN on it (16+).
     pub fn ensure_user(&mut self, spec: &UserSpec) -> Result<Report> {
+        self.ensure_user_then(spec, None)
+    }
+
+    /// As [`Self::ensure_user`], handing a new role's credentials to `delivery` as one unit with
+    /// its creation: the role is created in a transaction that commits only once the
+    /// credentials were delivered, so a sink that fails leaves no role behind (and says so). An
+    /// existing role's password is not changed, so nothing is delivered (a note says so).
+    ///
+    /// # Errors
+    /// As [`Self::ensure_user`]; the sink's error when delivery fails (nothing was created);
+    /// [`Error::Uncommitted`] when the credentials were delivered but the commit failed.
+    pub fn ensure_user_delivering(
+        &mut self,
+        spec: &UserSpec,
+        delivery: &CredentialDelivery,
+    ) -> Result<Report> {
+        delivery.check()?;
+        self.ensure_user_then(spec, Some(delivery))
+    }
+
+    fn ensure_user_then(
+        &mut self,
+        spec: &UserSpec,
+        delivery: Option<&CredentialDelivery>,
+    ) -> Result<Report> {
+        let password = NewPassword::given_or_generated(spec.password.clone())?;
         let keys = [lock_key("role", spec.name.as_str())];
-        self.ensure(&keys, |p| p.plan_ensure_user(spec))
+        let user = spec.name.clone();
+        let report = match delivery {
+            None => self.ensure(&keys, |p| p.plan_user(spec, &password))?,
+            Some(d) => self.ensure_then(
+                &keys,
+                |p| p.plan_user(spec, &password),
+                Some(&mut |p: &mut Self, r: &Report| p.deliver(r, &user, &password, d)),
+            )?,
+        };
+        Ok(finish_password_report(report, &password, delivery))
+    }
+
+    /// Hands the new password of `user` to `delivery`, when the operation in `report` sets one.
+    fn deliver(
+        &self,
+        report: &Report,
+        user: &RoleName,
+        password: &NewPassword,
+        delivery: &CredentialDelivery,
+    ) -> Result<()> {
+        if !sets_password(report) {
+            return Ok(());
+        }
+        let database = delivery
+            .database
+            .as_ref()
+            .map(|d| d.as_str())
+            .unwrap_or(user.as_str());
+        Credentials::from_options(
+            &self.options,
+            user.as_str(),
+            database,
+            password.password().clone(),
+        )?
+        .deliver(&delivery.sink)
+        .map_err(|e| Error::NotDelivered {
+            sink: delivery.sink.to_string(),
+            message: format!(
+                "{e}; nothing was changed: the change to role {:?} was rolled back",
+                user.as_str()
+            ),
+            source: Box::new(e),
+        })
     }
 
     // ------------------------------------------------------------------ databases
@@ -354,7 +489,7 @@ impl Provisioner {
             None => {
                 let template = plan::resolve_template(&self.facts, spec);
                 if template.as_str() == "template0" {
-                    plan::fresh_database_snapshot(&self.facts)
+                    DatabaseSnapshot::fresh_from_template0(self.facts.major)
                 } else {
                     // The new database starts as a copy of its template: inspect and audit that,
                     // then close the connection (CREATE DATABASE refuses a template in use).
@@ -555,40 +690,37 @@ impl Provisioner {
 
     // ------------------------------------------------------------------ teardown
 
-    /// Plans [`Self::drop_database`] without changing anything.
+    /// Plans [`Self::drop_database`] without changing anything (rds-pg's own connection to the
+    /// database, if any, does not count as a session).
     ///
     /// # Errors
-    /// As [`Self::drop_database`].
+    /// As [`Self::drop_database`], except that sessions still exiting are not waited for.
     pub fn plan_drop_database(
         &mut self,
         name: &DatabaseName,
         options: &DropDatabaseOptions,
     ) -> Result<Plan> {
-        teardown::check_droppable_database(&self.facts, name)?;
-        // rds-pg's own connection to it would count as a session and block the drop: close it
-        // and wait for the server to end it.
-        let own: Vec<i32> = self.close_connection(name).into_iter().collect();
-        let mut snapshot = teardown::drop_database_snapshot(
+        plan::check_droppable_database(&self.facts, name)?;
+        let own = match self.others.get_mut(name.as_str()) {
+            Some(client) => backend_pid(client).into_iter().collect(),
+            None => Vec::new(),
+        };
+        self.plan_drop_database_ignoring(name, options, &own)
+    }
+
+    fn plan_drop_database_ignoring(
+        &mut self,
+        name: &DatabaseName,
+        options: &DropDatabaseOptions,
+        own: &[i32],
+    ) -> Result<Plan> {
+        let snapshot = inspect::drop_database_snapshot(
             &mut self.client,
             self.facts.major,
             name.as_str(),
-            &own,
+            own,
         )?;
-        // A client that just disconnected (a pg_restore that finished, a deploy step's psql) is
-        // listed until its backend has exited: give such sessions a moment, as DROP DATABASE
-        // itself does, before calling the database busy. Only when sessions are listed.
-        let mut waits = 0;
-        while !snapshot.sessions.is_empty() && !options.force && waits < SESSION_GRACE_CHECKS {
-            std::thread::sleep(SESSION_GRACE_INTERVAL);
-            waits += 1;
-            snapshot = teardown::drop_database_snapshot(
-                &mut self.client,
-                self.facts.major,
-                name.as_str(),
-                &own,
-            )?;
-        }
-        teardown::plan_drop_database(&self.facts, &snapshot, name, options)
+        plan::plan_drop_database(&self.facts, &snapshot, name, options)
     }
 
     /// Drops a project database from the maintenance database. Master gains the owner's
@@ -605,8 +737,25 @@ impl Provisioner {
         name: &DatabaseName,
         options: &DropDatabaseOptions,
     ) -> Result<Report> {
+        plan::check_droppable_database(&self.facts, name)?;
+        // rds-pg's own connection to it would count as a session and block the drop: close it.
+        let own: Vec<i32> = self.close_connection(name).into_iter().collect();
         let keys = [lock_key("database", name.as_str())];
-        self.ensure(&keys, |p| p.plan_drop_database(name, options))
+        // A client that just disconnected (a pg_restore that finished, a deploy step's psql) is
+        // listed until its backend has exited: give such sessions a moment, as DROP DATABASE
+        // itself does, before calling the database busy.
+        let mut waits = 0;
+        loop {
+            match self.ensure(&keys, |p| {
+                p.plan_drop_database_ignoring(name, options, &own)
+            }) {
+                Err(Error::StillInUse { .. }) if !options.force && waits < SESSION_GRACE_CHECKS => {
+                    std::thread::sleep(SESSION_GRACE_INTERVAL);
+                    waits += 1;
+                }
+                result => return result,
+            }
+        }
     }
 
     /// Plans [`Self::drop_user`] without changing anything. Connects to every database where
@@ -615,8 +764,8 @@ impl Provisioner {
     /// # Errors
     /// As [`Self::drop_user`].
     pub fn plan_drop_user(&mut self, name: &RoleName, options: &DropUserOptions) -> Result<Plan> {
-        teardown::check_droppable_role(name)?;
-        let cluster = teardown::drop_user_snapshot(
+        plan::check_droppable_role(name)?;
+        let cluster = inspect::drop_user_snapshot(
             &mut self.client,
             self.facts.major,
             name.as_str(),
@@ -630,14 +779,14 @@ impl Provisioner {
                 if !reachable {
                     continue; // the planner reports it before any change
                 }
-                let database = DatabaseName::new(&d.name)?;
+                let database = DatabaseName::from_catalog(&d.name);
                 let major = self.facts.major;
                 let client = self.database_client(&database)?;
-                let snapshot = teardown::drop_user_database(client, major, name.as_str())?;
+                let snapshot = inspect::drop_user_database(client, major, name.as_str())?;
                 per_database.insert(d.name.clone(), snapshot);
             }
         }
-        teardown::plan_drop_user(&self.facts, &cluster, &per_database, name, options)
+        plan::plan_drop_user(&self.facts, &cluster, &per_database, name, options)
     }
 
     /// Drops a project role the way the seed's `dropuser` cannot: in every database where it owns
@@ -658,8 +807,8 @@ impl Provisioner {
         self.ensure(&keys, |p| p.plan_drop_user(name, options))
     }
 
-    /// Plans [`Self::rotate_password`] without changing anything (a generated password is in the
-    /// plan, not in its SQL).
+    /// Plans [`Self::rotate_password`] without changing anything (a generated password is in
+    /// no SQL shown).
     ///
     /// # Errors
     /// As [`Self::rotate_password`].
@@ -668,10 +817,15 @@ impl Provisioner {
         user: &RoleName,
         password: Option<Password>,
     ) -> Result<Plan> {
+        let password = NewPassword::given_or_generated(password)?;
+        self.plan_rotation(user, &password)
+    }
+
+    fn plan_rotation(&mut self, user: &RoleName, password: &NewPassword) -> Result<Plan> {
         user.ensure_creatable()?;
         let snapshot =
             inspect::user_snapshot(&mut self.client, self.facts.major, user.as_str(), None)?;
-        teardown::plan_rotate_password(&self.facts, snapshot.role.as_ref(), user, password)
+        plan::plan_rotate_password(&self.facts, snapshot.role.as_ref(), user, password)
     }
 
     /// Sets a new password for a project role, sent as a SCRAM-SHA-256 verifier. With `None` a
@@ -679,23 +833,150 @@ impl Provisioner {
     /// changes the password (the old one cannot be read back to compare).
     ///
     /// # Errors
-    /// [`Error::NotFound`] for a missing role; [`Error::PolicyViolation`] for master, a superuser
-    /// or an `rds_superuser` member; [`Error::PermissionDenied`] on 16+ without ADMIN on it.
+    /// [`Error::NotFound`] for a missing role; [`Error::PolicyViolation`] for master or a role
+    /// holding more than a project role may; [`Error::PermissionDenied`] on 16+ without ADMIN
+    /// on it.
     pub fn rotate_password(
         &mut self,
         user: &RoleName,
         password: Option<Password>,
     ) -> Result<Report> {
+        self.rotate_password_then(user, password, None)
+    }
+
+    /// As [`Self::rotate_password`], handing the new credentials to `delivery` as one unit with
+    /// the change: the new password is set in a transaction that commits only once it was
+    /// delivered, so a sink that fails leaves the old password working (and says so).
+    ///
+    /// # Errors
+    /// As [`Self::rotate_password`]; the sink's error when delivery fails (the password is
+    /// unchanged); [`Error::Uncommitted`] when the credentials were delivered but the commit
+    /// failed.
+    pub fn rotate_password_delivering(
+        &mut self,
+        user: &RoleName,
+        password: Option<Password>,
+        delivery: &CredentialDelivery,
+    ) -> Result<Report> {
+        delivery.check()?;
+        self.rotate_password_then(user, password, Some(delivery))
+    }
+
+    fn rotate_password_then(
+        &mut self,
+        user: &RoleName,
+        password: Option<Password>,
+        delivery: Option<&CredentialDelivery>,
+    ) -> Result<Report> {
+        let password = NewPassword::given_or_generated(password)?;
         let keys = [lock_key("role", user.as_str())];
-        // Always a change, so no "nothing to do" shortcut: plan (the password is fixed here),
-        // then apply under the role's lock so a concurrent drop_user is serialised.
-        let plan = self.plan_rotate_password(user, password)?;
-        self.lock(&keys)?;
-        let result = self.apply(plan);
-        self.unlock(&keys);
-        result
+        // Always a change: planning finds nothing already done, so the plan's first run only
+        // checks; the locked re-plan is the one applied (with the same verifier).
+        let report = match delivery {
+            None => self.ensure(&keys, |p| p.plan_rotation(user, &password))?,
+            Some(d) => self.ensure_then(
+                &keys,
+                |p| p.plan_rotation(user, &password),
+                Some(&mut |p: &mut Self, r: &Report| p.deliver(r, user, &password, d)),
+            )?,
+        };
+        Ok(finish_password_report(report, &password, delivery))
     }
 }
+
+/// Where an operation that sets a password hands the new credentials: a sink, and the database
+/// the credentials are for (default: the database named like the user, as projects are).
+#[derive(Clone, Debug)]
+pub struct CredentialDelivery {
+    /// Where the credentials go.
+    pub sink: CredentialSink,
+    /// The database they are for; `None` is the one named like the user.
+    pub database: Option<DatabaseName>,
+}
+
+impl CredentialDelivery {
+    /// Credentials for the database named like the user, to `sink`.
+    pub fn new(sink: CredentialSink) -> Self {
+        CredentialDelivery {
+            sink,
+            database: None,
+        }
+    }
+
+    /// The credentials are for `database`.
+    pub fn database(mut self, database: DatabaseName) -> Self {
+        self.database = Some(database);
+        self
+    }
+
+    /// Refuses, before anything changes, a sink that cannot be written: a file whose
+    /// directory does not exist.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the missing directory.
+    pub fn check(&self) -> Result<()> {
+        let path = match &self.sink {
+            CredentialSink::EnvFile(p) | CredentialSink::Pgpass(p) => p,
+            CredentialSink::Command(_) => return Ok(()),
+        };
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        if dir.is_dir() {
+            Ok(())
+        } else {
+            Err(Error::InvalidInput(format!(
+                "cannot write credentials to {}: {} is not a directory",
+                path.display(),
+                dir.display()
+            )))
+        }
+    }
+}
+
+/// Whether the operation reported set a password.
+fn sets_password(report: &Report) -> bool {
+    report.steps.iter().any(|s| {
+        matches!(
+            s.change,
+            plan::Change::CreateRole { .. } | plan::Change::SetPassword { .. }
+        )
+    })
+}
+
+/// Fills in which password is the new one (and whether it was generated), and where it went.
+fn finish_password_report(
+    mut report: Report,
+    password: &NewPassword,
+    delivery: Option<&CredentialDelivery>,
+) -> Report {
+    if sets_password(&report) {
+        report.new_password = Some(password.password().clone());
+        if password.is_generated() {
+            report.generated_password = Some(password.password().clone());
+        }
+        if let Some(d) = delivery {
+            report.credentials_delivered_to = Some(d.sink.to_string());
+        }
+    } else if let Some(d) = delivery {
+        report.notes.push(format!(
+            "no new password was set, so nothing was written to the {}",
+            d.sink
+        ));
+    }
+    report
+}
+
+fn backend_pid(client: &mut Client) -> Option<i32> {
+    client
+        .query_typed_one("SELECT pg_catalog.pg_backend_pid()", &[])
+        .ok()
+        .map(|r| r.get(0))
+}
+
+/// What runs between an operation's last statement and its commit (credential delivery).
+type BeforeCommit<'a> = &'a mut dyn FnMut(&mut Provisioner, &Report) -> Result<()>;
 
 fn session_settings(lock_timeout: Duration) -> Vec<(&'static str, String)> {
     vec![("lock_timeout", lock_timeout.as_millis().to_string())]

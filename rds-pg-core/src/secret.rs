@@ -124,6 +124,16 @@ impl ScramVerifier {
     }
 }
 
+impl PartialEq for ScramVerifier {
+    fn eq(&self, other: &Self) -> bool {
+        // Plans compare their changes; a verifier carries a random salt, so two are equal only
+        // when they are the same verifier.
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for ScramVerifier {}
+
 impl fmt::Debug for ScramVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("ScramVerifier([redacted])")
@@ -191,8 +201,7 @@ impl NewPassword {
 
     /// Its SCRAM-SHA-256 verifier, computed on first use.
     pub fn verifier(&self) -> &ScramVerifier {
-        self.verifier
-            .get_or_init(|| self.password.scram_verifier())
+        self.verifier.get_or_init(|| self.password.scram_verifier())
     }
 }
 
@@ -242,7 +251,11 @@ mod tests {
     fn a_new_password_hashes_once_and_keeps_its_verifier() {
         let p = NewPassword::given(Password::new("Given-pw"));
         let first = p.verifier().expose().to_owned();
-        assert_eq!(p.clone().verifier().expose(), first, "clones share the verifier");
+        assert_eq!(
+            p.clone().verifier().expose(),
+            first,
+            "clones share the verifier"
+        );
         assert!(!p.is_generated());
         let g = NewPassword::given_or_generated(None).unwrap();
         assert!(g.is_generated());

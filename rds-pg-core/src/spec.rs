@@ -185,27 +185,6 @@ impl Extension {
             _ => &[],
         }
     }
-
-    /// Statements that hand the extension's objects to the database owner after creation, given
-    /// the schema the extension lives in. Run as master (RDS lets `rds_superuser` members re-own
-    /// them).
-    pub fn fixups(&self, schema: &str, owner: &RoleName) -> Vec<String> {
-        let owner = owner.quoted();
-        let schema = postgres_protocol::escape::escape_identifier(schema);
-        match self {
-            Extension::Postgis => {
-                vec![format!(
-                    "ALTER TABLE {schema}.spatial_ref_sys OWNER TO {owner}"
-                )]
-            }
-            Extension::PostgisTopology => vec![
-                format!("ALTER SCHEMA topology OWNER TO {owner}"),
-                format!("ALTER TABLE topology.topology OWNER TO {owner}"),
-                format!("ALTER TABLE topology.layer OWNER TO {owner}"),
-            ],
-            _ => Vec::new(),
-        }
-    }
 }
 
 impl fmt::Display for Extension {

@@ -5,17 +5,6 @@ use rds_pg_core as core;
 
 use crate::secret::Secret;
 
-fn kind_name(kind: core::StepKind) -> &'static str {
-    match kind {
-        core::StepKind::Change => "change",
-        core::StepKind::TemporaryGrant => "temporary_grant",
-        core::StepKind::TemporaryRevoke => "temporary_revoke",
-        core::StepKind::SetRole => "set_role",
-        core::StepKind::ResetRole => "reset_role",
-        _ => "other",
-    }
-}
-
 /// One statement of a plan or report. `sql` never holds a password or verifier (they show as
 /// `'[redacted]'`).
 #[pyclass(frozen, module = "rds_pg", name = "Step")]
@@ -34,8 +23,8 @@ impl Step {
 
     /// The statement, redacted.
     #[getter]
-    fn sql(&self) -> &str {
-        &self.inner.sql
+    fn sql(&self) -> String {
+        self.inner.sql()
     }
 
     /// Why it is needed.
@@ -48,21 +37,21 @@ impl Step {
     /// `"set_role"` or `"reset_role"`.
     #[getter]
     fn kind(&self) -> &'static str {
-        kind_name(self.inner.kind)
+        self.inner.kind().as_str()
     }
 
     /// Whether it is sent on its own, outside a transaction block (`CREATE DATABASE`).
     #[getter]
     fn standalone(&self) -> bool {
-        self.inner.standalone
+        self.inner.standalone()
     }
 
     fn __repr__(&self) -> String {
         format!(
             "Step(database={:?}, kind={:?}, sql={:?})",
             self.inner.database_label(),
-            kind_name(self.inner.kind),
-            self.inner.sql
+            self.inner.kind().as_str(),
+            self.inner.sql()
         )
     }
 
@@ -101,14 +90,19 @@ impl Plan {
 
     /// The redacted SQL of every step.
     #[getter]
-    fn sql(&self) -> Vec<&str> {
+    fn sql(&self) -> Vec<String> {
         self.inner.sql()
     }
 
     /// The statements that grant master a membership for the duration of the operation.
     #[getter]
     fn temporary_grants(&self) -> Vec<String> {
-        self.inner.temporary_grants()
+        self.inner
+            .steps
+            .iter()
+            .filter(|s| s.kind() == core::StepKind::TemporaryGrant)
+            .map(|s| s.sql())
+            .collect()
     }
 
     /// Whether there is nothing to do.
@@ -219,20 +213,6 @@ impl Report {
     }
 
     fn __str__(&self) -> String {
-        let mut out = String::from(if self.inner.changed {
-            "changed\n"
-        } else {
-            "no change\n"
-        });
-        for s in &self.inner.steps {
-            out.push_str(&s.to_string());
-            out.push('\n');
-        }
-        for n in &self.inner.notes {
-            out.push_str("note: ");
-            out.push_str(n);
-            out.push('\n');
-        }
-        out
+        self.inner.to_string()
     }
 }

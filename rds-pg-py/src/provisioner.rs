@@ -244,6 +244,42 @@ impl Provisioner {
     }
 }
 
+/// The credential delivery the keyword arguments name (at most one sink), checked before
+/// anything changes.
+fn delivery_arg(
+    py: Python<'_>,
+    env_file: Option<PathBuf>,
+    pgpass: Option<PathBuf>,
+    command: Option<Vec<String>>,
+    database: Option<String>,
+) -> PyResult<Option<core::CredentialDelivery>> {
+    let mut sinks = Vec::new();
+    sinks.extend(env_file.map(core::CredentialSink::EnvFile));
+    sinks.extend(pgpass.map(core::CredentialSink::Pgpass));
+    sinks.extend(command.map(core::CredentialSink::command));
+    if sinks.len() > 1 {
+        return Err(Error::InvalidInput(
+            "give at most one of env_file, pgpass and command".into(),
+        ))
+        .py_result(py);
+    }
+    let Some(sink) = sinks.pop() else {
+        if database.is_some() {
+            return Err(Error::InvalidInput(
+                "credentials_database needs env_file, pgpass or command".into(),
+            ))
+            .py_result(py);
+        }
+        return Ok(None);
+    };
+    let mut delivery = core::CredentialDelivery::new(sink);
+    if let Some(d) = database {
+        delivery = delivery.database(core::DatabaseName::new(d).py_result(py)?);
+    }
+    delivery.check().py_result(py)?;
+    Ok(Some(delivery))
+}
+
 #[pymethods]
 impl Provisioner {
     /// Plans `ensure_user` without changing anything.
@@ -257,9 +293,25 @@ impl Provisioner {
     /// `Report.generated_password`. Raises `PolicyViolation` for master, a superuser or an
     /// `rds_superuser` member, `PermissionDenied` (with `hint`) when master lacks ADMIN on an
     /// existing role (16+).
-    fn ensure_user(&self, py: Python<'_>, spec: &Bound<'_, PyAny>) -> PyResult<Report> {
+    ///
+    /// With `env_file`, `pgpass` or `command` (one of them; `credentials_database` defaults to
+    /// the user's name) a new role's credentials are delivered there as one unit with its
+    /// creation: a failing sink leaves no role behind. Nothing is delivered for an existing role.
+    #[pyo3(signature = (spec, *, env_file=None, pgpass=None, command=None, credentials_database=None))]
+    fn ensure_user(
+        &self,
+        py: Python<'_>,
+        spec: &Bound<'_, PyAny>,
+        env_file: Option<PathBuf>,
+        pgpass: Option<PathBuf>,
+        command: Option<Vec<String>>,
+        credentials_database: Option<String>,
+    ) -> PyResult<Report> {
         let spec = user_spec_arg(spec)?;
-        self.report(py, move |p| p.ensure_user(&spec))
+        match delivery_arg(py, env_file, pgpass, command, credentials_database)? {
+            Some(d) => self.report(py, move |p| p.ensure_user_delivering(&spec, &d)),
+            None => self.report(py, move |p| p.ensure_user(&spec)),
+        }
     }
 
     /// Plans `ensure_database` without changing anything.
@@ -402,16 +454,29 @@ impl Provisioner {
     /// Sets a new password (a `str` or `Secret`) for `user`; without one a password is
     /// generated and returned once in `Report.generated_password`. The password travels only as
     /// a SCRAM verifier.
-    #[pyo3(signature = (user, password=None))]
+    ///
+    /// With `env_file`, `pgpass` or `command`, the new credentials are delivered there as one
+    /// unit with the change: a failing sink leaves the old password working.
+    #[pyo3(signature = (user, password=None, *, env_file=None, pgpass=None, command=None, credentials_database=None))]
+    #[allow(clippy::too_many_arguments)]
     fn rotate_password(
         &self,
         py: Python<'_>,
         user: &str,
         password: Option<&Bound<'_, PyAny>>,
+        env_file: Option<PathBuf>,
+        pgpass: Option<PathBuf>,
+        command: Option<Vec<String>>,
+        credentials_database: Option<String>,
     ) -> PyResult<Report> {
         let user = role(py, user)?;
         let password = optional_password_arg(password)?;
-        self.report(py, move |p| p.rotate_password(&user, password))
+        match delivery_arg(py, env_file, pgpass, command, credentials_database)? {
+            Some(d) => self.report(py, move |p| {
+                p.rotate_password_delivering(&user, password, &d)
+            }),
+            None => self.report(py, move |p| p.rotate_password(&user, password)),
+        }
     }
 
     /// `Credentials` for `user` on `database` with `password` (a `str` or `Secret`, for example

@@ -258,17 +258,17 @@ fn provision_owner_and_database(
     assert!(password.expose().len() >= 16, "a strong generated password");
     for step in &report.steps {
         assert!(
-            !step.sql.contains(password.expose()),
+            !step.sql().contains(password.expose()),
             "a step shows the password"
         );
         assert!(
-            !step.sql.contains("SCRAM-SHA-256$"),
+            !step.sql().contains("SCRAM-SHA-256$"),
             "a step shows the verifier: {}",
-            step.sql
+            step.sql()
         );
     }
     assert!(
-        report.steps.iter().any(|s| s.sql.contains("[redacted]")),
+        report.steps.iter().any(|s| s.sql().contains("[redacted]")),
         "the password is set, redacted in the report: {report:#?}"
     );
 
@@ -868,7 +868,7 @@ per_version!(
         let report = ok(p.ensure_user(&owner_spec), "ensure_user(Weird \"Name\")");
         assert_changed(&report, "ensure_user(Weird \"Name\")");
         assert!(
-            report.steps.iter().any(|s| s.sql.contains("\"Weird \"\"Name\"\"\"")),
+            report.steps.iter().any(|s| s.sql().contains("\"Weird \"\"Name\"\"\"")),
             "the name is quoted as an identifier: {report:#?}"
         );
         let db_spec = DatabaseSpec::new(db, owner).unwrap().extension(Extension::Hstore);

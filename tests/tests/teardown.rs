@@ -190,7 +190,7 @@ per_version!(
             "the forced drop terminated the user's session"
         );
         assert_no_membership(sandbox, "shop");
-        if report.steps.iter().any(|s| s.kind == StepKind::TemporaryGrant) {
+        if report.steps.iter().any(|s| s.kind() == StepKind::TemporaryGrant) {
             assert_eq!(report.temporary_grants, vec![role("shop")], "{report:#?}");
         }
 
@@ -231,7 +231,7 @@ per_version!(
         assert!(report.changed);
         assert!(!database_exists(sandbox, "blog_db"));
         assert!(
-            report.steps.iter().all(|s| !s.sql.contains("FORCE")),
+            report.steps.iter().all(|s| !s.sql().contains("FORCE")),
             "no force needed: {report:#?}"
         );
         // Recreating it afterwards works (the provisioner reconnects on demand).
@@ -402,7 +402,7 @@ per_version!(
             report
                 .steps
                 .iter()
-                .any(|s| s.sql == "REASSIGN OWNED BY \"app\" TO \"host\""),
+                .any(|s| s.sql() == "REASSIGN OWNED BY \"app\" TO \"host\""),
             "{report:#?}"
         );
         assert!(role_oid(sandbox, "app").is_none());

@@ -3,9 +3,7 @@
 
 use postgres_protocol::escape::{escape_identifier, escape_literal};
 
-use super::change::{
-    Change, ExtensionSchema, Grantee, RelationKind, RoleAttribute, TopologyTable,
-};
+use super::change::{Change, ExtensionSchema, Grantee, RelationKind, RoleAttribute, TopologyTable};
 use crate::inspect::ServerFacts;
 
 /// The placeholder that stands for a verifier in SQL that is shown.
@@ -143,10 +141,17 @@ pub fn render(change: &Change, context: RenderContext, secrets: Secrets) -> Stri
             sql
         }
         Change::AlterDatabaseOwner { database, owner } => {
-            format!("ALTER DATABASE {} OWNER TO {}", database.quoted(), owner.quoted())
+            format!(
+                "ALTER DATABASE {} OWNER TO {}",
+                database.quoted(),
+                owner.quoted()
+            )
         }
         Change::AlterDatabaseConnectionLimit { database, limit } => {
-            format!("ALTER DATABASE {} CONNECTION LIMIT {limit}", database.quoted())
+            format!(
+                "ALTER DATABASE {} CONNECTION LIMIT {limit}",
+                database.quoted()
+            )
         }
         Change::DropDatabase { database, force } => format!(
             "DROP DATABASE IF EXISTS {}{}",
@@ -154,10 +159,18 @@ pub fn render(change: &Change, context: RenderContext, secrets: Secrets) -> Stri
             if *force { " WITH (FORCE)" } else { "" }
         ),
         Change::GrantConnect { database, to } => {
-            format!("GRANT CONNECT ON DATABASE {} TO {}", database.quoted(), to.quoted())
+            format!(
+                "GRANT CONNECT ON DATABASE {} TO {}",
+                database.quoted(),
+                to.quoted()
+            )
         }
         Change::RevokeAllOnDatabase { database, from } => {
-            format!("REVOKE ALL ON DATABASE {} FROM {}", database.quoted(), grantee(from))
+            format!(
+                "REVOKE ALL ON DATABASE {} FROM {}",
+                database.quoted(),
+                grantee(from)
+            )
         }
         Change::CreateExtension { extension, schema } => format!(
             "CREATE EXTENSION IF NOT EXISTS {}{}",
@@ -190,10 +203,18 @@ pub fn render(change: &Change, context: RenderContext, secrets: Secrets) -> Stri
         Change::SetRole { role } => format!("SET ROLE {}", role.quoted()),
         Change::ResetRole => "RESET ROLE".into(),
         Change::GrantSchemaUsage { schema, to } => {
-            format!("GRANT USAGE ON SCHEMA {} TO {}", schema.quoted(), to.quoted())
+            format!(
+                "GRANT USAGE ON SCHEMA {} TO {}",
+                schema.quoted(),
+                to.quoted()
+            )
         }
         Change::RevokeSchemaUsage { schema, from } => {
-            format!("REVOKE USAGE ON SCHEMA {} FROM {}", schema.quoted(), from.quoted())
+            format!(
+                "REVOKE USAGE ON SCHEMA {} FROM {}",
+                schema.quoted(),
+                from.quoted()
+            )
         }
         Change::GrantSelect {
             kind,

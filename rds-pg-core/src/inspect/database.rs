@@ -1,308 +1,14 @@
-//! Reading what the server has: one bulk catalog query per database into a snapshot. Never reads
-//! `pg_authid`.
+//! What database, extension and read-only operations read: the maintenance database's view of
+//! a database ([`ClusterSnapshot`]) and a database's own contents ([`DatabaseSnapshot`]).
 
 use postgres::types::Type;
 use postgres::Client;
 
-use crate::connect::ServerVersion;
-use crate::error::{Error, Result};
+use std::collections::BTreeMap;
 
-/// Facts about the server and the connected (master) role, read once at connect time.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServerFacts {
-    /// `server_version_num`.
-    pub version: ServerVersion,
-    /// The major version (13–18).
-    pub major: u32,
-    /// The connected role.
-    pub current_user: String,
-    /// The database the connection is in (the maintenance database).
-    pub current_database: String,
-    /// Whether the connected role is a superuser (never on RDS).
-    pub is_superuser: bool,
-    /// Whether it has CREATEROLE.
-    pub can_create_role: bool,
-    /// Whether it has CREATEDB.
-    pub can_create_db: bool,
-    /// Its direct memberships.
-    pub memberships: Vec<Membership>,
-    /// RDS's list of supported extensions (`rds.extensions`), or the sandbox's whitelist
-    /// (`extwlist.extensions`), when the server has one.
-    pub extension_whitelist: Option<Vec<String>>,
-}
-
-/// One direct membership of the connected role, with PostgreSQL 16's options (before 16: INHERIT
-/// follows the member's `rolinherit`, SET is always true).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Membership {
-    /// The role it is a member of.
-    pub role: String,
-    /// WITH ADMIN OPTION.
-    pub admin: bool,
-    /// Inherits the role's privileges.
-    pub inherit: bool,
-    /// May `SET ROLE` to it.
-    pub set: bool,
-}
-
-pub(crate) fn server_facts(client: &mut Client) -> Result<ServerFacts> {
-    // to_jsonb() reads the 16+ option columns where they exist and yields NULL before 16, so one
-    // query serves every version.
-    let row = client.query_typed_one(
-        "SELECT pg_catalog.current_setting('server_version_num')::pg_catalog.int4,
-                r.rolname::pg_catalog.text, pg_catalog.current_database()::pg_catalog.text,
-                r.rolsuper, r.rolcreaterole, r.rolcreatedb,
-                coalesce(pg_catalog.array_agg(g.rolname::pg_catalog.text ORDER BY g.rolname)
-                         FILTER (WHERE g.oid IS NOT NULL), '{}'),
-                coalesce(pg_catalog.array_agg(m.admin ORDER BY g.rolname) FILTER (WHERE g.oid IS NOT NULL), '{}'),
-                coalesce(pg_catalog.array_agg(m.inh ORDER BY g.rolname) FILTER (WHERE g.oid IS NOT NULL), '{}'),
-                coalesce(pg_catalog.array_agg(m.sett ORDER BY g.rolname) FILTER (WHERE g.oid IS NOT NULL), '{}'),
-                coalesce(pg_catalog.current_setting('rds.extensions', true),
-                         pg_catalog.current_setting('extwlist.extensions', true)),
-                pg_catalog.current_setting('search_path')
-           FROM pg_catalog.pg_roles r
-           LEFT JOIN LATERAL (
-                SELECT am.roleid, pg_catalog.bool_or(am.admin_option) AS admin,
-                       pg_catalog.bool_or(coalesce((pg_catalog.to_jsonb(am) OPERATOR(pg_catalog.->>) 'inherit_option')::pg_catalog.bool,
-                                                   r.rolinherit)) AS inh,
-                       pg_catalog.bool_or(coalesce((pg_catalog.to_jsonb(am) OPERATOR(pg_catalog.->>) 'set_option')::pg_catalog.bool,
-                                                   true)) AS sett
-                  FROM pg_catalog.pg_auth_members am WHERE am.member OPERATOR(pg_catalog.=) r.oid
-                 GROUP BY am.roleid) m ON true
-           LEFT JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) m.roleid
-          WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER
-          GROUP BY r.oid, r.rolname, r.rolsuper, r.rolcreaterole, r.rolcreatedb",
-        &[],
-    )?;
-    let search_path: String = row.get(11);
-    if search_path.replace(' ', "") != crate::connect::PINNED_SEARCH_PATH.replace(' ', "") {
-        return Err(Error::PolicyViolation(format!(
-            "the session's search_path is {search_path:?}, not the {:?} rds-pg sets when it \
-             connects: something between rds-pg and PostgreSQL (a connection pooler such as \
-             PgBouncer or RDS Proxy) dropped the startup options; connect to the instance directly",
-            crate::connect::PINNED_SEARCH_PATH
-        )));
-    }
-    let version = ServerVersion(row.get::<_, i32>(0) as u32);
-    let roles: Vec<String> = row.get(6);
-    let admin: Vec<bool> = row.get(7);
-    let inherit: Vec<bool> = row.get(8);
-    let set: Vec<bool> = row.get(9);
-    let whitelist: Option<String> = row.get(10);
-    Ok(ServerFacts {
-        version,
-        major: version.major(),
-        current_user: row.get(1),
-        current_database: row.get(2),
-        is_superuser: row.get(3),
-        can_create_role: row.get(4),
-        can_create_db: row.get(5),
-        memberships: roles
-            .into_iter()
-            .enumerate()
-            .map(|(i, role)| Membership {
-                role,
-                admin: admin[i],
-                inherit: inherit[i],
-                set: set[i],
-            })
-            .collect(),
-        extension_whitelist: whitelist
-            .filter(|w| !w.trim().is_empty())
-            .map(|w| split_list(&w)),
-    })
-}
-
-pub(crate) fn split_list(list: &str) -> Vec<String> {
-    list.split(',')
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .collect()
-}
-
-/// What the connected role can do with another role.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RoleAccess {
-    /// Has the role's privileges (an inheriting membership).
-    pub usage: bool,
-    /// May `SET ROLE` to it (before 16: any membership).
-    pub set: bool,
-    /// Holds ADMIN OPTION on it (may grant it, on 16+ the condition for `GRANT role TO master`).
-    pub admin: bool,
-}
-
-impl RoleAccess {
-    /// Whether master can act as the role both ways (SET ROLE and its privileges).
-    pub fn acts_as(&self) -> bool {
-        self.usage && self.set
-    }
-}
-
-/// A role as `pg_roles` shows it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RoleState {
-    /// Superuser.
-    pub superuser: bool,
-    /// LOGIN.
-    pub can_login: bool,
-    /// CREATEDB.
-    pub create_db: bool,
-    /// CREATEROLE.
-    pub create_role: bool,
-    /// REPLICATION.
-    pub replication: bool,
-    /// BYPASSRLS.
-    pub bypass_rls: bool,
-    /// CONNECTION LIMIT.
-    pub connection_limit: i32,
-    /// Whether VALID UNTIL differs from the spec's (false when the spec has none).
-    pub valid_until_differs: bool,
-    /// The privileged roles it is a member of, directly or through any chain of memberships:
-    /// those of [`PRIVILEGED_ROLES`] that exist on the server, and the connected (master) role.
-    /// Sorted.
-    pub privileged_memberships: Vec<String>,
-    /// It is the connected role.
-    pub is_current_user: bool,
-    /// What the connected role can do with it.
-    pub access: RoleAccess,
-}
-
-impl RoleState {
-    /// Whether it is a member of `rds_superuser` (directly or through a chain).
-    pub fn rds_superuser_member(&self) -> bool {
-        self.privileged_memberships
-            .iter()
-            .any(|r| r == "rds_superuser")
-    }
-
-    /// What makes it more than a project role, in words (`SUPERUSER`, `CREATEDB`, `member of
-    /// rds_superuser`, …); empty for a plain role. The connected role itself is reported
-    /// separately ([`RoleState::is_current_user`]).
-    pub fn privileges_beyond_a_project_role(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for (has, attr) in [
-            (self.superuser, "SUPERUSER"),
-            (self.create_role, "CREATEROLE"),
-            (self.create_db, "CREATEDB"),
-            (self.replication, "REPLICATION"),
-            (self.bypass_rls, "BYPASSRLS"),
-        ] {
-            if has {
-                out.push(attr.to_owned());
-            }
-        }
-        for role in &self.privileged_memberships {
-            out.push(format!("member of {role}"));
-        }
-        out
-    }
-}
-
-/// Roles whose members hold privileges over other projects or the instance (RDS's
-/// `rds_superuser`, `rds_password`, `rds_replication` and PostgreSQL's predefined roles that read,
-/// write or signal everything): a project role is never a member of one, however indirectly.
-pub const PRIVILEGED_ROLES: [&str; 7] = [
-    "rds_superuser",
-    "rds_password",
-    "rds_replication",
-    "pg_read_all_data",
-    "pg_write_all_data",
-    "pg_signal_backend",
-    "pg_monitor",
-];
-
-/// `SET` privilege test for `pg_has_role`: 16+ has it; before, any membership allows SET ROLE.
-fn set_privilege(major: u32) -> &'static str {
-    if major >= 16 {
-        "SET"
-    } else {
-        "MEMBER"
-    }
-}
-
-/// SQL columns describing role `alias` (a `pg_roles` row, possibly NULL from a LEFT JOIN). Every
-/// name is qualified: these run in master's sessions.
-pub(crate) fn role_columns(alias: &str, major: u32) -> String {
-    let set = set_privilege(major);
-    let privileged = PRIVILEGED_ROLES
-        .iter()
-        .map(|r| postgres_protocol::escape::escape_literal(r))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "{a}.oid IS NOT NULL, coalesce({a}.rolsuper, false), coalesce({a}.rolcanlogin, false),
-         coalesce({a}.rolcreatedb, false), coalesce({a}.rolcreaterole, false),
-         coalesce({a}.rolreplication, false), coalesce({a}.rolbypassrls, false),
-         coalesce({a}.rolconnlimit, -1),
-         CASE WHEN {a}.oid IS NULL THEN '{{}}'::pg_catalog.text[] ELSE ARRAY(
-              SELECT s.rolname::pg_catalog.text FROM pg_catalog.pg_roles s
-               WHERE (s.rolname OPERATOR(pg_catalog.=) ANY (ARRAY[{privileged}]::pg_catalog.name[])
-                      OR s.rolname OPERATOR(pg_catalog.=) CURRENT_USER)
-                 AND s.oid OPERATOR(pg_catalog.<>) {a}.oid
-                 AND pg_catalog.pg_has_role({a}.oid, s.oid, 'MEMBER')
-               ORDER BY 1) END,
-         coalesce({a}.rolname OPERATOR(pg_catalog.=) CURRENT_USER, false),
-         CASE WHEN {a}.oid IS NULL THEN false ELSE pg_catalog.pg_has_role(CURRENT_USER, {a}.oid, 'USAGE') END,
-         CASE WHEN {a}.oid IS NULL THEN false ELSE pg_catalog.pg_has_role(CURRENT_USER, {a}.oid, '{set}') END,
-         CASE WHEN {a}.oid IS NULL THEN false
-              ELSE pg_catalog.pg_has_role(CURRENT_USER, {a}.oid, 'MEMBER WITH ADMIN OPTION') END",
-        a = alias
-    )
-}
-
-/// Reads the role columns of [`role_columns`] starting at `at`; `None` when the role is missing.
-pub(crate) fn read_role(row: &postgres::Row, at: usize) -> Option<RoleState> {
-    if !row.get::<_, bool>(at) {
-        return None;
-    }
-    Some(RoleState {
-        superuser: row.get(at + 1),
-        can_login: row.get(at + 2),
-        create_db: row.get(at + 3),
-        create_role: row.get(at + 4),
-        replication: row.get(at + 5),
-        bypass_rls: row.get(at + 6),
-        connection_limit: row.get(at + 7),
-        valid_until_differs: false,
-        privileged_memberships: row.get(at + 8),
-        is_current_user: row.get(at + 9),
-        access: RoleAccess {
-            usage: row.get(at + 10),
-            set: row.get(at + 11),
-            admin: row.get(at + 12),
-        },
-    })
-}
-
-pub(crate) const ROLE_COLUMNS: usize = 13;
-
-/// The snapshot `ensure_user` plans from.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct UserSnapshot {
-    /// The role, if it exists.
-    pub role: Option<RoleState>,
-}
-
-pub(crate) fn user_snapshot(
-    client: &mut Client,
-    major: u32,
-    name: &str,
-    valid_until: Option<&str>,
-) -> Result<UserSnapshot> {
-    let sql = format!(
-        "SELECT {}, CASE WHEN $2::pg_catalog.text IS NULL THEN false
-                         ELSE r.rolvaliduntil IS DISTINCT FROM $2::pg_catalog.text::pg_catalog.timestamptz END
-           FROM (SELECT $1::pg_catalog.text AS name) n
-           LEFT JOIN pg_catalog.pg_roles r ON r.rolname OPERATOR(pg_catalog.=) n.name",
-        role_columns("r", major)
-    );
-    let row = client.query_typed_one(&sql, &[(&name, Type::TEXT), (&valid_until, Type::TEXT)])?;
-    let role = read_role(&row, 0).map(|mut r| {
-        r.valid_until_differs = row.get(ROLE_COLUMNS);
-        r
-    });
-    Ok(UserSnapshot { role })
-}
+use super::{read_role, role_columns, RoleState, ROLE_COLUMNS};
+use crate::error::Result;
+use crate::plan::{QuotedRelation, RelationKind};
 
 /// A database as `pg_database` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -452,20 +158,20 @@ pub struct DatabaseSnapshot {
     /// Installed extensions.
     pub extensions: Vec<InstalledExtension>,
     /// Owners of the relations extension fix-ups re-own (`schema.relation` → owner).
-    pub relation_owners: Vec<(String, String)>,
+    pub relation_owners: BTreeMap<String, String>,
     /// Owner of schema `topology`, if present.
     pub topology_owner: Option<String>,
     /// The requested schemas that exist.
     pub schemas: Vec<SchemaState>,
     /// Relations of the requested schemas owned by the database owner that the read-only role
-    /// cannot read (quoted `schema.name`), with their kind (`r` table-like, `S` sequence).
-    pub unreadable: Vec<(String, char)>,
-    /// Relations the read-only role holds an explicit SELECT on (quoted), with their kind.
-    pub explicitly_readable: Vec<(String, char)>,
+    /// cannot read, sorted.
+    pub unreadable: Vec<Relation>,
+    /// Relations the read-only role holds an explicit SELECT on, sorted.
+    pub explicitly_readable: Vec<Relation>,
     /// Relations in the requested schemas not owned by the database owner and unreadable.
-    pub foreign_unreadable: Vec<String>,
-    /// Default privileges (`schema`, `r`|`S`) of the owner that already give SELECT to the role.
-    pub default_selects: Vec<(String, char)>,
+    pub foreign_unreadable: Vec<QuotedRelation>,
+    /// Default privileges of the owner that already give SELECT to the role, sorted.
+    pub default_selects: Vec<DefaultSelect>,
     /// Functions, aggregates, procedures and operators in `public` (and `topology`) that share a
     /// name with a `pg_catalog` one and belong to no extension: names an extension script, which
     /// runs with these schemas on its `search_path`, could resolve to the planter's code. Read
@@ -477,6 +183,52 @@ pub struct DatabaseSnapshot {
     /// Whether this stands for a database master could not look inside (no CONNECT yet): its
     /// contents, shadowing objects included, are unknown.
     pub uninspected: bool,
+}
+
+impl DatabaseSnapshot {
+    /// The snapshot of a database about to be created from `template0`, which cannot be
+    /// connected to, so it is described from the version: its schema `public` belongs to
+    /// `pg_database_owner` from 15 on, and before 15 to the bootstrap superuser with CREATE for
+    /// PUBLIC.
+    pub fn fresh_from_template0(major: u32) -> DatabaseSnapshot {
+        DatabaseSnapshot {
+            public_owner: Some(if major >= 15 {
+                "pg_database_owner".into()
+            } else {
+                "rdsadmin".into()
+            }),
+            public_create_for_public: major < 15,
+            ..DatabaseSnapshot::default()
+        }
+    }
+}
+
+/// A table-like relation or a sequence.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Relation {
+    /// Its name as the server quoted it.
+    pub name: QuotedRelation,
+    /// Table-like or sequence.
+    pub kind: RelationKind,
+}
+
+/// A default privilege (`ALTER DEFAULT PRIVILEGES`) of the database owner that gives the
+/// read-only role SELECT on what it creates later.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DefaultSelect {
+    /// The schema it applies to.
+    pub schema: String,
+    /// Tables or sequences.
+    pub kind: RelationKind,
+}
+
+/// A schema other roles may create objects in.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SchemaCreateGrant {
+    /// The schema.
+    pub schema: String,
+    /// Who may create in it (`PUBLIC` for everyone).
+    pub grantee: String,
 }
 
 /// What [`database_snapshot`] reads beyond the basics.
@@ -510,9 +262,8 @@ pub struct DatabaseObject {
 pub struct TemplateHazards {
     /// Objects owned by roles other than master and the superusers.
     pub foreign_objects: Vec<DatabaseObject>,
-    /// Schemas in which roles other than master and the superusers may create objects
-    /// (`schema`, grantee; `PUBLIC` for everyone).
-    pub schema_create_grants: Vec<(String, String)>,
+    /// Schemas in which roles other than master and the superusers may create objects.
+    pub schema_create_grants: Vec<SchemaCreateGrant>,
     /// Roles other than master and the superusers that may create schemas in the database
     /// (`PUBLIC` for everyone).
     pub database_create_grants: Vec<String>,
@@ -624,6 +375,15 @@ pub(crate) fn database_snapshot(
                                    FROM pg_catalog.pg_namespace n
                                   WHERE n.nspname OPERATOR(pg_catalog.=) i.schema), false) AS master_schema
                   FROM objs o CROSS JOIN LATERAL pg_catalog.pg_identify_object(o.classid, o.objid, o.objsubid) i),
+              default_selects AS (
+                SELECT n.nspname::pg_catalog.text AS schema_name, da.defaclobjtype::pg_catalog.text AS objtype
+                  FROM pg_catalog.pg_default_acl da
+                  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) da.defaclnamespace
+                 WHERE da.defaclrole OPERATOR(pg_catalog.=) (SELECT oid FROM o)
+                   AND n.nspname OPERATOR(pg_catalog.=) ANY ($3::pg_catalog.name[])
+                   AND EXISTS (SELECT 1 FROM pg_catalog.aclexplode(da.defaclacl) a
+                                WHERE a.grantee OPERATOR(pg_catalog.=) (SELECT oid FROM ro)
+                                  AND a.privilege_type OPERATOR(pg_catalog.=) 'SELECT')),
               create_grants AS (
                 SELECT n.nspname::pg_catalog.text AS target,
                        CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
@@ -671,15 +431,8 @@ pub(crate) fn database_snapshot(
                 ARRAY(SELECT qname FROM rel WHERE explicit ORDER BY qname),
                 ARRAY(SELECT kind FROM rel WHERE explicit ORDER BY qname),
                 ARRAY(SELECT qname FROM rel WHERE NOT owned AND NOT readable ORDER BY qname),
-                ARRAY(SELECT pg_catalog.concat(n.nspname, ':', da.defaclobjtype)
-                        FROM pg_catalog.pg_default_acl da
-                        JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) da.defaclnamespace
-                       WHERE da.defaclrole OPERATOR(pg_catalog.=) (SELECT oid FROM o)
-                         AND n.nspname OPERATOR(pg_catalog.=) ANY ($3::pg_catalog.name[])
-                         AND EXISTS (SELECT 1 FROM pg_catalog.aclexplode(da.defaclacl) a
-                                      WHERE a.grantee OPERATOR(pg_catalog.=) (SELECT oid FROM ro)
-                                        AND a.privilege_type OPERATOR(pg_catalog.=) 'SELECT')
-                       ORDER BY 1),
+                ARRAY(SELECT pg_catalog.concat(ds.schema_name, ':', ds.objtype) FROM default_selects ds
+                       ORDER BY ds.schema_name, ds.objtype),
                 EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n,
                                pg_catalog.aclexplode(coalesce(n.nspacl, pg_catalog.acldefault('n', n.nspowner))) a
                          WHERE n.nspname OPERATOR(pg_catalog.=) 'public' AND a.grantee OPERATOR(pg_catalog.=) 0
@@ -727,7 +480,11 @@ pub(crate) fn database_snapshot(
     let grantees: Vec<String> = row.get(24);
     let template_hazards = scope.template.then(|| TemplateHazards {
         foreign_objects,
-        schema_create_grants: grant_targets.into_iter().zip(grantees).collect(),
+        schema_create_grants: grant_targets
+            .into_iter()
+            .zip(grantees)
+            .map(|(schema, grantee)| SchemaCreateGrant { schema, grantee })
+            .collect(),
         database_create_grants: row.get(25),
     });
     let ext_names: Vec<String> = row.get(1);
@@ -738,11 +495,21 @@ pub(crate) fn database_snapshot(
     let schema_owners: Vec<String> = row.get(7);
     let usage: Vec<bool> = row.get(8);
     let explicit_usage: Vec<bool> = row.get(9);
-    let kinds = |names: Vec<String>, kinds: Vec<String>| -> Vec<(String, char)> {
+    let kind = |k: &str| {
+        if k == "S" {
+            RelationKind::Sequence
+        } else {
+            RelationKind::Table
+        }
+    };
+    let relations = |names: Vec<String>, kinds: Vec<String>| -> Vec<Relation> {
         names
             .into_iter()
             .zip(kinds)
-            .map(|(n, k)| (n, k.chars().next().unwrap_or('r')))
+            .map(|(n, k)| Relation {
+                name: QuotedRelation(n),
+                kind: kind(&k),
+            })
             .collect()
     };
     let default_selects: Vec<String> = row.get(15);
@@ -766,14 +533,21 @@ pub(crate) fn database_snapshot(
                 role_has_explicit_usage: explicit_usage[i],
             })
             .collect(),
-        unreadable: kinds(row.get(10), row.get(11)),
-        explicitly_readable: kinds(row.get(12), row.get(13)),
-        foreign_unreadable: row.get(14),
+        unreadable: relations(row.get(10), row.get(11)),
+        explicitly_readable: relations(row.get(12), row.get(13)),
+        foreign_unreadable: row
+            .get::<_, Vec<String>>(14)
+            .into_iter()
+            .map(QuotedRelation)
+            .collect(),
         default_selects: default_selects
             .into_iter()
             .filter_map(|s| {
-                let (schema, kind) = s.rsplit_once(':')?;
-                Some((schema.to_owned(), kind.chars().next()?))
+                let (schema, objtype) = s.rsplit_once(':')?;
+                Some(DefaultSelect {
+                    schema: schema.to_owned(),
+                    kind: kind(objtype),
+                })
             })
             .collect(),
         shadowing,

@@ -1,0 +1,501 @@
+//! Plans and reports: the ordered steps an operation runs (or would run), each a typed
+//! [`Change`] with the database it runs in and why it is needed. Planners are pure functions of
+//! a spec, a snapshot of the server ([`crate::inspect`]) and the server's facts; [`render`] is the
+//! only place a change becomes SQL.
+//!
+//! One module per operation: [`user`] (project roles), [`password`] (rotation), [`database`]
+//! (databases and extensions), [`read_only`], [`drop`] (databases and roles), [`instance`].
+
+pub mod change;
+pub mod database;
+pub mod drop;
+pub mod instance;
+pub mod password;
+pub mod read_only;
+pub mod render;
+pub mod user;
+
+use std::fmt;
+
+pub use change::{
+    Change, ExtensionSchema, Grantee, QuotedRelation, RelationKind, RoleAttribute, TopologyTable,
+};
+pub(crate) use database::ensure_master_can_connect;
+pub use database::{plan_database, plan_extensions, resolve_template};
+pub use drop::{
+    check_droppable_database, check_droppable_role, plan_drop_database, plan_drop_user,
+};
+pub use instance::plan_secure_instance;
+pub use password::plan_rotate_password;
+pub use read_only::{plan_grant_read_only, plan_revoke_read_only};
+pub use render::{render, RenderContext, Secrets};
+pub use user::plan_user;
+
+use crate::error::{Error, Result};
+use crate::ident::{DatabaseName, RoleName};
+use crate::inspect::{RoleAccess, RoleState, ServerFacts};
+use crate::secret::Password;
+
+/// What a step does, for callers that present plans.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StepKind {
+    /// A change the user asked for.
+    Change,
+    /// A membership master needs for the operation, revoked at the end.
+    TemporaryGrant,
+    /// The revocation of a [`StepKind::TemporaryGrant`].
+    TemporaryRevoke,
+    /// `SET ROLE` to act as the database owner (so the owner owns what is created).
+    SetRole,
+    /// `RESET ROLE`.
+    ResetRole,
+}
+
+impl StepKind {
+    /// The kind's name in JSON documents and the Python binding (`change`, `temporary_grant`,
+    /// `temporary_revoke`, `set_role`, `reset_role`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::Change => "change",
+            StepKind::TemporaryGrant => "temporary_grant",
+            StepKind::TemporaryRevoke => "temporary_revoke",
+            StepKind::SetRole => "set_role",
+            StepKind::ResetRole => "reset_role",
+        }
+    }
+}
+
+impl fmt::Display for StepKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One statement of a plan.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Step {
+    /// The database the statement runs in; `None` is the maintenance database master is
+    /// connected to.
+    pub database: Option<DatabaseName>,
+    /// What it does.
+    pub change: Change,
+    /// Why it is needed.
+    pub reason: String,
+    /// The server it is rendered for.
+    context: RenderContext,
+}
+
+impl Step {
+    pub(crate) fn new(
+        facts: &ServerFacts,
+        database: Option<&DatabaseName>,
+        change: Change,
+        reason: impl Into<String>,
+    ) -> Self {
+        Step {
+            database: database.cloned(),
+            change,
+            reason: reason.into(),
+            context: RenderContext::from(facts),
+        }
+    }
+
+    /// The statement, with any password verifier replaced by `'[redacted]'`.
+    pub fn sql(&self) -> String {
+        render(&self.change, self.context, Secrets::Redacted)
+    }
+
+    /// The statement to send: [`Step::sql`] with the verifier written out.
+    pub(crate) fn executable_sql(&self) -> String {
+        render(&self.change, self.context, Secrets::Revealed)
+    }
+
+    /// What kind of step it is.
+    pub fn kind(&self) -> StepKind {
+        match &self.change {
+            Change::GrantTemporaryMembership { .. } => StepKind::TemporaryGrant,
+            Change::RevokeTemporaryMembership { .. } => StepKind::TemporaryRevoke,
+            Change::SetRole { .. } => StepKind::SetRole,
+            Change::ResetRole => StepKind::ResetRole,
+            _ => StepKind::Change,
+        }
+    }
+
+    /// Whether it is sent on its own: PostgreSQL forbids it inside a transaction block
+    /// (`CREATE DATABASE`), or it runs in a session of its own.
+    pub fn standalone(&self) -> bool {
+        self.change.is_standalone()
+    }
+
+    /// For a temporary grant or revoke: the role master gains or gives up for the operation.
+    pub fn temporary_role(&self) -> Option<&RoleName> {
+        self.change.temporary_role()
+    }
+
+    /// A revoke that runs only when the operation failed (the role itself is being dropped).
+    pub(crate) fn only_on_failure(&self) -> bool {
+        matches!(
+            self.change,
+            Change::RevokeTemporaryMembership {
+                only_on_failure: true,
+                ..
+            }
+        )
+    }
+
+    /// Where the step runs, for display.
+    pub fn database_label(&self) -> &str {
+        self.database
+            .as_ref()
+            .map(|d| d.as_str())
+            .unwrap_or("(maintenance)")
+    }
+}
+
+impl fmt::Debug for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Step")
+            .field("database", &self.database)
+            .field("sql", &self.sql())
+            .field("reason", &self.reason)
+            .field("kind", &self.kind())
+            .finish()
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "[{}] {};  -- {}",
+            self.database_label(),
+            self.sql(),
+            self.reason
+        )
+    }
+}
+
+/// The steps an operation would run, in order. Empty when there is nothing to change.
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    /// The statements, in order.
+    pub steps: Vec<Step>,
+    /// Things rds-pg noticed and will not change (with the reason).
+    pub notes: Vec<String>,
+}
+
+impl Plan {
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// The redacted SQL of every step.
+    pub fn sql(&self) -> Vec<String> {
+        self.steps.iter().map(Step::sql).collect()
+    }
+
+    /// The changes, in order.
+    pub fn changes(&self) -> Vec<&Change> {
+        self.steps.iter().map(|s| &s.change).collect()
+    }
+
+    /// Roles master is granted for the duration of the operation.
+    pub fn temporary_grants(&self) -> Vec<&RoleName> {
+        self.steps
+            .iter()
+            .filter(|s| s.kind() == StepKind::TemporaryGrant)
+            .filter_map(Step::temporary_role)
+            .collect()
+    }
+
+    /// Whether a step sets a password (creates a role with one, or changes it).
+    pub fn sets_password(&self) -> bool {
+        self.steps.iter().any(|s| {
+            matches!(
+                s.change,
+                Change::CreateRole { .. } | Change::SetPassword { .. }
+            )
+        })
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.steps.is_empty() {
+            writeln!(f, "nothing to change")?;
+        }
+        for s in &self.steps {
+            writeln!(f, "{s}")?;
+        }
+        for n in &self.notes {
+            writeln!(f, "note: {n}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What an operation did.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// Whether anything changed.
+    pub changed: bool,
+    /// The statements that ran, in order (redacted).
+    pub steps: Vec<Step>,
+    /// Memberships master was granted for the operation and that were revoked at the end.
+    pub temporary_grants: Vec<RoleName>,
+    /// Things rds-pg noticed and did not change.
+    pub notes: Vec<String>,
+    /// The password generated for the operation, when one was set: shown once, here.
+    pub generated_password: Option<Password>,
+    /// The password the operation set (the caller's or a generated one), when it set one: what
+    /// the project's servers need now. Never shown: [`Report`]'s `Debug` redacts it.
+    pub new_password: Option<Password>,
+    /// Where the new credentials were delivered, when the operation delivered them.
+    pub credentials_delivered_to: Option<String>,
+}
+
+impl fmt::Display for Report {
+    /// `changed` or `no change`, then each statement that ran and each note, one per line (as
+    /// [`Plan`]'s listing).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", if self.changed { "changed" } else { "no change" })?;
+        for s in &self.steps {
+            writeln!(f, "{s}")?;
+        }
+        for n in &self.notes {
+            writeln!(f, "note: {n}")?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared by the planners
+// ---------------------------------------------------------------------------------------------
+
+pub(crate) fn q(name: &str) -> String {
+    postgres_protocol::escape::escape_identifier(name)
+}
+
+/// Refuses the connected role, superusers and `rds_superuser` members: roles that administer the
+/// instance, which rds-pg never drops.
+pub(crate) fn refuse_administrator(name: &str, role: &RoleState, what: &str) -> Result<()> {
+    if role.is_current_user {
+        return Err(Error::PolicyViolation(format!(
+            "{name:?} is the connected master user; rds-pg does not use it as a {what}"
+        )));
+    }
+    if role.superuser {
+        return Err(Error::PolicyViolation(format!(
+            "{name:?} is a superuser; refusing to use it as a {what}"
+        )));
+    }
+    if role.rds_superuser_member() {
+        return Err(Error::PolicyViolation(format!(
+            "{name:?} is a member of rds_superuser; refusing to use it as a {what}"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses, as a project's user, owner or reader, a role that holds anything beyond its own
+/// objects: SUPERUSER, CREATEROLE, CREATEDB, REPLICATION, BYPASSRLS, or membership (through any
+/// chain) of a privileged role or of master. A compromised project server would hold those
+/// privileges; rds-pg does not quietly remove them either, since whatever the role did with them
+/// needs a look first. The error names the SQL that removes them.
+pub(crate) fn refuse_privileged(name: &str, role: &RoleState, what: &str) -> Result<()> {
+    if role.is_current_user {
+        return Err(Error::PolicyViolation(format!(
+            "{name:?} is the connected master user; rds-pg does not use it as a {what}"
+        )));
+    }
+    let beyond = role.privileges_beyond_a_project_role();
+    if beyond.is_empty() {
+        return Ok(());
+    }
+    let quoted = q(name);
+    let mut fix = Vec::new();
+    let attrs: Vec<&str> = [
+        (role.superuser, "NOSUPERUSER"),
+        (role.create_role, "NOCREATEROLE"),
+        (role.create_db, "NOCREATEDB"),
+        (role.replication, "NOREPLICATION"),
+        (role.bypass_rls, "NOBYPASSRLS"),
+    ]
+    .into_iter()
+    .filter_map(|(has, attr)| has.then_some(attr))
+    .collect();
+    if !attrs.is_empty() {
+        fix.push(format!("ALTER ROLE {quoted} {}", attrs.join(" ")));
+    }
+    for r in &role.privileged_memberships {
+        fix.push(format!("REVOKE {} FROM {quoted}", q(r)));
+    }
+    Err(Error::Refused {
+        message: format!(
+            "{name:?} holds {}; a {what} must hold nothing beyond its own objects (whoever \
+             controls the project's server would hold these too). Check what the role did \
+             with them before removing them",
+            beyond.join(", ")
+        ),
+        fix: format!(
+            "{} (a membership through another role is revoked from that role)",
+            fix.join("; ")
+        ),
+    })
+}
+
+pub(crate) fn missing_admin(facts: &ServerFacts, role: &str) -> Error {
+    Error::PermissionDenied {
+        message: format!(
+            "{:?} lacks ADMIN OPTION on role {role:?}, which PostgreSQL {} requires to act for it",
+            facts.current_user, facts.major
+        ),
+        hint: Some(format!(
+            "a role holding ADMIN OPTION on {role:?} (the one that created it) runs: GRANT {} TO {} WITH ADMIN OPTION",
+            q(role),
+            q(&facts.current_user)
+        )),
+        source: None,
+    }
+}
+
+/// A temporary membership: the grant that starts it and the revoke that ends it.
+#[derive(Clone, Debug)]
+pub(crate) struct TemporaryMembership {
+    pub(crate) grant: Step,
+    pub(crate) revoke: Step,
+}
+
+/// The temporary membership master needs to act as `owner`, or nothing when it already can.
+pub(crate) fn temporary_membership(
+    facts: &ServerFacts,
+    owner: &str,
+    access: &RoleAccess,
+) -> Result<Option<TemporaryMembership>> {
+    temporary_membership_ending(facts, owner, access, false)
+}
+
+/// As [`temporary_membership`]; `only_on_failure` makes the revoke run only when the operation
+/// failed (the role itself is being dropped).
+pub(crate) fn temporary_membership_ending(
+    facts: &ServerFacts,
+    owner: &str,
+    access: &RoleAccess,
+    only_on_failure: bool,
+) -> Result<Option<TemporaryMembership>> {
+    if facts.is_superuser || access.acts_as() {
+        return Ok(None);
+    }
+    if facts.major >= 16 && !access.admin {
+        return Err(missing_admin(facts, owner));
+    }
+    let role = RoleName::from_catalog(owner);
+    let member = RoleName::from_catalog(&facts.current_user);
+    Ok(Some(TemporaryMembership {
+        grant: Step::new(
+            facts,
+            None,
+            Change::GrantTemporaryMembership {
+                role: role.clone(),
+                member: member.clone(),
+            },
+            format!(
+                "{} must act as {owner:?} (RDS master is not a superuser)",
+                facts.current_user
+            ),
+        ),
+        revoke: Step::new(
+            facts,
+            None,
+            Change::RevokeTemporaryMembership {
+                role,
+                member,
+                only_on_failure,
+            },
+            "drop the temporary membership",
+        ),
+    }))
+}
+
+/// Wraps the plan's steps with the temporary membership when one is needed (and there is
+/// anything to do).
+pub(crate) fn with_membership(membership: Option<TemporaryMembership>, plan: &mut Plan) {
+    if plan.steps.is_empty() {
+        return;
+    }
+    if let Some(m) = membership {
+        plan.steps.insert(0, m.grant);
+        plan.steps.push(m.revoke);
+    }
+}
+
+/// Appends `steps` run as `owner` (SET ROLE … RESET ROLE), so what they create or grant comes
+/// from the owner and PostgreSQL warns about nothing.
+pub(crate) fn as_owner_block(
+    facts: &ServerFacts,
+    database: Option<&DatabaseName>,
+    owner: &RoleName,
+    reason: &str,
+    steps: Vec<Step>,
+    plan: &mut Plan,
+) {
+    if steps.is_empty() {
+        return;
+    }
+    plan.steps.push(Step::new(
+        facts,
+        database,
+        Change::SetRole {
+            role: owner.clone(),
+        },
+        reason,
+    ));
+    plan.steps.extend(steps);
+    plan.steps.push(Step::new(
+        facts,
+        database,
+        Change::ResetRole,
+        "back to master",
+    ));
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use crate::connect::ServerVersion;
+    use crate::inspect::{RoleAccess, RoleState, ServerFacts};
+
+    pub(crate) fn facts(major: u32) -> ServerFacts {
+        ServerFacts {
+            version: ServerVersion(major * 10000 + 1),
+            major,
+            current_user: "master".into(),
+            current_database: "postgres".into(),
+            is_superuser: false,
+            memberships: vec![],
+            extension_whitelist: Some(vec!["postgis".into()]),
+        }
+    }
+
+    pub(crate) fn project_role(access: RoleAccess) -> RoleState {
+        RoleState {
+            can_login: true,
+            connection_limit: -1,
+            access,
+            ..RoleState::default()
+        }
+    }
+
+    /// What master has on a role it created on 16+: ADMIN only.
+    pub(crate) const CREATED_BY_MASTER_16: RoleAccess = RoleAccess {
+        usage: false,
+        set: false,
+        admin: true,
+    };
+
+    pub(crate) fn sql(plan: &super::Plan) -> Vec<String> {
+        plan.sql()
+    }
+}
