@@ -139,10 +139,13 @@ impl RdsPg {
                 },
                 None => Outcome::Crashed(format!("exit {status} without an error: {stdout}")),
             },
-            _ => Outcome::Crashed(format!(
-                "exit {status}; stdout: {stdout}; stderr: {}",
-                stderr.chars().take(600).collect::<String>()
-            )),
+            _ => Outcome::Crashed(
+                format!(
+                    "exit {status}; stdout: {stdout}; stderr: {}",
+                    stderr.trim().chars().take(600).collect::<String>()
+                )
+                .replace('\n', " | "),
+            ),
         };
         (outcome, doc)
     }
