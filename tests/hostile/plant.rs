@@ -388,6 +388,9 @@ impl PlantSet {
     }
 
     fn push(&mut self, mut plant: Plant) {
+        if !kind_selected(plant.kind) {
+            return;
+        }
         plant.id = self.plants.len() as u32 + 1;
         self.plants.push(plant);
     }
@@ -893,6 +896,24 @@ impl PlantSet {
         s.push_str("END $rds_pg_probe$;");
         s
     }
+}
+
+/// Whether `RDS_PG_HOSTILE_PLANTS` (a comma-separated list of `function`, `aggregate`,
+/// `operator`, `relation`, `type`; default: all) selects plants of `kind`. Narrowing it helps to
+/// see, on code that is still vulnerable, which attacks a crash caused by another kind (a
+/// planted domain makes rds-pg fail to decode a column) would otherwise hide.
+pub fn kind_selected(kind: PlantKind) -> bool {
+    let Ok(list) = std::env::var("RDS_PG_HOSTILE_PLANTS") else {
+        return true;
+    };
+    let name = match kind {
+        PlantKind::Function => "function",
+        PlantKind::Aggregate => "aggregate",
+        PlantKind::Operator => "operator",
+        PlantKind::Relation => "relation",
+        PlantKind::Type => "type",
+    };
+    list.trim().is_empty() || list.split(',').any(|k| k.trim() == name)
 }
 
 /// The cross product of `positions`, at most `limit` combinations (the first option of each
