@@ -287,6 +287,7 @@ per_version!(
         let v = sandbox.major_version();
         let tmp = tempfile::tempdir().unwrap();
         let cli = RdsPg::new(sandbox, tmp.path());
+        hostile::template1_open_to_public(sandbox, false);
         let census = cli_census(sandbox, &cli, tmp.path());
 
         let pw = Password::new("hostile-cli-pw");
@@ -298,6 +299,7 @@ per_version!(
         cli.password_line(sandbox, "hostile", &pw);
         cli.must(None, &["db", "create", "hostile", "--owner", "hostile"], None);
         cli.must(None, &["user", "create", "hostile_ro"], None);
+        hostile::template1_open_to_public(sandbox, true);
         let planter = Planter {
             role: "hostile".into(),
             options: sandbox.options_for("hostile").password(pw),

@@ -446,6 +446,23 @@ pub fn may_create_in_public(sandbox: &Sandbox, database: &str, role: &str) -> bo
         .get(0)
 }
 
+/// On PostgreSQL 14 and older, opens (`true`, RDS's default) or closes CREATE on `public` of
+/// `template1` for PUBLIC, as the superuser. The fixed rds-pg refuses to create a database from
+/// a `template1` others may create in; the suites close it while they set up clean projects
+/// (the census, the hostile project's own database) and open it again before planting, as an
+/// RDS instance has it.
+pub fn template1_open_to_public(sandbox: &Sandbox, open: bool) {
+    if sandbox.major_version() >= 15 {
+        return;
+    }
+    let sql = if open {
+        "GRANT CREATE ON SCHEMA public TO PUBLIC"
+    } else {
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC"
+    };
+    admin(sandbox, "template1").batch_execute(sql).unwrap();
+}
+
 /// A database's setting for `search_path`, when one is set.
 pub fn database_search_path(sandbox: &Sandbox, database: &str) -> Option<String> {
     admin(sandbox, "postgres")

@@ -588,6 +588,7 @@ per_version!(
     fn a_hostile_project_gains_nothing_through_rds_pg(sandbox) {
         let v = sandbox.major_version();
         let started = Instant::now();
+        hostile::template1_open_to_public(sandbox, false);
         let census = library_census(sandbox);
         eprintln!("census took {:?}", started.elapsed());
         let mut rds = provisioner(sandbox);
@@ -598,6 +599,7 @@ per_version!(
         );
         project_user(sandbox, &mut rds, "hostile_ro");
         drop(rds);
+        hostile::template1_open_to_public(sandbox, true);
         let mut planter = Planter { role: "hostile".into(), options };
         let set = plant_set(sandbox, &census, "hostile");
         let shared: &[&str] = if v <= 14 { &["postgres", "template1"] } else { &[] };
@@ -783,7 +785,9 @@ per_version!(
             assert_shared_schemas_closed(sandbox, &planter);
             return;
         }
+        hostile::template1_open_to_public(sandbox, false);
         let census = library_census(sandbox);
+        hostile::template1_open_to_public(sandbox, true);
         let set = plant_set(sandbox, &census, "squatter");
         plant_and_prove(sandbox, &planter, &set, None, &["postgres", "template1"]);
 
@@ -840,5 +844,30 @@ per_version!(
         });
         drop(planter);
         attack.assert_clean();
+    }
+);
+
+// ---------------------------------------------------------------------------------------------
+// An open template1, before anyone planted
+// ---------------------------------------------------------------------------------------------
+
+per_version!(
+    fn an_open_template1_is_refused_before_anyone_planted(sandbox) {
+        if sandbox.major_version() >= 15 {
+            return; // The default template is template0.
+        }
+        let mut rds = provisioner(sandbox);
+        project_user(sandbox, &mut rds, "early");
+        let spec = DatabaseSpec::new("early", "early").unwrap();
+        let e = rds
+            .ensure_database(&spec)
+            .expect_err("PUBLIC may create in template1.public (RDS's default): refused");
+        assert_eq!(e.kind(), ErrorKind::PolicyViolation, "{e}");
+        let hint = e.hint().unwrap_or_else(|| panic!("no cleaning SQL in {e}"));
+        assert!(hostile::closes_public_create(hint), "{hint}");
+        hostile::pinned(&sandbox.master_options().dbname("template1"))
+            .batch_execute(hint)
+            .unwrap_or_else(|e| panic!("the printed SQL fails as master: {e}\n{hint}"));
+        ok(rds.ensure_database(&spec), "ensure_database after closing template1");
     }
 );
