@@ -853,12 +853,15 @@ per_version!(
 
 per_version!(
     fn an_open_template1_is_refused_before_anyone_planted(sandbox) {
-        if sandbox.major_version() >= 15 {
-            return; // The default template is template0.
-        }
         let mut rds = provisioner(sandbox);
         project_user(sandbox, &mut rds, "early");
         let spec = DatabaseSpec::new("early", "early").unwrap();
+        if sandbox.major_version() >= 15 {
+            // PUBLIC may not create in template1, and the default template is template0.
+            assert!(!hostile::may_create_in_public(sandbox, "template1", "early"));
+            ok(rds.ensure_database(&spec), "ensure_database");
+            return;
+        }
         let e = rds
             .ensure_database(&spec)
             .expect_err("PUBLIC may create in template1.public (RDS's default): refused");
