@@ -6,6 +6,8 @@
 
 pub use rds_pg_core::sandbox::{Sandbox, SandboxOptions, SUPPORTED_VERSIONS};
 
+pub mod hostile;
+
 /// The versions selected by `RDS_PG_TEST_VERSIONS` (default: 13–18).
 pub fn selected_versions() -> Vec<u32> {
     match std::env::var("RDS_PG_TEST_VERSIONS") {
