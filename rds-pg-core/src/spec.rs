@@ -230,6 +230,11 @@ pub struct DatabaseSpec {
     /// belong to no extension. Untrusted extensions (created by master) are refused in that case
     /// whatever this says; trusted ones, created as the owner, are otherwise created with a note.
     pub strict: bool,
+    /// Allow shadowing (default off): create an *untrusted* extension (its script runs as
+    /// master) even when the schema it runs in holds functions, aggregates or operators named
+    /// like `pg_catalog` ones — for a project whose own objects legitimately carry such names,
+    /// after the operator has checked them. The plan notes them.
+    pub allow_shadowing: bool,
 }
 
 impl DatabaseSpec {
@@ -249,7 +254,14 @@ impl DatabaseSpec {
             template: None,
             connection_limit: None,
             strict: false,
+            allow_shadowing: false,
         })
+    }
+
+    /// Sets allow shadowing (see [`DatabaseSpec::allow_shadowing`]).
+    pub fn allow_shadowing(mut self, allow: bool) -> Self {
+        self.allow_shadowing = allow;
+        self
     }
 
     /// Sets strict extensions (see [`DatabaseSpec::strict`]).

@@ -234,6 +234,7 @@ struct InDatabase<'a> {
     database: &'a DatabaseName,
     owner: &'a RoleName,
     strict: bool,
+    allow_shadowing: bool,
 }
 
 /// Plans the in-database part of `ensure_database`/`ensure_extensions`: extensions, fix-ups and
@@ -246,6 +247,7 @@ fn plan_in_database(at: &InDatabase<'_>, extensions: &[Extension], plan: &mut Pl
         database,
         owner,
         strict,
+        allow_shadowing,
     } = *at;
     let d = Some(database);
     let mut as_owner = Vec::new();
@@ -267,7 +269,7 @@ fn plan_in_database(at: &InDatabase<'_>, extensions: &[Extension], plan: &mut Pl
             });
         }
         if installed.is_none() && !db.shadowing.is_empty() {
-            if !trusted || strict {
+            if (!trusted || strict) && !allow_shadowing {
                 return Err(shadowing_refusal(
                     database,
                     owner,
@@ -279,11 +281,15 @@ fn plan_in_database(at: &InDatabase<'_>, extensions: &[Extension], plan: &mut Pl
             if !shadow_noted {
                 shadow_noted = true;
                 plan.notes.push(format!(
-                    "{} in {:?} share a name with pg_catalog ones and belong to no extension: \
-                     trusted extensions are still created (as the owner, who could create them \
-                     too); untrusted ones would be refused",
+                    "{} in {:?} share a name with pg_catalog ones and belong to no extension: {}",
                     describe_objects(&db.shadowing),
-                    database.as_str()
+                    database.as_str(),
+                    if allow_shadowing {
+                        "extensions are created anyway, as allowed"
+                    } else {
+                        "trusted extensions are still created (as the owner, who could create \
+                         them too); untrusted ones would be refused"
+                    }
                 ));
             }
         }
@@ -499,6 +505,7 @@ pub fn plan_database(
         database: &spec.name,
         owner: &spec.owner,
         strict: spec.strict,
+        allow_shadowing: spec.allow_shadowing,
     };
     plan_in_database(&at, &spec.extensions, &mut plan)?;
     with_membership(
@@ -582,6 +589,7 @@ pub fn plan_extensions(
         database,
         owner: &owner,
         strict: false,
+        allow_shadowing: false,
     };
     plan_in_database(&at, extensions, &mut plan)?;
     if owner.as_str() != facts.current_user {
