@@ -227,6 +227,10 @@ pub enum Error {
         /// What happened, and what to look at.
         message: String,
     },
+    /// The operation stopped at a test's fault-injection point as a killed process would, with
+    /// nothing cleaned up (feature `fault-injection` only ever produces it).
+    #[error("abandoned at a fault-injection point")]
+    Abandoned,
     /// A file-system or process error.
     #[error("{context}: {source}")]
     Io {
@@ -294,6 +298,7 @@ impl Error {
             Error::Inventory(_) => ErrorKind::InvalidInput,
             Error::NotDelivered { source, .. } => source.kind(),
             Error::Uncommitted { .. } => ErrorKind::Server,
+            Error::Abandoned => ErrorKind::Io,
             Error::Io { .. } => ErrorKind::Io,
         }
     }
@@ -312,6 +317,27 @@ impl Error {
             Error::RestoreRole { hint, .. } => Some(hint),
             _ => None,
         }
+    }
+
+    /// Whether the connection the error came over is gone: closed, reset, or ended by the
+    /// server (`pg_terminate_backend`, a shutdown or restart). Such a connection is opened
+    /// again rather than used.
+    pub fn is_connection_lost(&self) -> bool {
+        let Some(e) = self.postgres_error() else {
+            return false;
+        };
+        if e.is_closed() {
+            return true;
+        }
+        if let Some(code) = e.code() {
+            return [
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+            ]
+            .contains(code);
+        }
+        std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
     }
 
     /// The server's error, if there is one behind this error.

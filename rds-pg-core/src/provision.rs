@@ -24,6 +24,9 @@ use crate::spec::{
 const SESSION_GRACE_CHECKS: u32 = 10;
 const SESSION_GRACE_INTERVAL: Duration = Duration::from_millis(100);
 
+/// The database whose advisory locks serialise rds-pg's runs on an instance.
+pub const LOCK_DATABASE: &str = "postgres";
+
 /// How long a statement waits for a lock before failing (default).
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -42,6 +45,42 @@ pub struct Provisioner {
     /// Extensions the server can install, as far as asked (the list is read from disk by the
     /// server, so it is read once per name).
     available: HashMap<String, AvailableExtension>,
+    /// The test-only hook called between batches.
+    #[cfg(feature = "fault-injection")]
+    fault: Option<fault::FaultHook>,
+}
+
+/// A test-only hook between the batches of an operation (feature `fault-injection`): the
+/// reliability tests kill sessions, restart the server or abandon an operation half-way there.
+#[cfg(feature = "fault-injection")]
+pub mod fault {
+    use crate::error::Error;
+    use crate::plan::Step;
+
+    /// Where an operation is.
+    #[derive(Debug)]
+    pub struct FaultPoint<'a> {
+        /// The steps about to be sent as one batch (or, before a commit, those sent).
+        pub steps: &'a [Step],
+        /// Whether the batch ends a temporary membership (the cleanup part of an operation).
+        pub cleanup: bool,
+        /// Whether this is the point between delivering credentials and committing.
+        pub before_commit: bool,
+    }
+
+    /// What the hook decides.
+    #[derive(Debug)]
+    pub enum Fault {
+        /// Go on.
+        Continue,
+        /// Fail here with this error, as a failing statement would (cleanup still runs).
+        Fail(Error),
+        /// Stop here as a killed process would: nothing more is sent, no cleanup, no unlock.
+        Abandon,
+    }
+
+    /// The hook.
+    pub type FaultHook = Box<dyn FnMut(&FaultPoint<'_>) -> Fault + Send>;
 }
 
 impl std::fmt::Debug for Provisioner {
@@ -73,6 +112,8 @@ impl Provisioner {
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             others: HashMap::new(),
             available: HashMap::new(),
+            #[cfg(feature = "fault-injection")]
+            fault: None,
         })
     }
 
@@ -91,6 +132,32 @@ impl Provisioner {
         Ok(self)
     }
 
+    /// Sets the test-only hook called before every batch an operation sends (feature
+    /// `fault-injection`).
+    #[cfg(feature = "fault-injection")]
+    pub fn set_fault_hook(&mut self, hook: Option<fault::FaultHook>) {
+        self.fault = hook;
+    }
+
+    /// Calls the fault hook, if any.
+    #[allow(unused_variables)]
+    fn fault_point(&mut self, steps: &[Step], cleanup: bool, before_commit: bool) -> Result<()> {
+        #[cfg(feature = "fault-injection")]
+        if let Some(hook) = self.fault.as_mut() {
+            let point = fault::FaultPoint {
+                steps,
+                cleanup,
+                before_commit,
+            };
+            match hook(&point) {
+                fault::Fault::Continue => {}
+                fault::Fault::Fail(e) => return Err(e),
+                fault::Fault::Abandon => return Err(Error::Abandoned),
+            }
+        }
+        Ok(())
+    }
+
     /// What rds-pg knows about the server and the master role.
     pub fn facts(&self) -> &ServerFacts {
         &self.facts
@@ -103,7 +170,17 @@ impl Provisioner {
 
     fn database_client(&mut self, database: &DatabaseName) -> Result<&mut Client> {
         if database.as_str() == self.facts.current_database {
+            if self.client.is_closed() {
+                self.reconnect(None)?;
+            }
             return Ok(&mut self.client);
+        }
+        if self
+            .others
+            .get(database.as_str())
+            .is_some_and(|c| c.is_closed())
+        {
+            self.others.remove(database.as_str());
         }
         if !self.others.contains_key(database.as_str()) {
             let options = self.options.for_database(database.as_str());
@@ -130,8 +207,49 @@ impl Provisioner {
 
     fn client_for(&mut self, database: Option<&DatabaseName>) -> Result<&mut Client> {
         match database {
-            None => Ok(&mut self.client),
+            None => {
+                if self.client.is_closed() {
+                    self.reconnect(None)?;
+                }
+                Ok(&mut self.client)
+            }
             Some(d) => self.database_client(d),
+        }
+    }
+
+    /// Forgets the connection to `database` (`None`: the maintenance database) and, for the
+    /// maintenance one, opens it again; others reopen on next use.
+    fn reconnect(&mut self, database: Option<&DatabaseName>) -> Result<()> {
+        match database.filter(|d| d.as_str() != self.facts.current_database) {
+            Some(d) => {
+                self.others.remove(d.as_str());
+            }
+            None => {
+                self.client = crate::connect::connect_with_settings(
+                    &self.options,
+                    &session_settings(self.lock_timeout),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a read-only inspection over the connection to `database` (`None`: the maintenance
+    /// database). A cached connection that turns out to be gone (a server restart, a terminated
+    /// session, a database dropped and created again by someone else) is opened again once and
+    /// the inspection repeated, instead of failing with "connection closed".
+    fn inspecting<T>(
+        &mut self,
+        database: Option<&DatabaseName>,
+        read: impl Fn(&mut Client, u32) -> Result<T>,
+    ) -> Result<T> {
+        let major = self.facts.major;
+        match read(self.client_for(database)?, major) {
+            Err(e) if e.is_connection_lost() => {
+                self.reconnect(database)?;
+                read(self.client_for(database)?, major)
+            }
+            other => other,
         }
     }
 
@@ -139,22 +257,44 @@ impl Provisioner {
     /// advisory locks taken in a fixed order, waiting at most `lock_timeout`; one round trip).
     /// Released by [`Self::unlock`].
     fn lock(&mut self, keys: &[String]) -> Result<()> {
-        self.client
-            .query_typed(
-                "SELECT pg_catalog.pg_advisory_lock(pg_catalog.hashtextextended(k, 0::pg_catalog.int8))
-                   FROM (SELECT DISTINCT k FROM pg_catalog.unnest($1::pg_catalog.text[]) k ORDER BY k) s",
-                &[(&keys, Type::TEXT_ARRAY)],
-            )
-            .map_err(Error::from)?;
+        let client = self.lock_client();
+        let result = client.query_typed(
+            "SELECT pg_catalog.pg_advisory_lock(pg_catalog.hashtextextended(k, 0::pg_catalog.int8))
+               FROM (SELECT DISTINCT k FROM pg_catalog.unnest($1::pg_catalog.text[]) k ORDER BY k) s",
+            &[(&keys, Type::TEXT_ARRAY)],
+        );
+        if let Err(e) = result {
+            // A later key timed out: the session still holds the earlier ones (session-level
+            // advisory locks outlive the failed statement). rds-pg holds no other between
+            // operations, so release them all.
+            let _ = client.query_typed("SELECT pg_catalog.pg_advisory_unlock_all()", &[]);
+            return Err(Error::from(e));
+        }
         Ok(())
     }
 
     fn unlock(&mut self, keys: &[String]) {
-        let _ = self.client.query_typed(
+        let _ = self.lock_client().query_typed(
             "SELECT pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended(k, 0::pg_catalog.int8))
                FROM (SELECT DISTINCT k FROM pg_catalog.unnest($1::pg_catalog.text[]) k) s",
             &[(&keys, Type::TEXT_ARRAY)],
         );
+    }
+
+    /// The session locks are taken in: always in the database [`LOCK_DATABASE`] (advisory locks
+    /// belong to a database), so runs connected to different maintenance databases still
+    /// serialise; the maintenance connection when that database is unreachable.
+    fn lock_client(&mut self) -> &mut Client {
+        if self.facts.current_database != LOCK_DATABASE {
+            let name = DatabaseName::from_catalog(LOCK_DATABASE);
+            if self.database_client(&name).is_ok() {
+                return self
+                    .others
+                    .get_mut(LOCK_DATABASE)
+                    .expect("opened by database_client");
+            }
+        }
+        &mut self.client
     }
 
     /// Runs `plan` and returns the report. Consecutive steps for the same database are sent as
@@ -171,26 +311,37 @@ impl Provisioner {
             .into_iter()
             .partition(|s| s.kind() != StepKind::TemporaryRevoke);
         let result = self.run_steps(&body, &mut report);
-        // Always drop a temporary membership that was granted; one of a role the operation
-        // dropped went with it, so its revoke runs only when the operation failed.
+        if matches!(result, Err(Error::Abandoned)) {
+            return result.map(|_| report);
+        }
+        // Always drop a temporary membership that was granted, and one found left over; one of
+        // a role the operation dropped went with it, so its revoke runs only when the operation
+        // failed.
         let granted: Vec<RoleName> = report
             .steps
             .iter()
             .filter(|s| s.kind() == StepKind::TemporaryGrant)
             .filter_map(|s| s.temporary_role().cloned())
             .collect();
-        if granted.is_empty() {
-            result?;
-            return Ok(report);
-        }
         let revokes: Vec<Step> = revokes
             .into_iter()
             .filter(|s| {
-                s.temporary_role().is_some_and(|r| granted.contains(r))
-                    && (result.is_err() || !s.only_on_failure())
+                let ours =
+                    s.removes_leftover() || s.temporary_role().is_some_and(|r| granted.contains(r));
+                ours && (result.is_err() || !s.only_on_failure())
             })
             .collect();
         let revoke_result = self.run_steps(&revokes, &mut report);
+        for s in revokes.iter().filter(|s| s.removes_leftover()) {
+            if let Some(role) = s.temporary_role() {
+                report.notes.push(format!(
+                    "removed {:?}'s membership of {:?}, left by an operation that was killed (or \
+                     granted by hand): rds-pg grants it only for the duration of an operation",
+                    self.facts.current_user,
+                    role.as_str()
+                ));
+            }
+        }
         report.temporary_grants.extend(granted);
         result.and(revoke_result)?;
         Ok(report)
@@ -220,12 +371,23 @@ impl Provisioner {
         if first.is_empty() {
             return Ok(unchanged(first));
         }
+        // Operations that gain and give up the same master→role membership (a read-only grant
+        // and a database creation for the same owner) serialise on that role too.
+        let mut keys = keys.to_vec();
+        for step in &first.steps {
+            if let Some(role) = step.temporary_role() {
+                keys.push(lock_key("role", role.as_str()));
+            }
+        }
+        let keys = &keys[..];
         self.lock(keys)?;
         let result = plan(self).and_then(|p| match before_commit {
             Some(hook) => self.apply_in_transaction(p, hook),
             None => self.apply(p),
         });
-        self.unlock(keys);
+        if !matches!(result, Err(Error::Abandoned)) {
+            self.unlock(keys);
+        }
         result
     }
 
@@ -246,6 +408,7 @@ impl Provisioner {
             steps: plan.steps.clone(),
             ..Report::default()
         };
+        self.fault_point(&plan.steps, false, false)?;
         let mut sql = vec!["BEGIN".to_owned()];
         sql.extend(plan.steps.iter().map(Step::executable_sql));
         if let Err(e) = self.client.batch_execute(&sql.join(";\n")) {
@@ -263,6 +426,13 @@ impl Provisioner {
                     ),
                 })?;
             report.changed = false;
+            return Err(e);
+        }
+        if let Err(e) = self.fault_point(&plan.steps, false, true) {
+            if matches!(e, Error::Abandoned) {
+                return Err(e);
+            }
+            let _ = self.client.batch_execute("ROLLBACK");
             return Err(e);
         }
         if let Err(e) = self.client.batch_execute("COMMIT") {
@@ -290,6 +460,8 @@ impl Provisioner {
                 }
             }
             let batch = &steps[i..j];
+            let cleanup = batch.iter().all(|s| s.kind() == StepKind::TemporaryRevoke);
+            self.fault_point(batch, cleanup, false)?;
             let sql: Vec<String> = batch.iter().map(|s| s.executable_sql()).collect();
             if batch[0].change.needs_default_search_path() {
                 // A script that reads the session's default search_path: a session of its own
@@ -333,12 +505,9 @@ impl Provisioner {
 
     fn plan_user(&mut self, spec: &UserSpec, password: &NewPassword) -> Result<Plan> {
         spec.validate()?;
-        let snapshot = inspect::user_snapshot(
-            &mut self.client,
-            self.facts.major,
-            spec.name.as_str(),
-            spec.valid_until.as_deref(),
-        )?;
+        let snapshot = self.inspecting(None, |c, major| {
+            inspect::user_snapshot(c, major, spec.name.as_str(), spec.valid_until.as_deref())
+        })?;
         plan::plan_user(&self.facts, &snapshot, spec, password)
     }
 
@@ -439,8 +608,9 @@ impl Provisioner {
             .filter(|n| !self.available.contains_key(n.as_str()))
             .cloned()
             .collect();
-        let mut snapshot =
-            inspect::cluster_snapshot(&mut self.client, self.facts.major, database, role, &unseen)?;
+        let mut snapshot = self.inspecting(None, |c, major| {
+            inspect::cluster_snapshot(c, major, database, role, &unseen)
+        })?;
         for a in snapshot.available.drain(..) {
             self.available.insert(a.name.clone(), a);
         }
@@ -459,8 +629,9 @@ impl Provisioner {
         schemas: &[String],
         scope: SnapshotScope,
     ) -> Result<DatabaseSnapshot> {
-        let client = self.database_client(database)?;
-        inspect::database_snapshot(client, owner, role, schemas, scope)
+        self.inspecting(Some(database), |c, _| {
+            inspect::database_snapshot(c, owner, role, schemas, scope)
+        })
     }
 
     /// Plans [`Self::ensure_database`] without changing anything.
@@ -656,16 +827,9 @@ impl Provisioner {
         }
         let mut databases = Vec::new();
         for database in names {
-            let snapshot = match &database {
-                None => inspect::database_snapshot(
-                    &mut self.client,
-                    "",
-                    None,
-                    &[],
-                    SnapshotScope::default(),
-                )?,
-                Some(d) => self.database_snapshot(d, "", None, &[], SnapshotScope::default())?,
-            };
+            let snapshot = self.inspecting(database.as_ref(), |c, _| {
+                inspect::database_snapshot(c, "", None, &[], SnapshotScope::default())
+            })?;
             databases.push((database, snapshot));
         }
         Ok(plan::plan_secure_instance(&self.facts, &databases))
@@ -714,12 +878,9 @@ impl Provisioner {
         options: &DropDatabaseOptions,
         own: &[i32],
     ) -> Result<Plan> {
-        let snapshot = inspect::drop_database_snapshot(
-            &mut self.client,
-            self.facts.major,
-            name.as_str(),
-            own,
-        )?;
+        let snapshot = self.inspecting(None, |c, major| {
+            inspect::drop_database_snapshot(c, major, name.as_str(), own)
+        })?;
         plan::plan_drop_database(&self.facts, &snapshot, name, options)
     }
 
@@ -765,12 +926,10 @@ impl Provisioner {
     /// As [`Self::drop_user`].
     pub fn plan_drop_user(&mut self, name: &RoleName, options: &DropUserOptions) -> Result<Plan> {
         plan::check_droppable_role(name)?;
-        let cluster = inspect::drop_user_snapshot(
-            &mut self.client,
-            self.facts.major,
-            name.as_str(),
-            options.reassign_to.as_ref().map(|r| r.as_str()),
-        )?;
+        let heir = options.reassign_to.as_ref().map(|r| r.as_str());
+        let cluster = self.inspecting(None, |c, major| {
+            inspect::drop_user_snapshot(c, major, name.as_str(), heir)
+        })?;
         let mut per_database = std::collections::BTreeMap::new();
         if cluster.role.is_some() {
             for d in &cluster.databases {
@@ -780,9 +939,9 @@ impl Provisioner {
                     continue; // the planner reports it before any change
                 }
                 let database = DatabaseName::from_catalog(&d.name);
-                let major = self.facts.major;
-                let client = self.database_client(&database)?;
-                let snapshot = inspect::drop_user_database(client, major, name.as_str())?;
+                let snapshot = self.inspecting(Some(&database), |c, major| {
+                    inspect::drop_user_database(c, major, name.as_str())
+                })?;
                 per_database.insert(d.name.clone(), snapshot);
             }
         }
@@ -823,8 +982,9 @@ impl Provisioner {
 
     fn plan_rotation(&mut self, user: &RoleName, password: &NewPassword) -> Result<Plan> {
         user.ensure_creatable()?;
-        let snapshot =
-            inspect::user_snapshot(&mut self.client, self.facts.major, user.as_str(), None)?;
+        let snapshot = self.inspecting(None, |c, major| {
+            inspect::user_snapshot(c, major, user.as_str(), None)
+        })?;
         plan::plan_rotate_password(&self.facts, snapshot.role.as_ref(), user, password)
     }
 

@@ -235,6 +235,10 @@ pub struct DatabaseSpec {
     /// like `pg_catalog` ones — for a project whose own objects legitimately carry such names,
     /// after the operator has checked them. The plan notes them.
     pub allow_shadowing: bool,
+    /// Take over (default off): when the database exists and belongs to another role, hand it
+    /// to [`DatabaseSpec::owner`] (`ALTER DATABASE … OWNER TO`) instead of refusing — moving a
+    /// database from one project to another is never done unasked.
+    pub take_over: bool,
 }
 
 impl DatabaseSpec {
@@ -255,7 +259,14 @@ impl DatabaseSpec {
             connection_limit: None,
             strict: false,
             allow_shadowing: false,
+            take_over: false,
         })
+    }
+
+    /// Sets take over (see [`DatabaseSpec::take_over`]).
+    pub fn take_over(mut self, take_over: bool) -> Self {
+        self.take_over = take_over;
+        self
     }
 
     /// Sets allow shadowing (see [`DatabaseSpec::allow_shadowing`]).

@@ -2,6 +2,7 @@
 //! made without the GIL.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -106,7 +107,17 @@ pub(crate) fn open(
         major: inner.facts().major,
         current_user: inner.facts().current_user.clone(),
         inner: Mutex::new(Some(inner)),
+        holder: AtomicU64::new(0),
     })
+}
+
+/// A number for the current thread, never 0 (which stands for "nobody").
+fn thread_number() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        static NUMBER: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    NUMBER.with(|n| *n)
 }
 
 /// Connects to PostgreSQL as the master user and returns a `Provisioner`.
@@ -174,6 +185,9 @@ pub struct Provisioner {
     target: String,
     major: u32,
     current_user: String,
+    /// The thread inside a call, holding `inner` (0: none): a callback of that call (a progress
+    /// callback) that uses this provisioner again gets an error instead of a deadlock.
+    holder: AtomicU64,
 }
 
 fn role(py: Python<'_>, name: &str) -> PyResult<RoleName> {
@@ -206,15 +220,19 @@ impl Provisioner {
         py: Python<'_>,
         op: impl FnOnce(&mut core::Provisioner) -> Result<T, Error> + Send,
     ) -> PyResult<T> {
+        self.refuse_reentry("used")?;
         let outcome = py.detach(|| {
             let mut guard = match self.inner.lock() {
                 Ok(guard) => guard,
                 Err(_) => return Err(None),
             };
-            match guard.as_mut() {
+            self.holder.store(thread_number(), Ordering::SeqCst);
+            let result = match guard.as_mut() {
                 Some(p) => op(p).map_err(Some),
                 None => Err(None),
-            }
+            };
+            self.holder.store(0, Ordering::SeqCst);
+            result
         });
         outcome.map_err(|e| match e {
             Some(e) => to_py_err(py, e),
@@ -225,6 +243,19 @@ impl Provisioner {
                 Ok(_) => closed("the provisioner"),
             },
         })
+    }
+
+    /// Refuses to wait for `inner` from the thread that holds it: the caller is a callback of
+    /// the call in progress, and waiting would never end.
+    fn refuse_reentry(&self, what: &str) -> PyResult<()> {
+        if self.holder.load(Ordering::SeqCst) == thread_number() {
+            return Err(RdsPgError::new_err(format!(
+                "this Provisioner cannot be {what} from inside one of its own calls (for example \
+                 a restore's progress callback): it is busy with that call until it returns; use \
+                 another Provisioner, or do this after the call"
+            )));
+        }
+        Ok(())
     }
 
     fn plan(
@@ -518,14 +549,18 @@ impl Provisioner {
     }
 
     /// Closes the connections (waiting for a call in progress on another thread). Idempotent.
-    fn close(&self, py: Python<'_>) {
+    /// Raises `RdsPgError` when called from inside one of this provisioner's own calls (a
+    /// progress callback), which could never finish waiting.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.refuse_reentry("closed")?;
         py.detach(|| {
             let taken = match self.inner.lock() {
                 Ok(mut g) => g.take(),
                 Err(poisoned) => poisoned.into_inner().take(),
             };
             drop(taken);
-        })
+        });
+        Ok(())
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -533,9 +568,9 @@ impl Provisioner {
     }
 
     #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, pyo3::types::PyTuple>) -> bool {
-        self.close(py);
-        false
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
     }
 
     fn __repr__(&self) -> String {

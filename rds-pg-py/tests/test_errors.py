@@ -245,3 +245,35 @@ def test_an_exception_in_the_progress_callback_is_raised_after_the_restore(sandb
         rds_pg.restore(sandbox.dsn_for("shop", "shop_restored"), archive, password=project, progress=progress)
     assert len(calls) > 1, "the restore went on after the callback raised"
     assert psql.ok("shop", project, "shop_restored", "SELECT count(*) FROM kept") == "1"
+
+
+def test_a_progress_callback_that_uses_the_same_provisioner_gets_an_error_not_a_deadlock(
+    sandbox, project, tmp_path, psql
+):
+    if sandbox.major_version > newest_pg_dump_major():
+        pytest.skip(f"no pg_dump for PostgreSQL {sandbox.major_version} on this machine")
+    psql.ok("shop", project, "shop", "CREATE TABLE IF NOT EXISTS kept (id int); INSERT INTO kept VALUES (1)")
+    archive = tmp_path / "shop.dump"
+    rds_pg.dump(sandbox.dsn_for("shop", "shop"), archive, password=project)
+    with sandbox.connect() as rds:
+        rds.ensure_database(DatabaseSpec("shop_reentry", "shop"))
+        seen = []
+
+        def progress(done, total, message):
+            for attempt in (lambda: rds.plan_ensure_user("someone"), rds.close):
+                try:
+                    attempt()
+                except rds_pg.RdsPgError as e:
+                    seen.append(str(e))
+                else:
+                    seen.append("no error")
+
+        rds_pg.restore(
+            sandbox.dsn_for("shop", "shop_reentry"), archive, password=project, master=rds, progress=progress
+        )
+        assert seen, "the callback ran"
+        assert all("inside one of its own calls" in s for s in seen), seen
+        # The provisioner is still open and usable once the restore returned.
+        assert not rds.closed
+        assert rds.plan_ensure_user("someone").steps
+    assert psql.ok("shop", project, "shop_reentry", "SELECT count(*) FROM kept") == "1"

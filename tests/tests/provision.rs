@@ -1121,9 +1121,10 @@ per_version!(
 );
 
 per_version!(
-    fn existing_memberships_are_kept_and_missing_admin_fails_with_the_fix(sandbox) {
+    fn leftover_memberships_are_removed_and_missing_admin_fails_with_the_fix(sandbox) {
         let mut p = provisioner(sandbox);
-        // Master already is a member of the owner: the membership stays after provisioning.
+        // Master is a member of the owner (an operation that was killed, or a manual grant):
+        // the next operation touching the owner uses the membership and removes it, saying so.
         let kept_pw = Password::new("Kept-owner-pw");
         ok(p.ensure_user(&UserSpec::new("kept_owner").unwrap().password(kept_pw.clone())), "ensure_user");
         sandbox.connect_master().unwrap().batch_execute("GRANT kept_owner TO CURRENT_USER").unwrap();
@@ -1133,17 +1134,24 @@ per_version!(
             "ensure_database(kept_db)",
         );
         assert_changed(&report, "ensure_database(kept_db)");
-        assert!(report.temporary_grants.is_empty(), "no temporary grant was needed: {report:#?}");
-        let still: bool = sandbox
-            .connect_master()
-            .unwrap()
-            .query_one("SELECT pg_has_role(current_user, 'kept_owner', 'USAGE')", &[])
-            .unwrap()
-            .get(0);
-        assert!(still, "a membership master had before is not revoked");
+        assert!(report.temporary_grants.is_empty(), "no new grant was needed: {report:#?}");
+        assert!(
+            report.notes.iter().any(|n| n.contains("membership of \"kept_owner\"")),
+            "the removal is reported: {:?}",
+            report.notes
+        );
+        assert_no_temporary_membership(sandbox, "kept_owner");
         login(sandbox, "kept_owner", "kept_db", &kept_pw)
             .batch_execute("CREATE TABLE t (h hstore)")
             .unwrap();
+        // With nothing else to do, a leftover is still removed by any operation on the role.
+        sandbox.connect_master().unwrap().batch_execute("GRANT kept_owner TO CURRENT_USER").unwrap();
+        let report = ok(p.ensure_user(&UserSpec::new("kept_owner").unwrap()), "ensure_user again");
+        assert_eq!(report.steps.iter().map(|s| s.sql()).collect::<Vec<_>>(), [format!("REVOKE \"kept_owner\" FROM \"{}\"", sandbox.master_user())]);
+        assert_no_temporary_membership(sandbox, "kept_owner");
+        let mark = log_mark(sandbox);
+        assert_unchanged(&ok(p.ensure_user(&UserSpec::new("kept_owner").unwrap()), "and again"), "ensure_user");
+        assert_eq!(changes_since(sandbox, mark), Vec::<String>::new());
 
         // An owner master did not create: on 16+ master lacks ADMIN and must be told the fix.
         let foreign_pw = Password::new("Foreign-owner-pw");

@@ -168,6 +168,11 @@ pub struct RoleState {
     pub is_current_user: bool,
     /// What the connected role can do with it.
     pub access: RoleAccess,
+    /// Whether master holds a membership of it of the kind rds-pg grants only for the duration
+    /// of an operation (no ADMIN OPTION; on 16+ with INHERIT or SET), which a run that was
+    /// killed, or a manual grant, left behind. The next operation touching the role removes it.
+    /// The membership PostgreSQL 16+ gives the creator of a role (ADMIN only) is not one.
+    pub leftover_membership: bool,
 }
 
 impl RoleState {
@@ -248,7 +253,14 @@ pub(crate) fn role_columns(alias: &str, major: u32) -> String {
          CASE WHEN {a}.oid IS NULL THEN false ELSE pg_catalog.pg_has_role(CURRENT_USER, {a}.oid, 'USAGE') END,
          CASE WHEN {a}.oid IS NULL THEN false ELSE pg_catalog.pg_has_role(CURRENT_USER, {a}.oid, '{set}') END,
          CASE WHEN {a}.oid IS NULL THEN false
-              ELSE pg_catalog.pg_has_role(CURRENT_USER, {a}.oid, 'MEMBER WITH ADMIN OPTION') END",
+              ELSE pg_catalog.pg_has_role(CURRENT_USER, {a}.oid, 'MEMBER WITH ADMIN OPTION') END,
+         EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members lm
+                  WHERE lm.roleid OPERATOR(pg_catalog.=) {a}.oid
+                    AND lm.member OPERATOR(pg_catalog.=) (SELECT u.oid FROM pg_catalog.pg_roles u
+                                                          WHERE u.rolname OPERATOR(pg_catalog.=) CURRENT_USER)
+                    AND NOT lm.admin_option
+                    AND (coalesce((pg_catalog.to_jsonb(lm) OPERATOR(pg_catalog.->>) 'inherit_option')::pg_catalog.bool, true)
+                         OR coalesce((pg_catalog.to_jsonb(lm) OPERATOR(pg_catalog.->>) 'set_option')::pg_catalog.bool, true)))",
         a = alias
     )
 }
@@ -274,10 +286,11 @@ pub(crate) fn read_role(row: &postgres::Row, at: usize) -> Option<RoleState> {
             set: row.get(at + 11),
             admin: row.get(at + 12),
         },
+        leftover_membership: row.get(at + 13),
     })
 }
 
-pub(crate) const ROLE_COLUMNS: usize = 13;
+pub(crate) const ROLE_COLUMNS: usize = 14;
 
 /// The snapshot `ensure_user` plans from.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

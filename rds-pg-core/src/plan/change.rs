@@ -105,6 +105,11 @@ pub enum Change {
         role: RoleName,
         /// Master.
         member: RoleName,
+        /// Whether master inherits the role's privileges (16+: `WITH INHERIT TRUE`), needed when
+        /// master itself must act with them; otherwise master only may `SET ROLE` to it
+        /// (`INHERIT FALSE, SET TRUE`) and the statements that need the role run as it. Before
+        /// 16 a membership always inherits (master is `INHERIT`).
+        inherit: bool,
     },
     /// `REVOKE role FROM member`: the end of a [`Change::GrantTemporaryMembership`].
     RevokeTemporaryMembership {
@@ -115,6 +120,9 @@ pub enum Change {
         /// Whether it runs only when the operation failed (the role itself was being dropped,
         /// which removes the membership with it).
         only_on_failure: bool,
+        /// Whether it removes a membership found already there (left by an operation that was
+        /// killed, or granted by hand) rather than one this operation granted.
+        leftover: bool,
     },
     /// `CREATE DATABASE … OWNER … TEMPLATE … ENCODING …`.
     CreateDatabase {

@@ -5,7 +5,7 @@
 
 use super::{
     as_owner_block, q, refuse_privileged, temporary_membership, with_membership, Change,
-    ExtensionSchema, Grantee, Plan, Step, TopologyTable,
+    ExtensionSchema, Grantee, Need, Plan, Step, TopologyTable,
 };
 use crate::error::{Error, Result};
 use crate::ident::{DatabaseName, RoleName};
@@ -238,8 +238,13 @@ struct InDatabase<'a> {
 }
 
 /// Plans the in-database part of `ensure_database`/`ensure_extensions`: extensions, fix-ups and
-/// the public schema's owner.
-fn plan_in_database(at: &InDatabase<'_>, extensions: &[Extension], plan: &mut Plan) -> Result<()> {
+/// the public schema's owner. Returns whether master itself creates an (untrusted) extension,
+/// which needs the owner's privileges on the database, not only SET ROLE.
+fn plan_in_database(
+    at: &InDatabase<'_>,
+    extensions: &[Extension],
+    plan: &mut Plan,
+) -> Result<bool> {
     let InDatabase {
         facts,
         cluster,
@@ -252,6 +257,7 @@ fn plan_in_database(at: &InDatabase<'_>, extensions: &[Extension], plan: &mut Pl
     let d = Some(database);
     let mut as_owner = Vec::new();
     let mut shadow_noted = false;
+    let mut master_creates = false;
     for ext in with_requirements(extensions) {
         let trusted = check_extension_allowed(facts, cluster, &ext)?;
         let installed = db.extensions.iter().find(|e| e.name == ext.name());
@@ -312,6 +318,7 @@ fn plan_in_database(at: &InDatabase<'_>, extensions: &[Extension], plan: &mut Pl
                         format!("trusted extension {ext}: created as the owner, who then owns it"),
                     ));
                 } else {
+                    master_creates = true;
                     plan.steps.push(Step::new(
                         facts,
                         d,
@@ -383,7 +390,7 @@ fn plan_in_database(at: &InDatabase<'_>, extensions: &[Extension], plan: &mut Pl
         ));
     }
     as_owner_block(facts, d, owner, "act as the owner", as_owner, plan);
-    Ok(())
+    Ok(master_creates)
 }
 
 /// Plans `ensure_database`. `db` is the inspected database, or the template's snapshot when it
@@ -411,6 +418,10 @@ pub fn plan_database(
     refuse_privileged(spec.owner.as_str(), owner, "database owner")?;
     let mut plan = Plan::default();
     let step = |change: Change, reason: &str| Step::new(facts, None, change, reason);
+    // Database-level statements run as the owner (a SET ROLE block): the database's ACL is the
+    // owner's to change, and on 16+ master only may SET ROLE to the owner.
+    let mut as_owner = Vec::new();
+    let mut need = Need::SetRole;
     match &cluster.database {
         None => {
             let template = resolve_template(facts, spec);
@@ -430,14 +441,14 @@ pub fn plan_database(
                 },
                 "the database does not exist",
             ));
-            plan.steps.push(step(
+            as_owner.push(step(
                 Change::RevokeAllOnDatabase {
                     database: spec.name.clone(),
                     from: Grantee::Public,
                 },
                 "only the project's roles may connect",
             ));
-            plan.steps.push(master_connect_step(facts, &spec.name));
+            as_owner.push(master_connect_step(facts, &spec.name));
         }
         Some(state) => {
             if !same_encoding(&state.encoding, &spec.encoding) {
@@ -449,6 +460,24 @@ pub fn plan_database(
                 )));
             }
             if state.owner != spec.owner.as_str() {
+                if !spec.take_over {
+                    return Err(Error::Refused {
+                        message: format!(
+                            "database {:?} exists and belongs to {:?}, not {:?}: rds-pg does not \
+                             move a database from one project to another unless asked to take it \
+                             over",
+                            spec.name.as_str(),
+                            state.owner,
+                            spec.owner.as_str()
+                        ),
+                        fix: format!(
+                            "pick another database name, or take it over explicitly (DatabaseSpec::take_over, \
+                             `rds-pg db create {} --owner {} --take-over`)",
+                            spec.name.as_str(),
+                            spec.owner.as_str()
+                        ),
+                    });
+                }
                 if !state.master_has_owner_privileges && !facts.is_superuser {
                     return Err(Error::PermissionDenied {
                         message: format!(
@@ -469,14 +498,15 @@ pub fn plan_database(
                         database: spec.name.clone(),
                         owner: spec.owner.clone(),
                     },
-                    &format!("owned by {:?}", state.owner),
+                    &format!("owned by {:?}; taken over as asked", state.owner),
                 ));
+                need = Need::Privileges;
             }
             if let Some(limit) = spec
                 .connection_limit
                 .filter(|l| *l != state.connection_limit)
             {
-                plan.steps.push(step(
+                as_owner.push(step(
                     Change::AlterDatabaseConnectionLimit {
                         database: spec.name.clone(),
                         limit,
@@ -485,7 +515,7 @@ pub fn plan_database(
                 ));
             }
             if state.public_has_privileges {
-                plan.steps.push(step(
+                as_owner.push(step(
                     Change::RevokeAllOnDatabase {
                         database: spec.name.clone(),
                         from: Grantee::Public,
@@ -494,10 +524,18 @@ pub fn plan_database(
                 ));
             }
             if !state.master_can_connect && !facts.is_superuser {
-                plan.steps.push(master_connect_step(facts, &spec.name));
+                as_owner.push(master_connect_step(facts, &spec.name));
             }
         }
     }
+    as_owner_block(
+        facts,
+        None,
+        &spec.owner,
+        "act as the owner",
+        as_owner,
+        &mut plan,
+    );
     let at = InDatabase {
         facts,
         cluster,
@@ -507,9 +545,11 @@ pub fn plan_database(
         strict: spec.strict,
         allow_shadowing: spec.allow_shadowing,
     };
-    plan_in_database(&at, &spec.extensions, &mut plan)?;
+    if plan_in_database(&at, &spec.extensions, &mut plan)? {
+        need = Need::Privileges;
+    }
     with_membership(
-        temporary_membership(facts, spec.owner.as_str(), &owner.access)?,
+        temporary_membership(facts, spec.owner.as_str(), owner, need)?,
         &mut plan,
     );
     Ok(plan)
@@ -591,10 +631,14 @@ pub fn plan_extensions(
         strict: false,
         allow_shadowing: false,
     };
-    plan_in_database(&at, extensions, &mut plan)?;
+    let need = if plan_in_database(&at, extensions, &mut plan)? {
+        Need::Privileges
+    } else {
+        Need::SetRole
+    };
     if owner.as_str() != facts.current_user {
         with_membership(
-            temporary_membership(facts, owner.as_str(), &owner_state.access)?,
+            temporary_membership(facts, owner.as_str(), owner_state, need)?,
             &mut plan,
         );
     }
@@ -604,7 +648,9 @@ pub fn plan_extensions(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::inspect::{AvailableExtension, DatabaseState, InstalledExtension, RoleAccess};
+    use crate::inspect::{
+        AvailableExtension, DatabaseState, InstalledExtension, RoleAccess, RoleState,
+    };
     use crate::plan::tests::{facts, project_role, sql, CREATED_BY_MASTER_16};
 
     pub(crate) fn cluster(access: RoleAccess, database: Option<DatabaseState>) -> ClusterSnapshot {
@@ -665,8 +711,16 @@ pub(crate) mod tests {
             assert!(plan.steps[1].standalone(), "CREATE DATABASE goes alone");
             let template = if major < 15 { "template1" } else { "template0" };
             assert_eq!(sql[1], format!("CREATE DATABASE \"appdb\" OWNER \"app\" TEMPLATE \"{template}\" ENCODING 'UTF8'"));
-            assert_eq!(sql[2], "REVOKE ALL ON DATABASE \"appdb\" FROM PUBLIC");
-            assert_eq!(sql[3], "GRANT CONNECT ON DATABASE \"appdb\" TO \"master\"");
+            assert_eq!(
+                sql[2..6],
+                [
+                    "SET ROLE \"app\"",
+                    "REVOKE ALL ON DATABASE \"appdb\" FROM PUBLIC",
+                    "GRANT CONNECT ON DATABASE \"appdb\" TO \"master\"",
+                    "RESET ROLE"
+                ],
+                "the database's ACL is changed as its owner"
+            );
             // PostGIS as master, then its table to the owner; hstore as the owner. The whole
             // plan, typed, in order.
             let app = RoleName::new("app").unwrap();
@@ -676,6 +730,7 @@ pub(crate) mod tests {
                 Change::GrantTemporaryMembership {
                     role: app.clone(),
                     member: master.clone(),
+                    inherit: true,
                 },
                 Change::CreateDatabase {
                     database: appdb.clone(),
@@ -687,6 +742,7 @@ pub(crate) mod tests {
                     lc_ctype: None,
                     connection_limit: None,
                 },
+                Change::SetRole { role: app.clone() },
                 Change::RevokeAllOnDatabase {
                     database: appdb.clone(),
                     from: Grantee::Public,
@@ -695,6 +751,7 @@ pub(crate) mod tests {
                     database: appdb.clone(),
                     to: master.clone(),
                 },
+                Change::ResetRole,
                 Change::CreateExtension {
                     extension: Extension::Postgis,
                     schema: ExtensionSchema::Public,
@@ -720,9 +777,10 @@ pub(crate) mod tests {
                 role: app.clone(),
                 member: master.clone(),
                 only_on_failure: false,
+                leftover: false,
             });
             assert_eq!(plan.changes(), expected.iter().collect::<Vec<_>>());
-            let set = sql.iter().position(|s| s == "SET ROLE \"app\"").unwrap();
+            let set = sql.iter().rposition(|s| s == "SET ROLE \"app\"").unwrap();
             assert_eq!(
                 sql[set + 1],
                 "CREATE EXTENSION IF NOT EXISTS \"hstore\" SCHEMA public"
@@ -760,9 +818,25 @@ pub(crate) mod tests {
             &db_spec(),
         )
         .unwrap();
+        // PostGIS is created by master, who needs the owner's privileges on the database.
         assert_eq!(
             sql(&plan)[0],
             "GRANT \"app\" TO \"master\" WITH INHERIT TRUE, SET TRUE"
+        );
+        // Without an untrusted extension, SET ROLE is all master needs: it never inherits.
+        let hstore_only = DatabaseSpec::new("appdb", "app")
+            .unwrap()
+            .extension(Extension::Hstore);
+        let plan = plan_database(
+            &f,
+            &cluster(CREATED_BY_MASTER_16, None),
+            &DatabaseSnapshot::fresh_from_template0(f.major),
+            &hstore_only,
+        )
+        .unwrap();
+        assert_eq!(
+            sql(&plan)[0],
+            "GRANT \"app\" TO \"master\" WITH INHERIT FALSE, SET TRUE"
         );
 
         let err = plan_database(
@@ -774,6 +848,38 @@ pub(crate) mod tests {
         .unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::PermissionDenied);
         assert!(err.hint().unwrap().contains("WITH ADMIN OPTION"), "{err}");
+    }
+
+    #[test]
+    fn a_leftover_membership_is_used_for_the_work_and_removed_at_the_end() {
+        let f = facts(16);
+        let leftover = RoleState {
+            leftover_membership: true,
+            ..project_role(RoleAccess {
+                usage: false,
+                set: true,
+                admin: true,
+            })
+        };
+        let mut c = cluster(RoleAccess::default(), None);
+        c.role = Some(leftover);
+        let spec = DatabaseSpec::new("appdb", "app")
+            .unwrap()
+            .extension(Extension::Hstore);
+        let plan = plan_database(
+            &f,
+            &c,
+            &DatabaseSnapshot::fresh_from_template0(f.major),
+            &spec,
+        )
+        .unwrap();
+        let sql = sql(&plan);
+        assert!(
+            sql[0].starts_with("CREATE DATABASE"),
+            "no new grant: {sql:?}"
+        );
+        assert_eq!(sql.last().unwrap(), "REVOKE \"app\" FROM \"master\"");
+        assert!(plan.steps.last().unwrap().removes_leftover());
     }
 
     #[test]

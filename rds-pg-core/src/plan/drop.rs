@@ -7,12 +7,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
-    q, refuse_administrator, temporary_membership, temporary_membership_ending, Change, Plan, Step,
+    q, refuse_administrator, temporary_membership, temporary_membership_ending, Change, Need, Plan,
+    Step,
 };
 use crate::error::{Error, Result};
 use crate::ident::{DatabaseName, RoleName};
 use crate::inspect::{
-    DependentDatabase, DropDatabaseSnapshot, DropUserDatabase, DropUserSnapshot, RoleAccess,
+    DependentDatabase, DropDatabaseSnapshot, DropUserDatabase, DropUserSnapshot, RoleState,
     ServerFacts, Session,
 };
 use crate::spec::{DropDatabaseOptions, DropUserOptions};
@@ -90,15 +91,10 @@ pub fn plan_drop_database(
     let membership = if owner == &facts.current_user {
         None
     } else {
-        let access = RoleAccess {
-            // SET is not needed to drop; ask only for what is missing.
-            set: true,
-            ..owner_state.access.clone()
-        };
-        temporary_membership(facts, owner, &access)?
+        temporary_membership(facts, owner, owner_state, Need::Privileges)?
     };
-    if let Some(m) = &membership {
-        plan.steps.push(m.grant.clone());
+    if let Some(grant) = membership.as_ref().and_then(|m| m.grant.clone()) {
+        plan.steps.push(grant);
     }
     let reason = if options.force && !snapshot.sessions.is_empty() {
         format!(
@@ -243,10 +239,9 @@ pub fn plan_drop_user(
 
     // Memberships master needs: the role itself, the heir, and whoever granted the role
     // something (DROP OWNED can only revoke what master may revoke as that grantor).
-    let mut needed: Vec<(String, RoleAccess)> =
-        vec![(name.as_str().to_owned(), role.access.clone())];
+    let mut needed: Vec<(String, RoleState)> = vec![(name.as_str().to_owned(), role.clone())];
     if let (Some(target), Some(state)) = (&options.reassign_to, &cluster.reassign_to) {
-        needed.push((target.as_str().to_owned(), state.access.clone()));
+        needed.push((target.as_str().to_owned(), state.clone()));
     }
     let mut superuser_grants: Vec<String> = Vec::new();
     for grant in &cluster.database_grants {
@@ -257,7 +252,7 @@ pub fn plan_drop_user(
                     grant.database, grant.grantor
                 ));
             } else if grant.grantor != facts.current_user {
-                needed.push((grant.grantor.clone(), state.access.clone()));
+                needed.push((grant.grantor.clone(), state.clone()));
             }
         }
     }
@@ -266,7 +261,11 @@ pub fn plan_drop_user(
             if grantor.superuser {
                 superuser_grants.push(format!("objects in {db} (by {})", grantor.name));
             } else {
-                needed.push((grantor.name.clone(), grantor.access.clone()));
+                let state = RoleState {
+                    access: grantor.access.clone(),
+                    ..RoleState::default()
+                };
+                needed.push((grantor.name.clone(), state));
             }
         }
     }
@@ -281,14 +280,14 @@ pub fn plan_drop_user(
     let mut seen: BTreeSet<String> = BTreeSet::new();
     let mut grants = Vec::new();
     let mut revokes = Vec::new();
-    for (who, access) in needed {
+    for (who, state) in needed {
         if who == facts.current_user || !seen.insert(who.clone()) {
             continue;
         }
         // The role's own membership goes away with DROP ROLE.
         let own = who == name.as_str();
-        if let Some(m) = temporary_membership_ending(facts, &who, &access, own)? {
-            grants.push(m.grant);
+        if let Some(m) = temporary_membership_ending(facts, &who, &state, Need::Privileges, own)? {
+            grants.extend(m.grant);
             revokes.push(m.revoke);
         }
     }
@@ -377,7 +376,7 @@ pub fn plan_drop_user(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inspect::Grantor;
+    use crate::inspect::{Grantor, RoleAccess};
     use crate::plan::tests::{facts, project_role};
 
     /// What master has on a role it created on 16+: ADMIN only.

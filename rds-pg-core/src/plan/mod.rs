@@ -33,7 +33,7 @@ pub use user::plan_user;
 
 use crate::error::{Error, Result};
 use crate::ident::{DatabaseName, RoleName};
-use crate::inspect::{RoleAccess, RoleState, ServerFacts};
+use crate::inspect::{RoleState, ServerFacts};
 use crate::secret::Password;
 
 /// What a step does, for callers that present plans.
@@ -131,6 +131,14 @@ impl Step {
     /// For a temporary grant or revoke: the role master gains or gives up for the operation.
     pub fn temporary_role(&self) -> Option<&RoleName> {
         self.change.temporary_role()
+    }
+
+    /// Whether it removes a membership that was there before the operation.
+    pub fn removes_leftover(&self) -> bool {
+        matches!(
+            self.change,
+            Change::RevokeTemporaryMembership { leftover: true, .. }
+        )
     }
 
     /// A revoke that runs only when the operation failed (the role itself is being dropped).
@@ -362,73 +370,148 @@ pub(crate) fn missing_admin(facts: &ServerFacts, role: &str) -> Error {
     }
 }
 
-/// A temporary membership: the grant that starts it and the revoke that ends it.
+/// What master needs of a role for an operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Need {
+    /// To `SET ROLE` to it: the statements that need the role run as it. On 16+ the temporary
+    /// membership is `INHERIT FALSE, SET TRUE`, so master never holds the role's privileges
+    /// (nor, through it, `rds_iam`).
+    SetRole,
+    /// Its privileges, master acting with them (drops, `REASSIGN OWNED`, untrusted extensions
+    /// created in its database).
+    Privileges,
+}
+
+/// A temporary membership: the grant that starts it (none when master already holds a
+/// leftover one) and the revoke that ends it.
 #[derive(Clone, Debug)]
 pub(crate) struct TemporaryMembership {
-    pub(crate) grant: Step,
+    pub(crate) grant: Option<Step>,
     pub(crate) revoke: Step,
 }
 
-/// The temporary membership master needs to act as `owner`, or nothing when it already can.
+/// The reason of the revoke that removes a leftover membership.
+const LEFTOVER_REASON: &str = "master was left a member of it (an operation that was killed, or \
+                               a manual grant); rds-pg grants that only for an operation";
+
+/// The temporary membership master needs to act for `role` (its state in `state`), or nothing
+/// when it already can; a leftover membership is reused and removed at the end.
 pub(crate) fn temporary_membership(
     facts: &ServerFacts,
-    owner: &str,
-    access: &RoleAccess,
+    role: &str,
+    state: &RoleState,
+    need: Need,
 ) -> Result<Option<TemporaryMembership>> {
-    temporary_membership_ending(facts, owner, access, false)
+    temporary_membership_ending(facts, role, state, need, false)
 }
 
 /// As [`temporary_membership`]; `only_on_failure` makes the revoke run only when the operation
 /// failed (the role itself is being dropped).
 pub(crate) fn temporary_membership_ending(
     facts: &ServerFacts,
-    owner: &str,
-    access: &RoleAccess,
+    role: &str,
+    state: &RoleState,
+    need: Need,
     only_on_failure: bool,
 ) -> Result<Option<TemporaryMembership>> {
-    if facts.is_superuser || access.acts_as() {
+    let access = &state.access;
+    let satisfied = match need {
+        Need::SetRole => access.set,
+        Need::Privileges => access.usage,
+    };
+    if facts.is_superuser || (satisfied && !state.leftover_membership) {
         return Ok(None);
     }
-    if facts.major >= 16 && !access.admin {
-        return Err(missing_admin(facts, owner));
-    }
-    let role = RoleName::from_catalog(owner);
+    let name = RoleName::from_catalog(role);
     let member = RoleName::from_catalog(&facts.current_user);
-    Ok(Some(TemporaryMembership {
-        grant: Step::new(
+    let grant = if satisfied {
+        None
+    } else {
+        if facts.major >= 16 && !access.admin {
+            return Err(missing_admin(facts, role));
+        }
+        Some(Step::new(
             facts,
             None,
             Change::GrantTemporaryMembership {
-                role: role.clone(),
+                role: name.clone(),
                 member: member.clone(),
+                inherit: need == Need::Privileges,
             },
             format!(
-                "{} must act as {owner:?} (RDS master is not a superuser)",
+                "{} must act as {role:?} (RDS master is not a superuser)",
                 facts.current_user
             ),
-        ),
-        revoke: Step::new(
+        ))
+    };
+    let leftover = state.leftover_membership;
+    let revoke = Step::new(
+        facts,
+        None,
+        Change::RevokeTemporaryMembership {
+            role: name,
+            member,
+            only_on_failure,
+            leftover,
+        },
+        if leftover {
+            LEFTOVER_REASON
+        } else {
+            "drop the temporary membership"
+        },
+    );
+    Ok(Some(TemporaryMembership { grant, revoke }))
+}
+
+/// The revoke of a leftover membership of a role an operation touches without needing it.
+pub(crate) fn leftover_cleanup(facts: &ServerFacts, role: &str, state: &RoleState) -> Option<Step> {
+    state.leftover_membership.then(|| {
+        Step::new(
             facts,
             None,
             Change::RevokeTemporaryMembership {
-                role,
-                member,
-                only_on_failure,
+                role: RoleName::from_catalog(role),
+                member: RoleName::from_catalog(&facts.current_user),
+                only_on_failure: false,
+                leftover: true,
             },
-            "drop the temporary membership",
-        ),
-    }))
+            LEFTOVER_REASON,
+        )
+    })
 }
 
 /// Wraps the plan's steps with the temporary membership when one is needed (and there is
-/// anything to do).
+/// anything to do); a leftover membership is removed even when there is nothing else to do.
 pub(crate) fn with_membership(membership: Option<TemporaryMembership>, plan: &mut Plan) {
+    let Some(m) = membership else {
+        return;
+    };
     if plan.steps.is_empty() {
+        if m.grant.is_none() {
+            plan.steps.push(m.revoke);
+        }
         return;
     }
-    if let Some(m) = membership {
-        plan.steps.insert(0, m.grant);
-        plan.steps.push(m.revoke);
+    if let Some(grant) = m.grant {
+        plan.steps.insert(0, grant);
+    }
+    plan.steps.push(m.revoke);
+}
+
+/// Adds the removal of leftover memberships of the roles an operation touches.
+pub(crate) fn with_leftover_cleanup<'a>(
+    facts: &ServerFacts,
+    roles: impl IntoIterator<Item = (&'a str, &'a RoleState)>,
+    plan: &mut Plan,
+) {
+    for (name, state) in roles {
+        let already = plan.steps.iter().any(|s| {
+            s.kind() == StepKind::TemporaryRevoke
+                && s.temporary_role().map(|r| r.as_str()) == Some(name)
+        });
+        if !already {
+            plan.steps.extend(leftover_cleanup(facts, name, state));
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! Planning `rotate_password`: a new password for an existing project role.
 
-use super::{missing_admin, refuse_privileged, Change, Plan, Step};
+use super::{missing_admin, refuse_privileged, with_leftover_cleanup, Change, Plan, Step};
 use crate::error::{Error, Result};
 use crate::ident::RoleName;
 use crate::inspect::{RoleState, ServerFacts};
@@ -42,6 +42,7 @@ pub fn plan_rotate_password(
         },
         "new password (sent as a SCRAM-SHA-256 verifier)",
     ));
+    with_leftover_cleanup(facts, [(name.as_str(), role)], &mut plan);
     Ok(plan)
 }
 

@@ -3,8 +3,8 @@
 //! PostgreSQL warns about nothing) and `revoke_read_only`, which takes back exactly that.
 
 use super::{
-    as_owner_block, refuse_privileged, temporary_membership, with_membership, Change, Grantee,
-    Plan, RelationKind, Step,
+    as_owner_block, refuse_privileged, temporary_membership, with_leftover_cleanup,
+    with_membership, Change, Grantee, Need, Plan, RelationKind, Step,
 };
 use crate::error::{Error, Result};
 use crate::ident::{DatabaseName, RoleName, SchemaName};
@@ -44,6 +44,7 @@ struct ReadOnlyPlan<'a> {
     grant: &'a ReadOnlyGrant,
     owner: RoleName,
     owner_state: &'a RoleState,
+    reader: &'a RoleState,
     plan: Plan,
     /// Steps in the maintenance database, run as the owner.
     maintenance: Vec<Step>,
@@ -65,6 +66,7 @@ impl<'a> ReadOnlyPlan<'a> {
                 grant,
                 owner: RoleName::from_catalog(state.owner.as_str()),
                 owner_state,
+                reader: role,
                 plan: Plan::default(),
                 maintenance: Vec::new(),
                 inside: Vec::new(),
@@ -113,10 +115,15 @@ impl<'a> ReadOnlyPlan<'a> {
         }
         if self.owner.as_str() != facts.current_user {
             with_membership(
-                temporary_membership(facts, self.owner.as_str(), &self.owner_state.access)?,
+                temporary_membership(facts, self.owner.as_str(), self.owner_state, Need::SetRole)?,
                 &mut self.plan,
             );
         }
+        with_leftover_cleanup(
+            facts,
+            [(self.grant.role.as_str(), self.reader)],
+            &mut self.plan,
+        );
         Ok(self.plan)
     }
 }
@@ -359,7 +366,7 @@ mod tests {
         assert_eq!(
             sql(&plan),
             [
-                "GRANT \"app\" TO \"master\" WITH INHERIT TRUE, SET TRUE",
+                "GRANT \"app\" TO \"master\" WITH INHERIT FALSE, SET TRUE",
                 "SET ROLE \"app\"",
                 "GRANT CONNECT ON DATABASE \"appdb\" TO \"ro\"",
                 "RESET ROLE",

@@ -95,12 +95,17 @@ pub fn render(change: &Change, context: RenderContext, secrets: Secrets) -> Stri
             format!("ALTER ROLE {} PASSWORD {}", role.quoted(), secret(password))
         }
         Change::DropRole { role } => format!("DROP ROLE {}", role.quoted()),
-        Change::GrantTemporaryMembership { role, member } => {
+        Change::GrantTemporaryMembership {
+            role,
+            member,
+            inherit,
+        } => {
             if context.major >= 16 {
                 format!(
-                    "GRANT {} TO {} WITH INHERIT TRUE, SET TRUE",
+                    "GRANT {} TO {} WITH INHERIT {}, SET TRUE",
                     role.quoted(),
-                    member.quoted()
+                    member.quoted(),
+                    if *inherit { "TRUE" } else { "FALSE" }
                 )
             } else {
                 format!("GRANT {} TO {}", role.quoted(), member.quoted())
@@ -296,9 +301,10 @@ mod tests {
 
     #[test]
     fn temporary_memberships_follow_the_version() {
-        let grant = Change::GrantTemporaryMembership {
+        let mut grant = Change::GrantTemporaryMembership {
             role: role("app"),
             member: role("master"),
+            inherit: true,
         };
         assert_eq!(
             render(&grant, RenderContext { major: 15 }, Secrets::Redacted),
@@ -307,6 +313,18 @@ mod tests {
         assert_eq!(
             render(&grant, RenderContext { major: 16 }, Secrets::Redacted),
             "GRANT \"app\" TO \"master\" WITH INHERIT TRUE, SET TRUE"
+        );
+        if let Change::GrantTemporaryMembership { inherit, .. } = &mut grant {
+            *inherit = false;
+        }
+        assert_eq!(
+            render(&grant, RenderContext { major: 17 }, Secrets::Redacted),
+            "GRANT \"app\" TO \"master\" WITH INHERIT FALSE, SET TRUE"
+        );
+        assert_eq!(
+            render(&grant, RenderContext { major: 14 }, Secrets::Redacted),
+            "GRANT \"app\" TO \"master\"",
+            "before 16 a membership always inherits"
         );
     }
 

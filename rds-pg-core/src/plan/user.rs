@@ -1,6 +1,8 @@
 //! Planning `ensure_user`: a project's login role, created or converged.
 
-use super::{missing_admin, refuse_privileged, Change, Plan, RoleAttribute, Step};
+use super::{
+    missing_admin, refuse_privileged, with_leftover_cleanup, Change, Plan, RoleAttribute, Step,
+};
 use crate::error::Result;
 use crate::inspect::{ServerFacts, UserSnapshot};
 use crate::secret::NewPassword;
@@ -71,6 +73,7 @@ pub fn plan_user(
                     spec.name.as_str()
                 ));
             }
+            with_leftover_cleanup(facts, [(spec.name.as_str(), role)], &mut plan);
         }
     }
     Ok(plan)
@@ -204,6 +207,26 @@ mod tests {
                 .contains("GRANT \"app\" TO \"master\" WITH ADMIN OPTION"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_leftover_membership_of_the_user_is_removed_even_with_nothing_else_to_do() {
+        let spec = UserSpec::new("app").unwrap();
+        for major in [14, 17] {
+            let snap = UserSnapshot {
+                role: Some(RoleState {
+                    leftover_membership: true,
+                    ..project_role(RoleAccess {
+                        usage: true,
+                        set: true,
+                        admin: major >= 16,
+                    })
+                }),
+            };
+            let plan = plan_user(&facts(major), &snap, &spec, &generated()).unwrap();
+            assert_eq!(plan.sql(), ["REVOKE \"app\" FROM \"master\""]);
+            assert!(plan.steps[0].removes_leftover());
+        }
     }
 
     #[test]
