@@ -885,7 +885,7 @@ impl Provisioner {
     }
 
     /// Drops a project database from the maintenance database. Master gains the owner's
-    /// privileges for the operation when it lacks them (the seed's "alter owner to master, then
+    /// privileges for the operation when it lacks them (the usual "alter owner to master, then
     /// drop" fails without them). A missing database is no change.
     ///
     /// # Errors
@@ -948,7 +948,7 @@ impl Provisioner {
         plan::plan_drop_user(&self.facts, &cluster, &per_database, name, options)
     }
 
-    /// Drops a project role the way the seed's `dropuser` cannot: in every database where it owns
+    /// Drops a project role the way a plain `dropuser` cannot: in every database where it owns
     /// objects or holds privileges, `REASSIGN OWNED BY … TO <reassign_to>` (when given) and `DROP
     /// OWNED BY …`; then `DROP ROLE`, which also removes its memberships. Master gains, for the
     /// operation, the role, the heir and every role that granted the role privileges. The report's

@@ -390,7 +390,8 @@ fn target_facts(client: &mut Client) -> Result<TargetFacts> {
 
 /// Sorts the archive's entries into kept and skipped for a target where master first creates
 /// the extensions in `created_first`, and lists the archive's extensions the target lacks
-/// otherwise. Pure: the rules of `rds-semantics.md` §4.
+/// otherwise. Pure: extensions the target has (or master creates first), their comments and
+/// the configuration rows of extensions master owns are left out, as are ownership and ACLs.
 pub(crate) fn filter_entries(
     toc: &Toc,
     target: &TargetFacts,
@@ -570,12 +571,12 @@ impl RestoringRole {
         let hint = if self.is_owner {
             "restore into a database owned by a project user that holds none of these \
              privileges (`rds-pg db create DB --owner USER`), connected as that user: e.g. \
-             PGUSER=<owner> with its password in a pgpass file, as the seed restores"
+             PGUSER=<owner> with its password in a pgpass file"
                 .to_owned()
         } else {
             format!(
                 "restore as the owner: connect as {:?}, the project user who owns the database \
-                 (e.g. PGUSER={} with its password in a pgpass file, as the seed restores), not \
+                 (e.g. PGUSER={} with its password in a pgpass file), not \
                  as {:?}",
                 self.owner,
                 shell_word(&self.owner),

@@ -2,8 +2,10 @@
 //! roles of the chosen major version, a non-superuser master, TLS-only logins on 15+, an extension
 //! whitelist (pgextwlist) where it is installed, and every statement logged to a file.
 //!
-//! Used by the test suite, the demo and the Python binding. See `docs/rds-semantics.md` §1 and §5
-//! of the project for what is emulated and the known gaps.
+//! Used by the test suite, the demo and the Python binding. Known gaps, all in the strict
+//! direction: RDS's IAM tokens and its own "not supported by Amazon RDS" errors are not
+//! emulated, and `pg_read_all_data`/`pg_write_all_data` are given to `rds_superuser` only on 16+
+//! and without INHERIT or SET (a plain server cannot hide `pg_authid` from their members).
 
 mod certs;
 mod install;
@@ -23,7 +25,9 @@ use crate::error::{Error, Result};
 use crate::secret::Password;
 
 /// Untrusted extensions an RDS master may create (through RDS's whitelist), when the server has
-/// them. Trusted extensions are deliberately left off: see `rds-semantics.md` §5.
+/// them. Trusted extensions are deliberately left off: the whitelist is a session setting that
+/// survives `SET ROLE`, so a whitelisted trusted extension would be created by the superuser even
+/// when the database owner runs `CREATE EXTENSION`.
 pub const WHITELISTED_EXTENSIONS: &[&str] = &[
     "postgis",
     "postgis_raster",
