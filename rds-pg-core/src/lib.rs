@@ -30,6 +30,7 @@ pub mod inspect;
 pub mod inventory;
 pub mod pgpass;
 pub mod plan;
+mod private_file;
 pub mod provision;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;

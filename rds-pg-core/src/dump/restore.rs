@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -187,15 +186,19 @@ pub struct SkippedEntry {
     pub reason: SkipReason,
 }
 
-/// How far a restore has got.
+/// How far a dump or a restore has got.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Progress {
-    /// Entries restored so far.
+    /// Tables dumped, or entries restored, so far.
     pub done: usize,
-    /// Entries to restore.
+    /// Tables to dump, or entries to restore.
     pub total: usize,
-    /// pg_restore's line about the entry it is on (`creating TABLE "public.places"`).
+    /// The tool's line about what it is on (`dumping contents of table "public.places"`,
+    /// `creating TABLE "public.places"`).
     pub message: String,
+    /// A dump's archive size so far, in bytes (all files of a directory archive; see
+    /// [`super::archive_size`]); `None` for a restore.
+    pub bytes: Option<u64>,
 }
 
 /// What a restore would do: the archive's entries, those left out and why, the extensions master
@@ -235,9 +238,9 @@ impl RestorePlan {
                 Some(s) => out.push_str(&format!(
                     "; left out: {}\n;{}\n",
                     s.reason.to_string().replace('\n', " "),
-                    entry
+                    entry.list_line()
                 )),
-                None => out.push_str(&format!("{entry}\n")),
+                None => out.push_str(&format!("{}\n", entry.list_line())),
             }
         }
         out
@@ -734,10 +737,7 @@ pub fn restore_with(
 
     let work = ToolWorkDir::create(&options.connection)?;
     let list = work.path().join("restore.list");
-    let mut file = tools::private_file(&list)?;
-    file.write_all(plan.list_file().as_bytes())
-        .map_err(|e| Error::io(format!("writing {}", list.display()), e))?;
-    drop(file);
+    crate::private_file::replace(&list, plan.list_file().as_bytes())?;
 
     let mut cmd = restore_command(options, &plan.tool, &list, work.passfile());
     let started = Instant::now();
@@ -762,7 +762,7 @@ pub fn restore_with(
         created_extensions,
         single_transaction: options.single_transaction(),
         jobs: options.jobs.unwrap_or(1).max(1),
-        bytes: super::size_of(&options.archive)?,
+        bytes: super::archive_size(&options.archive)?,
         duration,
         tool: plan.tool,
         warnings,
@@ -798,6 +798,7 @@ fn run_with_progress(
                     done,
                     total,
                     message: message.to_owned(),
+                    bytes: None,
                 });
             }
             Line::Info => {}
@@ -808,6 +809,7 @@ fn run_with_progress(
             done: total,
             total,
             message: "done".into(),
+            bytes: None,
         });
     }
     let mut report = warnings.join("\n");

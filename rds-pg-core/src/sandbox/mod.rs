@@ -209,12 +209,15 @@ impl Sandbox {
         run_tool(cmd, what, &self.log_path())
     }
 
+    /// Writes `path` (atomically, private until its mode is set), sets `mode` and gives it to
+    /// the server's account.
     fn write_file(&self, path: &Path, contents: &[u8], mode: u32) -> Result<()> {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::write(path, contents)
-            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| Error::io(format!("chmod {}", path.display()), e))?;
+        crate::private_file::replace(path, contents)?;
+        if mode != 0o600 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| Error::io(format!("chmod {}", path.display()), e))?;
+        }
         self.give_to_server_account(path)
     }
 
@@ -820,6 +823,7 @@ impl DetachedSandbox {
         let passfile = dir.join(PASSFILE);
         let master_password =
             crate::pgpass::lookup(&passfile, LOOPBACK, port, "postgres", &master_user)?
+                .password
                 .ok_or_else(|| damaged(&format!("{PASSFILE} (no line for the master user)")))?;
         let whitelist = field("whitelist")?
             .split(',')
@@ -847,14 +851,12 @@ impl DetachedSandbox {
             &self.master_user,
             &self.master_password,
         )?;
-        write_private(
-            &self.passfile_path(),
-            &format!(
-                "# master of the rds-pg sandbox on {LOOPBACK}:{}\n{}\n",
-                self.port,
-                line.expose()
-            ),
-        )?;
+        let passfile = Password::new(format!(
+            "# master of the rds-pg sandbox on {LOOPBACK}:{}\n{}\n",
+            self.port,
+            line.expose()
+        ));
+        crate::private_file::replace(&self.passfile_path(), passfile.expose().as_bytes())?;
         let mut state = format!(
             "# rds-pg sandbox, left running by `rds-pg sandbox start`; stop it with\n\
              # `rds-pg sandbox stop --dir {}`\n\
@@ -872,7 +874,8 @@ impl DetachedSandbox {
         if let Some(ca) = &self.ca_path {
             state.push_str(&format!("ca={}\n", ca.display()));
         }
-        write_private(&self.dir.join(STATE_FILE), &state)
+        let state = Password::new(state);
+        crate::private_file::replace(&self.dir.join(STATE_FILE), state.expose().as_bytes())
     }
 
     /// The sandbox directory.
@@ -1043,19 +1046,4 @@ fn server_options(port: u16, ca: Option<&Path>, passfile: PathBuf) -> ConnectOpt
         Some(ca) => o.sslmode(SslMode::VerifyFull).sslrootcert(ca),
         None => o.sslmode(SslMode::Disable),
     }
-}
-
-/// Writes `text` to a new file readable by this user only.
-fn write_private(path: &Path, text: &str) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-    f.write_all(text.as_bytes())
-        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
