@@ -9,8 +9,9 @@ create_exception!(
     rds_pg,
     RdsPgError,
     PyException,
-    "Base class of every rds_pg error. `sqlstate` is the server's SQLSTATE code when the server \
-     reported the error, else None."
+    "Base class of every rds_pg error. `kind` names the error's kind as the command line's JSON \
+     does (`not_found`, `still_in_use`, ...); `sqlstate` is the server's SQLSTATE code when the \
+     server reported the error, else None."
 );
 create_exception!(
     rds_pg,
@@ -94,6 +95,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     let base = py.get_type::<RdsPgError>();
     base.setattr("sqlstate", py.None())?;
+    base.setattr("kind", py.None())?;
     py.get_type::<PermissionDenied>()
         .setattr("hint", py.None())?;
     py.get_type::<PolicyViolation>()
@@ -146,6 +148,7 @@ pub(crate) fn to_py_err(py: Python<'_>, err: Error) -> PyErr {
 
 fn set_attributes(py: Python<'_>, exc: &PyErr, err: &Error) -> PyResult<()> {
     let value = exc.value(py);
+    value.setattr("kind", err.kind().as_str())?;
     if let Some(code) = err.sqlstate() {
         value.setattr("sqlstate", code.code())?;
     }

@@ -101,7 +101,6 @@ per_version!(
         // The operator runs the fix as master in template1; then the database is created clean.
         ok(
             login_as_application(&sandbox.master_options().dbname("template1"))
-                .map_err(rds_pg_core::Error::from)
                 .and_then(|mut c| c.batch_execute(&fix).map_err(rds_pg_core::Error::from)),
             "the fix, as master in template1",
         );

@@ -453,6 +453,14 @@ impl Sandbox {
         )
     }
 
+    /// The options a client program is told to connect with, as in a connection string handed
+    /// to `psql` (see [`ConnectOptions::to_conninfo`]): host, port, database `postgres` and the
+    /// TLS settings (verify-full against the sandbox CA on 15+), without user, password,
+    /// password file or timeout, so that the client's own password file applies.
+    pub fn client_options(&self) -> ConnectOptions {
+        client_options(self.port, self.ca_path.as_deref())
+    }
+
     /// Connection options of the master user, password included.
     pub fn master_options(&self) -> ConnectOptions {
         self.base_options()
@@ -1032,18 +1040,24 @@ fn psql_like(mut client: postgres::Client) -> Result<postgres::Client> {
     Ok(client)
 }
 
-/// The options of a connection to a sandbox server on `port` (sslmode verify-full against `ca`
-/// on 15+, plaintext before), to `postgres`, without user or password; `passfile` is the only
-/// password file consulted.
-fn server_options(port: u16, ca: Option<&Path>, passfile: PathBuf) -> ConnectOptions {
+/// The options a client is told to reach a sandbox server on `port` with: `postgres` on
+/// 127.0.0.1, sslmode verify-full against `ca` on 15+, plaintext before; no user, password or
+/// password file.
+fn client_options(port: u16, ca: Option<&Path>) -> ConnectOptions {
     let o = ConnectOptions::new()
         .host(LOOPBACK)
         .port(port)
-        .dbname("postgres")
-        .connect_timeout(Duration::from_secs(10))
-        .passfile(passfile);
+        .dbname("postgres");
     match ca {
         Some(ca) => o.sslmode(SslMode::VerifyFull).sslrootcert(ca),
         None => o.sslmode(SslMode::Disable),
     }
+}
+
+/// [`client_options`] for rds-pg's own connections: a 10 s connect timeout, and `passfile` the
+/// only password file consulted.
+fn server_options(port: u16, ca: Option<&Path>, passfile: PathBuf) -> ConnectOptions {
+    client_options(port, ca)
+        .connect_timeout(Duration::from_secs(10))
+        .passfile(passfile)
 }
