@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use zeroize::Zeroizing;
+
 use crate::error::{Error, Result};
 use crate::secret::Password;
 
@@ -216,55 +218,27 @@ impl ConnectOptions {
         Ok(self)
     }
 
-    /// Sets the host name or IP address.
-    pub fn host(mut self, host: impl Into<String>) -> Self {
-        self.host = host.into();
-        self
-    }
-    /// Sets the TCP port.
-    pub fn port(mut self, port: u16) -> Self {
-        self.port = port;
-        self
-    }
-    /// Sets the role to log in as.
-    pub fn user(mut self, user: impl Into<String>) -> Self {
-        self.user = Some(user.into());
-        self
-    }
-    /// Sets the database to connect to.
-    pub fn dbname(mut self, dbname: impl Into<String>) -> Self {
-        self.dbname = Some(dbname.into());
-        self
-    }
-    /// Sets the password (otherwise pgpass is consulted).
-    pub fn password(mut self, password: impl Into<Password>) -> Self {
-        self.password = Some(password.into());
-        self
-    }
-    /// Sets the pgpass file to search instead of `PGPASSFILE`/`~/.pgpass`.
-    pub fn passfile(mut self, path: impl Into<PathBuf>) -> Self {
-        self.passfile = Some(path.into());
-        self
-    }
-    /// Sets the TLS mode.
-    pub fn sslmode(mut self, mode: SslMode) -> Self {
-        self.sslmode = mode;
-        self
-    }
-    /// Sets the PEM file of trusted CA certificates (for RDS: AWS's `global-bundle.pem`).
-    pub fn sslrootcert(mut self, path: impl Into<PathBuf>) -> Self {
-        self.sslrootcert = Some(path.into());
-        self
-    }
-    /// Sets how long to wait for the connection to be made.
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = Some(timeout);
-        self
-    }
-    /// Sets the `application_name` reported to the server (default `rds-pg`).
-    pub fn application_name(mut self, name: impl Into<String>) -> Self {
-        self.application_name = name.into();
-        self
+    crate::builder::setters! {
+        /// Sets the host name or IP address.
+        host = into String;
+        /// Sets the TCP port.
+        port = u16;
+        /// Sets the role to log in as.
+        user = some_into String;
+        /// Sets the database to connect to.
+        dbname = some_into String;
+        /// Sets the password (otherwise pgpass is consulted).
+        password = some_into Password;
+        /// Sets the pgpass file to search instead of `PGPASSFILE`/`~/.pgpass`.
+        passfile = some_into PathBuf;
+        /// Sets the TLS mode.
+        sslmode = SslMode;
+        /// Sets the PEM file of trusted CA certificates (for RDS: AWS's `global-bundle.pem`).
+        sslrootcert = some_into PathBuf;
+        /// Sets how long to wait for the connection to be made.
+        connect_timeout = some Duration;
+        /// Sets the `application_name` reported to the server (default `rds-pg`).
+        application_name = into String;
     }
 
     /// The host.
@@ -403,9 +377,9 @@ impl ConnectOptions {
     /// [`Error::InvalidInput`] for a value no connection string can hold (a NUL character, a
     /// path that is not valid UTF-8), naming the setting, never its value.
     pub fn to_conninfo(&self) -> Result<String> {
-        let pairs = self.conninfo_pairs()?;
-        let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        Ok(crate::conninfo::write_keyword_value(&borrowed)?.to_string())
+        Ok(self
+            .write(crate::conninfo::write_keyword_value, false)?
+            .to_string())
     }
 
     /// As [`ConnectOptions::to_conninfo`], with `password='…'` last when a password is set
@@ -414,14 +388,8 @@ impl ConnectOptions {
     /// # Errors
     /// As [`ConnectOptions::to_conninfo`].
     pub fn to_conninfo_with_password(&self) -> Result<Password> {
-        let pairs = self.conninfo_pairs()?;
-        let mut borrowed: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        if let Some(password) = &self.password {
-            borrowed.push(("password", password.expose()));
-        }
-        Ok(Password::new(
-            crate::conninfo::write_keyword_value(&borrowed)?.as_str(),
-        ))
+        let written = self.write(crate::conninfo::write_keyword_value, true)?;
+        Ok(Password::new(written.as_str()))
     }
 
     /// These options as a `postgresql://user@host:port/dbname?sslmode=…` URI (the settings of
@@ -432,9 +400,7 @@ impl ConnectOptions {
     /// # Errors
     /// As [`ConnectOptions::to_conninfo`].
     pub fn to_uri(&self) -> Result<String> {
-        let pairs = self.conninfo_pairs()?;
-        let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        Ok(crate::conninfo::write_uri(&borrowed)?.to_string())
+        Ok(self.write(crate::conninfo::write_uri, false)?.to_string())
     }
 
     /// As [`ConnectOptions::to_uri`], with the password after the user
@@ -444,14 +410,23 @@ impl ConnectOptions {
     /// # Errors
     /// As [`ConnectOptions::to_conninfo`].
     pub fn to_uri_with_password(&self) -> Result<Password> {
+        let written = self.write(crate::conninfo::write_uri, true)?;
+        Ok(Password::new(written.as_str()))
+    }
+
+    /// [`Self::conninfo_pairs`], and the password last when `with_password` and one is set,
+    /// written by `writer`.
+    fn write(
+        &self,
+        writer: fn(&[(&str, &str)]) -> Result<Zeroizing<String>>,
+        with_password: bool,
+    ) -> Result<Zeroizing<String>> {
         let pairs = self.conninfo_pairs()?;
         let mut borrowed: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        if let Some(password) = &self.password {
+        if let (true, Some(password)) = (with_password, &self.password) {
             borrowed.push(("password", password.expose()));
         }
-        Ok(Password::new(
-            crate::conninfo::write_uri(&borrowed)?.as_str(),
-        ))
+        writer(&borrowed)
     }
 
     /// `user@host:port/dbname`, for messages.

@@ -109,28 +109,15 @@ impl Credentials {
         Ok(credentials)
     }
 
-    /// Sets the host.
-    pub fn host(mut self, host: impl Into<String>) -> Self {
-        self.host = host.into();
-        self
-    }
-
-    /// Sets the port.
-    pub fn port(mut self, port: u16) -> Self {
-        self.port = port;
-        self
-    }
-
-    /// Sets the TLS mode.
-    pub fn sslmode(mut self, mode: SslMode) -> Self {
-        self.sslmode = mode;
-        self
-    }
-
-    /// Sets the PEM file of trusted CA certificates.
-    pub fn sslrootcert(mut self, path: impl Into<PathBuf>) -> Self {
-        self.sslrootcert = Some(path.into());
-        self
+    crate::builder::setters! {
+        /// Sets the host.
+        host = into String;
+        /// Sets the port.
+        port = u16;
+        /// Sets the TLS mode.
+        sslmode = SslMode;
+        /// Sets the PEM file of trusted CA certificates.
+        sslrootcert = some_into PathBuf;
     }
 
     /// Checks that every output can carry these credentials exactly: a non-empty host and

@@ -40,6 +40,7 @@ fn connection_arg(
     if let Some(password) = optional_password_arg(password)? {
         options = options.password(password);
     }
+    crate::errors::warn_about_pgpass(py, &options)?;
     Ok(options)
 }
 
@@ -53,25 +54,19 @@ fn py_bool(value: bool) -> &'static str {
 }
 
 /// What `dump` wrote.
-#[pyclass(frozen, module = "rds_pg", name = "DumpReport")]
+#[pyclass(frozen, get_all, module = "rds_pg", name = "DumpReport")]
 pub struct DumpReport {
     /// The archive written.
-    #[pyo3(get)]
     path: PathBuf,
     /// Its format: `"custom"` or `"directory"`.
-    #[pyo3(get)]
     format: &'static str,
     /// Its size in bytes.
-    #[pyo3(get)]
     bytes: u64,
     /// How long pg_dump ran, in seconds.
-    #[pyo3(get)]
     duration: f64,
     /// The pg_dump that ran (`"/usr/lib/postgresql/15/bin/pg_dump 15.18"`).
-    #[pyo3(get)]
     tool: String,
     /// The server's version.
-    #[pyo3(get)]
     server_version: String,
 }
 
@@ -102,18 +97,15 @@ impl DumpReport {
 }
 
 /// An archive entry `restore` left out, and why.
-#[pyclass(frozen, module = "rds_pg", name = "SkippedEntry")]
+#[pyclass(frozen, get_all, module = "rds_pg", name = "SkippedEntry")]
 #[derive(Clone)]
 pub struct SkippedEntry {
     /// What the entry is (`"TABLE DATA public.spatial_ref_sys"`, `"COMMENT EXTENSION
     /// postgis"`), as the command line's restore names it.
-    #[pyo3(get)]
     entry: String,
     /// The entry as `pg_restore --list` shows it.
-    #[pyo3(get)]
     list_line: String,
     /// Why it was left out.
-    #[pyo3(get)]
     reason: String,
 }
 
@@ -139,44 +131,32 @@ impl SkippedEntry {
 }
 
 /// What `restore` did.
-#[pyclass(frozen, module = "rds_pg", name = "RestoreReport")]
+#[pyclass(frozen, get_all, module = "rds_pg", name = "RestoreReport")]
 #[derive(Clone)]
 pub struct RestoreReport {
     /// The target database.
-    #[pyo3(get)]
     database: String,
     /// The archive restored.
-    #[pyo3(get)]
     archive: PathBuf,
     /// Entries in the archive.
-    #[pyo3(get)]
     entries_total: usize,
     /// Entries restored.
-    #[pyo3(get)]
     entries_restored: usize,
     /// Entries left out, and why.
-    #[pyo3(get)]
     skipped: Vec<SkippedEntry>,
     /// Extensions master created in the target first.
-    #[pyo3(get)]
     created_extensions: Vec<String>,
     /// Whether it ran as one transaction.
-    #[pyo3(get)]
     single_transaction: bool,
     /// Parallel jobs.
-    #[pyo3(get)]
     jobs: u32,
     /// The archive's size in bytes.
-    #[pyo3(get)]
     bytes: u64,
     /// How long pg_restore ran, in seconds.
-    #[pyo3(get)]
     duration: f64,
     /// The pg_restore that ran.
-    #[pyo3(get)]
     tool: String,
     /// Warnings pg_restore printed; empty for a clean restore.
-    #[pyo3(get)]
     warnings: Vec<String>,
 }
 
@@ -263,25 +243,19 @@ impl TableRowCount {
 }
 
 /// What `verify_backup` found.
-#[pyclass(frozen, module = "rds_pg", name = "VerifyReport")]
+#[pyclass(frozen, get_all, module = "rds_pg", name = "VerifyReport")]
 pub struct VerifyReport {
     /// The scratch database the archive was restored into.
-    #[pyo3(get)]
     scratch_database: String,
     /// The restore into it.
-    #[pyo3(get)]
     restore: RestoreReport,
     /// Row counts of every table the archive holds rows for.
-    #[pyo3(get)]
     tables: Vec<TableRowCount>,
     /// The tables whose counts differ or that are missing on one side.
-    #[pyo3(get)]
     mismatches: Vec<TableRowCount>,
     /// Whether every table matched.
-    #[pyo3(get)]
     verified: bool,
     /// Whether the scratch database was dropped afterwards.
-    #[pyo3(get)]
     scratch_dropped: bool,
 }
 
@@ -401,15 +375,11 @@ pub(crate) fn dump(
     if let Some(database) = database {
         options = options.database(database);
     }
-    if let Some(jobs) = jobs {
-        options = options.jobs(jobs);
-    }
     for schema in exclude_schemas.unwrap_or_default() {
         options = options.exclude_schema(schema).py_result(py)?;
     }
-    if let Some(dir) = tools_dir {
-        options = options.tools_dir(dir);
-    }
+    options.jobs = jobs;
+    options.tools_dir = tools_dir;
     let mut progress = PyProgress::new(py, progress);
     let report = py
         .detach(|| core_dump::dump_with(&options, &mut |p| progress.report(p)))
@@ -459,12 +429,8 @@ pub(crate) fn restore(
     if let Some(database) = database {
         options = options.database(database);
     }
-    if let Some(jobs) = jobs {
-        options = options.jobs(jobs);
-    }
-    if let Some(dir) = tools_dir {
-        options = options.tools_dir(dir);
-    }
+    options.jobs = jobs;
+    options.tools_dir = tools_dir;
     let mut progress = PyProgress::new(py, progress);
     let mut on_progress = |p: &core_dump::Progress| progress.report(p);
     let report = match master {
@@ -509,12 +475,8 @@ pub(crate) fn verify_backup(
     if let Some(extensions) = extensions.filter(|e| !e.is_none()) {
         options = options.extensions(extensions_arg(extensions)?);
     }
-    if let Some(jobs) = jobs {
-        options = options.jobs(jobs);
-    }
-    if let Some(dir) = tools_dir {
-        options = options.tools_dir(dir);
-    }
+    options.jobs = jobs;
+    options.tools_dir = tools_dir;
     if let Some(name) = scratch_database {
         options = options.scratch_database(name).py_result(py)?;
     }

@@ -190,3 +190,23 @@ impl<T> IntoPyResult<T> for Result<T, Error> {
 pub(crate) fn closed(what: &str) -> PyErr {
     ConnectionError::new_err(format!("{what} is closed"))
 }
+
+/// Shows, as a Python `UserWarning`, what libpq would print on standard error when `options`
+/// consult a password file it then ignores (open to the group or others, not a plain file): the
+/// core returns the warning instead of printing it.
+///
+/// # Errors
+/// The warning raised as an exception, when the warnings filter says so (`-W error`).
+pub(crate) fn warn_about_pgpass(
+    py: Python<'_>,
+    options: &rds_pg_core::ConnectOptions,
+) -> PyResult<()> {
+    let Some(warning) = options.pgpass_warning() else {
+        return Ok(());
+    };
+    // A path cannot hold a NUL, so neither can the message; be safe anyway.
+    let message = std::ffi::CString::new(warning.to_string().replace('\0', "?"))
+        .expect("NUL characters were replaced");
+    let category = py.get_type::<pyo3::exceptions::PyUserWarning>();
+    PyErr::warn(py, category.as_any(), &message, 1)
+}

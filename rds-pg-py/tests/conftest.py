@@ -166,13 +166,15 @@ class DeployHoldingLocks:
     (`ensure_extensions(database, ["citext"])` on its own Provisioner) that holds rds_pg's locks
     on the database while it waits for a session of the database's owner, which has created the
     same extension without committing and ends after `seconds` (or at `kill()`), rolling back.
-    Then the deploy finishes, creating the extension, and lets its locks go."""
+    Then the deploy finishes, creating the extension, and lets its locks go; `wait()` drops the
+    extension again, as the owner, so the database is left as it was."""
 
     HOLDER = "rds-pg-test-holder"
 
     def __init__(self, sandbox, tmp_path, database: str, owner: str, owner_password, seconds: float):
         self.sandbox = sandbox
         self.psql = Psql(sandbox, tmp_path)
+        self.owner, self.owner_password, self.database = owner, owner_password, database
         secret = owner_password.reveal() if isinstance(owner_password, rds_pg.Secret) else owner_password
         passfile = tmp_path / f"pgpass-holder-{owner}"
         passfile.write_text(f"*:*:*:{owner}:{secret}\n")
@@ -233,6 +235,7 @@ class DeployHoldingLocks:
         assert not self.thread.is_alive(), "the deploy is still waiting"
         self.deploy.close()
         assert self.error is None, f"the deploy failed: {self.error!r}"
+        self.psql.ok(self.owner, self.owner_password, self.database, "DROP EXTENSION citext")
 
 
 def hold_database_lock(sandbox, tmp_path, database: str, owner: str, owner_password, seconds: float) -> DeployHoldingLocks:

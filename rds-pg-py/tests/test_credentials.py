@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import warnings
 
 import pytest
 
 import rds_pg
+from conftest import newest_pg_dump_major
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +116,20 @@ def test_a_command_sink_gets_none_of_masters_credentials(sandbox, tmp_path):
     assert master_password not in seen.read_text()
     assert received["AWS_REGION"] == "eu-west-1" and received["HOME"] == str(tmp_path) and "PATH" in received
     assert json.loads((tmp_path / "sink.env.json").read_text())["password"] == "project-pw"
+
+
+def test_a_password_file_open_to_others_is_ignored_with_libpqs_warning(sandbox, shop, tmp_path, monkeypatch):
+    # As libpq does: the file is not read, and the warning says why (as a UserWarning here).
+    pgpass = tmp_path / "pgpass"
+    shop.write_pgpass(pgpass)
+    pgpass.chmod(0o644)
+    monkeypatch.setenv("PGPASSFILE", str(pgpass))
+    warning = f'password file "{pgpass}" has group or world access; permissions should be u=rw (0600) or less'
+    with pytest.warns(UserWarning, match=re.escape(warning)):
+        with pytest.raises(rds_pg.ConnectionError):
+            rds_pg.dump(sandbox.dsn_for("shop", "shop"), tmp_path / "shop.dump")
+    pgpass.chmod(0o600)
+    if sandbox.major_version <= newest_pg_dump_major():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert rds_pg.dump(sandbox.dsn_for("shop", "shop"), tmp_path / "shop.dump").bytes > 0

@@ -140,16 +140,13 @@ impl DumpOptions {
         self
     }
 
-    /// Sets the archive format.
-    pub fn format(mut self, format: DumpFormat) -> Self {
-        self.format = format;
-        self
-    }
-
-    /// Sets the number of parallel jobs (needs [`DumpFormat::Directory`] when above one).
-    pub fn jobs(mut self, jobs: u32) -> Self {
-        self.jobs = Some(jobs);
-        self
+    crate::builder::setters! {
+        /// Sets the archive format.
+        format = DumpFormat;
+        /// Sets the number of parallel jobs (needs [`DumpFormat::Directory`] when above one).
+        jobs = some u32;
+        /// Looks for `pg_dump` in `dir` only.
+        tools_dir = some_into PathBuf;
     }
 
     /// Leaves schema `name` out of the dump.
@@ -159,12 +156,6 @@ impl DumpOptions {
     pub fn exclude_schema(mut self, name: impl Into<String>) -> Result<Self> {
         self.exclude_schemas.push(SchemaName::new(name)?);
         Ok(self)
-    }
-
-    /// Looks for `pg_dump` in `dir` only.
-    pub fn tools_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.tools_dir = Some(dir.into());
-        self
     }
 
     /// Checks the options before anything runs.

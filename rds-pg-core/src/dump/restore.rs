@@ -69,16 +69,11 @@ impl RestoreOptions {
         self
     }
 
-    /// Sets the number of parallel jobs (above one: not one transaction).
-    pub fn jobs(mut self, jobs: u32) -> Self {
-        self.jobs = Some(jobs);
-        self
-    }
-
-    /// Looks for `pg_restore` in `dir` only.
-    pub fn tools_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.tools_dir = Some(dir.into());
-        self
+    crate::builder::setters! {
+        /// Sets the number of parallel jobs (above one: not one transaction).
+        jobs = some u32;
+        /// Looks for `pg_restore` in `dir` only.
+        tools_dir = some_into PathBuf;
     }
 
     /// Whether the restore runs as one transaction.
