@@ -418,7 +418,7 @@ impl ConnectOptions {
     /// written by `writer`.
     fn write(
         &self,
-        writer: fn(&[(&str, &str)]) -> Result<Zeroizing<String>>,
+        writer: crate::conninfo::Writer,
         with_password: bool,
     ) -> Result<Zeroizing<String>> {
         let pairs = self.conninfo_pairs()?;

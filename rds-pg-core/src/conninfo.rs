@@ -404,6 +404,9 @@ const BARE_KEYWORDS: &[&str] = &["port", "sslmode", "connect_timeout"];
 /// The keywords a URI carries outside its query: they have their own place in it.
 const URI_PLACED: &[&str] = &["user", "password", "host", "port", "dbname"];
 
+/// A writer of `(keyword, value)` pairs: [`write_keyword_value`] or [`write_uri`].
+pub(crate) type Writer = fn(&[(&str, &str)]) -> Result<Zeroizing<String>>;
+
 /// Refuses a value no connection string can carry (a NUL), naming the keyword only.
 fn check_value(key: &str, value: &str) -> Result<()> {
     if value.contains('\0') {
