@@ -345,10 +345,40 @@ fn positional(path: &Path) -> PathBuf {
 pub(crate) struct TargetFacts {
     /// Extensions present.
     pub extensions: BTreeSet<String>,
-    /// Extension configuration tables: (schema, table, owner, writable by the user).
-    pub config_tables: Vec<(String, String, String, bool)>,
-    /// Schemas: (name, owner, the user can act as the owner).
-    pub schemas: Vec<(String, String, bool)>,
+    /// The extensions' configuration tables.
+    pub config_tables: Vec<ConfigTable>,
+    /// Every schema.
+    pub schemas: Vec<TargetSchema>,
+}
+
+/// An extension's configuration table in the target, as the restoring user sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ConfigTable {
+    pub schema: String,
+    pub table: String,
+    pub owner: String,
+    /// Whether the restoring user may insert into it.
+    pub writable: bool,
+}
+
+/// A schema in the target, as the restoring user sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TargetSchema {
+    pub name: String,
+    pub owner: String,
+    /// Whether the restoring user can act as its owner.
+    pub usable: bool,
+}
+
+/// The archive's entries sorted by [`filter_entries`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FilteredEntries {
+    /// The entries to restore, in the archive's order.
+    pub kept: Vec<TocEntry>,
+    /// The entries left out, and why.
+    pub skipped: Vec<SkippedEntry>,
+    /// The archive's extensions the target lacks and that are not created first.
+    pub missing: Vec<String>,
 }
 
 fn target_facts(client: &mut Client) -> Result<TargetFacts> {
@@ -370,9 +400,12 @@ fn target_facts(client: &mut Client) -> Result<TargetFacts> {
         &[],
     )?;
     for row in rows {
-        facts
-            .config_tables
-            .push((row.get(0), row.get(1), row.get(2), row.get(3)));
+        facts.config_tables.push(ConfigTable {
+            schema: row.get(0),
+            table: row.get(1),
+            owner: row.get(2),
+            writable: row.get(3),
+        });
     }
     let rows = client.query(
         "SELECT nspname::pg_catalog.text, pg_catalog.pg_get_userbyid(nspowner)::pg_catalog.text,
@@ -381,7 +414,11 @@ fn target_facts(client: &mut Client) -> Result<TargetFacts> {
         &[],
     )?;
     for row in rows {
-        facts.schemas.push((row.get(0), row.get(1), row.get(2)));
+        facts.schemas.push(TargetSchema {
+            name: row.get(0),
+            owner: row.get(1),
+            usable: row.get(2),
+        });
     }
     Ok(facts)
 }
@@ -393,7 +430,7 @@ pub(crate) fn filter_entries(
     toc: &Toc,
     target: &TargetFacts,
     created_first: &BTreeSet<String>,
-) -> (Vec<TocEntry>, Vec<SkippedEntry>, Vec<String>) {
+) -> FilteredEntries {
     let mut kept = Vec::new();
     let mut skipped = Vec::new();
     let mut missing = Vec::new();
@@ -422,27 +459,25 @@ pub(crate) fn filter_entries(
                 Some(("SCHEMA", schema)) => target
                     .schemas
                     .iter()
-                    .find(|(name, _, usable)| name == schema && !usable)
-                    .map(|(name, owner, _)| SkipReason::SchemaNotOwned {
-                        schema: name.clone(),
-                        owner: owner.clone(),
+                    .find(|s| s.name == schema && !s.usable)
+                    .map(|s| SkipReason::SchemaNotOwned {
+                        schema: s.name.clone(),
+                        owner: s.owner.clone(),
                     }),
                 _ => None,
             },
             EntryKind::TableData => target
                 .config_tables
                 .iter()
-                .find(|(schema, table, _, writable)| {
-                    Some(schema.as_str()) == entry.schema.as_deref()
-                        && *table == entry.name
-                        && !writable
+                .find(|t| {
+                    Some(t.schema.as_str()) == entry.schema.as_deref()
+                        && t.table == entry.name
+                        && !t.writable
                 })
-                .map(
-                    |(schema, table, owner, _)| SkipReason::ExtensionConfigData {
-                        table: format!("{schema}.{table}"),
-                        owner: owner.clone(),
-                    },
-                ),
+                .map(|t| SkipReason::ExtensionConfigData {
+                    table: format!("{}.{}", t.schema, t.table),
+                    owner: t.owner.clone(),
+                }),
             _ => None,
         };
         match reason {
@@ -453,20 +488,17 @@ pub(crate) fn filter_entries(
             None => kept.push(entry.clone()),
         }
     }
-    (kept, skipped, missing)
+    FilteredEntries {
+        kept,
+        skipped,
+        missing,
+    }
 }
 
-/// Roles whose members rds-pg never lets restore an archive: membership (direct or through any
-/// chain) gives powers beyond a database owner's. Those a server lacks are ignored.
-pub const PRIVILEGED_ROLES: &[&str] = &[
-    "rds_superuser",
-    "rds_password",
-    "rds_replication",
-    "pg_read_all_data",
-    "pg_write_all_data",
-    "pg_signal_backend",
-    "pg_monitor",
-];
+/// Roles whose members rds-pg never lets restore an archive (membership, direct or through any
+/// chain, gives powers beyond a database owner's; those a server lacks are ignored): the roles a
+/// project role is never a member of.
+pub use crate::inspect::PRIVILEGED_ROLES;
 
 /// The role a restore logs in as, as the target database sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -645,7 +677,11 @@ pub fn plan_restore(options: &RestoreOptions) -> Result<RestorePlan> {
         .into_iter()
         .filter(|name| !facts.extensions.contains(name))
         .collect();
-    let (kept, skipped, missing_extensions) = filter_entries(&toc, &facts, &create_extensions);
+    let FilteredEntries {
+        kept,
+        skipped,
+        missing: missing_extensions,
+    } = filter_entries(&toc, &facts, &create_extensions);
     Ok(RestorePlan {
         database: options.connection.get_dbname().to_owned(),
         server_version: server.to_string(),
@@ -736,7 +772,7 @@ pub fn restore_with(
 
     let mut cmd = restore_command(options, &plan.tool, &list, work.passfile());
     let started = Instant::now();
-    let (status, stderr, warnings) = run_with_progress(
+    let run = run_with_progress(
         &mut cmd,
         &plan.tool,
         plan.kept.len(),
@@ -745,9 +781,10 @@ pub fn restore_with(
     )?;
     let duration = started.elapsed();
     drop(work);
-    if !status.success() {
-        return Err(tools::tool_failed(&plan.tool, status, stderr));
+    if !run.status.success() {
+        return Err(tools::tool_failed(&plan.tool, run.status, run.failure));
     }
+    let warnings = run.warnings;
     Ok(RestoreReport {
         database: plan.database,
         archive: options.archive.clone(),
@@ -771,16 +808,25 @@ fn missing_extensions_error(plan: &RestorePlan) -> Error {
     }
 }
 
+/// How a pg_restore run ended.
+struct PgRestoreRun {
+    status: std::process::ExitStatus,
+    /// What to report when it failed: the warning and error lines and the step it was on (not
+    /// the thousands of progress lines).
+    failure: String,
+    /// The warning and error lines.
+    warnings: Vec<String>,
+}
+
 /// Runs pg_restore, reading its standard error line by line: progress lines advance `progress`,
-/// the others are kept. Returns the status, what to report when it failed (the warning and error
-/// lines and the step it was on; not the thousands of progress lines) and the warning lines.
+/// the others are kept.
 fn run_with_progress(
     cmd: &mut Command,
     tool: &ClientTool,
     total: usize,
     parallel: bool,
     progress: &mut dyn FnMut(&Progress),
-) -> Result<(std::process::ExitStatus, String, Vec<String>)> {
+) -> Result<PgRestoreRun> {
     let mut warnings = Vec::new();
     let mut last_step = String::new();
     let mut done = 0;
@@ -813,7 +859,11 @@ fn run_with_progress(
             "\n(last step: {last_step}; {done} of {total} entries)"
         ));
     }
-    Ok((status, report, warnings))
+    Ok(PgRestoreRun {
+        status,
+        failure: report,
+        warnings,
+    })
 }
 
 /// What a line of `pg_restore --verbose` standard error is.
@@ -908,22 +958,22 @@ mod tests {
                 .into_iter()
                 .map(String::from)
                 .collect(),
-            config_tables: vec![(
-                "public".into(),
-                "spatial_ref_sys".into(),
-                if spatial_writable {
+            config_tables: vec![ConfigTable {
+                schema: "public".into(),
+                table: "spatial_ref_sys".into(),
+                owner: if spatial_writable {
                     "bob"
                 } else {
                     "rds_superuser"
                 }
                 .into(),
-                spatial_writable,
-            )],
-            schemas: vec![(
-                "public".into(),
-                if public_usable { "bob" } else { "master" }.into(),
-                public_usable,
-            )],
+                writable: spatial_writable,
+            }],
+            schemas: vec![TargetSchema {
+                name: "public".into(),
+                owner: if public_usable { "bob" } else { "master" }.into(),
+                usable: public_usable,
+            }],
         }
     }
 
@@ -934,7 +984,11 @@ mod tests {
     #[test]
     fn leaves_out_existing_extensions_their_comments_and_privileges() {
         let toc = Toc::parse(LISTING).unwrap();
-        let (kept, skipped, missing) = filter_entries(&toc, &facts(true, true), &BTreeSet::new());
+        let FilteredEntries {
+            kept,
+            skipped,
+            missing,
+        } = filter_entries(&toc, &facts(true, true), &BTreeSet::new());
         assert_eq!(missing, ["ltree"]);
         assert_eq!(
             ids(&kept),
@@ -983,7 +1037,11 @@ mod tests {
     fn extensions_named_for_master_are_left_out_and_not_missing() {
         let toc = Toc::parse(LISTING).unwrap();
         let named: BTreeSet<String> = ["ltree".to_owned()].into();
-        let (kept, skipped, missing) = filter_entries(&toc, &facts(true, true), &named);
+        let FilteredEntries {
+            kept,
+            skipped,
+            missing,
+        } = filter_entries(&toc, &facts(true, true), &named);
         assert!(missing.is_empty(), "{missing:?}");
         assert!(!ids(&kept).contains(&5) && !ids(&kept).contains(&6));
         let reason = |id: u32| {
@@ -1062,7 +1120,8 @@ mod tests {
     #[test]
     fn extension_config_rows_the_user_cannot_write_are_left_out() {
         let toc = Toc::parse(LISTING).unwrap();
-        let (kept, skipped, _) = filter_entries(&toc, &facts(false, true), &BTreeSet::new());
+        let FilteredEntries { kept, skipped, .. } =
+            filter_entries(&toc, &facts(false, true), &BTreeSet::new());
         assert!(!ids(&kept).contains(&4283));
         assert!(ids(&kept).contains(&4439), "ordinary table data stays");
         let s = skipped.iter().find(|s| s.entry.dump_id == 4283).unwrap();
@@ -1079,7 +1138,8 @@ mod tests {
     #[test]
     fn comment_on_a_schema_of_another_role_is_left_out() {
         let toc = Toc::parse(LISTING).unwrap();
-        let (kept, skipped, _) = filter_entries(&toc, &facts(true, false), &BTreeSet::new());
+        let FilteredEntries { kept, skipped, .. } =
+            filter_entries(&toc, &facts(true, false), &BTreeSet::new());
         assert!(!ids(&kept).contains(&4335));
         assert!(
             ids(&kept).contains(&3),
@@ -1096,8 +1156,11 @@ mod tests {
     #[test]
     fn list_file_comments_out_what_is_left_out() {
         let toc = Toc::parse(LISTING).unwrap();
-        let (kept, skipped, missing_extensions) =
-            filter_entries(&toc, &facts(true, true), &BTreeSet::new());
+        let FilteredEntries {
+            kept,
+            skipped,
+            missing: missing_extensions,
+        } = filter_entries(&toc, &facts(true, true), &BTreeSet::new());
         let plan = RestorePlan {
             database: "dst".into(),
             server_version: "15.18".into(),

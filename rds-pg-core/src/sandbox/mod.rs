@@ -2,8 +2,11 @@
 //! roles of the chosen major version, a non-superuser master, TLS-only logins on 15+, an extension
 //! whitelist (pgextwlist) where it is installed, and every statement logged to a file.
 //!
-//! Used by the test suite, the demo and the Python binding. See `docs/rds-semantics.md` §1 and §5
-//! of the project for what is emulated and the known gaps.
+//! Used by the test suite, the demo and the Python binding. What differs from RDS: on 16+ the
+//! `pg_read_all_data` and `pg_write_all_data` memberships of `rds_superuser` are neither inherited
+//! nor settable (a plain server cannot hide `pg_authid` from their members, as RDS does: stricter
+//! than RDS, never looser); where pgextwlist is not installed for a version, master cannot create
+//! untrusted extensions at all.
 
 mod certs;
 mod install;
@@ -23,7 +26,10 @@ use crate::error::{Error, Result};
 use crate::secret::Password;
 
 /// Untrusted extensions an RDS master may create (through RDS's whitelist), when the server has
-/// them. Trusted extensions are deliberately left off: see `rds-semantics.md` §5.
+/// them. Trusted extensions are deliberately left off: the whitelist is a session setting that
+/// survives `SET ROLE`, so a whitelisted trusted extension would be created by the superuser even
+/// when the database owner runs `CREATE EXTENSION`; off the list, they follow PostgreSQL's own
+/// rule (created, and owned, by whoever has CREATE on the database).
 pub const WHITELISTED_EXTENSIONS: &[&str] = &[
     "postgis",
     "postgis_raster",
