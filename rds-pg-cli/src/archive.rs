@@ -4,13 +4,13 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use rds_pg_core::dump::{
-    self, plan_restore, restore_with, DumpOptions, Progress, RestoreOptions, SkippedEntry, TocEntry,
+    self, plan_restore, restore_with, DumpOptions, Progress, RestoreOptions, SkippedEntry,
 };
 use rds_pg_core::{ConnectOptions, Error, Provisioner, Result, RoleName};
 use serde_json::{json, Value};
 
 use crate::cli::{DumpArgs, DumpFormat, RestoreArgs};
-use crate::output::{Outcome, Printer};
+use crate::output::{Line, Outcome, Printer};
 
 /// A one-line progress display on standard error, shown only when it is a terminal.
 struct ProgressLine {
@@ -63,23 +63,6 @@ fn human_bytes(bytes: u64) -> String {
     }
 }
 
-/// The size written so far under `path` (a file, or a directory's files), for progress.
-fn size_so_far(path: &std::path::Path) -> u64 {
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_dir() => std::fs::read_dir(path)
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .filter_map(|e| e.metadata().ok())
-                    .map(|m| m.len())
-                    .sum()
-            })
-            .unwrap_or(0),
-        Ok(m) => m.len(),
-        Err(_) => 0,
-    }
-}
-
 fn millis(d: Duration) -> u64 {
     d.as_millis().try_into().unwrap_or(u64::MAX)
 }
@@ -114,7 +97,7 @@ pub fn dump(options: ConnectOptions, args: DumpArgs) -> (Outcome, Result<Outcome
             let (done, total) = *tables.lock().unwrap();
             line.show(&format!(
                 "{title}: table {done}/{total}, {} written, {}s",
-                human_bytes(size_so_far(&args.file)),
+                human_bytes(dump::archive_size(&args.file).unwrap_or(0)),
                 started.elapsed().as_secs()
             ));
             std::thread::sleep(Duration::from_millis(200));
@@ -125,8 +108,8 @@ pub fn dump(options: ConnectOptions, args: DumpArgs) -> (Outcome, Result<Outcome
     let result = result.map(|report| {
         let mut outcome = Outcome::new(title);
         outcome.changed = true;
-        outcome.lines.push((
-            "written".into(),
+        outcome.lines.push(Line::new(
+            "written",
             args.database.as_str().to_owned(),
             format!(
                 "{} {} archive {} by {} (server {})",
@@ -151,23 +134,11 @@ pub fn dump(options: ConnectOptions, args: DumpArgs) -> (Outcome, Result<Outcome
     (base, result)
 }
 
-/// `TABLE public.visits`, `ACL TABLE public.visits`, `COMMENT EXTENSION postgis`.
-fn entry_label(entry: &TocEntry) -> String {
-    match (entry.target(), &entry.schema) {
-        (Some((desc, name)), Some(schema)) => format!("{} {desc} {schema}.{name}", entry.kind),
-        (Some((desc, name)), None) => format!("{} {desc} {name}", entry.kind),
-        (None, Some(schema)) if entry.name.starts_with("DEFAULT PRIVILEGES") => {
-            format!("{} IN SCHEMA {schema}", entry.name)
-        }
-        (None, _) => format!("{} {}", entry.kind, entry.qualified_name()),
-    }
-}
-
 fn skipped_json(skipped: &[SkippedEntry]) -> Value {
     Value::Array(
         skipped
             .iter()
-            .map(|s| json!({"entry": entry_label(&s.entry), "reason": s.reason.to_string()}))
+            .map(|s| json!({"entry": s.entry.to_string(), "reason": s.reason.to_string()}))
             .collect(),
     )
 }
@@ -220,18 +191,18 @@ pub fn restore(options: ConnectOptions, args: RestoreArgs) -> (Outcome, Result<O
     outcome.dry_run = args.change.dry_run;
     let left_out = |outcome: &mut Outcome, skipped: &[SkippedEntry]| {
         for s in skipped {
-            outcome.lines.push((
-                "left out".into(),
+            outcome.lines.push(Line::new(
+                "left out",
                 database.clone(),
-                format!("{}: {}", entry_label(&s.entry), s.reason),
+                format!("{}: {}", s.entry, s.reason),
             ));
         }
     };
     if args.change.dry_run {
         let result = plan_restore(&restore_options).map(|plan| {
             left_out(&mut outcome, &plan.skipped);
-            outcome.lines.push((
-                "would run".into(),
+            outcome.lines.push(Line::new(
+                "would run",
                 database.clone(),
                 format!(
                     "{} of {} entries, {}, with {}",
@@ -246,8 +217,8 @@ pub fn restore(options: ConnectOptions, args: RestoreArgs) -> (Outcome, Result<O
                 ),
             ));
             for extension in &plan.create_extensions {
-                outcome.lines.push((
-                    "would run".into(),
+                outcome.lines.push(Line::new(
+                    "would run",
                     database.clone(),
                     format!("master creates extension {extension} first"),
                 ));
@@ -302,16 +273,16 @@ pub fn restore(options: ConnectOptions, args: RestoreArgs) -> (Outcome, Result<O
     }
     let result = result.map(|report| {
         for extension in &report.created_extensions {
-            outcome.lines.push((
-                "changed".into(),
+            outcome.lines.push(Line::new(
+                "changed",
                 database.clone(),
                 format!("extension {extension} created by master"),
             ));
         }
         left_out(&mut outcome, &report.skipped);
         outcome.changed = report.entries_restored > 0;
-        outcome.lines.push((
-            "restored".into(),
+        outcome.lines.push(Line::new(
+            "restored",
             database.clone(),
             format!(
                 "{} of {} entries from {} ({}), {}, by {}",
@@ -330,7 +301,7 @@ pub fn restore(options: ConnectOptions, args: RestoreArgs) -> (Outcome, Result<O
         for w in &report.warnings {
             outcome
                 .lines
-                .push(("warning".into(), database.clone(), w.clone()));
+                .push(Line::new("warning", database.clone(), w.clone()));
         }
         outcome.summary = Some(format!(
             "changed ({} entries restored, {} left out, {:.1?})",

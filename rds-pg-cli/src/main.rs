@@ -115,6 +115,9 @@ fn connect_options(args: &ConnectionArgs) -> Result<ConnectOptions> {
     if let Some(ca) = &args.sslrootcert {
         options = options.sslrootcert(ca);
     }
+    if let Some(w) = options.pgpass_warning() {
+        eprintln!("WARNING: {w}");
+    }
     Ok(options)
 }
 

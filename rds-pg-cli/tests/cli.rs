@@ -8,8 +8,11 @@ use std::process::{Command, Stdio};
 
 use postgres::Client;
 use rds_pg_core::sandbox::{DetachedSandbox, SUPPORTED_VERSIONS};
-use rds_pg_core::{connect, ConnectOptions, Password};
-use rds_pg_tests::{changes_since, log_mark, run_on, selected_versions, statements_since, Sandbox};
+use rds_pg_core::{ConnectOptions, Password};
+use rds_pg_tests::{
+    assert_password_refused, changes_since, connect_error, log_mark, run_on, selected_versions,
+    statements_since, Sandbox,
+};
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------------
@@ -529,8 +532,8 @@ on_15_and_newest!(
         let rotated = printed_password(&run);
         assert_ne!(rotated, password);
         login(sandbox.options_for("app").password(rotated));
-        let old = connect(&sandbox.options_for("app").password(password));
-        assert!(old.is_err(), "the old password is refused");
+        let old = connect_error(&sandbox.options_for("app").password(password));
+        assert_password_refused(&old, "app");
 
         // Piped to a credentials command instead: nothing on stdout, the command got it.
         let received = tmp.path().join("received.json");

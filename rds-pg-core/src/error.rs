@@ -57,6 +57,33 @@ pub enum ErrorKind {
     Io,
 }
 
+impl ErrorKind {
+    /// A stable `snake_case` name (`invalid_name`, `permission_denied`, `still_in_use`, …): the
+    /// `kind` of an error in the command line's JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidName => "invalid_name",
+            ErrorKind::InvalidInput => "invalid_input",
+            ErrorKind::PermissionDenied => "permission_denied",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::StillInUse => "still_in_use",
+            ErrorKind::PolicyViolation => "policy_violation",
+            ErrorKind::Connection => "connection",
+            ErrorKind::Tls => "tls",
+            ErrorKind::Server => "server",
+            ErrorKind::Tool => "tool",
+            ErrorKind::Io => "io",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    /// [`ErrorKind::as_str`].
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Every failure of rds-pg.
 ///
 /// Causes are kept (`std::error::Error::source`) and a server's SQLSTATE is reachable through
@@ -406,5 +433,52 @@ impl Error {
 impl From<postgres::Error> for Error {
     fn from(err: postgres::Error) -> Self {
         Error::from_postgres(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_names_are_snake_case_and_distinct() {
+        let kinds = [
+            ErrorKind::InvalidName,
+            ErrorKind::InvalidInput,
+            ErrorKind::PermissionDenied,
+            ErrorKind::NotFound,
+            ErrorKind::StillInUse,
+            ErrorKind::PolicyViolation,
+            ErrorKind::Connection,
+            ErrorKind::Tls,
+            ErrorKind::Server,
+            ErrorKind::Tool,
+            ErrorKind::Io,
+        ];
+        let names: std::collections::BTreeSet<&str> = kinds.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names.len(), kinds.len());
+        for kind in kinds {
+            let name = kind.as_str();
+            assert!(
+                name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{name}"
+            );
+            assert_eq!(kind.to_string(), name);
+            // The variant's name, in snake_case.
+            let debug = format!("{kind:?}");
+            let snake: String = debug
+                .chars()
+                .enumerate()
+                .flat_map(|(i, c)| {
+                    let lower = c.to_ascii_lowercase();
+                    if c.is_ascii_uppercase() && i > 0 {
+                        vec!['_', lower]
+                    } else {
+                        vec![lower]
+                    }
+                })
+                .collect();
+            assert_eq!(name, snake);
+        }
     }
 }

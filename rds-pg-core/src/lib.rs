@@ -19,6 +19,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod builder;
 pub mod config;
 pub mod connect;
 mod conninfo;
@@ -30,6 +31,7 @@ pub mod inspect;
 pub mod inventory;
 pub mod pgpass;
 pub mod plan;
+mod private_file;
 pub mod provision;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;

@@ -1075,23 +1075,7 @@ impl CredentialDelivery {
     /// # Errors
     /// [`Error::InvalidInput`] naming the missing directory.
     pub fn check(&self) -> Result<()> {
-        let path = match &self.sink {
-            CredentialSink::EnvFile(p) | CredentialSink::Pgpass(p) => p,
-            CredentialSink::Command(_) => return Ok(()),
-        };
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => std::path::Path::new("."),
-        };
-        if dir.is_dir() {
-            Ok(())
-        } else {
-            Err(Error::InvalidInput(format!(
-                "cannot write credentials to {}: {} is not a directory",
-                path.display(),
-                dir.display()
-            )))
-        }
+        self.sink.check()
     }
 }
 

@@ -92,6 +92,7 @@ pub(crate) fn open(
     options: ConnectOptions,
     lock_timeout: Option<Duration>,
 ) -> PyResult<Provisioner> {
+    crate::errors::warn_about_pgpass(py, &options)?;
     let inner = py
         .detach(move || {
             let p = core::Provisioner::connect(&options)?;

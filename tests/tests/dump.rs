@@ -12,16 +12,16 @@ use std::time::{Duration, Instant};
 use postgres::Client;
 use postgres_protocol::escape::escape_identifier;
 use rds_pg_core::dump::{
-    dump_with, plan_restore, restore_with, tools, verify_backup_with, ClientProgram, DumpFormat,
-    Progress, SkipReason, ToolWorkDir,
+    dump_with, plan_restore, read_toc, restore_with, tools, verify_backup_with, ClientProgram,
+    DumpFormat, Progress, SkipReason, ToolWorkDir,
 };
 use rds_pg_core::{
-    connect, dump, restore, verify_backup, ConnectOptions, DatabaseSpec, DumpOptions, Error,
-    ErrorKind, Extension, Password, Provisioner, RestoreOptions, UserSpec, VerifyOptions,
+    dump, restore, verify_backup, ConnectOptions, DatabaseSpec, DumpOptions, Error, ErrorKind,
+    Extension, Password, Provisioner, RestoreOptions, SqlState, UserSpec, VerifyOptions,
 };
 use rds_pg_tests::{
-    changes_since, err, log_mark, login_as_application, ok, provisioner, run_on, statements_since,
-    Sandbox,
+    changes_since, connect_error, err, log_mark, login_as_application, ok, provisioner,
+    refused_login, run_on, statements_since, Sandbox,
 };
 
 /// The client tools Debian installs for PostgreSQL 15 (`make setup`).
@@ -277,11 +277,27 @@ on_client_versions!(
             }),
             "dump",
         );
-        assert_dump_progress(&dump_progress, &["public.places", "public.big"]);
+        assert_dump_progress(&dump_progress, &["public.places", "public.big"], dumped.bytes);
         assert_eq!(dumped.format, DumpFormat::Custom);
         assert!(dumped.bytes > 0 && dumped.bytes == std::fs::metadata(&archive).unwrap().len());
         assert_eq!(mode(&archive), 0o600, "the archive is private whatever the umask");
-        assert_eq!(dumped.tool.major, 15, "the only client tools here: {}", dumped.tool);
+        // The pg_dump that ran is one of those installed, new enough for the server, and the
+        // archive itself says that this pg_dump wrote it, from this server.
+        assert!(dumped.tool.major >= sandbox.major_version(), "{}", dumped.tool);
+        let installed = tools::find_all(ClientProgram::PgDump, None);
+        assert!(installed.contains(&dumped.tool), "{} not in {installed:?}", dumped.tool);
+        let pg_restore = ok(
+            tools::probe(ClientProgram::PgRestore, &dumped.tool.path.with_file_name("pg_restore")),
+            "the pg_restore next to the pg_dump that ran",
+        );
+        let header = ok(read_toc(&pg_restore, &archive), "read the archive's header").header;
+        let dumped_by = header.dumped_by.unwrap_or_default();
+        assert!(
+            dumped_by.split_whitespace().next() == Some(dumped.tool.version.as_str()),
+            "the archive was written by {dumped_by:?}, the report says {}",
+            dumped.tool
+        );
+        assert_eq!(header.dumped_from.as_deref().and_then(|v| v.split_whitespace().next()), Some(sandbox.version()));
         assert!(dumped.server_version.starts_with(&sandbox.major_version().to_string()));
 
         // A fresh database owned by bob, extensions made by master, as rds-pg provisions it.
@@ -312,7 +328,8 @@ on_client_versions!(
                 "COMMENT ON EXTENSION {name} left out: {reasons:#?}"
             );
         }
-        // Progress went up one entry at a time to the total.
+        // Progress went up one entry at a time to the total; a restore writes no archive.
+        assert!(seen.iter().all(|p| p.bytes.is_none()), "{seen:?}");
         let last = seen.last().expect("progress was reported");
         assert_eq!((last.done, last.total), (report.entries_restored, report.entries_restored));
         assert!(seen.windows(2).all(|w| w[0].done <= w[1].done));
@@ -333,7 +350,12 @@ on_client_versions!(
         let mut c = login(&bob, "shop_copy");
         c.batch_execute("INSERT INTO places (name) VALUES ('new'); DROP VIEW early_places;")
             .unwrap();
-        assert!(connect(&alice.for_database("shop_copy")).is_err());
+        let refused = refused_login(
+            &connect_error(&alice.for_database("shop_copy")),
+            &SqlState::INSUFFICIENT_PRIVILEGE,
+        );
+        assert_eq!(refused.message(), "permission denied for database \"shop_copy\"");
+        assert_eq!(refused.detail(), Some("User does not have CONNECT privilege."));
 
         missing_extensions_are_listed_or_created_by_master(sandbox, &mut master, &bob, &archive);
 
@@ -828,9 +850,24 @@ on_client_versions!(
 );
 
 /// Asserts that a dump's progress counted up to its total and named each of `tables`.
-fn assert_dump_progress(seen: &[Progress], tables: &[&str]) {
+/// Asserts what a dump's progress said: tables counted up to the total, each table named, and
+/// the archive's size growing to its final `bytes`.
+fn assert_dump_progress(seen: &[Progress], tables: &[&str], bytes: u64) {
     let last = seen.last().expect("dump reports progress");
     assert_eq!(last.done, last.total, "{seen:#?}");
+    assert_eq!(
+        last.bytes,
+        Some(bytes),
+        "the last report has the archive's size"
+    );
+    let sizes: Vec<u64> = seen
+        .iter()
+        .map(|p| p.bytes.expect("a dump's progress has its size so far"))
+        .collect();
+    assert!(
+        sizes.windows(2).all(|w| w[0] <= w[1]),
+        "the archive only grows: {sizes:?}"
+    );
     assert!(last.total >= tables.len(), "{seen:#?}");
     assert!(
         seen.windows(2).all(|w| w[0].done <= w[1].done),
@@ -860,14 +897,23 @@ on_client_versions!(
         fill_source(&alice, "shop", postgis, 5000);
         let dir = tempfile::tempdir().unwrap();
         let archive = dir.path().join("shop.dir");
+        let mut dump_progress: Vec<Progress> = Vec::new();
         let dumped = ok(
-            dump(
+            dump_with(
                 &DumpOptions::new(alice.for_database("shop"), &archive)
                     .format(DumpFormat::Directory)
                     .jobs(2),
+                &mut |p| dump_progress.push(p.clone()),
             ),
             "directory dump with 2 jobs",
         );
+        // The size of a directory archive is the sum of its files'.
+        assert_dump_progress(&dump_progress, &["public.big"], dumped.bytes);
+        let files: u64 = std::fs::read_dir(&archive)
+            .unwrap()
+            .map(|f| f.unwrap().metadata().unwrap().len())
+            .sum();
+        assert_eq!(dumped.bytes, files);
         assert!(archive.join("toc.dat").is_file());
         assert!(dumped.bytes > std::fs::metadata(archive.join("toc.dat")).unwrap().len());
         assert_eq!(mode(&archive), 0o700, "the directory archive is private");

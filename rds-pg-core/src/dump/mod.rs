@@ -140,16 +140,13 @@ impl DumpOptions {
         self
     }
 
-    /// Sets the archive format.
-    pub fn format(mut self, format: DumpFormat) -> Self {
-        self.format = format;
-        self
-    }
-
-    /// Sets the number of parallel jobs (needs [`DumpFormat::Directory`] when above one).
-    pub fn jobs(mut self, jobs: u32) -> Self {
-        self.jobs = Some(jobs);
-        self
+    crate::builder::setters! {
+        /// Sets the archive format.
+        format = DumpFormat;
+        /// Sets the number of parallel jobs (needs [`DumpFormat::Directory`] when above one).
+        jobs = some u32;
+        /// Looks for `pg_dump` in `dir` only.
+        tools_dir = some_into PathBuf;
     }
 
     /// Leaves schema `name` out of the dump.
@@ -159,12 +156,6 @@ impl DumpOptions {
     pub fn exclude_schema(mut self, name: impl Into<String>) -> Result<Self> {
         self.exclude_schemas.push(SchemaName::new(name)?);
         Ok(self)
-    }
-
-    /// Looks for `pg_dump` in `dir` only.
-    pub fn tools_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.tools_dir = Some(dir.into());
-        self
     }
 
     /// Checks the options before anything runs.
@@ -239,8 +230,10 @@ pub fn dump(options: &DumpOptions) -> Result<DumpReport> {
 
 /// As [`dump`], reporting progress to `progress`: tables whose rows are dumped so far, out of
 /// the tables the database has outside the excluded schemas (counted in the same connection that
-/// reads the server version; extension configuration tables included). `done` reaches `total`
-/// when pg_dump succeeds.
+/// reads the server version; extension configuration tables included), and the archive's size
+/// so far ([`Progress::bytes`], as [`archive_size`] reads it when pg_dump starts on a table).
+/// `done` reaches `total` when pg_dump succeeds; the last report has the archive's final size.
+/// Between two reports (one large table) [`archive_size`] can be polled from another thread.
 ///
 /// # Errors
 /// As [`dump`].
@@ -262,6 +255,7 @@ pub fn dump_with(options: &DumpOptions, progress: &mut dyn FnMut(&Progress)) -> 
                 done,
                 total: total.max(done),
                 message: message.to_owned(),
+                bytes: Some(archive_size(&options.output).unwrap_or(0)),
             });
         }
         DumpLine::Info => {}
@@ -274,15 +268,17 @@ pub fn dump_with(options: &DumpOptions, progress: &mut dyn FnMut(&Progress)) -> 
         return Err(tools::tool_failed(&tool, status, diagnostics.join("\n")));
     }
     output.finish()?;
+    let bytes = archive_size(&options.output)?;
     progress(&Progress {
         done: total.max(done),
         total: total.max(done),
         message: "done".into(),
+        bytes: Some(bytes),
     });
     Ok(DumpReport {
         path: options.output.clone(),
         format: options.format,
-        bytes: size_of(&options.output)?,
+        bytes,
         duration,
         tool,
         server_version: server.to_string(),
@@ -474,8 +470,13 @@ fn server_version_and_tables(options: &DumpOptions) -> Result<(ServerVersion, us
     Ok((ServerVersion(version as u32), tables as usize))
 }
 
-/// The size of a file, or of every file under a directory.
-pub(crate) fn size_of(path: &Path) -> Result<u64> {
+/// The size in bytes of an archive: a file's, or the sum of every file's under a directory
+/// (a directory-format archive). Safe to call while pg_dump writes it.
+///
+/// # Errors
+/// [`Error::Io`] when the path or an entry under it cannot be read (before pg_dump has created
+/// it, for example).
+pub fn archive_size(path: &Path) -> Result<u64> {
     let meta =
         std::fs::metadata(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     if !meta.is_dir() {
@@ -486,7 +487,7 @@ pub(crate) fn size_of(path: &Path) -> Result<u64> {
         std::fs::read_dir(path).map_err(|e| Error::io(format!("listing {}", path.display()), e))?;
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(format!("listing {}", path.display()), e))?;
-        total += size_of(&entry.path())?;
+        total += archive_size(&entry.path())?;
     }
     Ok(total)
 }

@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -70,16 +69,11 @@ impl RestoreOptions {
         self
     }
 
-    /// Sets the number of parallel jobs (above one: not one transaction).
-    pub fn jobs(mut self, jobs: u32) -> Self {
-        self.jobs = Some(jobs);
-        self
-    }
-
-    /// Looks for `pg_restore` in `dir` only.
-    pub fn tools_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.tools_dir = Some(dir.into());
-        self
+    crate::builder::setters! {
+        /// Sets the number of parallel jobs (above one: not one transaction).
+        jobs = some u32;
+        /// Looks for `pg_restore` in `dir` only.
+        tools_dir = some_into PathBuf;
     }
 
     /// Whether the restore runs as one transaction.
@@ -187,15 +181,19 @@ pub struct SkippedEntry {
     pub reason: SkipReason,
 }
 
-/// How far a restore has got.
+/// How far a dump or a restore has got.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Progress {
-    /// Entries restored so far.
+    /// Tables dumped, or entries restored, so far.
     pub done: usize,
-    /// Entries to restore.
+    /// Tables to dump, or entries to restore.
     pub total: usize,
-    /// pg_restore's line about the entry it is on (`creating TABLE "public.places"`).
+    /// The tool's line about what it is on (`dumping contents of table "public.places"`,
+    /// `creating TABLE "public.places"`).
     pub message: String,
+    /// A dump's archive size so far, in bytes (all files of a directory archive; see
+    /// [`super::archive_size`]); `None` for a restore.
+    pub bytes: Option<u64>,
 }
 
 /// What a restore would do: the archive's entries, those left out and why, the extensions master
@@ -235,9 +233,9 @@ impl RestorePlan {
                 Some(s) => out.push_str(&format!(
                     "; left out: {}\n;{}\n",
                     s.reason.to_string().replace('\n', " "),
-                    entry
+                    entry.list_line()
                 )),
-                None => out.push_str(&format!("{entry}\n")),
+                None => out.push_str(&format!("{}\n", entry.list_line())),
             }
         }
         out
@@ -347,10 +345,40 @@ fn positional(path: &Path) -> PathBuf {
 pub(crate) struct TargetFacts {
     /// Extensions present.
     pub extensions: BTreeSet<String>,
-    /// Extension configuration tables: (schema, table, owner, writable by the user).
-    pub config_tables: Vec<(String, String, String, bool)>,
-    /// Schemas: (name, owner, the user can act as the owner).
-    pub schemas: Vec<(String, String, bool)>,
+    /// The extensions' configuration tables.
+    pub config_tables: Vec<ConfigTable>,
+    /// Every schema.
+    pub schemas: Vec<TargetSchema>,
+}
+
+/// An extension's configuration table in the target, as the restoring user sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ConfigTable {
+    pub schema: String,
+    pub table: String,
+    pub owner: String,
+    /// Whether the restoring user may insert into it.
+    pub writable: bool,
+}
+
+/// A schema in the target, as the restoring user sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TargetSchema {
+    pub name: String,
+    pub owner: String,
+    /// Whether the restoring user can act as its owner.
+    pub usable: bool,
+}
+
+/// The archive's entries sorted by [`filter_entries`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FilteredEntries {
+    /// The entries to restore, in the archive's order.
+    pub kept: Vec<TocEntry>,
+    /// The entries left out, and why.
+    pub skipped: Vec<SkippedEntry>,
+    /// The archive's extensions the target lacks and that are not created first.
+    pub missing: Vec<String>,
 }
 
 fn target_facts(client: &mut Client) -> Result<TargetFacts> {
@@ -372,9 +400,12 @@ fn target_facts(client: &mut Client) -> Result<TargetFacts> {
         &[],
     )?;
     for row in rows {
-        facts
-            .config_tables
-            .push((row.get(0), row.get(1), row.get(2), row.get(3)));
+        facts.config_tables.push(ConfigTable {
+            schema: row.get(0),
+            table: row.get(1),
+            owner: row.get(2),
+            writable: row.get(3),
+        });
     }
     let rows = client.query(
         "SELECT nspname::pg_catalog.text, pg_catalog.pg_get_userbyid(nspowner)::pg_catalog.text,
@@ -383,7 +414,11 @@ fn target_facts(client: &mut Client) -> Result<TargetFacts> {
         &[],
     )?;
     for row in rows {
-        facts.schemas.push((row.get(0), row.get(1), row.get(2)));
+        facts.schemas.push(TargetSchema {
+            name: row.get(0),
+            owner: row.get(1),
+            usable: row.get(2),
+        });
     }
     Ok(facts)
 }
@@ -396,7 +431,7 @@ pub(crate) fn filter_entries(
     toc: &Toc,
     target: &TargetFacts,
     created_first: &BTreeSet<String>,
-) -> (Vec<TocEntry>, Vec<SkippedEntry>, Vec<String>) {
+) -> FilteredEntries {
     let mut kept = Vec::new();
     let mut skipped = Vec::new();
     let mut missing = Vec::new();
@@ -425,27 +460,25 @@ pub(crate) fn filter_entries(
                 Some(("SCHEMA", schema)) => target
                     .schemas
                     .iter()
-                    .find(|(name, _, usable)| name == schema && !usable)
-                    .map(|(name, owner, _)| SkipReason::SchemaNotOwned {
-                        schema: name.clone(),
-                        owner: owner.clone(),
+                    .find(|s| s.name == schema && !s.usable)
+                    .map(|s| SkipReason::SchemaNotOwned {
+                        schema: s.name.clone(),
+                        owner: s.owner.clone(),
                     }),
                 _ => None,
             },
             EntryKind::TableData => target
                 .config_tables
                 .iter()
-                .find(|(schema, table, _, writable)| {
-                    Some(schema.as_str()) == entry.schema.as_deref()
-                        && *table == entry.name
-                        && !writable
+                .find(|t| {
+                    Some(t.schema.as_str()) == entry.schema.as_deref()
+                        && t.table == entry.name
+                        && !t.writable
                 })
-                .map(
-                    |(schema, table, owner, _)| SkipReason::ExtensionConfigData {
-                        table: format!("{schema}.{table}"),
-                        owner: owner.clone(),
-                    },
-                ),
+                .map(|t| SkipReason::ExtensionConfigData {
+                    table: format!("{}.{}", t.schema, t.table),
+                    owner: t.owner.clone(),
+                }),
             _ => None,
         };
         match reason {
@@ -456,20 +489,17 @@ pub(crate) fn filter_entries(
             None => kept.push(entry.clone()),
         }
     }
-    (kept, skipped, missing)
+    FilteredEntries {
+        kept,
+        skipped,
+        missing,
+    }
 }
 
-/// Roles whose members rds-pg never lets restore an archive: membership (direct or through any
-/// chain) gives powers beyond a database owner's. Those a server lacks are ignored.
-pub const PRIVILEGED_ROLES: &[&str] = &[
-    "rds_superuser",
-    "rds_password",
-    "rds_replication",
-    "pg_read_all_data",
-    "pg_write_all_data",
-    "pg_signal_backend",
-    "pg_monitor",
-];
+/// Roles whose members rds-pg never lets restore an archive (membership, direct or through any
+/// chain, gives powers beyond a database owner's; those a server lacks are ignored): the roles a
+/// project role is never a member of.
+pub use crate::inspect::PRIVILEGED_ROLES;
 
 /// The role a restore logs in as, as the target database sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -648,7 +678,11 @@ pub fn plan_restore(options: &RestoreOptions) -> Result<RestorePlan> {
         .into_iter()
         .filter(|name| !facts.extensions.contains(name))
         .collect();
-    let (kept, skipped, missing_extensions) = filter_entries(&toc, &facts, &create_extensions);
+    let FilteredEntries {
+        kept,
+        skipped,
+        missing: missing_extensions,
+    } = filter_entries(&toc, &facts, &create_extensions);
     Ok(RestorePlan {
         database: options.connection.get_dbname().to_owned(),
         server_version: server.to_string(),
@@ -735,14 +769,11 @@ pub fn restore_with(
 
     let work = ToolWorkDir::create(&options.connection)?;
     let list = work.path().join("restore.list");
-    let mut file = tools::private_file(&list)?;
-    file.write_all(plan.list_file().as_bytes())
-        .map_err(|e| Error::io(format!("writing {}", list.display()), e))?;
-    drop(file);
+    crate::private_file::replace(&list, plan.list_file().as_bytes())?;
 
     let mut cmd = restore_command(options, &plan.tool, &list, work.passfile());
     let started = Instant::now();
-    let (status, stderr, warnings) = run_with_progress(
+    let run = run_with_progress(
         &mut cmd,
         &plan.tool,
         plan.kept.len(),
@@ -751,9 +782,10 @@ pub fn restore_with(
     )?;
     let duration = started.elapsed();
     drop(work);
-    if !status.success() {
-        return Err(tools::tool_failed(&plan.tool, status, stderr));
+    if !run.status.success() {
+        return Err(tools::tool_failed(&plan.tool, run.status, run.failure));
     }
+    let warnings = run.warnings;
     Ok(RestoreReport {
         database: plan.database,
         archive: options.archive.clone(),
@@ -763,7 +795,7 @@ pub fn restore_with(
         created_extensions,
         single_transaction: options.single_transaction(),
         jobs: options.jobs.unwrap_or(1).max(1),
-        bytes: super::size_of(&options.archive)?,
+        bytes: super::archive_size(&options.archive)?,
         duration,
         tool: plan.tool,
         warnings,
@@ -777,16 +809,25 @@ fn missing_extensions_error(plan: &RestorePlan) -> Error {
     }
 }
 
+/// How a pg_restore run ended.
+struct PgRestoreRun {
+    status: std::process::ExitStatus,
+    /// What to report when it failed: the warning and error lines and the step it was on (not
+    /// the thousands of progress lines).
+    failure: String,
+    /// The warning and error lines.
+    warnings: Vec<String>,
+}
+
 /// Runs pg_restore, reading its standard error line by line: progress lines advance `progress`,
-/// the others are kept. Returns the status, what to report when it failed (the warning and error
-/// lines and the step it was on; not the thousands of progress lines) and the warning lines.
+/// the others are kept.
 fn run_with_progress(
     cmd: &mut Command,
     tool: &ClientTool,
     total: usize,
     parallel: bool,
     progress: &mut dyn FnMut(&Progress),
-) -> Result<(std::process::ExitStatus, String, Vec<String>)> {
+) -> Result<PgRestoreRun> {
     let mut warnings = Vec::new();
     let mut last_step = String::new();
     let mut done = 0;
@@ -799,6 +840,7 @@ fn run_with_progress(
                     done,
                     total,
                     message: message.to_owned(),
+                    bytes: None,
                 });
             }
             Line::Info => {}
@@ -809,6 +851,7 @@ fn run_with_progress(
             done: total,
             total,
             message: "done".into(),
+            bytes: None,
         });
     }
     let mut report = warnings.join("\n");
@@ -817,7 +860,11 @@ fn run_with_progress(
             "\n(last step: {last_step}; {done} of {total} entries)"
         ));
     }
-    Ok((status, report, warnings))
+    Ok(PgRestoreRun {
+        status,
+        failure: report,
+        warnings,
+    })
 }
 
 /// What a line of `pg_restore --verbose` standard error is.
@@ -912,22 +959,22 @@ mod tests {
                 .into_iter()
                 .map(String::from)
                 .collect(),
-            config_tables: vec![(
-                "public".into(),
-                "spatial_ref_sys".into(),
-                if spatial_writable {
+            config_tables: vec![ConfigTable {
+                schema: "public".into(),
+                table: "spatial_ref_sys".into(),
+                owner: if spatial_writable {
                     "bob"
                 } else {
                     "rds_superuser"
                 }
                 .into(),
-                spatial_writable,
-            )],
-            schemas: vec![(
-                "public".into(),
-                if public_usable { "bob" } else { "master" }.into(),
-                public_usable,
-            )],
+                writable: spatial_writable,
+            }],
+            schemas: vec![TargetSchema {
+                name: "public".into(),
+                owner: if public_usable { "bob" } else { "master" }.into(),
+                usable: public_usable,
+            }],
         }
     }
 
@@ -938,7 +985,11 @@ mod tests {
     #[test]
     fn leaves_out_existing_extensions_their_comments_and_privileges() {
         let toc = Toc::parse(LISTING).unwrap();
-        let (kept, skipped, missing) = filter_entries(&toc, &facts(true, true), &BTreeSet::new());
+        let FilteredEntries {
+            kept,
+            skipped,
+            missing,
+        } = filter_entries(&toc, &facts(true, true), &BTreeSet::new());
         assert_eq!(missing, ["ltree"]);
         assert_eq!(
             ids(&kept),
@@ -987,7 +1038,11 @@ mod tests {
     fn extensions_named_for_master_are_left_out_and_not_missing() {
         let toc = Toc::parse(LISTING).unwrap();
         let named: BTreeSet<String> = ["ltree".to_owned()].into();
-        let (kept, skipped, missing) = filter_entries(&toc, &facts(true, true), &named);
+        let FilteredEntries {
+            kept,
+            skipped,
+            missing,
+        } = filter_entries(&toc, &facts(true, true), &named);
         assert!(missing.is_empty(), "{missing:?}");
         assert!(!ids(&kept).contains(&5) && !ids(&kept).contains(&6));
         let reason = |id: u32| {
@@ -1066,7 +1121,8 @@ mod tests {
     #[test]
     fn extension_config_rows_the_user_cannot_write_are_left_out() {
         let toc = Toc::parse(LISTING).unwrap();
-        let (kept, skipped, _) = filter_entries(&toc, &facts(false, true), &BTreeSet::new());
+        let FilteredEntries { kept, skipped, .. } =
+            filter_entries(&toc, &facts(false, true), &BTreeSet::new());
         assert!(!ids(&kept).contains(&4283));
         assert!(ids(&kept).contains(&4439), "ordinary table data stays");
         let s = skipped.iter().find(|s| s.entry.dump_id == 4283).unwrap();
@@ -1083,7 +1139,8 @@ mod tests {
     #[test]
     fn comment_on_a_schema_of_another_role_is_left_out() {
         let toc = Toc::parse(LISTING).unwrap();
-        let (kept, skipped, _) = filter_entries(&toc, &facts(true, false), &BTreeSet::new());
+        let FilteredEntries { kept, skipped, .. } =
+            filter_entries(&toc, &facts(true, false), &BTreeSet::new());
         assert!(!ids(&kept).contains(&4335));
         assert!(
             ids(&kept).contains(&3),
@@ -1100,8 +1157,11 @@ mod tests {
     #[test]
     fn list_file_comments_out_what_is_left_out() {
         let toc = Toc::parse(LISTING).unwrap();
-        let (kept, skipped, missing_extensions) =
-            filter_entries(&toc, &facts(true, true), &BTreeSet::new());
+        let FilteredEntries {
+            kept,
+            skipped,
+            missing: missing_extensions,
+        } = filter_entries(&toc, &facts(true, true), &BTreeSet::new());
         let plan = RestorePlan {
             database: "dst".into(),
             server_version: "15.18".into(),

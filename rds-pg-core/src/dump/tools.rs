@@ -3,13 +3,13 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::config::ConnectOptions;
 use crate::connect::ServerVersion;
 use crate::error::{Error, Result};
+use crate::secret::Password;
 
 /// Where Debian and Ubuntu install each major version's client tools (`/usr/lib/postgresql/15/bin`).
 pub const DEBIAN_LIB_DIR: &str = "/usr/lib/postgresql";
@@ -214,15 +214,16 @@ impl ToolWorkDir {
             .tempdir()
             .map_err(|e| Error::io("creating a temporary directory", e))?;
         let passfile = dir.path().join("pgpass");
-        let mut file = private_file(&passfile)?;
-        if let Some(password) = connection.resolve_password()? {
-            let user = connection.get_user();
-            let line =
-                crate::pgpass::format_line("*", connection.get_port(), "*", &user, &password)?;
-            file.write_all(line.expose().as_bytes())
-                .and_then(|()| file.write_all(b"\n"))
-                .map_err(|e| Error::io(format!("writing {}", passfile.display()), e))?;
-        }
+        let contents = match connection.resolve_password()? {
+            Some(password) => {
+                let user = connection.get_user();
+                let line =
+                    crate::pgpass::format_line("*", connection.get_port(), "*", &user, &password)?;
+                Password::new(format!("{}\n", line.expose()))
+            }
+            None => Password::new(""),
+        };
+        crate::private_file::replace(&passfile, contents.expose().as_bytes())?;
         Ok(ToolWorkDir { dir, passfile })
     }
 
@@ -235,19 +236,6 @@ impl ToolWorkDir {
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
-}
-
-/// Creates `path` for writing, readable by the owner only.
-pub(crate) fn private_file(path: &Path) -> Result<std::fs::File> {
-    let mut open = std::fs::OpenOptions::new();
-    open.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        open.mode(0o600);
-    }
-    open.open(path)
-        .map_err(|e| Error::io(format!("creating {}", path.display()), e))
 }
 
 /// A command for `program` whose environment is this process's without any variable that may
@@ -313,8 +301,7 @@ pub fn dbname_arg(name: &str) -> String {
     let looks_like_conninfo =
         name.contains('=') || name.starts_with("postgresql://") || name.starts_with("postgres://");
     if looks_like_conninfo {
-        let escaped = name.replace('\\', "\\\\").replace('\'', "\\'");
-        format!("--dbname=dbname='{escaped}'")
+        format!("--dbname=dbname={}", crate::conninfo::quote_value(name))
     } else {
         format!("--dbname={name}")
     }

@@ -57,16 +57,11 @@ impl VerifyOptions {
         self
     }
 
-    /// Restores with `jobs` parallel jobs.
-    pub fn jobs(mut self, jobs: u32) -> Self {
-        self.jobs = Some(jobs);
-        self
-    }
-
-    /// Looks for `pg_restore` in `dir` only.
-    pub fn tools_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.tools_dir = Some(dir.into());
-        self
+    crate::builder::setters! {
+        /// Restores with `jobs` parallel jobs.
+        jobs = some u32;
+        /// Looks for `pg_restore` in `dir` only.
+        tools_dir = some_into PathBuf;
     }
 
     /// Names the scratch database.

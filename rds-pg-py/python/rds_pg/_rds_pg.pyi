@@ -54,12 +54,18 @@ _Seconds = Union[int, float, datetime.timedelta]
 _Path = Union[str, os.PathLike[str]]
 _ExtensionArg = Union["Extension", str]
 _Connection = Union["Credentials", str, None]
+_Progress = Union[
+    Callable[[int, int, str], object],
+    Callable[[int, int, str, Optional[int]], object],
+]
 
 # ---------------------------------------------------------------------------------- exceptions
 
 class RdsPgError(Exception):
     """Base class of every rds_pg error."""
 
+    kind: Optional[str]
+    """The error's kind as the command line's JSON names it (`not_found`, ...)."""
     sqlstate: Optional[str]
     """The server's SQLSTATE when the server reported the error."""
 
@@ -404,6 +410,8 @@ class SkippedEntry:
     @property
     def entry(self) -> str: ...
     @property
+    def list_line(self) -> str: ...
+    @property
     def reason(self) -> str: ...
 
 @final
@@ -470,7 +478,7 @@ def dump(
     jobs: Optional[int] = None,
     exclude_schemas: Optional[Sequence[str]] = None,
     tools_dir: Optional[_Path] = None,
-    progress: Optional[Callable[[int, int, str], object]] = None,
+    progress: Optional[_Progress] = None,
 ) -> DumpReport: ...
 def restore(
     connection: _Connection,
@@ -482,7 +490,7 @@ def restore(
     tools_dir: Optional[_Path] = None,
     master: Optional[Provisioner] = None,
     extensions: Optional[Sequence[_ExtensionArg]] = None,
-    progress: Optional[Callable[[int, int, str], object]] = None,
+    progress: Optional[_Progress] = None,
 ) -> RestoreReport: ...
 def verify_backup(
     master: Provisioner,
@@ -494,7 +502,7 @@ def verify_backup(
     tools_dir: Optional[_Path] = None,
     scratch_database: Optional[str] = None,
     extensions: Optional[Sequence[_ExtensionArg]] = None,
-    progress: Optional[Callable[[int, int, str], object]] = None,
+    progress: Optional[_Progress] = None,
 ) -> VerifyReport: ...
 
 # ------------------------------------------------------------------------------------- sandbox
