@@ -398,10 +398,9 @@ impl Provisioner {
         plan: Plan,
         before_commit: BeforeCommit<'_>,
     ) -> Result<Report> {
-        debug_assert!(plan
-            .steps
-            .iter()
-            .all(|s| s.database.is_none() && !s.standalone() && s.temporary_role().is_none()));
+        debug_assert!(plan.steps.iter().all(|s| s.database.is_none()
+            && !s.standalone()
+            && s.kind() != StepKind::TemporaryGrant));
         let mut report = Report {
             changed: !plan.steps.is_empty(),
             notes: plan.notes.clone(),
