@@ -1158,6 +1158,20 @@ per_version!(
         let mark = log_mark(sandbox);
         assert_unchanged(&ok(p.ensure_user(&UserSpec::new("kept_owner").unwrap()), "and again"), "ensure_user");
         assert_eq!(changes_since(sandbox, mark), Vec::<String>::new());
+        // The same when the operation delivers credentials: the revoke commits, nothing is
+        // delivered for a role that keeps its password.
+        sandbox.connect_master().unwrap().batch_execute("GRANT kept_owner TO CURRENT_USER").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let env_file = dir.path().join("kept.env");
+        let delivery = rds_pg_core::CredentialDelivery::new(rds_pg_core::CredentialSink::EnvFile(env_file.clone()));
+        let report = ok(
+            p.ensure_user_delivering(&UserSpec::new("kept_owner").unwrap(), &delivery),
+            "ensure_user_delivering with a leftover membership",
+        );
+        assert_eq!(report.steps.len(), 1, "{report:?}");
+        assert!(report.notes.iter().any(|n| n.contains("nothing was written")), "{:?}", report.notes);
+        assert!(!env_file.exists());
+        assert_no_temporary_membership(sandbox, "kept_owner");
 
         // An owner master did not create: on 16+ master lacks ADMIN and must be told the fix.
         let foreign_pw = Password::new("Foreign-owner-pw");
