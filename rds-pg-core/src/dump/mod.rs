@@ -35,7 +35,9 @@
 //! `RDS_PG_*`): only those rds-pg sets for the connection. Archives are private: a dump file is
 //! created `0600`, a directory archive `0700` with its files `0600`, whatever the umask.
 
+mod archive;
 mod restore;
+mod script;
 pub mod toc;
 pub mod tools;
 mod verify;
@@ -51,9 +53,11 @@ use crate::connect::ServerVersion;
 use crate::error::{Error, Result};
 use crate::ident::SchemaName;
 
+pub use archive::{major_of, ArchiveVersion};
 pub use restore::{
     list_command, plan_restore, read_toc, restore, restore_command, restore_with, Progress,
-    RestoreOptions, RestorePlan, RestoreReport, SkipReason, SkippedEntry, PRIVILEGED_ROLES,
+    RestoreOptions, RestorePlan, RestoreReport, RestoreRoute, SkipReason, SkippedEntry,
+    PRIVILEGED_ROLES,
 };
 pub use toc::{EntryKind, Toc, TocEntry, TocHeader};
 pub use tools::{ClientProgram, ClientTool, ToolWorkDir};

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use postgres::Client;
 
+use super::archive::{major_of, ArchiveVersion};
 use super::toc::{EntryKind, Toc, TocEntry};
 use super::tools::{self, ClientProgram, ClientTool, ToolWorkDir};
 use crate::config::ConnectOptions;
@@ -221,6 +222,27 @@ pub struct RestorePlan {
     /// create: the restore refuses ([`Error::MissingExtensions`]) until master creates them or
     /// they are named.
     pub missing_extensions: Vec<String>,
+    /// How pg_restore's SQL reaches the server.
+    pub route: RestoreRoute,
+}
+
+/// How pg_restore's SQL reaches the target server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreRoute {
+    /// pg_restore connects to the target itself (the usual way).
+    Direct,
+    /// pg_restore 17 or newer into a server older than 17 (an archive only such a pg_restore
+    /// reads, with no pg_restore of the server's major version installed): pg_restore always sets
+    /// `transaction_timeout`, which those servers reject. pg_restore then writes the SQL script
+    /// instead (`--file=-`, its psql meta-commands locked by `\restrict` with a random key), rds-pg
+    /// leaves out that one `SET transaction_timeout = 0;` line of the script's fixed preamble,
+    /// and this psql (of pg_restore's major version) runs the rest as the restoring user in one
+    /// transaction (`--single-transaction`, `ON_ERROR_STOP`): a failure of either program
+    /// rolls everything back. Parallel jobs are not used.
+    ScriptThroughPsql {
+        /// The psql that runs the script.
+        psql: ClientTool,
+    },
 }
 
 impl RestorePlan {
@@ -234,13 +256,49 @@ impl RestorePlan {
             match skipped.get(&entry.dump_id) {
                 Some(s) => out.push_str(&format!(
                     "; left out: {}\n;{}\n",
-                    s.reason.to_string().replace('\n', " "),
-                    entry
+                    one_line(&s.reason.to_string()),
+                    list_line(entry)
                 )),
-                None => out.push_str(&format!("{entry}\n")),
+                None => out.push_str(&format!("{}\n", list_line(entry))),
             }
         }
         out
+    }
+}
+
+/// `text` with line breaks (and other control characters) as spaces: a list file line is one
+/// line whatever a name holds (pg_restore reads each line's leading dump id only).
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// An entry as one line of a `pg_restore --use-list` file: its dump id first, then the entry's
+/// fields as `pg_restore --list` prints them, on one line.
+fn list_line(entry: &TocEntry) -> String {
+    format!(
+        "{}; {} {} {} {} {} {}",
+        entry.dump_id,
+        entry.catalog_oid,
+        entry.oid,
+        one_line(entry.kind.as_str()),
+        one_line(entry.schema.as_deref().unwrap_or("-")),
+        one_line(&entry.name),
+        one_line(entry.owner.as_deref().unwrap_or(""))
+    )
+}
+
+/// A name as pg_dump writes it in a comment's tag (`fmtId`): double quotes removed and doubled
+/// ones undone (`"my s"` → `my s`, `"a""b"` → `a"b`); a bare name as it is.
+fn unquote(name: &str) -> String {
+    match name
+        .strip_prefix('"')
+        .and_then(|n| n.strip_suffix('"'))
+        .filter(|n| !n.is_empty())
+    {
+        Some(inner) => inner.replace("\"\"", "\""),
+        None => name.to_owned(),
     }
 }
 
@@ -282,6 +340,10 @@ pub fn list_command(tool: &ClientTool, archive: &Path) -> Command {
 }
 
 /// Reads and parses the table of contents of `archive` with `tool` (`pg_restore --list`).
+///
+/// The listing quotes nothing: a schema, name or owner holding a space cannot be told from the
+/// next field (see [`Toc::parse`]). rds-pg itself reads the table of contents from the archive
+/// with [`Toc::read_archive`], which is exact.
 ///
 /// # Errors
 /// [`Error::Tool`] with pg_restore's standard error for an unreadable archive (truncated, not
@@ -334,7 +396,7 @@ pub fn restore_command(
 
 /// A path as a positional argument: one starting with `-` is written `./-…` so it is not read
 /// as an option.
-fn positional(path: &Path) -> PathBuf {
+pub(crate) fn positional(path: &Path) -> PathBuf {
     if path.as_os_str().to_string_lossy().starts_with('-') {
         Path::new(".").join(path)
     } else {
@@ -417,14 +479,14 @@ pub(crate) fn filter_entries(
                 }
             }
             EntryKind::Acl | EntryKind::DefaultAcl => Some(SkipReason::Privileges),
-            EntryKind::Comment => match entry.target() {
-                Some(("EXTENSION", ext)) if present(ext) => Some(SkipReason::ExtensionComment {
-                    extension: ext.to_owned(),
-                }),
+            EntryKind::Comment => match entry.target().map(|(kind, name)| (kind, unquote(name))) {
+                Some(("EXTENSION", ext)) if present(&ext) => {
+                    Some(SkipReason::ExtensionComment { extension: ext })
+                }
                 Some(("SCHEMA", schema)) => target
                     .schemas
                     .iter()
-                    .find(|(name, _, usable)| name == schema && !usable)
+                    .find(|(name, _, usable)| *name == schema && !usable)
                     .map(|(name, owner, _)| SkipReason::SchemaNotOwned {
                         schema: name.clone(),
                         owner: owner.clone(),
@@ -636,12 +698,9 @@ fn named_extensions(options: &RestoreOptions) -> BTreeSet<String> {
 pub fn plan_restore(options: &RestoreOptions) -> Result<RestorePlan> {
     options.validate()?;
     let (mut client, server) = connect_target(options)?;
-    let tool = tools::find(
-        ClientProgram::PgRestore,
-        server,
-        options.tools_dir.as_deref(),
-    )?;
-    let toc = read_toc(&tool, &options.archive)?;
+    let toc = Toc::read_archive(&options.archive)?;
+    let (tool, route) =
+        choose_pg_restore(server, options.tools_dir.as_deref(), &toc, &options.archive)?;
     let facts = target_facts(&mut client)?;
     let create_extensions: BTreeSet<String> = named_extensions(options)
         .into_iter()
@@ -657,6 +716,111 @@ pub fn plan_restore(options: &RestoreOptions) -> Result<RestorePlan> {
         skipped,
         create_extensions: create_extensions.into_iter().collect(),
         missing_extensions,
+        route,
+    })
+}
+
+/// Whether pg_restore of major `tool_major` can send its SQL to a server of major
+/// `server_major` itself: pg_restore 17 and newer begin every restore with `SET
+/// transaction_timeout = 0`, a setting servers before 17 do not have.
+fn connects_to(tool_major: u32, server_major: u32) -> bool {
+    tool_major < 17 || server_major >= 17
+}
+
+/// The pg_restore for restoring `toc`'s archive into `server`, and how its SQL gets there.
+///
+/// Among the pg_restore programs found (see [`tools::find_all`]) whose major is at least the
+/// server's and that read the archive's format, the nearest major wins (the server's own first,
+/// see [`tools::choose`]), one that connects to the server itself before one that needs
+/// [`RestoreRoute::ScriptThroughPsql`] (which also needs a psql of its major).
+///
+/// # Errors
+/// [`Error::ToolVersion`] when no pg_restore is as new as the server; [`Error::ArchiveVersion`]
+/// when those that are cannot read the archive (made by a newer pg_dump) or cannot reach the
+/// server, saying why for each.
+pub(crate) fn choose_pg_restore(
+    server: ServerVersion,
+    tools_dir: Option<&Path>,
+    toc: &Toc,
+    archive: &Path,
+) -> Result<(ClientTool, RestoreRoute)> {
+    let found = tools::find_all(ClientProgram::PgRestore, tools_dir);
+    let server_major = server.major();
+    let new_enough: Vec<&ClientTool> = found.iter().filter(|t| t.major >= server_major).collect();
+    if new_enough.is_empty() {
+        return Err(tools::version_error(
+            ClientProgram::PgRestore,
+            server,
+            tools_dir,
+            &found,
+        ));
+    }
+    let format = toc.header.archive_version;
+    let reads = |t: &ClientTool| format.is_none_or(|v| v.readable_by(t.major));
+    let readers: Vec<ClientTool> = new_enough
+        .iter()
+        .filter(|t| reads(t))
+        .map(|t| (*t).clone())
+        .collect();
+    let direct: Vec<ClientTool> = readers
+        .iter()
+        .filter(|t| connects_to(t.major, server_major))
+        .cloned()
+        .collect();
+    if let Some(tool) = tools::choose(&direct, server_major) {
+        return Ok((tool.clone(), RestoreRoute::Direct));
+    }
+    let psqls = tools::find_all(ClientProgram::Psql, tools_dir);
+    let mut by_script: Vec<ClientTool> = readers.clone();
+    by_script.sort_by_key(|t| t.major);
+    for tool in &by_script {
+        if let Some(psql) = psqls.iter().find(|p| p.major == tool.major) {
+            return Ok((
+                tool.clone(),
+                RestoreRoute::ScriptThroughPsql { psql: psql.clone() },
+            ));
+        }
+    }
+    let dumped_by = toc.header.dumped_by.clone().unwrap_or_else(|| "?".into());
+    let format_text = format.map_or_else(|| "?".to_owned(), |v| v.to_string());
+    let why: Vec<String> = new_enough
+        .iter()
+        .map(|t| {
+            let reason = if !reads(t) {
+                format!(
+                    "reads archive formats up to {}",
+                    ArchiveVersion::newest_readable_by(t.major)
+                        .to_string()
+                        .trim_end_matches("-255")
+                )
+            } else {
+                format!(
+                    "sets transaction_timeout, which PostgreSQL {server_major} lacks, and no psql \
+                     {} was found to run its script",
+                    t.major
+                )
+            };
+            format!("{t} ({reason})")
+        })
+        .collect();
+    let dump_major = toc.header.dumped_by.as_deref().and_then(major_of);
+    let fix = match dump_major {
+        Some(m) if m > server_major => format!(
+            "dump the source again with pg_dump {server_major} (rds-pg uses the client whose major \
+             equals the server's when it is installed: postgresql-client-{server_major}), or \
+             install pg_restore {server_major} (postgresql-client-{server_major})"
+        ),
+        _ => format!(
+            "install pg_restore {server_major} (postgresql-client-{server_major}), or the psql of \
+             the same major as a pg_restore listed"
+        ),
+    };
+    Err(Error::ArchiveVersion {
+        archive: archive.display().to_string(),
+        written_by: format!("pg_dump {dumped_by}, archive format {format_text}"),
+        server_version: server.to_string(),
+        found: why,
+        fix,
     })
 }
 
@@ -739,20 +903,38 @@ pub fn restore_with(
         .map_err(|e| Error::io(format!("writing {}", list.display()), e))?;
     drop(file);
 
-    let mut cmd = restore_command(options, &plan.tool, &list, work.passfile());
     let started = Instant::now();
-    let (status, stderr, warnings) = run_with_progress(
-        &mut cmd,
-        &plan.tool,
-        plan.kept.len(),
-        !options.single_transaction(),
-        progress,
-    )?;
+    let single_transaction = match &plan.route {
+        RestoreRoute::Direct => {
+            let mut cmd = restore_command(options, &plan.tool, &list, work.passfile());
+            let (status, stderr, warnings) = run_with_progress(
+                &mut cmd,
+                &plan.tool,
+                plan.kept.len(),
+                !options.single_transaction(),
+                progress,
+            )?;
+            if !status.success() {
+                return Err(tools::tool_failed(&plan.tool, status, stderr));
+            }
+            (options.single_transaction(), warnings)
+        }
+        RestoreRoute::ScriptThroughPsql { psql } => {
+            let warnings = super::script::run(
+                options,
+                &plan.tool,
+                psql,
+                &list,
+                work.passfile(),
+                plan.kept.len(),
+                progress,
+            )?;
+            (true, warnings)
+        }
+    };
     let duration = started.elapsed();
     drop(work);
-    if !status.success() {
-        return Err(tools::tool_failed(&plan.tool, status, stderr));
-    }
+    let (single_transaction, warnings) = single_transaction;
     Ok(RestoreReport {
         database: plan.database,
         archive: options.archive.clone(),
@@ -760,8 +942,12 @@ pub fn restore_with(
         entries_restored: plan.kept.len(),
         skipped: plan.skipped,
         created_extensions,
-        single_transaction: options.single_transaction(),
-        jobs: options.jobs.unwrap_or(1).max(1),
+        single_transaction,
+        jobs: if single_transaction {
+            1
+        } else {
+            options.jobs.unwrap_or(1).max(1)
+        },
         bytes: super::size_of(&options.archive)?,
         duration,
         tool: plan.tool,
@@ -779,7 +965,7 @@ fn missing_extensions_error(plan: &RestorePlan) -> Error {
 /// Runs pg_restore, reading its standard error line by line: progress lines advance `progress`,
 /// the others are kept. Returns the status, what to report when it failed (the warning and error
 /// lines and the step it was on; not the thousands of progress lines) and the warning lines.
-fn run_with_progress(
+pub(crate) fn run_with_progress(
     cmd: &mut Command,
     tool: &ClientTool,
     total: usize,
@@ -821,7 +1007,7 @@ fn run_with_progress(
 
 /// What a line of `pg_restore --verbose` standard error is.
 #[derive(Debug, PartialEq, Eq)]
-enum Line<'a> {
+pub(crate) enum Line<'a> {
     /// An entry was restored (serial: the line announcing it; parallel: `finished item`).
     EntryDone(&'a str),
     /// Other progress chatter.
@@ -830,7 +1016,7 @@ enum Line<'a> {
     Diagnostic,
 }
 
-fn classify(line: &str, parallel: bool) -> Line<'_> {
+pub(crate) fn classify(line: &str, parallel: bool) -> Line<'_> {
     if line.is_empty() {
         return Line::Info;
     }
@@ -1115,6 +1301,7 @@ mod tests {
             skipped,
             create_extensions: Vec::new(),
             missing_extensions,
+            route: RestoreRoute::Direct,
         };
         let text = plan.list_file();
         let active: Vec<&str> = text.lines().filter(|l| !l.starts_with(';')).collect();

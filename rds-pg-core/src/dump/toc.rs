@@ -260,6 +260,8 @@ pub struct TocHeader {
     pub dumped_from: Option<String>,
     /// The pg_dump version that wrote it.
     pub dumped_by: Option<String>,
+    /// The archive format's version (`1.16-0`): which pg_restore can read the archive.
+    pub archive_version: Option<super::ArchiveVersion>,
 }
 
 /// A parsed `pg_restore -l` listing.
@@ -326,6 +328,10 @@ impl Toc {
             "Format" => self.header.format = value,
             "Dumped from database version" => self.header.dumped_from = value,
             "Dumped by pg_dump version" => self.header.dumped_by = value,
+            "Dump Version" => {
+                self.header.archive_version =
+                    value.as_deref().and_then(super::ArchiveVersion::parse)
+            }
             _ => {}
         }
     }
