@@ -328,6 +328,8 @@ pub struct RestoreReport {
     pub duration: Duration,
     /// The pg_restore that ran.
     pub tool: ClientTool,
+    /// How its SQL reached the server (through psql for a server older than pg_restore 17+).
+    pub route: RestoreRoute,
     /// Warnings pg_restore printed (its progress lines left out); empty for a clean restore.
     pub warnings: Vec<String>,
 }
@@ -951,6 +953,7 @@ pub fn restore_with(
         bytes: super::size_of(&options.archive)?,
         duration,
         tool: plan.tool,
+        route: plan.route,
         warnings,
     })
 }
@@ -975,20 +978,20 @@ pub(crate) fn run_with_progress(
     let mut warnings = Vec::new();
     let mut last_step = String::new();
     let mut done = 0;
-    let status =
-        tools::run_reading_stderr(cmd, tool, &mut |line| match classify(line, parallel) {
-            Line::EntryDone(message) => {
-                last_step = message.to_owned();
-                done = (done + 1).min(total);
-                progress(&Progress {
-                    done,
-                    total,
-                    message: message.to_owned(),
-                });
-            }
-            Line::Info => {}
-            Line::Diagnostic => warnings.push(line.to_owned()),
-        })?;
+    let mut lines = StderrLines::new(parallel);
+    let status = tools::run_reading_stderr(cmd, tool, &mut |line| match lines.classify(line) {
+        Line::EntryDone(message) => {
+            last_step = message.to_owned();
+            done = (done + 1).min(total);
+            progress(&Progress {
+                done,
+                total,
+                message: message.to_owned(),
+            });
+        }
+        Line::Info => {}
+        Line::Diagnostic => warnings.push(line.to_owned()),
+    })?;
     if status.success() {
         progress(&Progress {
             done: total,
@@ -1014,6 +1017,57 @@ pub(crate) enum Line<'a> {
     Info,
     /// A warning, an error or its continuation lines.
     Diagnostic,
+}
+
+/// Classifies pg_restore's standard error line by line, knowing what came before: a name holding
+/// a line break spreads a progress line (`creating TABLE "s.a⏎b"`) over several, and the lines
+/// that continue it (no `pg_restore: ` prefix, nothing that looks like an error) are chatter, not
+/// warnings.
+pub(crate) struct StderrLines {
+    parallel: bool,
+    continuing: bool,
+}
+
+impl StderrLines {
+    /// For a serial (`parallel` false) or parallel restore.
+    pub(crate) fn new(parallel: bool) -> StderrLines {
+        StderrLines {
+            parallel,
+            continuing: false,
+        }
+    }
+
+    /// What `line` is.
+    pub(crate) fn classify<'a>(&mut self, line: &'a str) -> Line<'a> {
+        let kind = classify(line, self.parallel);
+        let continuation = !line.starts_with("pg_restore: ") && !line.is_empty();
+        if self.continuing && continuation && kind == Line::Diagnostic && !looks_like_an_error(line)
+        {
+            return Line::Info;
+        }
+        if !continuation {
+            self.continuing = kind != Line::Diagnostic;
+        }
+        kind
+    }
+}
+
+/// Whether a line pg_restore (or the server, through it) wrote reads as part of an error report.
+fn looks_like_an_error(line: &str) -> bool {
+    const MARKS: &[&str] = &[
+        "error:",
+        "warning:",
+        "detail:",
+        "hint:",
+        "fatal:",
+        "ERROR:",
+        "WARNING:",
+        "DETAIL:",
+        "HINT:",
+        "FATAL:",
+        "Command was:",
+    ];
+    MARKS.iter().any(|m| line.contains(m))
 }
 
 pub(crate) fn classify(line: &str, parallel: bool) -> Line<'_> {
@@ -1435,6 +1489,21 @@ mod tests {
             ),
             Line::EntryDone("finished item 1 TABLE DATA apg_restore: finished item 2 TABLE DATA b"),
         );
+        // A name with a line break continues a progress line; an error's lines stay diagnostics.
+        let mut lines = StderrLines::new(false);
+        let seen: Vec<bool> = [
+            "pg_restore: creating TABLE \"public.a",
+            "b\"",
+            "pg_restore: processing data for table \"public.a",
+            "b\"",
+            "pg_restore: error: could not execute query: ERROR:  boom",
+            "Command was: CREATE TABLE x;",
+            "b\"",
+        ]
+        .iter()
+        .map(|l| lines.classify(l) == Line::Diagnostic)
+        .collect();
+        assert_eq!(seen, [false, false, false, false, true, true, true]);
         for line in [
             "pg_restore:pg_restore: error: could not execute query: ERROR:  boom",
             " warning: errors ignored on restore: 1",

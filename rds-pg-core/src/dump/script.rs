@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Stdio};
 
-use super::restore::{classify, Line, Progress, RestoreOptions};
+use super::restore::{Line, Progress, RestoreOptions, StderrLines};
 use super::tools::{self, ClientTool};
 use crate::error::{Error, Result};
 
@@ -161,6 +161,7 @@ pub(crate) fn run(
 
     let mut warnings = Vec::new();
     let mut done = 0;
+    let mut lines = StderrLines::new(false);
     let mut reader = BufReader::new(restorer.stderr.take().expect("stderr is piped"));
     let mut buf = Vec::new();
     loop {
@@ -171,7 +172,7 @@ pub(crate) fn run(
         }
         let line = String::from_utf8_lossy(&buf);
         let line = line.trim_end();
-        match classify(line, false) {
+        match lines.classify(line) {
             Line::EntryDone(message) => {
                 done = (done + 1).min(total);
                 progress(&Progress {
