@@ -375,6 +375,16 @@ pub fn print(printer: Printer, database: &str, (base, result): (Outcome, Result<
     }
 }
 
+/// How pg_restore's SQL reached the server, when not directly: `, its script run by psql …`.
+fn route_note(route: &rds_pg_core::dump::RestoreRoute) -> String {
+    match route {
+        rds_pg_core::dump::RestoreRoute::ScriptThroughPsql { psql } => format!(
+            ", its script run by {psql} (pg_restore 17+ cannot connect to a server before 17)"
+        ),
+        _ => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::human_bytes;
@@ -384,15 +394,5 @@ mod tests {
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(5 * 1024 * 1024), "5.0 MiB");
-    }
-}
-
-/// How pg_restore's SQL reached the server, when not directly: `, its script run by psql …`.
-fn route_note(route: &rds_pg_core::dump::RestoreRoute) -> String {
-    match route {
-        rds_pg_core::dump::RestoreRoute::ScriptThroughPsql { psql } => format!(
-            ", its script run by {psql} (pg_restore 17+ cannot connect to a server before 17)"
-        ),
-        _ => String::new(),
     }
 }

@@ -173,15 +173,14 @@ pub enum Error {
     /// versions, and pg_restore 17 and newer set `transaction_timeout`, which servers before 17
     /// reject (checked before anything changes).
     #[error(
-        "no pg_restore found can restore the archive {archive} ({written_by}) into server \
-         {server_version} (found: {}); fix: {fix}",
+        "no pg_restore found can restore the archive {archive} into server {server_version} \
+         (found: {}); fix: {fix}",
         if found.is_empty() { "none".to_owned() } else { found.join(", ") }
     )]
     ArchiveVersion {
-        /// The archive.
+        /// The archive and what wrote it, as its header says: `shop.dump (written by pg_dump
+        /// 18.6, archive format 1.16-0)`.
         archive: String,
-        /// What wrote it, as its header says: `pg_dump 18.6, archive format 1.16-0`.
-        written_by: String,
         /// The target server's version.
         server_version: String,
         /// Each pg_restore found that is new enough for the server, as `path version (why it

@@ -1337,7 +1337,7 @@ fn archive_from_a_newer_pg_dump_restores_into_an_older_server() {
         let e = err(restore(&only_15), "restore with only pg_restore 15");
         assert_eq!(e.kind(), ErrorKind::Tool, "{e}");
         let Error::ArchiveVersion {
-            written_by,
+            archive: written_by,
             found,
             fix,
             ..

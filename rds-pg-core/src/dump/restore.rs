@@ -818,8 +818,10 @@ pub(crate) fn choose_pg_restore(
         ),
     };
     Err(Error::ArchiveVersion {
-        archive: archive.display().to_string(),
-        written_by: format!("pg_dump {dumped_by}, archive format {format_text}"),
+        archive: format!(
+            "{} (written by pg_dump {dumped_by}, archive format {format_text})",
+            archive.display()
+        ),
         server_version: server.to_string(),
         found: why,
         fix,
