@@ -1282,6 +1282,10 @@ per_version!(
         create_database(&mut master, "copy", "alice", &[Extension::Hstore]);
         let options = RestoreOptions::new(alice.for_database("copy"), &archive);
         let plan = ok(plan_restore(&options), "plan");
+        // With plain names, the archive read field by field and pg_restore --list agree.
+        let listed = ok(rds_pg_core::dump::read_toc(&plan.tool, &archive), "pg_restore --list");
+        assert_eq!(listed.entries, toc.entries);
+        assert_eq!(listed.header, toc.header);
         let report = ok(restore(&options), "restore");
         assert_eq!(report.tool, plan.tool);
         assert_eq!(report.tool.major, expected_client_major(major), "{}", report.tool);

@@ -347,7 +347,7 @@ pub(crate) fn parse_archive(bytes: &[u8]) -> std::result::Result<Toc, FormatErro
             .ok()
             .filter(|id| *id > 0)
             .ok_or_else(|| FormatError(format!("entry id {dump_id} out of range")))?;
-        r.int()?; // had a data dumper
+        let had_dumper = r.int()? != 0;
         let catalog_oid = r.number("catalog OID")?;
         let oid = r.number("OID")?;
         let tag = r.string()?.unwrap_or_default();
@@ -355,7 +355,7 @@ pub(crate) fn parse_archive(bytes: &[u8]) -> std::result::Result<Toc, FormatErro
         if r.version.at_least(1, 11) {
             r.int()?; // section
         }
-        r.skip_string()?; // definition
+        let definition = r.string()?.unwrap_or_default();
         r.skip_string()?; // drop statement
         r.skip_string()?; // copy statement
         let namespace = r.string()?;
@@ -383,6 +383,9 @@ pub(crate) fn parse_archive(bytes: &[u8]) -> std::result::Result<Toc, FormatErro
             }
             _ => r.skip_string()?, // the data file's name
         }
+        if !listed(&desc, &tag, had_dumper, &definition) {
+            continue;
+        }
         entries.push(TocEntry {
             dump_id,
             catalog_oid,
@@ -394,6 +397,32 @@ pub(crate) fn parse_archive(bytes: &[u8]) -> std::result::Result<Toc, FormatErro
         });
     }
     Ok(Toc { header, entries })
+}
+
+/// Whether `pg_restore --list` (without selection options) lists an entry, and so whether a
+/// restore can act on it (`_tocEntryRequired` in `pg_backup_archiver.c`): not the special
+/// entries it applies itself (`ENCODING`, `STDSTRINGS`, `SEARCHPATH`), not the database's own
+/// entries (restored only with `--create`), not an entry with neither a definition nor data.
+fn listed(desc: &str, tag: &str, had_dumper: bool, definition: &str) -> bool {
+    if matches!(
+        desc,
+        "ENCODING" | "STDSTRINGS" | "SEARCHPATH" | "DATABASE" | "DATABASE PROPERTIES"
+    ) {
+        return false;
+    }
+    if matches!(
+        desc,
+        "ACL" | "COMMENT" | "SECURITY LABEL" | "STATISTICS DATA"
+    ) && tag.starts_with("DATABASE ")
+    {
+        return false;
+    }
+    let large_object =
+        tag.starts_with("LARGE OBJECT") && matches!(desc, "ACL" | "COMMENT" | "SECURITY LABEL");
+    let data =
+        had_dumper || matches!(desc, "SEQUENCE SET" | "BLOB" | "BLOB METADATA") || large_object;
+    let schema = !definition.is_empty() && !definition.starts_with("-- load via partition root ");
+    data || schema
 }
 
 #[cfg(test)]
@@ -549,6 +578,28 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn entries_pg_restore_does_not_list_are_left_out() {
+        assert!(!listed(
+            "ENCODING",
+            "ENCODING",
+            false,
+            "SET client_encoding = 'UTF8';"
+        ));
+        assert!(!listed("DATABASE", "shop", false, "CREATE DATABASE shop;"));
+        assert!(!listed(
+            "ACL",
+            "DATABASE shop",
+            false,
+            "REVOKE ALL ON DATABASE shop;"
+        ));
+        assert!(!listed("COMMENT", "TABLE t", false, ""));
+        assert!(listed("ACL", "TABLE t", false, "GRANT SELECT ON t TO x;"));
+        assert!(listed("TABLE DATA", "t", true, ""));
+        assert!(listed("SEQUENCE SET", "s", false, "SELECT setval('s', 1);"));
+        assert!(listed("COMMENT", "DATABASES x", false, "COMMENT ON …"));
+    }
+
+    #[test]
     fn tar_archives_start_with_toc_dat() {
         let toc = sample();
         let body = encode(&toc, ArchiveVersion::parse("1.16-0").unwrap(), 3);
@@ -649,6 +700,35 @@ pub(crate) mod tests {
             };
             let bytes = encode(&toc, version, format);
             prop_assert_eq!(parse_archive(&bytes).unwrap(), toc);
+        }
+
+        /// `pg_restore --list` lines parse back into their fields wherever the line structure
+        /// decides them: the description is one pg_dump writes, the schema and owner one word
+        /// each (a schema or owner with a space cannot be told from the name: that is why rds-pg
+        /// reads the archive itself), the name anything on one line, spaces and quotes included.
+        #[test]
+        fn listing_lines_parse_back_by_fields(
+            dump_id in 1u32..1_000_000,
+            catalog_oid in any::<u32>(),
+            oid in any::<u32>(),
+            kind in prop_oneof![
+                Just(EntryKind::Table), Just(EntryKind::TableData), Just(EntryKind::Comment),
+                Just(EntryKind::Extension), Just(EntryKind::SequenceSet),
+                Just(EntryKind::DefaultAcl), Just(EntryKind::FkConstraint),
+                Just(EntryKind::MaterializedViewData), Just(EntryKind::Other("POLICY".into())),
+            ],
+            schema in proptest::option::of("[a-z_][a-z0-9_$\"'\\\\]{0,20}"),
+            name in any_name().prop_map(|n| n.replace(['\n', '\r'], " ")),
+            owner in proptest::option::of("[a-z_][a-z0-9_$\"'\\\\]{0,20}"),
+        ) {
+            let line = format!(
+                "{dump_id}; {catalog_oid} {oid} {kind} {} {name} {}",
+                schema.as_deref().unwrap_or("-"),
+                owner.as_deref().unwrap_or("")
+            );
+            let toc = Toc::parse(&format!(";\n{line}\n")).unwrap();
+            let expected = TocEntry { dump_id, catalog_oid, oid, kind, schema, name, owner };
+            prop_assert_eq!(&toc.entries, &vec![expected]);
         }
 
         /// Garbage never panics: it is an archive or a clear error.

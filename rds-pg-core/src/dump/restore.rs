@@ -35,8 +35,9 @@ pub struct RestoreOptions {
     /// transaction; the first error still stops it (`--exit-on-error`), but what was restored
     /// before stays.
     pub jobs: Option<u32>,
-    /// Where `pg_restore` is; `None` searches `PATH` then `/usr/lib/postgresql/*/bin`. A
-    /// configured directory is the only place searched.
+    /// Where `pg_restore` (and psql, for [`RestoreRoute::ScriptThroughPsql`]) is; `None`
+    /// searches the directories of `RDS_PG_TOOLS_DIRS`, `PATH`, then `/usr/lib/postgresql/*/bin`
+    /// ([`tools::search_dirs`]). A configured directory is the only place searched.
     pub tools_dir: Option<PathBuf>,
     /// Extensions master may create in the target before the restore (with the ones they
     /// require), when the target lacks them: the only extensions created on the restore's
@@ -844,7 +845,9 @@ pub fn restore(options: &RestoreOptions) -> Result<RestoreReport> {
 ///    BYPASSRLS, or a member — through any chain — of a role that is, or of one of
 ///    [`PRIVILEGED_ROLES`]): the archive's content runs with that role's privileges, and `SET
 ///    ROLE` is no boundary (an entry can `RESET ROLE`). Master is refused.
-/// 2. Reads the archive's table of contents (`pg_restore --list`).
+/// 2. Reads the archive's table of contents from the archive ([`Toc::read_archive`]: exact
+///    names) and picks the pg_restore: the server's major, else the nearest newer one, that
+///    reads the archive's format (see [`RestoreRoute`] for pg_restore 17+ into older servers).
 /// 3. Checks the extensions: those the archive uses must exist in the target or be named in
 ///    [`RestoreOptions::create_extensions`]; master creates the named ones the target lacks
 ///    ([`Provisioner::ensure_extensions`]). Nothing is created that the caller did not name.
@@ -860,8 +863,10 @@ pub fn restore(options: &RestoreOptions) -> Result<RestoreReport> {
 /// [`RestoreOptions::validate`]; [`Error::RestoreRole`] (kind `PolicyViolation`) when the user
 /// is not the target's owner or is privileged; [`Error::MissingExtensions`] listing the
 /// extensions the target lacks that were not named; [`Error::ToolVersion`] when no pg_restore is
-/// new enough; [`Error::Tool`] with pg_restore's standard error when the archive cannot be read
-/// or an entry fails — in one transaction the target is then left exactly as it was. All but the
+/// new enough; [`Error::ArchiveVersion`] when none of those can restore this archive into this
+/// server; [`Error::InvalidInput`] for a file that is not an archive; [`Error::Tool`] with
+/// pg_restore's (or psql's) standard error when the archive's data cannot be read or an entry
+/// fails — in one transaction the target is then left exactly as it was. All but the
 /// last are reported before anything changes.
 pub fn restore_with(
     options: &RestoreOptions,
