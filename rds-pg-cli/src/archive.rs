@@ -205,15 +205,18 @@ pub fn restore(options: ConnectOptions, args: RestoreArgs) -> (Outcome, Result<O
                 "would run",
                 database.clone(),
                 format!(
-                    "{} of {} entries, {}, with {}",
+                    "{} of {} entries, {}, with {}{}",
                     plan.kept.len(),
                     plan.toc.entries.len(),
-                    if restore_options.single_transaction() {
+                    if restore_options.single_transaction()
+                        || plan.route != rds_pg_core::dump::RestoreRoute::Direct
+                    {
                         "in one transaction"
                     } else {
                         "in parallel"
                     },
-                    plan.tool
+                    plan.tool,
+                    route_note(&plan.route)
                 ),
             ));
             for extension in &plan.create_extensions {
@@ -285,7 +288,7 @@ pub fn restore(options: ConnectOptions, args: RestoreArgs) -> (Outcome, Result<O
             "restored",
             database.clone(),
             format!(
-                "{} of {} entries from {} ({}), {}, by {}",
+                "{} of {} entries from {} ({}), {}, by {}{}",
                 report.entries_restored,
                 report.entries_total,
                 report.archive.display(),
@@ -295,7 +298,8 @@ pub fn restore(options: ConnectOptions, args: RestoreArgs) -> (Outcome, Result<O
                 } else {
                     format!("{} jobs", report.jobs)
                 },
-                report.tool
+                report.tool,
+                route_note(&report.route)
             ),
         ));
         for w in &report.warnings {
@@ -339,6 +343,16 @@ pub fn print(printer: Printer, database: &str, (base, result): (Outcome, Result<
             0
         }
         Err(e) => printer.failure(&base, &e, database),
+    }
+}
+
+/// How pg_restore's SQL reached the server, when not directly: `, its script run by psql …`.
+fn route_note(route: &rds_pg_core::dump::RestoreRoute) -> String {
+    match route {
+        rds_pg_core::dump::RestoreRoute::ScriptThroughPsql { psql } => format!(
+            ", its script run by {psql} (pg_restore 17+ cannot connect to a server before 17)"
+        ),
+        _ => String::new(),
     }
 }
 

@@ -352,8 +352,8 @@ pub struct DumpArgs {
     /// Parallel jobs (directory format only).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub jobs: Option<u32>,
-    /// The directory of the pg_dump to use [default: PATH, then /usr/lib/postgresql/*/bin,
-    /// the first at least as new as the server].
+    /// The directory of the pg_dump to use [default: RDS_PG_TOOLS_DIRS, PATH, then
+    /// /usr/lib/postgresql/*/bin: the server's major, else the nearest newer].
     #[arg(long, value_name = "DIR")]
     pub tools_dir: Option<PathBuf>,
     /// Print one JSON document on standard output.
@@ -373,8 +373,9 @@ pub struct RestoreArgs {
     /// Parallel jobs (above 1: not one transaction, so a failure leaves what was restored).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub jobs: Option<u32>,
-    /// The directory of the pg_restore to use [default: PATH, then
-    /// /usr/lib/postgresql/*/bin, the first at least as new as the server].
+    /// The directory of the pg_restore to use [default: RDS_PG_TOOLS_DIRS, PATH, then
+    /// /usr/lib/postgresql/*/bin: the server's major, else the nearest newer that reads the
+    /// archive].
     #[arg(long, value_name = "DIR")]
     pub tools_dir: Option<PathBuf>,
     /// An extension master creates in the database first when it lacks it (repeat for

@@ -195,6 +195,27 @@ pub enum Error {
         /// How to get a client that works.
         fix: String,
     },
+    /// Client tools of a suitable major version were found, but none can restore this archive
+    /// into this server: pg_restore reads only the archive formats of its own and older pg_dump
+    /// versions, and pg_restore 17 and newer set `transaction_timeout`, which servers before 17
+    /// reject (checked before anything changes).
+    #[error(
+        "no pg_restore found can restore the archive {archive} into server {server_version} \
+         (found: {}); fix: {fix}",
+        if found.is_empty() { "none".to_owned() } else { found.join(", ") }
+    )]
+    ArchiveVersion {
+        /// The archive and what wrote it, as its header says: `shop.dump (written by pg_dump
+        /// 18.6, archive format 1.16-0)`.
+        archive: String,
+        /// The target server's version.
+        server_version: String,
+        /// Each pg_restore found that is new enough for the server, as `path version (why it
+        /// cannot)`.
+        found: Vec<String>,
+        /// What would work.
+        fix: String,
+    },
     /// A restore needs extensions the target database lacks and the caller did not name for
     /// master to create (checked before anything changes).
     #[error(
@@ -320,7 +341,9 @@ impl Error {
             Error::Connection { .. } => ErrorKind::Connection,
             Error::Tls { .. } => ErrorKind::Tls,
             Error::Server(_) => ErrorKind::Server,
-            Error::Tool { .. } | Error::ToolVersion { .. } => ErrorKind::Tool,
+            Error::Tool { .. } | Error::ToolVersion { .. } | Error::ArchiveVersion { .. } => {
+                ErrorKind::Tool
+            }
             Error::MissingExtensions { .. } => ErrorKind::NotFound,
             Error::Inventory(_) => ErrorKind::InvalidInput,
             Error::NotDelivered { source, .. } => source.kind(),

@@ -168,6 +168,9 @@ fn set_attributes(py: Python<'_>, exc: &PyErr, err: &Error) -> PyResult<()> {
     if let Error::ToolVersion { tool, .. } = err {
         value.setattr("tool", tool.as_str())?;
     }
+    if let Error::ArchiveVersion { .. } = err {
+        value.setattr("tool", "pg_restore")?;
+    }
     if let Error::Inventory(inventory) = err {
         value.setattr("problems", crate::inventory::problems(py, inventory)?)?;
     }

@@ -78,8 +78,18 @@ def psql_binary() -> str:
 
 
 def newest_pg_dump_major() -> int:
-    """The newest pg_dump installed in Debian's versioned directories (0: none)."""
-    majors = [int(p.parent.parent.name) for p in Path("/usr/lib/postgresql").glob("*/bin/pg_dump")]
+    """The newest pg_dump rds-pg finds (RDS_PG_TOOLS_DIRS, then Debian's versioned directories; 0:
+    none). `scripts/python-test.sh` points RDS_PG_TOOLS_DIRS at the client tools 18 of `make setup`."""
+    dirs = [Path(d) for d in os.environ.get("RDS_PG_TOOLS_DIRS", "").split(os.pathsep) if d]
+    dirs += sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+    majors = []
+    for d in dirs:
+        tool = d / "pg_dump"
+        if tool.is_file():
+            out = subprocess.run([str(tool), "--version"], capture_output=True, text=True).stdout
+            digits = out.split("(PostgreSQL)")[-1].strip().split(".")[0]
+            if digits.isdigit():
+                majors.append(int(digits))
     return max(majors, default=0)
 
 

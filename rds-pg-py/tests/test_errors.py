@@ -203,13 +203,30 @@ def test_server_error(sandbox):
         assert rds.ensure_user("expiring").changed, "the failed statement left nothing behind"
 
 
-def test_tool_error_carries_stderr(sandbox, project, tmp_path):
+def test_tool_error_carries_stderr(sandbox, project, tmp_path, psql):
     garbage = tmp_path / "not-a-dump"
     garbage.write_bytes(b"this is not a pg_dump archive\n")
-    with pytest.raises(rds_pg.ToolError) as e:
+    # Not an archive at all: refused before any program runs.
+    with pytest.raises(rds_pg.InvalidInput, match="not a pg_dump archive"):
         rds_pg.restore(sandbox.dsn_for("shop", "shop"), garbage, password=project)
+    # An archive whose data is cut short: its table of contents reads, pg_restore's error comes back.
+    psql.ok(
+        "shop",
+        project,
+        "shop",
+        "CREATE TABLE IF NOT EXISTS filler AS SELECT g, md5(g::text) AS h FROM generate_series(1, 20000) g",
+    )
+    archive = tmp_path / "shop.dump"
+    rds_pg.dump(sandbox.dsn_for("shop", "shop"), archive, password=project)
+    data = archive.read_bytes()
+    truncated = tmp_path / "truncated.dump"
+    truncated.write_bytes(data[: len(data) // 2])
+    with sandbox.connect() as rds:
+        rds.ensure_database(DatabaseSpec("shop_cut", "shop"))
+    with pytest.raises(rds_pg.ToolError) as e:
+        rds_pg.restore(sandbox.dsn_for("shop", "shop_cut"), truncated, password=project)
     assert e.value.tool and "pg_restore" in e.value.tool
-    assert "does not appear to be a valid archive" in e.value.stderr
+    assert "could not read from input file" in e.value.stderr or "end of file" in e.value.stderr, e.value.stderr
     assert e.value.status and e.value.sqlstate is None
     # A program that fails while receiving credentials: its output comes back, password redacted.
     creds = rds_pg.Credentials(sandbox.host, sandbox.port, "shop", "shop", project)

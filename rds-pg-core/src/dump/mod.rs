@@ -35,7 +35,9 @@
 //! `RDS_PG_*`): only those rds-pg sets for the connection. Archives are private: a dump file is
 //! created `0600`, a directory archive `0700` with its files `0600`, whatever the umask.
 
+mod archive;
 mod restore;
+mod script;
 pub mod toc;
 pub mod tools;
 mod verify;
@@ -51,9 +53,11 @@ use crate::connect::ServerVersion;
 use crate::error::{Error, Result};
 use crate::ident::SchemaName;
 
+pub use archive::{major_of, ArchiveVersion};
 pub use restore::{
     list_command, plan_restore, read_toc, restore, restore_command, restore_with, Progress,
-    RestoreOptions, RestorePlan, RestoreReport, SkipReason, SkippedEntry, PRIVILEGED_ROLES,
+    RestoreOptions, RestorePlan, RestoreReport, RestoreRoute, SkipReason, SkippedEntry,
+    PRIVILEGED_ROLES,
 };
 pub use toc::{EntryKind, Toc, TocEntry, TocHeader};
 pub use tools::{ClientProgram, ClientTool, ToolWorkDir};
@@ -115,8 +119,9 @@ pub struct DumpOptions {
     pub jobs: Option<u32>,
     /// Schemas left out of the dump.
     pub exclude_schemas: Vec<SchemaName>,
-    /// Where `pg_dump` is; `None` searches `PATH` then `/usr/lib/postgresql/*/bin`. A configured
-    /// directory is the only place searched.
+    /// Where `pg_dump` is; `None` searches the directories of `RDS_PG_TOOLS_DIRS`, `PATH`, then
+    /// `/usr/lib/postgresql/*/bin` ([`tools::search_dirs`]). A configured directory is the only
+    /// place searched.
     pub tools_dir: Option<PathBuf>,
 }
 
@@ -215,8 +220,8 @@ pub fn dump_command(options: &DumpOptions, tool: &ClientTool, passfile: &Path) -
 
 /// Dumps a database as the user in `options.connection`.
 ///
-/// Reads the server version over a connection, picks a `pg_dump` at least as new
-/// ([`tools::find`]), writes the password to a private temporary `PGPASSFILE`, creates the
+/// Reads the server version over a connection, picks the `pg_dump` whose major equals the
+/// server's, else the nearest newer one ([`tools::find`]; the report names it), writes the password to a private temporary `PGPASSFILE`, creates the
 /// archive's file (`0600`) or directory (`0700`) and runs pg_dump, then sets the files of a
 /// directory archive to `0600`. When pg_dump fails, a file or directory the dump created is
 /// removed.

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use postgres::Client;
 
+use super::archive::{major_of, ArchiveVersion};
 use super::toc::{EntryKind, Toc, TocEntry};
 use super::tools::{self, ClientProgram, ClientTool, ToolWorkDir};
 use crate::config::ConnectOptions;
@@ -33,8 +34,9 @@ pub struct RestoreOptions {
     /// transaction; the first error still stops it (`--exit-on-error`), but what was restored
     /// before stays.
     pub jobs: Option<u32>,
-    /// Where `pg_restore` is; `None` searches `PATH` then `/usr/lib/postgresql/*/bin`. A
-    /// configured directory is the only place searched.
+    /// Where `pg_restore` (and psql, for [`RestoreRoute::ScriptThroughPsql`]) is; `None`
+    /// searches the directories of `RDS_PG_TOOLS_DIRS`, `PATH`, then `/usr/lib/postgresql/*/bin`
+    /// ([`tools::search_dirs`]). A configured directory is the only place searched.
     pub tools_dir: Option<PathBuf>,
     /// Extensions master may create in the target before the restore (with the ones they
     /// require), when the target lacks them: the only extensions created on the restore's
@@ -219,6 +221,27 @@ pub struct RestorePlan {
     /// create: the restore refuses ([`Error::MissingExtensions`]) until master creates them or
     /// they are named.
     pub missing_extensions: Vec<String>,
+    /// How pg_restore's SQL reaches the server.
+    pub route: RestoreRoute,
+}
+
+/// How pg_restore's SQL reaches the target server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreRoute {
+    /// pg_restore connects to the target itself (the usual way).
+    Direct,
+    /// pg_restore 17 or newer into a server older than 17 (an archive only such a pg_restore
+    /// reads, with no pg_restore of the server's major version installed): pg_restore always sets
+    /// `transaction_timeout`, which those servers reject. pg_restore then writes the SQL script
+    /// instead (`--file=-`, its psql meta-commands locked by `\restrict` with a random key), rds-pg
+    /// leaves out that one `SET transaction_timeout = 0;` line of the script's fixed preamble,
+    /// and this psql (of pg_restore's major version) runs the rest as the restoring user in one
+    /// transaction (`--single-transaction`, `ON_ERROR_STOP`): a failure of either program
+    /// rolls everything back. Parallel jobs are not used.
+    ScriptThroughPsql {
+        /// The psql that runs the script.
+        psql: ClientTool,
+    },
 }
 
 impl RestorePlan {
@@ -232,13 +255,34 @@ impl RestorePlan {
             match skipped.get(&entry.dump_id) {
                 Some(s) => out.push_str(&format!(
                     "; left out: {}\n;{}\n",
-                    s.reason.to_string().replace('\n', " "),
+                    one_line(&s.reason.to_string()),
                     entry.list_line()
                 )),
                 None => out.push_str(&format!("{}\n", entry.list_line())),
             }
         }
         out
+    }
+}
+
+/// `text` with line breaks (and other control characters) as spaces: a list file line is one
+/// line whatever a name holds (pg_restore reads each line's leading dump id only).
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// A name as pg_dump writes it in a comment's tag (`fmtId`): double quotes removed and doubled
+/// ones undone (`"my s"` → `my s`, `"a""b"` → `a"b`); a bare name as it is.
+fn unquote(name: &str) -> String {
+    match name
+        .strip_prefix('"')
+        .and_then(|n| n.strip_suffix('"'))
+        .filter(|n| !n.is_empty())
+    {
+        Some(inner) => inner.replace("\"\"", "\""),
+        None => name.to_owned(),
     }
 }
 
@@ -268,6 +312,8 @@ pub struct RestoreReport {
     pub duration: Duration,
     /// The pg_restore that ran.
     pub tool: ClientTool,
+    /// How its SQL reached the server (through psql for a server older than pg_restore 17+).
+    pub route: RestoreRoute,
     /// Warnings pg_restore printed (its progress lines left out); empty for a clean restore.
     pub warnings: Vec<String>,
 }
@@ -280,6 +326,10 @@ pub fn list_command(tool: &ClientTool, archive: &Path) -> Command {
 }
 
 /// Reads and parses the table of contents of `archive` with `tool` (`pg_restore --list`).
+///
+/// The listing quotes nothing: a schema, name or owner holding a space cannot be told from the
+/// next field (see [`Toc::parse`]). rds-pg itself reads the table of contents from the archive
+/// with [`Toc::read_archive`], which is exact.
 ///
 /// # Errors
 /// [`Error::Tool`] with pg_restore's standard error for an unreadable archive (truncated, not
@@ -332,7 +382,7 @@ pub fn restore_command(
 
 /// A path as a positional argument: one starting with `-` is written `./-…` so it is not read
 /// as an option.
-fn positional(path: &Path) -> PathBuf {
+pub(crate) fn positional(path: &Path) -> PathBuf {
     if path.as_os_str().to_string_lossy().starts_with('-') {
         Path::new(".").join(path)
     } else {
@@ -453,10 +503,10 @@ pub(crate) fn filter_entries(
                 }
             }
             EntryKind::Acl | EntryKind::DefaultAcl => Some(SkipReason::Privileges),
-            EntryKind::Comment => match entry.target() {
-                Some(("EXTENSION", ext)) if present(ext) => Some(SkipReason::ExtensionComment {
-                    extension: ext.to_owned(),
-                }),
+            EntryKind::Comment => match entry.target().map(|(kind, name)| (kind, unquote(name))) {
+                Some(("EXTENSION", ext)) if present(&ext) => {
+                    Some(SkipReason::ExtensionComment { extension: ext })
+                }
                 Some(("SCHEMA", schema)) => target
                     .schemas
                     .iter()
@@ -667,12 +717,9 @@ fn named_extensions(options: &RestoreOptions) -> BTreeSet<String> {
 pub fn plan_restore(options: &RestoreOptions) -> Result<RestorePlan> {
     options.validate()?;
     let (mut client, server) = connect_target(options)?;
-    let tool = tools::find(
-        ClientProgram::PgRestore,
-        server,
-        options.tools_dir.as_deref(),
-    )?;
-    let toc = read_toc(&tool, &options.archive)?;
+    let toc = Toc::read_archive(&options.archive)?;
+    let (tool, route) =
+        choose_pg_restore(server, options.tools_dir.as_deref(), &toc, &options.archive)?;
     let facts = target_facts(&mut client)?;
     let create_extensions: BTreeSet<String> = named_extensions(options)
         .into_iter()
@@ -692,6 +739,113 @@ pub fn plan_restore(options: &RestoreOptions) -> Result<RestorePlan> {
         skipped,
         create_extensions: create_extensions.into_iter().collect(),
         missing_extensions,
+        route,
+    })
+}
+
+/// Whether pg_restore of major `tool_major` can send its SQL to a server of major
+/// `server_major` itself: pg_restore 17 and newer begin every restore with `SET
+/// transaction_timeout = 0`, a setting servers before 17 do not have.
+fn connects_to(tool_major: u32, server_major: u32) -> bool {
+    tool_major < 17 || server_major >= 17
+}
+
+/// The pg_restore for restoring `toc`'s archive into `server`, and how its SQL gets there.
+///
+/// Among the pg_restore programs found (see [`tools::find_all`]) whose major is at least the
+/// server's and that read the archive's format, the nearest major wins (the server's own first,
+/// see [`tools::choose`]), one that connects to the server itself before one that needs
+/// [`RestoreRoute::ScriptThroughPsql`] (which also needs a psql of its major).
+///
+/// # Errors
+/// [`Error::ToolVersion`] when no pg_restore is as new as the server; [`Error::ArchiveVersion`]
+/// when those that are cannot read the archive (made by a newer pg_dump) or cannot reach the
+/// server, saying why for each.
+pub(crate) fn choose_pg_restore(
+    server: ServerVersion,
+    tools_dir: Option<&Path>,
+    toc: &Toc,
+    archive: &Path,
+) -> Result<(ClientTool, RestoreRoute)> {
+    let found = tools::find_all(ClientProgram::PgRestore, tools_dir);
+    let server_major = server.major();
+    let new_enough: Vec<&ClientTool> = found.iter().filter(|t| t.major >= server_major).collect();
+    if new_enough.is_empty() {
+        return Err(tools::version_error(
+            ClientProgram::PgRestore,
+            server,
+            tools_dir,
+            &found,
+        ));
+    }
+    let format = toc.header.archive_version;
+    let reads = |t: &ClientTool| format.is_none_or(|v| v.readable_by(t.major));
+    let readers: Vec<ClientTool> = new_enough
+        .iter()
+        .filter(|t| reads(t))
+        .map(|t| (*t).clone())
+        .collect();
+    let direct: Vec<ClientTool> = readers
+        .iter()
+        .filter(|t| connects_to(t.major, server_major))
+        .cloned()
+        .collect();
+    if let Some(tool) = tools::choose(&direct, server_major) {
+        return Ok((tool.clone(), RestoreRoute::Direct));
+    }
+    let psqls = tools::find_all(ClientProgram::Psql, tools_dir);
+    let mut by_script: Vec<ClientTool> = readers.clone();
+    by_script.sort_by_key(|t| t.major);
+    for tool in &by_script {
+        if let Some(psql) = psqls.iter().find(|p| p.major == tool.major) {
+            return Ok((
+                tool.clone(),
+                RestoreRoute::ScriptThroughPsql { psql: psql.clone() },
+            ));
+        }
+    }
+    let dumped_by = toc.header.dumped_by.clone().unwrap_or_else(|| "?".into());
+    let format_text = format.map_or_else(|| "?".to_owned(), |v| v.to_string());
+    let why: Vec<String> = new_enough
+        .iter()
+        .map(|t| {
+            let reason = if !reads(t) {
+                format!(
+                    "reads archive formats up to {}",
+                    ArchiveVersion::newest_readable_by(t.major)
+                        .to_string()
+                        .trim_end_matches("-255")
+                )
+            } else {
+                format!(
+                    "sets transaction_timeout, which PostgreSQL {server_major} lacks, and no psql \
+                     {} was found to run its script",
+                    t.major
+                )
+            };
+            format!("{t} ({reason})")
+        })
+        .collect();
+    let dump_major = toc.header.dumped_by.as_deref().and_then(major_of);
+    let fix = match dump_major {
+        Some(m) if m > server_major => format!(
+            "dump the source again with pg_dump {server_major} (rds-pg uses the client whose major \
+             equals the server's when it is installed: postgresql-client-{server_major}), or \
+             install pg_restore {server_major} (postgresql-client-{server_major})"
+        ),
+        _ => format!(
+            "install pg_restore {server_major} (postgresql-client-{server_major}), or the psql of \
+             the same major as a pg_restore listed"
+        ),
+    };
+    Err(Error::ArchiveVersion {
+        archive: format!(
+            "{} (written by pg_dump {dumped_by}, archive format {format_text})",
+            archive.display()
+        ),
+        server_version: server.to_string(),
+        found: why,
+        fix,
     })
 }
 
@@ -711,7 +865,9 @@ pub fn restore(options: &RestoreOptions) -> Result<RestoreReport> {
 ///    BYPASSRLS, or a member — through any chain — of a role that is, or of one of
 ///    [`PRIVILEGED_ROLES`]): the archive's content runs with that role's privileges, and `SET
 ///    ROLE` is no boundary (an entry can `RESET ROLE`). Master is refused.
-/// 2. Reads the archive's table of contents (`pg_restore --list`).
+/// 2. Reads the archive's table of contents from the archive ([`Toc::read_archive`]: exact
+///    names) and picks the pg_restore: the server's major, else the nearest newer one, that
+///    reads the archive's format (see [`RestoreRoute`] for pg_restore 17+ into older servers).
 /// 3. Checks the extensions: those the archive uses must exist in the target or be named in
 ///    [`RestoreOptions::create_extensions`]; master creates the named ones the target lacks
 ///    ([`Provisioner::ensure_extensions`]). Nothing is created that the caller did not name.
@@ -727,8 +883,10 @@ pub fn restore(options: &RestoreOptions) -> Result<RestoreReport> {
 /// [`RestoreOptions::validate`]; [`Error::RestoreRole`] (kind `PolicyViolation`) when the user
 /// is not the target's owner or is privileged; [`Error::MissingExtensions`] listing the
 /// extensions the target lacks that were not named; [`Error::ToolVersion`] when no pg_restore is
-/// new enough; [`Error::Tool`] with pg_restore's standard error when the archive cannot be read
-/// or an entry fails — in one transaction the target is then left exactly as it was. All but the
+/// new enough; [`Error::ArchiveVersion`] when none of those can restore this archive into this
+/// server; [`Error::InvalidInput`] for a file that is not an archive; [`Error::Tool`] with
+/// pg_restore's (or psql's) standard error when the archive's data cannot be read or an entry
+/// fails — in one transaction the target is then left exactly as it was. All but the
 /// last are reported before anything changes.
 pub fn restore_with(
     options: &RestoreOptions,
@@ -771,21 +929,38 @@ pub fn restore_with(
     let list = work.path().join("restore.list");
     crate::private_file::replace(&list, plan.list_file().as_bytes())?;
 
-    let mut cmd = restore_command(options, &plan.tool, &list, work.passfile());
     let started = Instant::now();
-    let run = run_with_progress(
-        &mut cmd,
-        &plan.tool,
-        plan.kept.len(),
-        !options.single_transaction(),
-        progress,
-    )?;
+    let single_transaction = match &plan.route {
+        RestoreRoute::Direct => {
+            let mut cmd = restore_command(options, &plan.tool, &list, work.passfile());
+            let run = run_with_progress(
+                &mut cmd,
+                &plan.tool,
+                plan.kept.len(),
+                !options.single_transaction(),
+                progress,
+            )?;
+            if !run.status.success() {
+                return Err(tools::tool_failed(&plan.tool, run.status, run.failure));
+            }
+            (options.single_transaction(), run.warnings)
+        }
+        RestoreRoute::ScriptThroughPsql { psql } => {
+            let warnings = super::script::run(
+                options,
+                &plan.tool,
+                psql,
+                &list,
+                work.passfile(),
+                plan.kept.len(),
+                progress,
+            )?;
+            (true, warnings)
+        }
+    };
     let duration = started.elapsed();
     drop(work);
-    if !run.status.success() {
-        return Err(tools::tool_failed(&plan.tool, run.status, run.failure));
-    }
-    let warnings = run.warnings;
+    let (single_transaction, warnings) = single_transaction;
     Ok(RestoreReport {
         database: plan.database,
         archive: options.archive.clone(),
@@ -793,11 +968,16 @@ pub fn restore_with(
         entries_restored: plan.kept.len(),
         skipped: plan.skipped,
         created_extensions,
-        single_transaction: options.single_transaction(),
-        jobs: options.jobs.unwrap_or(1).max(1),
+        single_transaction,
+        jobs: if single_transaction {
+            1
+        } else {
+            options.jobs.unwrap_or(1).max(1)
+        },
         bytes: super::archive_size(&options.archive)?,
         duration,
         tool: plan.tool,
+        route: plan.route,
         warnings,
     })
 }
@@ -831,21 +1011,21 @@ fn run_with_progress(
     let mut warnings = Vec::new();
     let mut last_step = String::new();
     let mut done = 0;
-    let status =
-        tools::run_reading_stderr(cmd, tool, &mut |line| match classify(line, parallel) {
-            Line::EntryDone(message) => {
-                last_step = message.to_owned();
-                done = (done + 1).min(total);
-                progress(&Progress {
-                    done,
-                    total,
-                    message: message.to_owned(),
-                    bytes: None,
-                });
-            }
-            Line::Info => {}
-            Line::Diagnostic => warnings.push(line.to_owned()),
-        })?;
+    let mut lines = StderrLines::new(parallel);
+    let status = tools::run_reading_stderr(cmd, tool, &mut |line| match lines.classify(line) {
+        Line::EntryDone(message) => {
+            last_step = message.to_owned();
+            done = (done + 1).min(total);
+            progress(&Progress {
+                done,
+                total,
+                message: message.to_owned(),
+                bytes: None,
+            });
+        }
+        Line::Info => {}
+        Line::Diagnostic => warnings.push(line.to_owned()),
+    })?;
     if status.success() {
         progress(&Progress {
             done: total,
@@ -869,7 +1049,7 @@ fn run_with_progress(
 
 /// What a line of `pg_restore --verbose` standard error is.
 #[derive(Debug, PartialEq, Eq)]
-enum Line<'a> {
+pub(crate) enum Line<'a> {
     /// An entry was restored (serial: the line announcing it; parallel: `finished item`).
     EntryDone(&'a str),
     /// Other progress chatter.
@@ -878,7 +1058,58 @@ enum Line<'a> {
     Diagnostic,
 }
 
-fn classify(line: &str, parallel: bool) -> Line<'_> {
+/// Classifies pg_restore's standard error line by line, knowing what came before: a name holding
+/// a line break spreads a progress line (`creating TABLE "s.a⏎b"`) over several, and the lines
+/// that continue it (no `pg_restore: ` prefix, nothing that looks like an error) are chatter, not
+/// warnings.
+pub(crate) struct StderrLines {
+    parallel: bool,
+    continuing: bool,
+}
+
+impl StderrLines {
+    /// For a serial (`parallel` false) or parallel restore.
+    pub(crate) fn new(parallel: bool) -> StderrLines {
+        StderrLines {
+            parallel,
+            continuing: false,
+        }
+    }
+
+    /// What `line` is.
+    pub(crate) fn classify<'a>(&mut self, line: &'a str) -> Line<'a> {
+        let kind = classify(line, self.parallel);
+        let continuation = !line.starts_with("pg_restore: ") && !line.is_empty();
+        if self.continuing && continuation && kind == Line::Diagnostic && !looks_like_an_error(line)
+        {
+            return Line::Info;
+        }
+        if !continuation {
+            self.continuing = kind != Line::Diagnostic;
+        }
+        kind
+    }
+}
+
+/// Whether a line pg_restore (or the server, through it) wrote reads as part of an error report.
+fn looks_like_an_error(line: &str) -> bool {
+    const MARKS: &[&str] = &[
+        "error:",
+        "warning:",
+        "detail:",
+        "hint:",
+        "fatal:",
+        "ERROR:",
+        "WARNING:",
+        "DETAIL:",
+        "HINT:",
+        "FATAL:",
+        "Command was:",
+    ];
+    MARKS.iter().any(|m| line.contains(m))
+}
+
+pub(crate) fn classify(line: &str, parallel: bool) -> Line<'_> {
     if line.is_empty() {
         return Line::Info;
     }
@@ -1176,6 +1407,7 @@ mod tests {
             skipped,
             create_extensions: Vec::new(),
             missing_extensions,
+            route: RestoreRoute::Direct,
         };
         let text = plan.list_file();
         let active: Vec<&str> = text.lines().filter(|l| !l.starts_with(';')).collect();
@@ -1309,6 +1541,21 @@ mod tests {
             ),
             Line::EntryDone("finished item 1 TABLE DATA apg_restore: finished item 2 TABLE DATA b"),
         );
+        // A name with a line break continues a progress line; an error's lines stay diagnostics.
+        let mut lines = StderrLines::new(false);
+        let seen: Vec<bool> = [
+            "pg_restore: creating TABLE \"public.a",
+            "b\"",
+            "pg_restore: processing data for table \"public.a",
+            "b\"",
+            "pg_restore: error: could not execute query: ERROR:  boom",
+            "Command was: CREATE TABLE x;",
+            "b\"",
+        ]
+        .iter()
+        .map(|l| lines.classify(l) == Line::Diagnostic)
+        .collect();
+        assert_eq!(seen, [false, false, false, false, true, true, true]);
         for line in [
             "pg_restore:pg_restore: error: could not execute query: ERROR:  boom",
             " warning: errors ignored on restore: 1",

@@ -234,17 +234,23 @@ impl TocEntry {
 
 impl TocEntry {
     /// The entry as `pg_restore -l` lists it (`223; 1259 18950 TABLE public places alice`), the
-    /// line a `--use-list` file holds.
+    /// line a `--use-list` file holds: always one line, whatever a name holds (line breaks and
+    /// other control characters become spaces; pg_restore reads each line's dump id only).
     pub fn list_line(&self) -> String {
+        let one_line = |text: &str| -> String {
+            text.chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect()
+        };
         format!(
             "{}; {} {} {} {} {} {}",
             self.dump_id,
             self.catalog_oid,
             self.oid,
-            self.kind,
-            self.schema.as_deref().unwrap_or("-"),
-            self.name,
-            self.owner.as_deref().unwrap_or("")
+            one_line(self.kind.as_str()),
+            one_line(self.schema.as_deref().unwrap_or("-")),
+            one_line(&self.name),
+            one_line(self.owner.as_deref().unwrap_or(""))
         )
     }
 }
@@ -278,6 +284,8 @@ pub struct TocHeader {
     pub dumped_from: Option<String>,
     /// The pg_dump version that wrote it.
     pub dumped_by: Option<String>,
+    /// The archive format's version (`1.16-0`): which pg_restore can read the archive.
+    pub archive_version: Option<super::ArchiveVersion>,
 }
 
 /// A parsed `pg_restore -l` listing.
@@ -344,6 +352,10 @@ impl Toc {
             "Format" => self.header.format = value,
             "Dumped from database version" => self.header.dumped_from = value,
             "Dumped by pg_dump version" => self.header.dumped_by = value,
+            "Dump Version" => {
+                self.header.archive_version =
+                    value.as_deref().and_then(super::ArchiveVersion::parse)
+            }
             _ => {}
         }
     }
