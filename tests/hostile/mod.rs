@@ -871,15 +871,25 @@ pub fn grant_as_admin(admin: &mut Client, role: &str, to: &str) {
         .unwrap();
 }
 
-/// `REVOKE`s what [`grant_as_admin`] granted.
+/// `REVOKE`s what [`grant_as_admin`] granted. On 16+ the superuser's grant lands on the same
+/// `pg_auth_members` row as the ADMIN membership PostgreSQL gave the role's creator (both have the
+/// bootstrap superuser as grantor), so only the options it added are taken back: a plain REVOKE
+/// would take master's ADMIN on the role with it.
 pub fn revoke_as_admin(admin: &mut Client, role: &str, from: &str) {
-    admin
-        .batch_execute(&format!(
-            "REVOKE {} FROM {}",
-            escape_identifier(role),
-            escape_identifier(from)
-        ))
-        .unwrap();
+    let version: i32 = admin
+        .query_one(
+            "SELECT pg_catalog.current_setting('server_version_num')::pg_catalog.int4",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let (role, from) = (escape_identifier(role), escape_identifier(from));
+    let sql = if version >= 160000 {
+        format!("REVOKE INHERIT OPTION FOR {role} FROM {from}; REVOKE SET OPTION FOR {role} FROM {from}")
+    } else {
+        format!("REVOKE {role} FROM {from}")
+    };
+    admin.batch_execute(&sql).unwrap();
 }
 
 /// Whether `planter` may create in `public` of `database`: tries it, as the planter would.
