@@ -19,6 +19,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod config;
 pub mod connect;
 mod conninfo;
@@ -38,6 +39,7 @@ pub mod spec;
 pub mod teardown;
 pub mod tls;
 
+pub use audit::{AuditOptions, AuditReport};
 pub use config::{ConnectOptions, SslMode};
 pub use connect::{connect, ServerVersion};
 pub use credentials::{CredentialSink, Credentials};

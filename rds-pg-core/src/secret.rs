@@ -191,8 +191,7 @@ impl NewPassword {
 
     /// Its SCRAM-SHA-256 verifier, computed on first use.
     pub fn verifier(&self) -> &ScramVerifier {
-        self.verifier
-            .get_or_init(|| self.password.scram_verifier())
+        self.verifier.get_or_init(|| self.password.scram_verifier())
     }
 }
 
@@ -242,7 +241,11 @@ mod tests {
     fn a_new_password_hashes_once_and_keeps_its_verifier() {
         let p = NewPassword::given(Password::new("Given-pw"));
         let first = p.verifier().expose().to_owned();
-        assert_eq!(p.clone().verifier().expose(), first, "clones share the verifier");
+        assert_eq!(
+            p.clone().verifier().expose(),
+            first,
+            "clones share the verifier"
+        );
         assert!(!p.is_generated());
         let g = NewPassword::given_or_generated(None).unwrap();
         assert!(g.is_generated());
