@@ -352,13 +352,13 @@ per_version!(
         );
         let after = run(sandbox, &AuditOptions::new().fix(true));
         assert_eq!(after.fixed, []);
-        assert_eq!(beyond_baseline(sandbox, &after), [f.clone()]);
+        assert_eq!(beyond_baseline(sandbox, &after), std::slice::from_ref(&f));
         let still: i64 = beta
             .query_one("SELECT count(*) FROM pg_proc WHERE proname = 'format' AND pronamespace = 'public'::regnamespace", &[])
             .unwrap()
             .get(0);
         assert_eq!(still, 1, "--fix dropped nothing");
-        beta.batch_execute(&f.fix_sql()[0].to_owned()).unwrap();
+        beta.batch_execute(f.fix_sql()[0]).unwrap();
         assert_clean(sandbox, &run(sandbox, &AuditOptions::new()), "after the owner's drop");
     }
 );

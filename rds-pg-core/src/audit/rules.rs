@@ -505,9 +505,9 @@ struct Projects {
     allowed: HashMap<u32, BTreeSet<String>>,
     /// Database → its project.
     database_project: HashMap<String, usize>,
-    /// Roles that claim to be of several projects without an inventory (a member of two
-    /// owners), with those projects.
-    ambiguous: Vec<(u32, BTreeSet<usize>)>,
+    /// Roles of several projects without an inventory (a member of two owners, or of one
+    /// owner and granted another's database), with the projects by membership and by grant.
+    ambiguous: Vec<(u32, BTreeSet<usize>, BTreeSet<usize>)>,
     /// Readers without an inventory that may connect to databases of several projects.
     spanning: Vec<(u32, BTreeSet<String>)>,
 }
@@ -581,39 +581,36 @@ fn projects(ctx: &Ctx<'_>, scope: &Scope) -> Projects {
     }
     for role in ctx.login_roles() {
         let oid = role.oid;
-        let home: BTreeSet<usize> = match index.get(&oid) {
-            Some(&i) => BTreeSet::from([i]),
-            None => ctx
-                .reach(oid, &ctx.privileged)
-                .keys()
-                .filter_map(|g| index.get(g).copied())
-                .collect(),
-        };
-        if home.len() > 1 {
-            p.ambiguous.push((oid, home.clone()));
-        }
-        if !home.is_empty() {
-            for &i in &home {
-                p.allowed
-                    .entry(oid)
-                    .or_default()
-                    .extend(p.databases[i].iter().cloned());
-            }
-            p.claims.insert(oid, home);
+        if let Some(&i) = index.get(&oid) {
+            p.claims.insert(oid, BTreeSet::from([i]));
+            p.allowed.insert(oid, p.databases[i].clone());
             continue;
         }
+        let by_membership: BTreeSet<usize> = ctx
+            .reach(oid, &ctx.privileged)
+            .keys()
+            .filter_map(|g| index.get(g).copied())
+            .collect();
         let reached: BTreeSet<String> = explicit_connect(ctx, oid)
             .into_iter()
             .filter(|d| p.database_project.contains_key(d))
             .collect();
-        let of: BTreeSet<usize> = reached.iter().map(|d| p.database_project[d]).collect();
-        match of.len() {
+        let by_grant: BTreeSet<usize> = reached.iter().map(|d| p.database_project[d]).collect();
+        let all: BTreeSet<usize> = by_membership.union(&by_grant).copied().collect();
+        match all.len() {
             0 => {}
-            1 => {
-                p.claims.insert(oid, of);
+            1 if by_membership.is_empty() => {
+                p.claims.insert(oid, all);
                 p.allowed.insert(oid, reached);
             }
-            _ => p.spanning.push((oid, reached)),
+            1 => {
+                let i = *all.first().expect("one");
+                p.claims.insert(oid, all);
+                p.allowed.insert(oid, p.databases[i].clone());
+            }
+            _ if by_membership.is_empty() => p.spanning.push((oid, reached)),
+            // Evidence for several projects: which one is right is the operator's call.
+            _ => p.ambiguous.push((oid, by_membership, by_grant)),
         }
     }
     p
@@ -856,27 +853,37 @@ fn memberships(ctx: &Ctx<'_>, projects: &Projects, scope: &Scope, findings: &mut
             ));
         }
     }
-    for (role, set) in &projects.ambiguous {
-        let names: Vec<String> = set
-            .iter()
-            .map(|i| format!("{:?}", projects.names[*i]))
-            .collect();
+    for (role, by_membership, by_grant) in &projects.ambiguous {
+        let names = |set: &BTreeSet<usize>| -> String {
+            set.iter()
+                .map(|i| format!("{:?}", projects.names[*i]))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut why = vec![format!("a member of the roles of {}", names(by_membership))];
+        if !by_grant.is_empty() {
+            why.push(format!(
+                "granted CONNECT on the databases of {}",
+                names(by_grant)
+            ));
+        }
+        let all: BTreeSet<usize> = by_membership.union(by_grant).copied().collect();
         let mut objects = vec![role_object(ctx, *role)];
         objects.extend(
-            set.iter()
+            all.iter()
                 .map(|i| AuditObject::new(ObjectKind::Project, &projects.names[*i])),
         );
         findings.push(Finding::new(
             Rule::CrossProjectMembership,
             format!(
-                "login role {:?} is a member of the roles of several projects: {}",
+                "login role {:?} belongs to several projects: {}",
                 ctx.name(*role),
-                names.join(", ")
+                why.join(" and ")
             ),
             objects,
             Fix::note(format!(
-                "decide which project {:?} belongs to and revoke the other memberships (REVOKE \
-                 <owner> FROM {})",
+                "decide which project {:?} belongs to, then revoke the other memberships \
+                 (REVOKE <owner> FROM {}) and CONNECT grants",
                 ctx.name(*role),
                 q(&ctx.name(*role))
             )),
@@ -1590,7 +1597,7 @@ fn inventory_rules(ctx: &Ctx<'_>, projects: &Projects, scope: &Scope, findings: 
     for role in ctx.login_roles() {
         if projects.claims.contains_key(&role.oid)
             || projects.spanning.iter().any(|(r, _)| *r == role.oid)
-            || projects.ambiguous.iter().any(|(r, _)| *r == role.oid)
+            || projects.ambiguous.iter().any(|(r, _, _)| *r == role.oid)
         {
             continue;
         }
