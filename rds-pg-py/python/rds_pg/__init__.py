@@ -17,11 +17,22 @@ A fleet's inventory (TOML) is checked against the hosting policies without conne
     for finding in report:  # rule, severity, message, objects (with their lines), fix
         print(finding)
 
+A live instance's isolation is audited as master (`fix=True` revokes what loses no data):
+
+    report = rds.audit(inventory=rds_pg.Inventory.load("fleet.toml"))
+    for finding in report:  # rule, severity, message, objects, fix_sql, fixable
+        print(finding)
+
 Errors are `RdsPgError` subclasses, one per kind, with `sqlstate` when the server gave one.
 """
 
 from ._rds_pg import (
+    AppliedFix,
+    AuditFinding,
+    AuditObject,
+    AuditReport,
     CheckReport,
+    ConnectAccess,
     ConnectionError,
     Credentials,
     DatabaseSpec,
@@ -29,6 +40,7 @@ from ._rds_pg import (
     Extension,
     Finding,
     FindingObject,
+    FixStatement,
     InvalidInput,
     InvalidName,
     Inventory,
@@ -63,7 +75,12 @@ from ._rds_pg import (
 )
 
 __all__ = [
+    "AppliedFix",
+    "AuditFinding",
+    "AuditObject",
+    "AuditReport",
     "CheckReport",
+    "ConnectAccess",
     "ConnectionError",
     "Credentials",
     "DatabaseSpec",
@@ -71,6 +88,7 @@ __all__ = [
     "Extension",
     "Finding",
     "FindingObject",
+    "FixStatement",
     "InvalidInput",
     "InvalidName",
     "Inventory",
