@@ -4,17 +4,30 @@
 use std::io::Write;
 
 use rds_pg_core::audit::{self, AppliedFix, AuditObject, AuditOptions, AuditReport, Finding};
-use rds_pg_core::{ConnectOptions, Error, Inventory, Result};
+use rds_pg_core::{ConnectOptions, Error, Inventory};
 use serde_json::{json, Value};
 
 use crate::cli::AuditArgs;
-use crate::output::{error_json, exit_status, print_error, print_json, EXIT_FAILED};
+use crate::output::{error_json, exit_status, print_error, print_json, EXIT_FAILED, EXIT_USAGE};
 
 const TITLE: &str = "audit";
 
-/// Runs the audit and returns the exit status: 0 clean, 1 findings or failure, 2 bad input.
+/// Runs the audit and returns the exit status: 0 clean, 1 findings or failure, 2 bad input (an
+/// inventory that cannot be read or is invalid included).
 pub fn run(options: &ConnectOptions, args: &AuditArgs) -> u8 {
-    match audit(options, args) {
+    let mut settings = AuditOptions::new().jobs(args.jobs).fix(args.fix);
+    if let Some(path) = &args.inventory {
+        match Inventory::load(path) {
+            Ok(inventory) => {
+                settings = settings.inventory(inventory, args.instance.as_deref());
+            }
+            Err(e) => {
+                failed(&e, args.json);
+                return EXIT_USAGE;
+            }
+        }
+    }
+    match audit::run(options, &settings) {
         Ok(report) => {
             print(&report, args.json);
             if report.is_clean() {
@@ -25,14 +38,6 @@ pub fn run(options: &ConnectOptions, args: &AuditArgs) -> u8 {
         }
         Err(e) => failed(&e, args.json),
     }
-}
-
-fn audit(options: &ConnectOptions, args: &AuditArgs) -> Result<AuditReport> {
-    let mut settings = AuditOptions::new().jobs(args.jobs).fix(args.fix);
-    if let Some(path) = &args.inventory {
-        settings = settings.inventory(Inventory::load(path)?, args.instance.as_deref());
-    }
-    audit::run(options, &settings)
 }
 
 /// Prints an error that stopped the audit and returns its exit status.
