@@ -376,6 +376,7 @@ per_version!(
         beta.batch_execute(
             "CREATE TABLE public.orders (id int);
              GRANT SELECT ON public.orders TO beta_ro WITH GRANT OPTION;
+             ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO beta_ro WITH GRANT OPTION;
              GRANT CREATE ON SCHEMA public TO PUBLIC",
         )
         .unwrap();
@@ -385,13 +386,26 @@ per_version!(
         // ADMIN OPTION on alpha also makes alpha_ro a member of alpha (its own project).
         assert_eq!(
             rules,
-            [Rule::MasterMembership, Rule::AdminOption, Rule::GrantOption, Rule::SchemaCreate],
+            [
+                Rule::MasterMembership,
+                Rule::AdminOption,
+                Rule::GrantOption,
+                Rule::GrantOption,
+                Rule::SchemaCreate
+            ],
             "{}",
             text(&report.findings)
         );
         let extra = beyond_baseline(sandbox, &report);
         assert!(extra.iter().all(|f| f.fix.automatic), "{}", text(&extra));
-        let grant = report.of(Rule::GrantOption).next().unwrap();
+        let grants: Vec<&Finding> = report.of(Rule::GrantOption).collect();
+        let defaults = grants[0];
+        assert_eq!(
+            defaults.fix_sql(),
+            ["ALTER DEFAULT PRIVILEGES FOR ROLE \"beta\" IN SCHEMA \"public\" REVOKE GRANT OPTION FOR SELECT ON TABLES FROM \"beta_ro\" CASCADE"]
+        );
+        assert_eq!(defaults.fix.statements[0].run_as.as_deref(), Some("beta"));
+        let grant = grants[1];
         assert_eq!(
             grant.fix_sql(),
             ["REVOKE GRANT OPTION FOR SELECT ON TABLE public.orders FROM \"beta_ro\" CASCADE"]
@@ -401,7 +415,7 @@ per_version!(
             [role("beta_ro"), AuditObject::in_database(ObjectKind::Object, "table public.orders", "beta")]
         );
         let after = run(sandbox, &AuditOptions::new().fix(true).jobs(2));
-        assert_eq!(after.fixed.len(), 4, "{:#?}", after.fixed);
+        assert_eq!(after.fixed.len(), 5, "{:#?}", after.fixed);
         assert!(after.fixed.iter().all(|f| f.succeeded()), "{:#?}", after.fixed);
         assert_clean(sandbox, &after, "after --fix");
         // The reader still reads, and can no longer pass the privilege on.
@@ -416,6 +430,19 @@ per_version!(
             .unwrap()
             .get(0);
         assert!(!public_reads, "beta_ro passed SELECT on to PUBLIC");
+        // Tables created later are readable, without the grant option.
+        beta.batch_execute("CREATE TABLE public.later (id int)").unwrap();
+        let (reads, passes): (bool, bool) = {
+            let row = reader
+                .query_one(
+                    "SELECT has_table_privilege('public.later', 'SELECT'),
+                            has_table_privilege('public.later', 'SELECT WITH GRANT OPTION')",
+                    &[],
+                )
+                .unwrap();
+            (row.get(0), row.get(1))
+        };
+        assert!(reads && !passes, "reads {reads}, passes on {passes}");
         // Nobody but beta creates in beta's public schema.
         let e = as_role(sandbox, "beta_ro", "beta")
             .batch_execute("CREATE TABLE public.planted (x int)")
@@ -434,6 +461,93 @@ per_version!(
             .unwrap()
             .get(0);
         assert_eq!(left, 0);
+    }
+);
+
+per_version!(
+    fn what_fix_cannot_do_safely_is_listed_with_its_sql(sandbox) {
+        let _p = provision(sandbox);
+        let master = sandbox.master_user().to_owned();
+        // A table a project role left in `postgres` (while an operator had opened its schema),
+        // an operator planted in a project database, and a SECURITY DEFINER function of master's
+        // in one.
+        let mut admin = sandbox.connect_rdsadmin("postgres").unwrap();
+        admin.batch_execute("GRANT CREATE ON SCHEMA public TO alpha").unwrap();
+        as_role(sandbox, "alpha", "postgres")
+            .batch_execute("CREATE TABLE public.loot (x int)")
+            .unwrap();
+        admin.batch_execute("REVOKE CREATE ON SCHEMA public FROM alpha").unwrap();
+        let mut beta = as_role(sandbox, "beta", "beta");
+        beta.batch_execute(
+            "CREATE FUNCTION public.same_int(integer, integer) RETURNS boolean
+                 LANGUAGE sql AS $$ SELECT $1 OPERATOR(pg_catalog.=) $2 $$;
+             CREATE OPERATOR public.= (LEFTARG = integer, RIGHTARG = integer,
+                                       FUNCTION = public.same_int);
+             GRANT CREATE ON SCHEMA public TO CURRENT_USER",
+        )
+        .unwrap();
+        beta.batch_execute(&format!("GRANT CREATE ON SCHEMA public TO \"{master}\""))
+            .unwrap();
+        let mut as_master = ok(
+            login_as_application(&sandbox.master_options().dbname("beta")),
+            "master in beta",
+        );
+        as_master
+            .batch_execute(
+                "CREATE FUNCTION public.helper() RETURNS integer LANGUAGE sql SECURITY DEFINER
+                     AS $$ SELECT 1 $$",
+            )
+            .unwrap();
+        let report = run(sandbox, &AuditOptions::new());
+        let found: Vec<(Rule, Vec<AuditObject>, Vec<String>)> = beyond_baseline(sandbox, &report)
+            .into_iter()
+            .map(|f| {
+                assert!(!f.fix.automatic, "{f}");
+                (f.rule, f.objects.clone(), f.fix_sql().into_iter().map(str::to_owned).collect())
+            })
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    Rule::SystemDatabaseObject,
+                    vec![
+                        AuditObject::in_database(ObjectKind::Object, "table public.loot", "postgres"),
+                        role("alpha"),
+                    ],
+                    vec!["DROP TABLE public.loot".to_owned()],
+                ),
+                (
+                    Rule::ShadowingObject,
+                    vec![
+                        database("beta"),
+                        AuditObject::in_database(ObjectKind::Schema, "public", "beta"),
+                        AuditObject::in_database(ObjectKind::Object, "operator public.=(integer,integer)", "beta"),
+                        role("beta"),
+                    ],
+                    vec!["DROP OPERATOR public.=(integer,integer)".to_owned()],
+                ),
+                (
+                    Rule::SecurityDefiner,
+                    vec![
+                        database("beta"),
+                        AuditObject::in_database(ObjectKind::Object, "function public.helper()", "beta"),
+                        role(&master),
+                    ],
+                    vec!["ALTER ROUTINE public.helper() SECURITY INVOKER".to_owned()],
+                ),
+            ],
+            "{}",
+            text(&report.findings)
+        );
+        let after = run(sandbox, &AuditOptions::new().fix(true));
+        assert_eq!(after.fixed, []);
+        assert_eq!(beyond_baseline(sandbox, &after).len(), 3);
+        // Done by hand, as listed, the audit is clean again.
+        as_master.batch_execute("ALTER ROUTINE public.helper() SECURITY INVOKER").unwrap();
+        beta.batch_execute("DROP OPERATOR public.=(integer,integer)").unwrap();
+        admin.batch_execute("DROP TABLE public.loot").unwrap();
+        assert_clean(sandbox, &run(sandbox, &AuditOptions::new()), "after the manual fixes");
     }
 );
 

@@ -122,8 +122,9 @@ rules! {
     /// A project role holds ADMIN OPTION on a role (it may grant the role, on 16+ to itself).
     AdminOption = "admin-option", Error;
     /// A project role holds a privilege WITH GRANT OPTION on an object it does not own (a
-    /// database, schema, relation, routine, type, language, large object, foreign-data wrapper,
-    /// server, or default privileges).
+    /// database, schema, relation, routine, type, large object, foreign server, or default
+    /// privileges; languages and foreign-data wrappers belong to superusers, whose grants a
+    /// project cannot make).
     GrantOption = "grant-option", Error;
     /// PUBLIC may CONNECT to, or create TEMPORARY objects in, a database other than `postgres`
     /// and the templates.

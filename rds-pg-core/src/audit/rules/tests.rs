@@ -25,6 +25,7 @@ impl World {
                 memberships: Vec::new(),
                 databases: Vec::new(),
                 connect: Vec::new(),
+                dependencies: Vec::new(),
             },
             next: 200,
         };
