@@ -832,7 +832,7 @@ readers = ["shop_ro"]
     assert_eq!(shop.valid_until.as_deref(), Some("2027-06-30"));
     assert_eq!(
         (shop.location.line, shop.location.column),
-        (Some(27), Some(1))
+        (Some(28), Some(1))
     );
     let ro = &project.role_settings[1];
     assert_eq!(ro.role.as_str(), "shop_ro");
