@@ -551,6 +551,51 @@ per_version!(
     }
 );
 
+per_version!(
+    fn fix_leaves_the_membership_of_an_operation_that_is_running(sandbox) {
+        let _p = provision(sandbox);
+        // Another rds-pg operation on alpha is under way: it holds alpha's lock and granted
+        // master its temporary membership.
+        let mut operation = sandbox.connect_master().unwrap();
+        operation
+            .batch_execute(
+                "SELECT pg_advisory_lock(hashtextextended('rds-pg:role:alpha', 0));
+                 GRANT alpha TO CURRENT_USER",
+            )
+            .unwrap();
+        let after = run(sandbox, &AuditOptions::new().fix(true));
+        assert_eq!(after.fixed.len(), 1);
+        let (_, error) = &after.fixed[0].results[0];
+        assert!(
+            error.as_deref().is_some_and(|e| e.contains("holds the lock \"rds-pg:role:alpha\"")),
+            "{error:?}"
+        );
+        exactly(
+            sandbox,
+            &after,
+            Rule::MasterMembership,
+            &[role(sandbox.master_user()), role("alpha")],
+        );
+        // Once the operation is over (here: died, its lock gone with its session), --fix removes
+        // what it left.
+        drop(operation);
+        let mut master = sandbox.connect_master().unwrap();
+        for _ in 0..100 {
+            let held: i64 = master
+                .query_one("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'", &[])
+                .unwrap()
+                .get(0);
+            if held == 0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let after = run(sandbox, &AuditOptions::new().fix(true));
+        assert!(after.fixed[0].succeeded(), "{:#?}", after.fixed);
+        assert_clean(sandbox, &after, "after the operation");
+    }
+);
+
 fn inventory_text(sandbox: &Sandbox, roles: &str) -> String {
     format!(
         r#"

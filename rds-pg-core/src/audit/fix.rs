@@ -12,7 +12,7 @@ use postgres::types::Type;
 use postgres::Client;
 use postgres_protocol::escape::escape_identifier;
 
-use super::{AppliedFix, AuditReport, FixStatement};
+use super::{AppliedFix, AuditReport, FixStatement, Rule};
 use crate::config::ConnectOptions;
 use crate::error::{Error, Result};
 
@@ -28,6 +28,14 @@ struct Job {
     finding: usize,
     index: usize,
     statement: FixStatement,
+    /// The advisory lock an rds-pg operation on the role holds while it runs: a membership of
+    /// master it granted for the operation is revoked only when the lock is free.
+    lock: Option<String>,
+}
+
+/// The key rds-pg's operations lock a role under (the provisioner's `rds-pg:role:NAME`).
+fn role_lock_key(role: &str) -> String {
+    format!("rds-pg:role:{role}")
 }
 
 /// Runs every automatic fix of `report`; returns what ran and how.
@@ -51,10 +59,14 @@ pub(crate) fn apply(
                 .collect(),
         });
         for (index, statement) in finding.fix.statements.iter().enumerate() {
+            let lock = (finding.rule == Rule::MasterMembership)
+                .then(|| finding.objects.get(1).map(|o| role_lock_key(&o.name)))
+                .flatten();
             let job = Job {
                 finding: at,
                 index,
                 statement: statement.clone(),
+                lock,
             };
             match &statement.database {
                 None => cluster_jobs.push(job),
@@ -123,7 +135,12 @@ fn run_jobs(
         }
     };
     for job in list {
-        let error = run_one(&mut client, &job.statement, major).err();
+        let error = match &job.lock {
+            None => run_one(&mut client, &job.statement, major).err(),
+            Some(key) => {
+                with_free_lock(&mut client, key, |c| run_one(c, &job.statement, major)).err()
+            }
+        };
         outcomes
             .lock()
             .expect("not poisoned")
@@ -131,6 +148,35 @@ fn run_jobs(
     }
     let _ = client.close();
     Ok(())
+}
+
+/// Runs `op` while holding the advisory lock `key`, or says an operation holds it (then the
+/// membership is that operation's, not a leftover).
+fn with_free_lock(
+    client: &mut Client,
+    key: &str,
+    op: impl FnOnce(&mut Client) -> std::result::Result<(), String>,
+) -> std::result::Result<(), String> {
+    let describe = |e: postgres::Error| Error::from(e).to_string();
+    let got: bool = client
+        .query_typed_one(
+            "SELECT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtextextended($1::pg_catalog.text, 0::pg_catalog.int8))",
+            &[(&key, Type::TEXT)],
+        )
+        .map_err(describe)?
+        .get(0);
+    if !got {
+        return Err(format!(
+            "an rds-pg operation holds the lock {key:?}: the membership is its own while it runs; \
+             audit again when it is done"
+        ));
+    }
+    let result = op(client);
+    let _ = client.query_typed(
+        "SELECT pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended($1::pg_catalog.text, 0::pg_catalog.int8))",
+        &[(&key, Type::TEXT)],
+    );
+    result
 }
 
 /// Runs one statement, as its `run_as` role when it has one.
