@@ -117,7 +117,8 @@ rules! {
     /// Master is a member of a project role beyond what PostgreSQL gives a role's creator: on
     /// 16+ a membership with INHERIT or SET (the ADMIN-only one is not a finding), on 13–15 any
     /// membership. rds-pg grants them for the length of an operation; one left over means an
-    /// operation died.
+    /// operation died (one that is running shows too; [`AuditOptions::fix`] leaves it while the
+    /// operation holds its lock on the role).
     MasterMembership = "master-membership", Error;
     /// A project role holds ADMIN OPTION on a role (it may grant the role, on 16+ to itself).
     AdminOption = "admin-option", Error;
