@@ -69,6 +69,14 @@ fn bare_connections(options: &ConnectOptions, names: &[String], jobs: usize) {
     });
 }
 
+/// The 1-minute load average, when the system says.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)
 }
@@ -79,6 +87,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .or_else(preferred_version)
         .expect("no PostgreSQL installed: run `make setup`");
+    let load_before = load_average();
     let runs = env_or("RDS_PG_BENCH_RUNS", 5);
     let count = env_or("RDS_PG_BENCH_DATABASES", 200);
     let sandbox = Sandbox::start(SandboxOptions::new().version(version)).expect("sandbox");
@@ -143,7 +152,8 @@ fn main() {
     }
     let body = format!(
         "`cargo bench -p rds-pg-benches --bench audit` on PostgreSQL {} (sandbox, TLS {}), \
-         median of {runs} runs per row, measured {}, 2 cores shared with other work.\n\n\
+         median of {runs} runs per row, measured {}, 2 cores shared with other work (load \
+         average {load_before} when the run started, {} when it ended).\n\n\
          {count} project databases (two per owner; every other one with hstore and a read-only \
          user), provisioned by rds-pg on a secured instance; the audit inspects them and \
          `postgres` and `template1` ({} databases, {} login roles; findings: {}). The audit is \
@@ -151,7 +161,7 @@ fn main() {
          (and that database's own), then one connection and one catalog query per database, \
          `--jobs` at a time, the TLS check, and the rules. The baseline connects as master to \
          the same databases, runs `SELECT 1` and closes, as many at a time (the same TLS and \
-         SCRAM log-in). \"Per database\" is the difference per database and connection slot. \
+         SCRAM log-in). The last column is the difference per database and connection slot. \
          Round-trip time is added by a local proxy that delays every packet by half of it each \
          way.\n\n\
          | round trip | jobs | {n} × connect + SELECT 1 | rds-pg audit | ratio | audit's own work per database |\n\
@@ -163,6 +173,7 @@ fn main() {
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
             .unwrap_or_default(),
+        load_average(),
         names.len(),
         first.login_roles,
         if findings.is_empty() {
