@@ -108,6 +108,41 @@ pub enum Command {
     /// A fleet of clients, instances and projects described in an inventory file.
     #[command(subcommand)]
     Fleet(FleetCommand),
+    /// Audit the isolation of a live instance, as master: privileged or cross-project roles and
+    /// memberships, master's leftover memberships, grant and admin options, PUBLIC's access,
+    /// schemas open to creation, objects that shadow pg_catalog, SECURITY DEFINER functions of
+    /// privileged roles, who may connect where (against the inventory when given), TLS and
+    /// password settings. One connection per database, --jobs at once. Exit status: 0 clean
+    /// (info findings aside), 1 findings or the audit failed, 2 usage error or invalid input.
+    #[command(after_help = "Examples:\n  \
+                            rds-pg audit\n  \
+                            rds-pg audit --inventory fleet.toml --instance acme-prod --json\n  \
+                            rds-pg audit --fix   # revokes what loses no data, then audits again")]
+    Audit(AuditArgs),
+}
+
+/// `rds-pg audit`
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Compare with this inventory (TOML; see examples/inventory.toml): who may connect where,
+    /// which roles and databases belong to no project, the limits it sets for roles.
+    #[arg(long, value_name = "INVENTORY")]
+    pub inventory: Option<PathBuf>,
+    /// The inventory instance this server is [default: the one whose endpoint and port are the
+    /// connection's, or the only one].
+    #[arg(long, value_name = "NAME", requires = "inventory")]
+    pub instance: Option<String>,
+    /// Apply the fixes that lose no data (revokes, leftover memberships), list the others, and
+    /// audit again.
+    #[arg(long)]
+    pub fix: bool,
+    /// How many databases to inspect at once, each over its own connection (1-32).
+    #[arg(long, value_name = "N", default_value_t = rds_pg_core::audit::DEFAULT_JOBS,
+          value_parser = audit_jobs)]
+    pub jobs: usize,
+    /// Print one JSON document on standard output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `rds-pg instance …`
@@ -460,6 +495,14 @@ pub enum FleetCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+fn audit_jobs(s: &str) -> Result<usize, String> {
+    let max = rds_pg_core::audit::MAX_JOBS;
+    match s.parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?} is not a number from 1 to {max}")),
+    }
 }
 
 fn parse_sslmode(s: &str) -> Result<SslMode, String> {

@@ -2,6 +2,7 @@
 //! `rds-pg-core`.
 
 mod archive;
+mod audit;
 mod cli;
 mod fleet;
 mod output;
@@ -84,6 +85,10 @@ fn run(cli: Cli) -> u8 {
         }
         Command::Sandbox(cmd) => sandbox(cmd),
         Command::Fleet(cmd) => fleet::run(cmd),
+        Command::Audit(args) => match connect_options(conn) {
+            Ok(options) => audit::run(&options, &args),
+            Err(e) => audit::failed(&e, args.json),
+        },
     }
 }
 

@@ -19,6 +19,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod audit;
 mod builder;
 pub mod config;
 pub mod connect;
@@ -39,6 +40,7 @@ pub mod secret;
 pub mod spec;
 pub mod tls;
 
+pub use audit::{AuditOptions, AuditReport};
 pub use config::{ConnectOptions, SslMode};
 pub use connect::{connect, ServerVersion};
 pub use credentials::{CredentialSink, Credentials};

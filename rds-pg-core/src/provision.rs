@@ -1129,7 +1129,9 @@ fn template1() -> DatabaseName {
     DatabaseName::new("template1").expect("a valid name")
 }
 
-fn lock_key(kind: &str, name: &str) -> String {
+/// The advisory lock key of an operation on the role or database `name` (`kind`: `role`,
+/// `database`, `instance`), taken in [`LOCK_DATABASE`].
+pub(crate) fn lock_key(kind: &str, name: &str) -> String {
     format!("rds-pg:{kind}:{name}")
 }
 

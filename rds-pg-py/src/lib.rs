@@ -4,6 +4,7 @@
 
 use pyo3::prelude::*;
 
+mod audit;
 mod credentials;
 mod dump;
 mod errors;
@@ -45,5 +46,6 @@ fn _rds_pg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<inventory::FindingObject>()?;
     m.add_class::<inventory::Location>()?;
     m.add_class::<inventory::InventoryProblem>()?;
+    audit::register(m)?;
     Ok(())
 }

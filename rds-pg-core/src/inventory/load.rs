@@ -20,7 +20,7 @@ use toml::Spanned;
 use super::{
     is_region, rds_endpoint_region, Client, Environment, Instance, Inventory, InventoryError,
     Location, Locations, MasterPassword, Policy, Problem, Project, ProjectDatabase,
-    RoleCredentials, BACKUP_RETENTION_DAYS, DEFAULT_PORT, SUPPORTED_MAJORS,
+    RoleCredentials, RoleSettings, BACKUP_RETENTION_DAYS, DEFAULT_PORT, SUPPORTED_MAJORS,
 };
 use crate::credentials::CredentialSink;
 use crate::ident::{DatabaseName, RoleName, MAX_NAME_BYTES};
@@ -72,7 +72,7 @@ struct RawMasterPassword {
 }
 
 /// Keys of `[[project]]` read as entries of their own.
-const PROJECT_NESTED: &[&str] = &["database", "credentials"];
+const PROJECT_NESTED: &[&str] = &["database", "credentials", "roles"];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,6 +93,13 @@ struct RawDatabase {
     owner: Option<Spanned<String>>,
     extensions: Option<Vec<Spanned<String>>>,
     readers: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoleSettings {
+    connection_limit: Option<Spanned<i64>>,
+    valid_until: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -925,6 +932,7 @@ fn read_projects(
         let mut databases = Vec::new();
         let mut databases_ok = true;
         let mut credential_values = None;
+        let mut role_values = None;
         let mut database_given = false;
         for (key, value) in e.nested.iter().cloned() {
             match key.get_ref().as_str() {
@@ -946,6 +954,7 @@ fn read_projects(
                         }
                     }
                 }
+                "roles" => role_values = Some(value),
                 _ => credential_values = Some(value),
             }
         }
@@ -960,6 +969,10 @@ fn read_projects(
             Some(value) => read_credentials(l, &what, value, databases_ok.then_some(&databases)),
             None => Some(Vec::new()),
         };
+        let role_settings = match role_values {
+            Some(value) => read_role_settings(l, &what, value, databases_ok.then_some(&databases)),
+            None => Some(Vec::new()),
+        };
         if let (
             Some(name),
             Some(client),
@@ -968,6 +981,7 @@ fn read_projects(
             Some(instance),
             Some(postgres_major),
             Some(credentials),
+            Some(role_settings),
             true,
         ) = (
             name,
@@ -977,6 +991,7 @@ fn read_projects(
             instance,
             postgres_major,
             credentials,
+            role_settings,
             databases_ok,
         ) {
             projects.push(Project {
@@ -989,6 +1004,7 @@ fn read_projects(
                 secrets,
                 databases,
                 credentials,
+                role_settings,
                 locations: l.locations(&e.span, &e.keys),
             });
         }
@@ -1123,6 +1139,123 @@ fn read_credentials(
         }
     }
     ok.then_some(out)
+}
+
+/// `[project.roles]`: role = { connection_limit = N, valid_until = "DATE" }, for roles of the
+/// project's databases.
+fn read_role_settings(
+    l: &mut Loader<'_>,
+    project: &str,
+    value: Spanned<DeValue<'_>>,
+    databases: Option<&Vec<ProjectDatabase>>,
+) -> Option<Vec<RoleSettings>> {
+    let span = value.span();
+    let DeValue::Table(table) = value.into_inner() else {
+        l.problem(
+            &span,
+            format!(
+                "{project}: `roles` must be a table of role = {{ connection_limit = … }} entries"
+            ),
+        );
+        return None;
+    };
+    let mut entries: Vec<_> = table.into_iter().collect();
+    entries.sort_by_key(|(k, _)| k.span().start);
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (key, value) in entries {
+        let name = Spanned::new(key.span(), key.get_ref().to_string());
+        let what = format!("{project}: roles: {:?}", name.get_ref());
+        let Some(role) = role(l, &format!("{project}: roles"), "role", &name) else {
+            ok = false;
+            continue;
+        };
+        let known = databases.is_none_or(|dbs| {
+            dbs.iter()
+                .any(|d| d.owner == role || d.readers.contains(&role))
+        });
+        if !known {
+            l.problem(
+                &key.span(),
+                format!("{what}: no database of the project is owned or read by it"),
+            );
+            ok = false;
+        }
+        let Some(e) = l.entry::<RawRoleSettings>(&what, value, &[]) else {
+            ok = false;
+            continue;
+        };
+        let mut connection_limit = None;
+        if let Some(limit) = &e.raw.connection_limit {
+            match i32::try_from(*limit.get_ref()) {
+                Ok(n) if n >= 0 => connection_limit = Some(n),
+                _ => {
+                    l.problem(
+                        &limit.span(),
+                        format!(
+                            "{what}: connection_limit = {} is out of range (0 to {})",
+                            limit.get_ref(),
+                            i32::MAX
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        let mut valid_until = None;
+        if let Some(ts) = &e.raw.valid_until {
+            if looks_like_a_date(ts.get_ref()) {
+                valid_until = Some(ts.get_ref().trim().to_owned());
+            } else {
+                l.problem(
+                    &ts.span(),
+                    format!(
+                        "{what}: valid_until = {:?} is not a date (YYYY-MM-DD, optionally \
+                         followed by a time and zone)",
+                        ts.get_ref()
+                    ),
+                );
+                ok = false;
+            }
+        }
+        if known && e.bad.is_empty() {
+            out.push(RoleSettings {
+                role,
+                connection_limit,
+                valid_until,
+                location: l.location(key.span().start),
+            });
+        } else {
+            ok = false;
+        }
+    }
+    ok.then_some(out)
+}
+
+/// `YYYY-MM-DD` with a plausible month and day, then nothing or a space or `T` and more (a time
+/// and zone, which the server reads).
+fn looks_like_a_date(s: &str) -> bool {
+    let s = s.trim();
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| {
+        b.get(r.clone())
+            .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+    };
+    if b.len() < 10
+        || !digits(0..4)
+        || b[4] != b'-'
+        || !digits(5..7)
+        || b[7] != b'-'
+        || !digits(8..10)
+    {
+        return false;
+    }
+    let month: u32 = s[5..7].parse().unwrap_or(0);
+    let day: u32 = s[8..10].parse().unwrap_or(0);
+    (1..=12).contains(&month)
+        && (1..=31).contains(&day)
+        && (b.len() == 10 || matches!(b[10], b' ' | b'T'))
+        && !s.contains('\0')
 }
 
 fn read_sink(

@@ -35,6 +35,9 @@
 //!
 //! [project.credentials]
 //! shop = { env_file = "/etc/shop/db.env" }
+//!
+//! [project.roles]                     # optional: what `rds-pg audit` requires of each role
+//! shop = { connection_limit = 20, valid_until = "2027-06-30" }
 //! ```
 //!
 //! ```no_run
@@ -336,6 +339,8 @@ pub struct Project {
     pub databases: Vec<ProjectDatabase>,
     /// Where each role's credentials are delivered (`[project.credentials]`), in file order.
     pub credentials: Vec<RoleCredentials>,
+    /// What the audit requires of each role (`[project.roles]`), in file order.
+    pub role_settings: Vec<RoleSettings>,
     /// Where each of its keys is.
     pub locations: Locations,
 }
@@ -389,6 +394,24 @@ pub struct RoleCredentials {
     pub role: RoleName,
     /// The sink: `{ env_file = "PATH" }`, `{ pgpass = "PATH" }` or `{ command = [ARGV…] }`.
     pub sink: CredentialSink,
+    /// Where the entry is.
+    pub location: Location,
+}
+
+/// What `rds-pg audit` requires of one project role (`[project.roles]`, e.g.
+/// `shop = { connection_limit = 20, valid_until = "2027-06-30" }`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RoleSettings {
+    /// The role (an owner or reader of one of the project's databases).
+    pub role: RoleName,
+    /// The most connections the role may have at once (`CONNECTION LIMIT`, 0 or more): a role
+    /// without a limit, or with a higher one, is a finding.
+    pub connection_limit: Option<i32>,
+    /// When the role's password must expire at the latest (`VALID UNTIL`, a date such as
+    /// `2027-06-30`, optionally with a time and zone as PostgreSQL reads them): a role whose
+    /// password never expires, or expires later, is a finding.
+    pub valid_until: Option<String>,
     /// Where the entry is.
     pub location: Location,
 }
@@ -496,6 +519,11 @@ impl Project {
             }
         }
         roles
+    }
+
+    /// What the inventory requires of `role`, if it says.
+    pub fn settings_for(&self, role: &RoleName) -> Option<&RoleSettings> {
+        self.role_settings.iter().find(|s| &s.role == role)
     }
 
     /// Where `role`'s credentials go, if the inventory says.

@@ -17,6 +17,12 @@ A fleet's inventory (TOML) is checked against the hosting policies without conne
     for finding in report:  # rule, severity, message, objects (with their lines), fix
         print(finding)
 
+A live instance's isolation is audited as master (`fix=True` revokes what loses no data):
+
+    report = rds.audit(inventory=rds_pg.Inventory.load("fleet.toml"))
+    for finding in report:  # rule, severity, message, objects, fix_sql, fixable
+        print(finding)
+
 Errors are `RdsPgError` subclasses, one per kind, with `sqlstate` when the server gave one.
 """
 
