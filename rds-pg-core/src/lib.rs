@@ -20,6 +20,7 @@
 #![warn(missing_docs)]
 
 mod builder;
+pub mod backup;
 pub mod config;
 pub mod connect;
 mod conninfo;

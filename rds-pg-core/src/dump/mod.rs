@@ -58,6 +58,7 @@ pub use restore::{
 pub use toc::{EntryKind, Toc, TocEntry, TocHeader};
 pub use tools::{ClientProgram, ClientTool, ToolWorkDir};
 pub use verify::{verify_backup, verify_backup_with, TableRowCount, VerifyOptions, VerifyReport};
+pub(crate) use verify::count_rows;
 
 /// The archive format of a dump.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -118,6 +119,10 @@ pub struct DumpOptions {
     /// Where `pg_dump` is; `None` searches `PATH` then `/usr/lib/postgresql/*/bin`. A configured
     /// directory is the only place searched.
     pub tools_dir: Option<PathBuf>,
+    /// A snapshot exported by another session (`pg_export_snapshot()`, whose transaction stays
+    /// open until pg_dump has started): pg_dump dumps exactly what that session sees
+    /// (`--snapshot`). `None`: pg_dump takes its own.
+    pub snapshot: Option<String>,
 }
 
 impl DumpOptions {
@@ -131,6 +136,7 @@ impl DumpOptions {
             jobs: None,
             exclude_schemas: Vec::new(),
             tools_dir: None,
+            snapshot: None,
         }
     }
 
@@ -147,6 +153,8 @@ impl DumpOptions {
         jobs = some u32;
         /// Looks for `pg_dump` in `dir` only.
         tools_dir = some_into PathBuf;
+        /// Dumps the snapshot another session exported (`pg_export_snapshot()`).
+        snapshot = some_into String;
     }
 
     /// Leaves schema `name` out of the dump.
@@ -205,6 +213,9 @@ pub fn dump_command(options: &DumpOptions, tool: &ClientTool, passfile: &Path) -
         .arg(tools::path_arg("file", &options.output));
     if let Some(jobs) = options.jobs.filter(|j| *j > 1) {
         cmd.arg(format!("--jobs={jobs}"));
+    }
+    if let Some(snapshot) = &options.snapshot {
+        cmd.arg(format!("--snapshot={snapshot}"));
     }
     for schema in &options.exclude_schemas {
         // A double-quoted pattern matches the name exactly (no wildcards, case kept).
