@@ -130,6 +130,31 @@ fn decrypt_error(archive: &Path, identities: &Path, e: age::DecryptError) -> Err
     Error::InvalidInput(format!("cannot decrypt {}: {why}", archive.display()))
 }
 
+/// Runs `f` with a path from which `archive`, decrypted with `identities`, can be read from the
+/// beginning each time it is opened (a named pipe: the plaintext is never written to disk), for
+/// example [`crate::dump::restore_with`] on it. The pipe cannot be read in parallel: restore with
+/// one job.
+///
+/// # Errors
+/// [`Error::InvalidInput`] when the identities cannot decrypt the archive (before `f` runs), or
+/// when decryption failed on the way (a damaged archive: the message says so, and what `f` then
+/// reported); otherwise `f`'s error.
+pub fn with_decrypted<T>(
+    archive: &Path,
+    identities: &Identities,
+    f: impl FnOnce(&Path) -> Result<T>,
+) -> Result<T> {
+    let pipe = DecryptingPipe::start(archive, identities)?;
+    let result = f(pipe.path());
+    let damaged = pipe.error();
+    drop(pipe);
+    match (result, damaged) {
+        (Err(e), Some(d)) => Err(Error::InvalidInput(format!("{d}; so: {e}"))),
+        (Ok(_), Some(d)) => Err(Error::InvalidInput(d)),
+        (result, None) => result,
+    }
+}
+
 /// Creates a named pipe `name` in a new private directory (`0700`).
 fn private_fifo(name: &str) -> Result<(tempfile::TempDir, PathBuf)> {
     let mut builder = tempfile::Builder::new();

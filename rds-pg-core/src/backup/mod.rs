@@ -58,7 +58,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::error::{Error, Result};
 
-pub use encrypt::{Identities, Recipient, ENCRYPTED_SUFFIX};
+pub use encrypt::{with_decrypted, Identities, Recipient, ENCRYPTED_SUFFIX};
 pub use manifest::{
     archive_digest, toc_counts, Encryption, Manifest, TableRows, ToolRecord, UploadRecord,
     Verification, VerificationState, MANIFEST_SUFFIX, MANIFEST_VERSION,

@@ -389,8 +389,9 @@ impl Job<'_> {
                     .map(|t| (t.schema.as_str(), t.table.as_str()))
                     .collect();
                 let counts = dump::count_rows(&mut session, &names);
-                drop(session); // ends the snapshot's transaction
-                counts
+                // The session (and its transaction, which keeps the snapshot importable) ends
+                // only once pg_dump has finished.
+                (session, counts)
             })
         };
         let pipe = if encrypted {
@@ -403,7 +404,9 @@ impl Job<'_> {
             None
         };
         let output = pipe.as_ref().map_or(archive_path.clone(), |p| p.path().to_owned());
-        let mut dump_options = DumpOptions::new(connection, output).snapshot(snapshot);
+        let mut dump_options = DumpOptions::new(connection, output)
+            .snapshot(snapshot)
+            .sync(pipe.is_none());
         if let Some(dir) = pg_dump.path.parent() {
             dump_options = dump_options.tools_dir(dir);
         }
@@ -422,12 +425,16 @@ impl Job<'_> {
                 progress: &p,
             });
         });
-        let counts = counting.join().unwrap_or_else(|_| {
-            Err(Error::io(
+        let counts = match counting.join() {
+            Ok((session, counts)) => {
+                drop(session); // ends the snapshot's transaction
+                counts
+            }
+            Err(_) => Err(Error::io(
                 "counting rows",
                 std::io::Error::other("the counting thread panicked"),
-            ))
-        });
+            )),
+        };
         let encrypted_output = pipe.map(|p| p.finish(dumped.is_ok()));
         let discard = |e: Error| {
             let _ = if archive_path.is_dir() {

@@ -123,6 +123,10 @@ pub struct DumpOptions {
     /// open until pg_dump has started): pg_dump dumps exactly what that session sees
     /// (`--snapshot`). `None`: pg_dump takes its own.
     pub snapshot: Option<String>,
+    /// Whether pg_dump waits for the archive to reach the disk (its default); `false` passes
+    /// `--no-sync`, for an output that cannot be synced (a pipe whose reader syncs what it
+    /// writes).
+    pub sync: bool,
 }
 
 impl DumpOptions {
@@ -137,6 +141,7 @@ impl DumpOptions {
             exclude_schemas: Vec::new(),
             tools_dir: None,
             snapshot: None,
+            sync: true,
         }
     }
 
@@ -155,6 +160,8 @@ impl DumpOptions {
         tools_dir = some_into PathBuf;
         /// Dumps the snapshot another session exported (`pg_export_snapshot()`).
         snapshot = some_into String;
+        /// Sets whether pg_dump syncs the archive to disk (`false`: `--no-sync`).
+        sync = bool;
     }
 
     /// Leaves schema `name` out of the dump.
@@ -213,6 +220,9 @@ pub fn dump_command(options: &DumpOptions, tool: &ClientTool, passfile: &Path) -
         .arg(tools::path_arg("file", &options.output));
     if let Some(jobs) = options.jobs.filter(|j| *j > 1) {
         cmd.arg(format!("--jobs={jobs}"));
+    }
+    if !options.sync {
+        cmd.arg("--no-sync");
     }
     if let Some(snapshot) = &options.snapshot {
         cmd.arg(format!("--snapshot={snapshot}"));
