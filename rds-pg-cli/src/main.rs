@@ -2,6 +2,7 @@
 //! `rds-pg-core`.
 
 mod archive;
+mod backup;
 mod cli;
 mod fleet;
 mod output;
@@ -84,6 +85,7 @@ fn run(cli: Cli) -> u8 {
         }
         Command::Sandbox(cmd) => sandbox(cmd),
         Command::Fleet(cmd) => fleet::run(cmd),
+        Command::Backup(cmd) => backup::run(conn, cmd),
     }
 }
 
