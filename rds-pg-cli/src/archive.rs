@@ -198,7 +198,11 @@ pub fn restore(options: ConnectOptions, args: RestoreArgs) -> (Outcome, Result<O
             ));
         }
     };
-    let identities = match args.identity.as_ref().map(rds_pg_core::backup::Identities::from_file) {
+    let identities = match args
+        .identity
+        .as_ref()
+        .map(rds_pg_core::backup::Identities::from_file)
+    {
         Some(Err(e)) => return (base, Err(e)),
         Some(Ok(ids)) => Some(ids),
         None => None,

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use crate::archive::{human_bytes, millis, ProgressLine};
 use crate::cli::{BackupCommand, ConnectionArgs, SelectionArgs};
-use crate::output::{error_json, exit_status, print_error, print_json, EXIT_FAILED};
+use crate::output::{error_json, exit_status, print_error, print_json, EXIT_FAILED, EXIT_USAGE};
 
 /// Runs a backup subcommand and returns its exit status.
 pub fn run(conn: &ConnectionArgs, cmd: BackupCommand) -> u8 {
@@ -32,8 +32,11 @@ pub fn run(conn: &ConnectionArgs, cmd: BackupCommand) -> u8 {
             json,
         } => {
             let title = format!("backup run {}", inventory.display());
+            let loaded = match Inventory::load(&inventory) {
+                Ok(loaded) => loaded,
+                Err(e) => return fail("backup run", &title, json, &e, EXIT_USAGE),
+            };
             let result = (|| {
-                let loaded = Inventory::load(&inventory)?;
                 let mut options = BackupRunOptions::new(crate::connect_options(conn)?)
                     .selection(selection_of(selection))
                     .skip_upload(no_upload);
@@ -57,7 +60,10 @@ pub fn run(conn: &ConnectionArgs, cmd: BackupCommand) -> u8 {
                         "{title}: {}/{}/{}: starting",
                         t.client, t.instance, t.database
                     )),
-                    RunEvent::Dumping { target: t, progress } => line.show(&format!(
+                    RunEvent::Dumping {
+                        target: t,
+                        progress,
+                    } => line.show(&format!(
                         "{title}: {}/{}/{}: table {}/{}, {}",
                         t.client,
                         t.instance,
@@ -114,7 +120,7 @@ pub fn run(conn: &ConnectionArgs, cmd: BackupCommand) -> u8 {
                         EXIT_FAILED
                     }
                 }
-                Err(e) => fail("backup run", &title, json, &e),
+                Err(e) => fail("backup run", &title, json, &e, exit_status(&e)),
             }
         }
         BackupCommand::Verify {
@@ -127,8 +133,11 @@ pub fn run(conn: &ConnectionArgs, cmd: BackupCommand) -> u8 {
             json,
         } => {
             let title = format!("backup verify {}", inventory.display());
+            let loaded = match Inventory::load(&inventory) {
+                Ok(loaded) => loaded,
+                Err(e) => return fail("backup verify", &title, json, &e, EXIT_USAGE),
+            };
             let result = (|| {
-                let loaded = Inventory::load(&inventory)?;
                 let mut options = BackupVerifyOptions::new(crate::connect_options(conn)?)
                     .selection(selection_of(selection));
                 if let Some(dir) = to {
@@ -189,7 +198,7 @@ pub fn run(conn: &ConnectionArgs, cmd: BackupCommand) -> u8 {
                         EXIT_FAILED
                     }
                 }
-                Err(e) => fail("backup verify", &title, json, &e),
+                Err(e) => fail("backup verify", &title, json, &e, exit_status(&e)),
             }
         }
         BackupCommand::Prune {
@@ -205,24 +214,25 @@ pub fn run(conn: &ConnectionArgs, cmd: BackupCommand) -> u8 {
             json,
         } => {
             let title = format!("backup prune {}", target.display());
-            let result = (|| {
-                let (root, mut policy) = root_and_policy(&target, to)?;
-                for (given, slot) in [
-                    (keep_last, &mut policy.keep_last),
-                    (keep_daily, &mut policy.keep_daily),
-                    (keep_weekly, &mut policy.keep_weekly),
-                    (keep_monthly, &mut policy.keep_monthly),
-                    (keep_yearly, &mut policy.keep_yearly),
-                ] {
-                    if let Some(n) = given {
-                        *slot = n;
-                    }
+            let (root, mut policy) = match root_and_policy(&target, to) {
+                Ok(found) => found,
+                Err(e) => return fail("backup prune", &title, json, &e, EXIT_USAGE),
+            };
+            for (given, slot) in [
+                (keep_last, &mut policy.keep_last),
+                (keep_daily, &mut policy.keep_daily),
+                (keep_weekly, &mut policy.keep_weekly),
+                (keep_monthly, &mut policy.keep_monthly),
+                (keep_yearly, &mut policy.keep_yearly),
+            ] {
+                if let Some(n) = given {
+                    *slot = n;
                 }
-                let options = PruneOptions::new(policy)
-                    .dry_run(dry_run)
-                    .selection(selection_of(selection));
-                backup::prune(&root, &options)
-            })();
+            }
+            let options = PruneOptions::new(policy)
+                .dry_run(dry_run)
+                .selection(selection_of(selection));
+            let result = backup::prune(&root, &options);
             match result {
                 Ok(report) => {
                     if json {
@@ -236,7 +246,7 @@ pub fn run(conn: &ConnectionArgs, cmd: BackupCommand) -> u8 {
                         EXIT_FAILED
                     }
                 }
-                Err(e) => fail("backup prune", &title, json, &e),
+                Err(e) => fail("backup prune", &title, json, &e, exit_status(&e)),
             }
         }
         BackupCommand::List {
@@ -246,8 +256,11 @@ pub fn run(conn: &ConnectionArgs, cmd: BackupCommand) -> u8 {
             json,
         } => {
             let title = format!("backup list {}", target.display());
-            let result = root_and_policy(&target, to)
-                .and_then(|(root, _)| backup::list(&root, &selection_of(selection)).map(|l| (root, l)));
+            let root = match root_and_policy(&target, to) {
+                Ok((root, _)) => root,
+                Err(e) => return fail("backup list", &title, json, &e, EXIT_USAGE),
+            };
+            let result = backup::list(&root, &selection_of(selection)).map(|l| (root, l));
             match result {
                 Ok((root, listing)) => {
                     if json {
@@ -263,7 +276,7 @@ pub fn run(conn: &ConnectionArgs, cmd: BackupCommand) -> u8 {
                     }
                     0
                 }
-                Err(e) => fail("backup list", &title, json, &e),
+                Err(e) => fail("backup list", &title, json, &e, exit_status(&e)),
             }
         }
     }
@@ -299,7 +312,7 @@ fn root_and_policy(target: &Path, to: Option<PathBuf>) -> Result<(PathBuf, Reten
     Ok((root, backups.retention))
 }
 
-fn fail(command: &str, title: &str, json: bool, error: &Error) -> u8 {
+fn fail(command: &str, title: &str, json: bool, error: &Error, status: u8) -> u8 {
     if json {
         let mut doc = json!({"command": command, "errors": [error_json(error)]});
         if let Error::Inventory(inv) = error {
@@ -312,7 +325,16 @@ fn fail(command: &str, title: &str, json: bool, error: &Error) -> u8 {
         print_json(&doc);
     }
     print_error(title, error);
-    exit_status(error)
+    status
+}
+
+/// `1 table`, `3 tables`.
+fn count(n: i64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }
 
 fn file_name(path: &Path) -> String {
@@ -330,12 +352,12 @@ fn print_backup_line(done: &DatabaseBackup) {
             let m = &b.archive.manifest;
             let _ = writeln!(
                 err,
-                "{:<9} {what}  {}  {}, {} tables, {} rows, as {:?} in {:.1?}{}",
+                "{:<9} {what}  {}  {}, {}, {}, as {:?} in {:.1?}{}",
                 "written",
                 file_name(&b.archive.path),
                 human_bytes(m.bytes),
-                m.tables.len(),
-                m.rows(),
+                count(m.project_tables().count() as i64, "table"),
+                count(m.rows(), "row"),
                 m.role,
                 b.duration,
                 if m.encryption.is_some() {
@@ -369,15 +391,17 @@ fn print_verify_line(v: &ArchiveVerification) {
         .unwrap_or_default();
     match &v.result {
         Ok(()) => {
-            let rows: i64 = v.tables.iter().filter_map(|t| t.restored).sum();
+            let own = || v.tables.iter().filter(|t| t.extension.is_none());
+            let rows: i64 = own().filter_map(|t| t.restored).sum();
             let scratch = v.cleanup.as_ref().map(|c| c.name.as_str()).unwrap_or("");
             let _ = writeln!(
                 err,
-                "{:<9} {}  {name}  {} tables, {rows} rows as in the dump's snapshot; restored as \
-                 {scratch:?} in {:.1?}",
+                "{:<9} {}  {name}  {}, {} as in the dump's snapshot; restored as {scratch:?} \
+                 in {:.1?}",
                 "verified",
                 v.label,
-                v.tables.len(),
+                count(own().count() as i64, "table"),
+                count(rows, "row"),
                 v.duration
             );
         }
@@ -422,7 +446,10 @@ fn print_prune(title: &str, report: &PruneReport) {
             file_name(&d.archive.path),
             m.verification.state,
             reasons.join(", "),
-            d.error.as_ref().map(|e| format!("  {e}")).unwrap_or_default()
+            d.error
+                .as_ref()
+                .map(|e| format!("  {e}"))
+                .unwrap_or_default()
         );
     }
     for (path, why) in &report.unreadable {
@@ -492,7 +519,7 @@ fn archive_json(a: &Archive) -> Value {
         "server_version": m.server_version,
         "pg_dump_version": m.pg_dump.version,
         "toc": m.toc,
-        "tables": m.tables.len(),
+        "tables": m.project_tables().count(),
         "rows": m.rows(),
         "verification": m.verification.state.as_str(),
         "verified_at": m.verification.at,
@@ -555,6 +582,7 @@ fn verify_json(v: &ArchiveVerification) -> Value {
         "error": error,
         "tables": v.tables.iter().map(|t| json!({
             "schema": t.schema, "table": t.table, "expected": t.expected, "restored": t.restored,
+            "extension": t.extension,
         })).collect::<Vec<_>>(),
         "scratch": v.cleanup.as_ref().map(|c| json!({
             "name": c.name,

@@ -19,8 +19,8 @@
 //! ```
 #![warn(missing_docs)]
 
-mod builder;
 pub mod backup;
+mod builder;
 pub mod config;
 pub mod connect;
 mod conninfo;

@@ -92,7 +92,10 @@ fn inventory_text(sandbox: &Sandbox, root: &Path, projects: &[TestProject], extr
 }
 
 fn load(text: &str) -> Inventory {
-    ok(Inventory::from_str(text, "test.toml"), "the test inventory loads")
+    ok(
+        Inventory::from_str(text, "test.toml"),
+        "the test inventory loads",
+    )
 }
 
 /// Creates the project's role (its credentials delivered to `sink`) and database as master.
@@ -222,7 +225,10 @@ fn mode(path: &Path) -> u32 {
 fn problems(error: &Error) -> Vec<String> {
     match error {
         Error::BackupVerification { problems, .. } => problems.clone(),
-        other => panic!("expected a failed verification, got {:?}: {other}", other.kind()),
+        other => panic!(
+            "expected a failed verification, got {:?}: {other}",
+            other.kind()
+        ),
     }
 }
 
@@ -459,7 +465,7 @@ per_version!(
             assert!(!contains(&stored, plain.as_bytes()), "the encrypted archive shows {plain:?}");
         }
         let m = &archive.manifest;
-        assert_eq!(m.encryption.as_ref().unwrap().recipients, [key.clone()]);
+        assert_eq!(m.encryption.as_ref().unwrap().recipients, vec![key.clone()]);
         assert!(m.toc["TABLE DATA"] >= 2, "{:?}", m.toc);
         assert_eq!(m.tables.iter().find(|t| t.table == "notes").unwrap().rows, Some(5000));
         assert_eq!(backup::archive_digest(&archive.path).unwrap(), (m.sha256.clone(), m.bytes));
@@ -533,7 +539,10 @@ fn age_keygen(path: &Path) -> String {
     let public = identity.to_public().to_string();
     std::fs::write(
         path,
-        format!("# public key: {public}\n{}\n", identity.to_string().expose_secret()),
+        format!(
+            "# public key: {public}\n{}\n",
+            identity.to_string().expose_secret()
+        ),
     )
     .unwrap();
     Recipient::parse(&public).unwrap();

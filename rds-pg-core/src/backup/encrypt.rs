@@ -69,7 +69,12 @@ pub struct Identities {
 
 impl std::fmt::Debug for Identities {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Identities({} from {})", self.keys.len(), self.file.display())
+        write!(
+            f,
+            "Identities({} from {})",
+            self.keys.len(),
+            self.file.display()
+        )
     }
 }
 
@@ -109,8 +114,8 @@ impl Identities {
     }
 
     fn open(&self, path: &Path) -> Result<age::stream::StreamReader<BufReader<File>>> {
-        let file = File::open(path)
-            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        let file =
+            File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
         let decryptor = age::Decryptor::new_buffered(BufReader::with_capacity(256 * 1024, file))
             .map_err(|e| decrypt_error(path, &self.file, e))?;
         decryptor
@@ -283,8 +288,9 @@ impl EncryptingPipe {
             .open(&partial)
             .map_err(|e| Error::io(format!("creating {}", partial.display()), e))?;
         let keys: Vec<age::x25519::Recipient> = recipients.iter().map(|r| r.key.clone()).collect();
-        let encryptor = age::Encryptor::with_recipients(keys.iter().map(|k| k as &dyn age::Recipient))
-            .map_err(|e| Error::InvalidInput(format!("age: {e}")))?;
+        let encryptor =
+            age::Encryptor::with_recipients(keys.iter().map(|k| k as &dyn age::Recipient))
+                .map_err(|e| Error::InvalidInput(format!("age: {e}")))?;
         let mut lister = crate::dump::tools::tool_command(&pg_restore.path);
         lister
             .arg("--list")
@@ -297,8 +303,12 @@ impl EncryptingPipe {
         let stop = Arc::new(AtomicBool::new(false));
         let plain_bytes = Arc::new(AtomicU64::new(0));
         let thread = {
-            let (fifo, stop, plain_bytes, tool) =
-                (fifo.clone(), stop.clone(), plain_bytes.clone(), pg_restore.clone());
+            let (fifo, stop, plain_bytes, tool) = (
+                fifo.clone(),
+                stop.clone(),
+                plain_bytes.clone(),
+                pg_restore.clone(),
+            );
             std::thread::spawn(move || {
                 encrypt_stream(&fifo, file, encryptor, lister, &tool, &stop, &plain_bytes)
             })
@@ -330,9 +340,8 @@ impl EncryptingPipe {
         let result = self.join();
         match result {
             Ok(done) if keep => {
-                std::fs::rename(&self.partial, &self.output).map_err(|e| {
-                    Error::io(format!("renaming to {}", self.output.display()), e)
-                })?;
+                std::fs::rename(&self.partial, &self.output)
+                    .map_err(|e| Error::io(format!("renaming to {}", self.output.display()), e))?;
                 Ok(done)
             }
             other => {
@@ -345,7 +354,9 @@ impl EncryptingPipe {
     fn join(&mut self) -> Result<Encrypted> {
         self.stop.store(true, Ordering::SeqCst);
         let Some(thread) = self.thread.take() else {
-            return Err(Error::InvalidInput("the encryption already finished".into()));
+            return Err(Error::InvalidInput(
+                "the encryption already finished".into(),
+            ));
         };
         wake_reader(&self.fifo, &|| thread.is_finished());
         thread.join().unwrap_or_else(|_| {
@@ -625,26 +636,37 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let identity = age::x25519::Identity::generate();
         let keys = dir.path().join("key.txt");
-        std::fs::write(&keys, format!("# test\n{}\n", identity.to_string().expose_secret()))
-            .unwrap();
+        std::fs::write(
+            &keys,
+            format!("# test\n{}\n", identity.to_string().expose_secret()),
+        )
+        .unwrap();
         let identities = Identities::from_file(&keys).unwrap();
         assert!(!format!("{identities:?}").contains("AGE-SECRET"));
         let plain: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         let archive = dir.path().join("a.dump.age");
         let encryptor =
             age::Encryptor::with_recipients(std::iter::once(&identity.to_public() as _)).unwrap();
-        let mut w = encryptor.wrap_output(File::create(&archive).unwrap()).unwrap();
+        let mut w = encryptor
+            .wrap_output(File::create(&archive).unwrap())
+            .unwrap();
         w.write_all(&plain).unwrap();
         w.finish().unwrap();
 
         let pipe = DecryptingPipe::start(&archive, &identities).unwrap();
         // One reader leaves after a few bytes, the next reads everything, twice in a row.
         let mut head = [0u8; 100];
-        File::open(pipe.path()).unwrap().read_exact(&mut head).unwrap();
+        File::open(pipe.path())
+            .unwrap()
+            .read_exact(&mut head)
+            .unwrap();
         assert_eq!(&head[..], &plain[..100]);
         for _ in 0..2 {
             let mut all = Vec::new();
-            File::open(pipe.path()).unwrap().read_to_end(&mut all).unwrap();
+            File::open(pipe.path())
+                .unwrap()
+                .read_to_end(&mut all)
+                .unwrap();
             assert!(all == plain, "the reader gets the whole archive once");
         }
         assert_eq!(pipe.error(), None);
@@ -654,7 +676,9 @@ mod tests {
         let other = dir.path().join("other.txt");
         std::fs::write(
             &other,
-            age::x25519::Identity::generate().to_string().expose_secret(),
+            age::x25519::Identity::generate()
+                .to_string()
+                .expose_secret(),
         )
         .unwrap();
         let e = Identities::from_file(&other)
@@ -668,9 +692,16 @@ mod tests {
         std::fs::write(&archive, &bytes).unwrap();
         let pipe = DecryptingPipe::start(&archive, &identities).unwrap();
         let mut all = Vec::new();
-        File::open(pipe.path()).unwrap().read_to_end(&mut all).unwrap();
+        File::open(pipe.path())
+            .unwrap()
+            .read_to_end(&mut all)
+            .unwrap();
         assert!(all.len() < plain.len());
-        assert!(pipe.error().unwrap().contains("cannot decrypt"), "{:?}", pipe.error());
+        assert!(
+            pipe.error().unwrap().contains("cannot decrypt"),
+            "{:?}",
+            pipe.error()
+        );
         std::fs::write(&other, "not a key").unwrap();
         assert!(Identities::from_file(&other).is_err());
     }

@@ -100,6 +100,11 @@ pub struct TableRows {
     pub rows: Option<i64>,
     /// `pg_class.reltuples` when the dump started; `None` when the table was never analyzed.
     pub estimated_rows: Option<i64>,
+    /// The extension whose configuration table it is (PostGIS's `spatial_ref_sys`): pg_dump
+    /// dumps only the rows the extension does not provide itself, while `rows` counts the whole
+    /// table, as a restored copy (where the extension is created first) does too.
+    #[serde(default)]
+    pub extension: Option<String>,
 }
 
 /// Whether an archive is known to restore.
@@ -205,9 +210,14 @@ impl Manifest {
         self.toc.values().sum()
     }
 
-    /// Rows counted in the dump's snapshot, over all tables.
+    /// Rows counted in the dump's snapshot, over the tables that are not an extension's.
     pub fn rows(&self) -> i64 {
-        self.tables.iter().filter_map(|t| t.rows).sum()
+        self.project_tables().filter_map(|t| t.rows).sum()
+    }
+
+    /// The tables that are not an extension's configuration tables.
+    pub fn project_tables(&self) -> impl Iterator<Item = &TableRows> {
+        self.tables.iter().filter(|t| t.extension.is_none())
     }
 }
 
@@ -231,8 +241,8 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 /// # Errors
 /// [`Error::Io`] when it cannot be read.
 pub fn archive_digest(path: &Path) -> Result<(String, u64)> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     if !meta.is_dir() {
         return file_digest(path);
     }
@@ -315,6 +325,7 @@ mod tests {
                 table: "places".into(),
                 rows: Some(200),
                 estimated_rows: None,
+                extension: None,
             }],
             verification: Verification::default(),
             upload: None,
@@ -329,7 +340,10 @@ mod tests {
         manifest.write(&path).unwrap();
         assert_eq!(Manifest::read(&path).unwrap(), manifest);
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains("\"started_at\": \"2026-12-01T10:30:00Z\""), "{text}");
+        assert!(
+            text.contains("\"started_at\": \"2026-12-01T10:30:00Z\""),
+            "{text}"
+        );
         assert!(text.contains("\"state\": \"unverified\""), "{text}");
         #[cfg(unix)]
         {
@@ -341,7 +355,10 @@ mod tests {
         let mut newer = serde_json::to_value(&manifest).unwrap();
         newer["manifest_version"] = serde_json::json!(MANIFEST_VERSION + 1);
         std::fs::write(&path, newer.to_string()).unwrap();
-        assert!(Manifest::read(&path).unwrap_err().to_string().contains("version 2"));
+        assert!(Manifest::read(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("version 2"));
         std::fs::write(&path, "{}").unwrap();
         assert_eq!(
             Manifest::read(&path).unwrap_err().kind(),
@@ -365,7 +382,8 @@ mod tests {
         std::fs::create_dir(&archive).unwrap();
         std::fs::write(archive.join("toc.dat"), b"abc").unwrap();
         std::fs::write(archive.join("1.dat.gz"), b"").unwrap();
-        let listing = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855  1.dat.gz\n\
+        let listing =
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855  1.dat.gz\n\
                        ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad  toc.dat\n";
         assert_eq!(
             archive_digest(&archive).unwrap(),

@@ -64,7 +64,9 @@ pub use manifest::{
     Verification, VerificationState, MANIFEST_SUFFIX, MANIFEST_VERSION,
 };
 pub use retention::{KeepReason, RetentionPolicy, Rule};
-pub use run::{run, run_with, BackedUp, BackupRunOptions, BackupRunReport, DatabaseBackup, RunEvent};
+pub use run::{
+    run, run_with, BackedUp, BackupRunOptions, BackupRunReport, DatabaseBackup, RunEvent,
+};
 pub use source::{credential_source, master_options, project_options, CredentialSource};
 pub use time::{CivilTime, UtcTime};
 pub use upload::{UploadCommand, UploadNames, UPLOAD_PLACEHOLDERS};
@@ -180,7 +182,10 @@ impl Archive {
         let manifest = Manifest::read(manifest_path)?;
         let name = Path::new(&manifest.archive);
         let plain = name.components().count() == 1
-            && matches!(name.components().next(), Some(std::path::Component::Normal(_)));
+            && matches!(
+                name.components().next(),
+                Some(std::path::Component::Normal(_))
+            );
         if !plain {
             return Err(Error::InvalidInput(format!(
                 "manifest {} names the archive {:?}, which is not a file next to it",
@@ -263,8 +268,8 @@ pub fn list(root: &Path, selection: &Selection) -> Result<Listing> {
                 let entries = std::fs::read_dir(&database)
                     .map_err(|e| Error::io(format!("listing {}", database.display()), e))?;
                 for entry in entries {
-                    let entry =
-                        entry.map_err(|e| Error::io(format!("listing {}", database.display()), e))?;
+                    let entry = entry
+                        .map_err(|e| Error::io(format!("listing {}", database.display()), e))?;
                     let path = entry.path();
                     let name = entry.file_name().to_string_lossy().into_owned();
                     let Some(stamp) = name.strip_suffix(MANIFEST_SUFFIX) else {

@@ -391,7 +391,10 @@ mod tests {
         );
         assert_eq!(
             reasons("2026-11-29T15:00:00Z"),
-            [KeepReason::Rule(Rule::Daily), KeepReason::Rule(Rule::Weekly)]
+            [
+                KeepReason::Rule(Rule::Daily),
+                KeepReason::Rule(Rule::Weekly)
+            ]
         );
         assert_eq!(
             reasons("2026-10-01T03:00:00Z"),
@@ -427,10 +430,14 @@ mod tests {
     #[test]
     fn groups_are_independent_and_an_empty_policy_keeps_everything() {
         let mut c = candidates(&["2026-12-01T03:00:00Z", "2026-11-30T03:00:00Z"]);
-        c.extend(candidates(&["2026-11-01T03:00:00Z"]).into_iter().map(|mut x| {
-            x.group = "acme/prod/blog".into();
-            x
-        }));
+        c.extend(
+            candidates(&["2026-11-01T03:00:00Z"])
+                .into_iter()
+                .map(|mut x| {
+                    x.group = "acme/prod/blog".into();
+                    x
+                }),
+        );
         let policy = RetentionPolicy {
             keep_last: 1,
             ..Default::default()

@@ -14,9 +14,7 @@ use super::upload::{UploadCommand, UploadNames};
 use super::{create_private_dirs, database_dir, path_component, Archive, Selection};
 use crate::config::ConnectOptions;
 use crate::connect::ServerVersion;
-use crate::dump::{
-    self, tools, ClientProgram, ClientTool, DumpFormat, DumpOptions, Progress, Toc,
-};
+use crate::dump::{self, tools, ClientProgram, ClientTool, DumpFormat, DumpOptions, Progress, Toc};
 use crate::error::{Error, Result};
 use crate::inventory::{Instance, Inventory, Project};
 
@@ -197,13 +195,17 @@ pub fn run_with(
 ) -> Result<BackupRunReport> {
     let started = Instant::now();
     let policy = &inventory.policy.backups;
-    let root = options.root.clone().or_else(|| policy.dir.clone()).ok_or_else(|| {
-        Error::InvalidInput(
-            "no backup directory: give one (--to DIR) or set backup_dir in the inventory's \
+    let root = options
+        .root
+        .clone()
+        .or_else(|| policy.dir.clone())
+        .ok_or_else(|| {
+            Error::InvalidInput(
+                "no backup directory: give one (--to DIR) or set backup_dir in the inventory's \
              [policy]"
-                .into(),
-        )
-    })?;
+                    .into(),
+            )
+        })?;
     if options.jobs == Some(0) {
         return Err(Error::InvalidInput("jobs must be at least 1".into()));
     }
@@ -320,6 +322,7 @@ struct SnapshotTable {
     schema: String,
     table: String,
     estimate: Option<i64>,
+    extension: Option<String>,
 }
 
 impl Job<'_> {
@@ -335,25 +338,50 @@ impl Job<'_> {
             &source,
         )?
         .application_name("rds-pg backup");
-        let dir = database_dir(self.root, &target.client, &target.instance, &target.database);
-        create_private_dirs(&dir)?;
-        let started_at = UtcTime::now();
-        let stamp = started_at.compact();
-        let encrypted = !self.recipients.is_empty();
-        let archive_name = format!(
-            "{stamp}.dump{}",
-            if encrypted { ENCRYPTED_SUFFIX } else { "" }
+        let dir = database_dir(
+            self.root,
+            &target.client,
+            &target.instance,
+            &target.database,
         );
-        let archive_path = dir.join(&archive_name);
-        let manifest_path = dir.join(format!("{stamp}{MANIFEST_SUFFIX}"));
-        for path in [&archive_path, &manifest_path] {
-            if std::fs::symlink_metadata(path).is_ok() {
-                return Err(Error::InvalidInput(format!(
-                    "{} exists already (a backup started in the same second?)",
-                    path.display()
-                )));
+        create_private_dirs(&dir)?;
+        let encrypted = !self.recipients.is_empty();
+        // Names are the start time to the second: a backup that starts in the same second as
+        // the previous one of the database waits for the next second.
+        let (started_at, archive_name, archive_path, manifest_path) = {
+            let mut attempts = 0;
+            loop {
+                let started_at = UtcTime::now();
+                let stamp = started_at.compact();
+                let archive_name = format!(
+                    "{stamp}.dump{}",
+                    if encrypted { ENCRYPTED_SUFFIX } else { "" }
+                );
+                let archive_path = dir.join(&archive_name);
+                let manifest_path = dir.join(format!("{stamp}{MANIFEST_SUFFIX}"));
+                let taken = [&archive_path, &manifest_path]
+                    .iter()
+                    .any(|p| std::fs::symlink_metadata(p).is_ok())
+                    || std::fs::read_dir(&dir).is_ok_and(|entries| {
+                        entries.flatten().any(|e| {
+                            e.file_name()
+                                .to_string_lossy()
+                                .starts_with(&format!("{stamp}."))
+                        })
+                    });
+                if !taken {
+                    break (started_at, archive_name, archive_path, manifest_path);
+                }
+                attempts += 1;
+                if attempts > 3 {
+                    return Err(Error::InvalidInput(format!(
+                        "{} holds archives of {stamp} already",
+                        dir.display()
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(1000 - (now_millis() % 1000)));
             }
-        }
+        };
 
         // The snapshot: pg_dump dumps it, this session counts the rows in it.
         let mut session = crate::connect::connect(&connection)?;
@@ -403,7 +431,9 @@ impl Job<'_> {
         } else {
             None
         };
-        let output = pipe.as_ref().map_or(archive_path.clone(), |p| p.path().to_owned());
+        let output = pipe
+            .as_ref()
+            .map_or(archive_path.clone(), |p| p.path().to_owned());
         let mut dump_options = DumpOptions::new(connection, output)
             .snapshot(snapshot)
             .sync(pipe.is_none());
@@ -482,6 +512,7 @@ impl Job<'_> {
                     table: table.to_owned(),
                     rows: found.and_then(|(_, n)| *n),
                     estimated_rows: found.and_then(|(t, _)| t.estimate),
+                    extension: found.and_then(|(t, _)| t.extension.clone()),
                 }
             })
             .collect();
@@ -493,7 +524,12 @@ impl Job<'_> {
             database: target.database.clone(),
             role: target.role.clone(),
             archive: archive_name,
-            format: if self.directory { "directory" } else { "custom" }.into(),
+            format: if self.directory {
+                "directory"
+            } else {
+                "custom"
+            }
+            .into(),
             encryption: encrypted.then(|| Encryption {
                 scheme: "age".into(),
                 recipients: self.recipients.iter().map(|r| r.to_string()).collect(),
@@ -527,6 +563,14 @@ impl Job<'_> {
     }
 }
 
+/// Milliseconds since 1970, for waiting until the next second.
+fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// The pg_restore that reads what `pg_dump` writes: the one next to it when it has the same
 /// major version, else the one the search finds for the server.
 fn restore_tool(
@@ -534,7 +578,9 @@ fn restore_tool(
     server: ServerVersion,
     tools_dir: Option<&Path>,
 ) -> Result<ClientTool> {
-    let beside = pg_dump.path.with_file_name(ClientProgram::PgRestore.file_name());
+    let beside = pg_dump
+        .path
+        .with_file_name(ClientProgram::PgRestore.file_name());
     match tools::probe(ClientProgram::PgRestore, &beside) {
         Ok(tool) if tool.major == pg_dump.major => Ok(tool),
         _ => tools::find(ClientProgram::PgRestore, server, tools_dir),
@@ -548,7 +594,9 @@ fn snapshot_tables(session: &mut postgres::Client) -> Result<Vec<SnapshotTable>>
     let rows = session.query(
         "SELECT n.nspname::pg_catalog.text, c.relname::pg_catalog.text,
                 CASE WHEN c.reltuples OPERATOR(pg_catalog.<) 0 THEN NULL
-                     ELSE c.reltuples::pg_catalog.int8 END
+                     ELSE c.reltuples::pg_catalog.int8 END,
+                (SELECT e.extname::pg_catalog.text FROM pg_catalog.pg_extension e
+                  WHERE c.oid OPERATOR(pg_catalog.=) ANY(e.extconfig) LIMIT 1)
            FROM pg_catalog.pg_class c
            JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
           WHERE c.relkind OPERATOR(pg_catalog.=) 'r'
@@ -571,6 +619,7 @@ fn snapshot_tables(session: &mut postgres::Client) -> Result<Vec<SnapshotTable>>
             schema: r.get(0),
             table: r.get(1),
             estimate: r.get(2),
+            extension: r.get(3),
         })
         .collect())
 }

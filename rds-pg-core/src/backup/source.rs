@@ -51,10 +51,8 @@ impl std::fmt::Display for CredentialSource {
 /// [`Error::MissingCredentials`] when the inventory names no sink for the role, or only a command
 /// sink without `read_command` (it cannot be read back).
 pub fn credential_source(project: &Project, role: &str) -> Result<CredentialSource> {
-    let entry: Option<&RoleCredentials> = project
-        .credentials
-        .iter()
-        .find(|c| c.role.as_str() == role);
+    let entry: Option<&RoleCredentials> =
+        project.credentials.iter().find(|c| c.role.as_str() == role);
     let Some(entry) = entry else {
         return Err(Error::MissingCredentials {
             role: role.to_owned(),
@@ -99,9 +97,7 @@ pub fn project_options(
     database: &str,
     source: &CredentialSource,
 ) -> Result<ConnectOptions> {
-    let options = server_options(base, instance)
-        .user(role)
-        .dbname(database);
+    let options = server_options(base, instance).user(role).dbname(database);
     let missing = |reason: String| Error::MissingCredentials {
         role: role.to_owned(),
         expected: source.to_string(),
@@ -141,9 +137,10 @@ pub fn project_options(
             let vars = parse_env_file(&text).map_err(missing)?;
             let from_file = ConnectOptions::new().with_env_from(|k| vars.get(k).cloned())?;
             let from_url = match vars.get("DATABASE_URL") {
-                Some(url) => Some(url.parse::<ConnectOptions>().map_err(|e| {
-                    missing(format!("its DATABASE_URL cannot be read: {e}"))
-                })?),
+                Some(url) => Some(
+                    url.parse::<ConnectOptions>()
+                        .map_err(|e| missing(format!("its DATABASE_URL cannot be read: {e}")))?,
+                ),
                 None => None,
             };
             let (user, password) = match (&from_url, from_file.get_password()) {
@@ -152,7 +149,11 @@ pub fn project_options(
                     url.get_user(),
                     url.get_password().cloned().expect("checked"),
                 ),
-                _ => return Err(missing("it holds no PGPASSWORD or DATABASE_URL password".into())),
+                _ => {
+                    return Err(missing(
+                        "it holds no PGPASSWORD or DATABASE_URL password".into(),
+                    ))
+                }
             };
             if user != role {
                 return Err(missing(format!(
@@ -275,7 +276,9 @@ fn run_read_command(argv: &[OsString]) -> Result<Password> {
     String::from_utf8(out.to_vec())
         .map(Password::new)
         .map_err(|_| {
-            Error::InvalidInput(format!("credential read command {tool:?} printed no UTF-8 text"))
+            Error::InvalidInput(format!(
+                "credential read command {tool:?} printed no UTF-8 text"
+            ))
         })
 }
 
@@ -375,7 +378,14 @@ mod tests {
 
     #[test]
     fn env_files_written_by_rds_pg_read_back_exactly() {
-        for password in ["plain", "it's", "dq\"uote", "$HOME `id` \\x", "ünï 🔑", "a'b\\c$d"] {
+        for password in [
+            "plain",
+            "it's",
+            "dq\"uote",
+            "$HOME `id` \\x",
+            "ünï 🔑",
+            "a'b\\c$d",
+        ] {
             let c = Credentials::new("db.example.com", 6543, "shop", "shop", password).unwrap();
             let text = c.env_file().unwrap();
             let vars = parse_env_file(text.expose()).unwrap();

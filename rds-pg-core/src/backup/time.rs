@@ -172,7 +172,8 @@ impl UtcTime {
     /// # Errors
     /// [`Error::InvalidInput`] for anything else.
     pub fn parse_compact(text: &str) -> Result<UtcTime> {
-        let bad = || Error::InvalidInput(format!("{text:?} is not a UTC time like 20261201T103000Z"));
+        let bad =
+            || Error::InvalidInput(format!("{text:?} is not a UTC time like 20261201T103000Z"));
         let b = text.as_bytes();
         if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
             return Err(bad());
@@ -230,7 +231,11 @@ impl FromStr for UtcTime {
         if b.len() == 16 {
             return UtcTime::parse_compact(text);
         }
-        let bad = || Error::InvalidInput(format!("{text:?} is not a UTC time like 2026-12-01T10:30:00Z"));
+        let bad = || {
+            Error::InvalidInput(format!(
+                "{text:?} is not a UTC time like 2026-12-01T10:30:00Z"
+            ))
+        };
         if b.len() != 20
             || b[4] != b'-'
             || b[7] != b'-'

@@ -192,14 +192,20 @@ mod tests {
             ("AWS_PROFILE", "backup"),
             ("PGPASSWORD", "master-secret"),
             ("PGPASSFILE", "/root/.pgpass"),
-            ("DATABASE_URL", "postgresql://master:master-secret@db/postgres"),
+            (
+                "DATABASE_URL",
+                "postgresql://master:master-secret@db/postgres",
+            ),
             ("RDS_PG_SANDBOX_DIR", "/tmp/x"),
         ]
         .into_iter()
         .map(|(k, v)| (k.into(), v.into()))
         .collect();
         let cmd = upload.command_with_env(&names(), env);
-        let args: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let args: Vec<_> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         assert_eq!(
             args,
             [
@@ -241,9 +247,12 @@ mod tests {
             std::fs::read(target.join("20261201T103000Z.dump")).unwrap(),
             body
         );
-        let failing =
-            UploadCommand::new(["sh", "-c", "cat >/dev/null; echo 'bucket not found' >&2; exit 3"])
-                .unwrap();
+        let failing = UploadCommand::new([
+            "sh",
+            "-c",
+            "cat >/dev/null; echo 'bucket not found' >&2; exit 3",
+        ])
+        .unwrap();
         let e = failing.upload(&file, &names()).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::Tool);
         assert!(e.to_string().contains("bucket not found"), "{e}");

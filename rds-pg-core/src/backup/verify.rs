@@ -83,6 +83,8 @@ pub struct TableCheck {
     pub expected: Option<i64>,
     /// Rows in the restored copy (`None`: the table is missing there).
     pub restored: Option<i64>,
+    /// The extension whose configuration table it is, if it is one.
+    pub extension: Option<String>,
 }
 
 impl TableCheck {
@@ -213,7 +215,10 @@ pub fn verify_with(
         for project in &inventory.projects {
             for database in &project.databases {
                 let db = database.name.as_str();
-                if !options.selection.matches(&project.instance, &project.name, db) {
+                if !options
+                    .selection
+                    .matches(&project.instance, &project.name, db)
+                {
                     continue;
                 }
                 let newest = listing
@@ -221,7 +226,9 @@ pub fn verify_with(
                     .iter()
                     .filter(|a| {
                         let m = &a.manifest;
-                        m.client == project.client && m.instance == project.instance && m.database == db
+                        m.client == project.client
+                            && m.instance == project.instance
+                            && m.database == db
                     })
                     .max_by_key(|a| a.manifest.started_at);
                 let label = format!("{}/{}/{db}", project.client, project.instance);
@@ -230,7 +237,10 @@ pub fn verify_with(
                     None => Err((
                         label,
                         Error::NotFound {
-                            message: format!("no archive of database {db:?} under {}", root.display()),
+                            message: format!(
+                                "no archive of database {db:?} under {}",
+                                root.display()
+                            ),
                             source: None,
                         },
                     )),
@@ -279,7 +289,12 @@ pub fn verify_with(
     Ok(BackupVerifyReport { archives })
 }
 
-fn failed(label: String, archive: Option<Archive>, e: Error, started: Instant) -> ArchiveVerification {
+fn failed(
+    label: String,
+    archive: Option<Archive>,
+    e: Error,
+    started: Instant,
+) -> ArchiveVerification {
     ArchiveVerification {
         label,
         archive,
@@ -470,7 +485,12 @@ pub fn verify_archive(
         }),
         duration_ms: Some(started.elapsed().as_millis().try_into().unwrap_or(u64::MAX)),
         tables_checked: v.tables.len(),
-        rows_restored: v.tables.iter().filter_map(|t| t.restored).sum(),
+        rows_restored: v
+            .tables
+            .iter()
+            .filter(|t| t.extension.is_none())
+            .filter_map(|t| t.restored)
+            .sum(),
         problems: problems.clone(),
     };
     let mut recorded = archive.clone();
@@ -563,6 +583,7 @@ fn restore_as_throwaway(
             table: t.table.clone(),
             expected: t.rows,
             restored,
+            extension: t.extension.clone(),
         })
         .collect();
     for t in tables.iter().filter(|t| !t.matches()) {
@@ -570,9 +591,9 @@ fn restore_as_throwaway(
         problems.push(match (t.expected, t.restored) {
             (_, None) => format!("table {name} is missing from the restored copy"),
             (None, Some(n)) => format!("table {name}: {n} rows restored, none recorded"),
-            (Some(want), Some(have)) => format!(
-                "table {name}: {have} rows restored, {want} in the dump's snapshot"
-            ),
+            (Some(want), Some(have)) => {
+                format!("table {name}: {have} rows restored, {want} in the dump's snapshot")
+            }
         });
     }
     Ok((Some(report), tables, problems))

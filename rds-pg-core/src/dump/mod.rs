@@ -57,8 +57,8 @@ pub use restore::{
 };
 pub use toc::{EntryKind, Toc, TocEntry, TocHeader};
 pub use tools::{ClientProgram, ClientTool, ToolWorkDir};
-pub use verify::{verify_backup, verify_backup_with, TableRowCount, VerifyOptions, VerifyReport};
 pub(crate) use verify::count_rows;
+pub use verify::{verify_backup, verify_backup_with, TableRowCount, VerifyOptions, VerifyReport};
 
 /// The archive format of a dump.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

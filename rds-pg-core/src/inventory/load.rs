@@ -487,18 +487,41 @@ fn read_policy(l: &mut Loader<'_>, value: Spanned<DeValue<'_>>) -> Policy {
         b.dir = path(l, "[policy]", "backup_dir", dir);
     }
     for (key, value, slot) in [
-        ("backup_keep_last", &e.raw.backup_keep_last, &mut b.retention.keep_last),
-        ("backup_keep_daily", &e.raw.backup_keep_daily, &mut b.retention.keep_daily),
-        ("backup_keep_weekly", &e.raw.backup_keep_weekly, &mut b.retention.keep_weekly),
-        ("backup_keep_monthly", &e.raw.backup_keep_monthly, &mut b.retention.keep_monthly),
-        ("backup_keep_yearly", &e.raw.backup_keep_yearly, &mut b.retention.keep_yearly),
+        (
+            "backup_keep_last",
+            &e.raw.backup_keep_last,
+            &mut b.retention.keep_last,
+        ),
+        (
+            "backup_keep_daily",
+            &e.raw.backup_keep_daily,
+            &mut b.retention.keep_daily,
+        ),
+        (
+            "backup_keep_weekly",
+            &e.raw.backup_keep_weekly,
+            &mut b.retention.keep_weekly,
+        ),
+        (
+            "backup_keep_monthly",
+            &e.raw.backup_keep_monthly,
+            &mut b.retention.keep_monthly,
+        ),
+        (
+            "backup_keep_yearly",
+            &e.raw.backup_keep_yearly,
+            &mut b.retention.keep_yearly,
+        ),
     ] {
         if let Some(v) = value {
             match u32::try_from(*v.get_ref()) {
                 Ok(n) => *slot = n,
                 Err(_) => l.problem(
                     &v.span(),
-                    format!("[policy]: {key} = {} must be a count, 0 or more", v.get_ref()),
+                    format!(
+                        "[policy]: {key} = {} must be a count, 0 or more",
+                        v.get_ref()
+                    ),
                 ),
             }
         }
