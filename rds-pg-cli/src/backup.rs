@@ -28,6 +28,7 @@ pub fn run(conn: &ConnectionArgs, cmd: BackupCommand) -> u8 {
             encrypt_to,
             no_encrypt,
             no_upload,
+            no_count,
             tools_dir,
             json,
         } => {
@@ -39,7 +40,8 @@ pub fn run(conn: &ConnectionArgs, cmd: BackupCommand) -> u8 {
             let result = (|| {
                 let mut options = BackupRunOptions::new(crate::connect_options(conn)?)
                     .selection(selection_of(selection))
-                    .skip_upload(no_upload);
+                    .skip_upload(no_upload)
+                    .count_rows(!no_count);
                 if let Some(dir) = to {
                     options = options.root(dir);
                 }
@@ -408,7 +410,7 @@ fn print_verify_line(v: &ArchiveVerification) {
         Err(Error::BackupVerification { problems, .. }) => {
             let _ = writeln!(err, "{:<9} {}  {name}", "failed", v.label);
             for p in problems {
-                let _ = writeln!(err, "{:<9}   {p}", "");
+                let _ = writeln!(err, "{:<9}   {}", "", p.replace('\n', "\n              "));
             }
         }
         Err(e) => {
@@ -439,8 +441,7 @@ fn print_prune(title: &str, report: &PruneReport) {
             (false, false, false) => "failed",
         };
         let reasons: Vec<String> = d.reasons.iter().map(|r| r.to_string()).collect();
-        let _ = writeln!(
-            err,
+        let line = format!(
             "{mark:<9} {}  {}  {:<10}  {}{}",
             d.archive.group(),
             file_name(&d.archive.path),
@@ -451,6 +452,7 @@ fn print_prune(title: &str, report: &PruneReport) {
                 .map(|e| format!("  {e}"))
                 .unwrap_or_default()
         );
+        let _ = writeln!(err, "{}", line.trim_end());
     }
     for (path, why) in &report.unreadable {
         let _ = writeln!(err, "{:<9} {}  {why}", "skipped", path.display());
@@ -479,8 +481,7 @@ fn print_list(title: &str, listing: &Listing) {
     let mut err = std::io::stderr().lock();
     for a in &listing.archives {
         let m = &a.manifest;
-        let _ = writeln!(
-            err,
+        let line = format!(
             "{}  {}  {:>9}  {:<10}  {}{}",
             a.group(),
             file_name(&a.path),
@@ -493,6 +494,7 @@ fn print_list(title: &str, listing: &Listing) {
                 ""
             }
         );
+        let _ = writeln!(err, "{}", line.trim_end());
     }
     for (path, why) in &listing.unreadable {
         let _ = writeln!(err, "unreadable {}  {why}", path.display());

@@ -517,6 +517,11 @@ pub enum BackupCommand {
         /// Do not upload, whatever the inventory's backup_upload says.
         #[arg(long)]
         no_upload: bool,
+        /// Do not count every table's rows in the dump's snapshot (a scan of each table beside
+        /// pg_dump's): the manifest keeps the planner's estimates, and verify then checks that
+        /// each table restores, not its row count.
+        #[arg(long)]
+        no_count: bool,
         /// The directory of the pg_dump and pg_restore to use [default: searched for].
         #[arg(long, value_name = "DIR")]
         tools_dir: Option<PathBuf>,
