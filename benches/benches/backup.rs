@@ -208,7 +208,15 @@ fn main() {
          | | time | ratio | of which pg_dump |\n|---|---|---|---|\n\
          | raw pg_dump | {r} | 1.00× | {r} |\n\
          | `backup run` (rows counted in the snapshot) | {b} | {ratio:.2}× | {d} |\n\
-         | `backup run --no-count` | {q} | {quick_ratio:.2}× | {qd} |\n",
+         | `backup run --no-count` | {q} | {quick_ratio:.2}× | {qd} |\n\n\
+         What `backup run` adds is a fixed cost per database, not a rate: two more connections \
+         (the snapshot session, and the one the dump opens for the server version), the \
+         `--version` probes of pg_dump and pg_restore, `pg_restore --list`, the SHA-256 and the \
+         manifest written and synced — about 100 ms here. Counting every table's rows beside \
+         pg_dump leaves pg_dump's own time within a few per cent of the raw run. At this size \
+         (an archive made in under a second) that is above the 1.05× target; by the same \
+         arithmetic (not measured here) a database whose dump takes two seconds or more would \
+         be within it.\n",
         server = sandbox.version(),
         accounts = u64::from(scale) * 100_000,
         mib = bytes as f64 / (1024.0 * 1024.0),
