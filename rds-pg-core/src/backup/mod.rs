@@ -32,8 +32,8 @@
 //! let run = backup::run(&inventory, &BackupRunOptions::new(tls.clone()).root("/srv/backups"))?;
 //! for db in &run.databases {
 //!     match &db.result {
-//!         Ok(done) => println!("{}: {}", db.database, done.archive.path.display()),
-//!         Err(e) => eprintln!("{}: {e}", db.database),
+//!         Ok(done) => println!("{}: {}", db.target.database, done.archive.path.display()),
+//!         Err(e) => eprintln!("{}: {e}", db.target.database),
 //!     }
 //! }
 //! let verified = backup::verify(&inventory, &BackupVerifyOptions::new(tls).root("/srv/backups"))?;
