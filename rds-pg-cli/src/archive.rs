@@ -13,20 +13,20 @@ use crate::cli::{DumpArgs, DumpFormat, RestoreArgs};
 use crate::output::{Line, Outcome, Printer};
 
 /// A one-line progress display on standard error, shown only when it is a terminal.
-struct ProgressLine {
+pub(crate) struct ProgressLine {
     shown: bool,
     enabled: bool,
 }
 
 impl ProgressLine {
-    fn new(json: bool) -> Self {
+    pub(crate) fn new(json: bool) -> Self {
         ProgressLine {
             shown: false,
             enabled: !json && std::io::stderr().is_terminal(),
         }
     }
 
-    fn show(&mut self, text: &str) {
+    pub(crate) fn show(&mut self, text: &str) {
         if !self.enabled {
             return;
         }
@@ -37,7 +37,7 @@ impl ProgressLine {
         self.shown = true;
     }
 
-    fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         if self.shown {
             let mut err = std::io::stderr().lock();
             let _ = write!(err, "\r\x1b[K");
@@ -48,7 +48,7 @@ impl ProgressLine {
 }
 
 /// `12.3 MiB`.
-fn human_bytes(bytes: u64) -> String {
+pub(crate) fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
     let mut unit = 0;
@@ -63,7 +63,7 @@ fn human_bytes(bytes: u64) -> String {
     }
 }
 
-fn millis(d: Duration) -> u64 {
+pub(crate) fn millis(d: Duration) -> u64 {
     d.as_millis().try_into().unwrap_or(u64::MAX)
 }
 
@@ -198,8 +198,18 @@ pub fn restore(options: ConnectOptions, args: RestoreArgs) -> (Outcome, Result<O
             ));
         }
     };
+    let identities = match args
+        .identity
+        .as_ref()
+        .map(rds_pg_core::backup::Identities::from_file)
+    {
+        Some(Err(e)) => return (base, Err(e)),
+        Some(Ok(ids)) => Some(ids),
+        None => None,
+    };
+    let identities = identities.as_ref();
     if args.change.dry_run {
-        let result = plan_restore(&restore_options).map(|plan| {
+        let result = decrypting(&restore_options, identities, plan_restore).map(|plan| {
             left_out(&mut outcome, &plan.skipped);
             outcome.lines.push(Line::new(
                 "would run",
@@ -258,11 +268,18 @@ pub fn restore(options: ConnectOptions, args: RestoreArgs) -> (Outcome, Result<O
             p.done, p.total, p.message
         ))
     };
-    let result = match &master {
-        Some(master) => Provisioner::connect(master)
-            .and_then(|mut m| restore_with(&restore_options, Some(&mut m), &mut show)),
-        None => restore_with(&restore_options, None, &mut show),
-    };
+    let result = decrypting(&restore_options, identities, |o| match &master {
+        Some(master) => {
+            Provisioner::connect(master).and_then(|mut m| restore_with(o, Some(&mut m), &mut show))
+        }
+        None => restore_with(o, None, &mut show),
+    })
+    .map(|mut report| {
+        // Read through the decrypting pipe: name the archive itself.
+        report.archive = restore_options.archive.clone();
+        report.bytes = dump::archive_size(&report.archive).unwrap_or(report.bytes);
+        report
+    });
     line.clear();
     if let Err(Error::MissingExtensions { extensions, .. }) = &result {
         let named: Vec<String> = extensions
@@ -333,6 +350,23 @@ pub fn restore(options: ConnectOptions, args: RestoreArgs) -> (Outcome, Result<O
         outcome
     });
     (base, result)
+}
+
+/// Runs `f` on `options`, or, with identities, on the same options reading the archive through a
+/// pipe that decrypts it as pg_restore reads (never to disk).
+fn decrypting<T>(
+    options: &RestoreOptions,
+    identities: Option<&rds_pg_core::backup::Identities>,
+    f: impl FnOnce(&RestoreOptions) -> Result<T>,
+) -> Result<T> {
+    match identities {
+        Some(ids) => rds_pg_core::backup::with_decrypted(&options.archive, ids, |pipe| {
+            let mut through = options.clone();
+            through.archive = pipe.to_owned();
+            f(&through)
+        }),
+        None => f(options),
+    }
 }
 
 /// Prints the outcome of a dump or restore; returns the exit status.

@@ -3,6 +3,7 @@
 
 mod archive;
 mod audit;
+mod backup;
 mod cli;
 mod fleet;
 mod output;
@@ -89,6 +90,7 @@ fn run(cli: Cli) -> u8 {
             Ok(options) => audit::run(&options, &args),
             Err(e) => audit::failed(&e, args.json),
         },
+        Command::Backup(cmd) => backup::run(conn, cmd),
     }
 }
 

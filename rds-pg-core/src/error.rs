@@ -279,6 +279,28 @@ pub enum Error {
     /// nothing cleaned up (feature `fault-injection` only ever produces it).
     #[error("abandoned at a fault-injection point")]
     Abandoned,
+    /// A role's credentials are not where the inventory says they were delivered, or cannot be
+    /// read back from there (a backup reads them to log in as the project's role). Its kind is
+    /// [`ErrorKind::NotFound`].
+    #[error("no credentials for role {role:?} in the {expected}: {reason}")]
+    MissingCredentials {
+        /// The role.
+        role: String,
+        /// Where they were expected (`password file "/etc/shop/pgpass"`).
+        expected: String,
+        /// What is wrong there, and how to fix it.
+        reason: String,
+    },
+    /// A backup archive failed verification: it changed since it was written, it does not
+    /// restore, or the restored copy differs from what its manifest records. Its kind is
+    /// [`ErrorKind::InvalidInput`] (the archive is bad input).
+    #[error("backup {archive} failed verification: {}", problems.join("; "))]
+    BackupVerification {
+        /// The archive.
+        archive: String,
+        /// Every check that failed.
+        problems: Vec<String>,
+    },
     /// A file-system or process error.
     #[error("{context}: {source}")]
     Io {
@@ -349,6 +371,8 @@ impl Error {
             Error::NotDelivered { source, .. } => source.kind(),
             Error::Uncommitted { .. } => ErrorKind::Server,
             Error::Abandoned => ErrorKind::Io,
+            Error::MissingCredentials { .. } => ErrorKind::NotFound,
+            Error::BackupVerification { .. } => ErrorKind::InvalidInput,
             Error::Io { .. } => ErrorKind::Io,
         }
     }

@@ -20,6 +20,7 @@
 #![warn(missing_docs)]
 
 pub mod audit;
+pub mod backup;
 mod builder;
 pub mod config;
 pub mod connect;

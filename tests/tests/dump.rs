@@ -1610,6 +1610,14 @@ per_version!(
         let alice = project_user(sandbox, &mut master, "alice");
         create_database(&mut master, "shop", "alice", &[Extension::Hstore, Extension::Citext]);
         fill_source(&alice, "shop", false, 30_000);
+        // A row whose CHECK sleeps: restoring it takes 1.5 s whatever the machine's speed, so
+        // the restoring program is surely still running when case 3 kills it.
+        login(&alice, "shop")
+            .batch_execute(
+                "CREATE TABLE slow (n int CHECK ((pg_catalog.pg_sleep(1.5))::text = ''));
+                 INSERT INTO slow VALUES (1);",
+            )
+            .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let archive = dir.path().join("shop.dump");
         ok(dump(&DumpOptions::new(alice.for_database("shop"), &archive)), "dump");

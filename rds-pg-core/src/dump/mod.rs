@@ -61,6 +61,7 @@ pub use restore::{
 };
 pub use toc::{EntryKind, Toc, TocEntry, TocHeader};
 pub use tools::{ClientProgram, ClientTool, ToolWorkDir};
+pub(crate) use verify::count_rows;
 pub use verify::{verify_backup, verify_backup_with, TableRowCount, VerifyOptions, VerifyReport};
 
 /// The archive format of a dump.
@@ -123,6 +124,14 @@ pub struct DumpOptions {
     /// `/usr/lib/postgresql/*/bin` ([`tools::search_dirs`]). A configured directory is the only
     /// place searched.
     pub tools_dir: Option<PathBuf>,
+    /// A snapshot exported by another session (`pg_export_snapshot()`, whose transaction stays
+    /// open until pg_dump has started): pg_dump dumps exactly what that session sees
+    /// (`--snapshot`). `None`: pg_dump takes its own.
+    pub snapshot: Option<String>,
+    /// Whether pg_dump waits for the archive to reach the disk (its default); `false` passes
+    /// `--no-sync`, for an output that cannot be synced (a pipe whose reader syncs what it
+    /// writes).
+    pub sync: bool,
 }
 
 impl DumpOptions {
@@ -136,6 +145,8 @@ impl DumpOptions {
             jobs: None,
             exclude_schemas: Vec::new(),
             tools_dir: None,
+            snapshot: None,
+            sync: true,
         }
     }
 
@@ -152,6 +163,10 @@ impl DumpOptions {
         jobs = some u32;
         /// Looks for `pg_dump` in `dir` only.
         tools_dir = some_into PathBuf;
+        /// Dumps the snapshot another session exported (`pg_export_snapshot()`).
+        snapshot = some_into String;
+        /// Sets whether pg_dump syncs the archive to disk (`false`: `--no-sync`).
+        sync = bool;
     }
 
     /// Leaves schema `name` out of the dump.
@@ -210,6 +225,12 @@ pub fn dump_command(options: &DumpOptions, tool: &ClientTool, passfile: &Path) -
         .arg(tools::path_arg("file", &options.output));
     if let Some(jobs) = options.jobs.filter(|j| *j > 1) {
         cmd.arg(format!("--jobs={jobs}"));
+    }
+    if !options.sync {
+        cmd.arg("--no-sync");
+    }
+    if let Some(snapshot) = &options.snapshot {
+        cmd.arg(format!("--snapshot={snapshot}"));
     }
     for schema in &options.exclude_schemas {
         // A double-quoted pattern matches the name exactly (no wildcards, case kept).

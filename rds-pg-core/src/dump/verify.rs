@@ -267,7 +267,7 @@ fn installed_extensions(client: &mut Client) -> Result<Vec<Extension>> {
 
 /// Row counts of `tables` over `client` (the project user's connection, never master's: reading
 /// a table can run the project's code), `None` for a table that does not exist there.
-fn count_rows(client: &mut Client, tables: &[(&str, &str)]) -> Result<Vec<Option<i64>>> {
+pub(crate) fn count_rows(client: &mut Client, tables: &[(&str, &str)]) -> Result<Vec<Option<i64>>> {
     let mut counts = Vec::with_capacity(tables.len());
     for (schema, table) in tables {
         let exists = client

@@ -37,6 +37,14 @@ type Span = Range<usize>;
 #[serde(deny_unknown_fields)]
 struct RawPolicy {
     backup_retention_days: Option<Spanned<i64>>,
+    backup_dir: Option<Spanned<String>>,
+    backup_keep_last: Option<Spanned<i64>>,
+    backup_keep_daily: Option<Spanned<i64>>,
+    backup_keep_weekly: Option<Spanned<i64>>,
+    backup_keep_monthly: Option<Spanned<i64>>,
+    backup_keep_yearly: Option<Spanned<i64>>,
+    backup_encrypt_to: Option<Vec<Spanned<String>>>,
+    backup_upload: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -45,6 +53,7 @@ struct RawClient {
     name: Option<Spanned<String>>,
     account_id: Option<Spanned<String>>,
     secrets: Option<Spanned<String>>,
+    backup_encrypt_to: Option<Vec<Spanned<String>>>,
 }
 
 /// Keys of `[[instance]]` read as entries of their own.
@@ -108,6 +117,7 @@ struct RawSink {
     env_file: Option<Spanned<String>>,
     pgpass: Option<Spanned<String>>,
     command: Option<Spanned<Vec<Spanned<String>>>>,
+    read_command: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// One entry read by serde, with what the conversion needs to report problems.
@@ -479,7 +489,69 @@ fn read_policy(l: &mut Loader<'_>, value: Spanned<DeValue<'_>>) -> Policy {
             ),
         }
     }
+    let b = &mut policy.backups;
+    if let Some(dir) = &e.raw.backup_dir {
+        b.dir = path(l, "[policy]", "backup_dir", dir);
+    }
+    for (key, value, slot) in [
+        (
+            "backup_keep_last",
+            &e.raw.backup_keep_last,
+            &mut b.retention.keep_last,
+        ),
+        (
+            "backup_keep_daily",
+            &e.raw.backup_keep_daily,
+            &mut b.retention.keep_daily,
+        ),
+        (
+            "backup_keep_weekly",
+            &e.raw.backup_keep_weekly,
+            &mut b.retention.keep_weekly,
+        ),
+        (
+            "backup_keep_monthly",
+            &e.raw.backup_keep_monthly,
+            &mut b.retention.keep_monthly,
+        ),
+        (
+            "backup_keep_yearly",
+            &e.raw.backup_keep_yearly,
+            &mut b.retention.keep_yearly,
+        ),
+    ] {
+        if let Some(v) = value {
+            match u32::try_from(*v.get_ref()) {
+                Ok(n) => *slot = n,
+                Err(_) => l.problem(
+                    &v.span(),
+                    format!(
+                        "[policy]: {key} = {} must be a count, 0 or more",
+                        v.get_ref()
+                    ),
+                ),
+            }
+        }
+    }
+    if let Some(recipients) = &e.raw.backup_encrypt_to {
+        b.encrypt_to = recipients_of(l, "[policy]", recipients);
+    }
+    if let Some(command) = &e.raw.backup_upload {
+        b.upload = argv(l, "[policy]: backup_upload", command);
+    }
     policy
+}
+
+/// Age recipients (`age1…`), each checked.
+fn recipients_of(l: &mut Loader<'_>, what: &str, values: &[Spanned<String>]) -> Vec<String> {
+    let mut out = Vec::new();
+    for value in values {
+        match crate::backup::Recipient::parse(value.get_ref()) {
+            Ok(_) => out.push(value.get_ref().clone()),
+            Err(e) => l.problem(&value.span(), format!("{what}: backup_encrypt_to: {e}")),
+        }
+    }
+    out
 }
 
 /// Checks an entry's `name`, and that no earlier entry of the kind has it.
@@ -642,11 +714,18 @@ fn read_clients(
             }
         });
         let secrets = optional_text(l, &what, "secrets", e.raw.secrets.as_ref());
+        let backup_encrypt_to = e
+            .raw
+            .backup_encrypt_to
+            .as_ref()
+            .map(|r| recipients_of(l, &what, r))
+            .unwrap_or_default();
         if let (Some(name), Some(account_id)) = (name, account_id) {
             clients.push(Client {
                 name,
                 account_id,
                 secrets,
+                backup_encrypt_to,
                 locations: l.locations(&e.span, &e.keys),
             });
         }
@@ -1130,9 +1209,10 @@ fn read_credentials(
             ok = false;
         }
         match read_sink(l, &what, value) {
-            Some(sink) if known => out.push(RoleCredentials {
+            Some((sink, read_command)) if known => out.push(RoleCredentials {
                 role,
                 sink,
+                read_command,
                 location: l.location(key.span().start),
             }),
             _ => ok = false,
@@ -1258,13 +1338,16 @@ fn looks_like_a_date(s: &str) -> bool {
         && !s.contains('\0')
 }
 
-fn read_sink(
-    l: &mut Loader<'_>,
-    what: &str,
-    value: Spanned<DeValue<'_>>,
-) -> Option<CredentialSink> {
+/// A sink, and the command that reads its credentials back (`read_command`), if given.
+type SinkAndReader = (CredentialSink, Option<Vec<OsString>>);
+
+fn read_sink(l: &mut Loader<'_>, what: &str, value: Spanned<DeValue<'_>>) -> Option<SinkAndReader> {
     let e = l.entry::<RawSink>(what, value, &[])?;
     let r = &e.raw;
+    let read_command = match &r.read_command {
+        Some(command) => Some(argv(l, &format!("{what}: read_command"), command)?),
+        None => None,
+    };
     let kind = one_of(
         l,
         what,
@@ -1278,9 +1361,10 @@ fn read_sink(
             ("command", r.command.is_some() || e.bad.contains("command")),
         ],
     )?;
-    match kind {
+    let sink = match kind {
         "env_file" => path(l, what, "env_file", r.env_file.as_ref()?).map(CredentialSink::EnvFile),
         "pgpass" => path(l, what, "pgpass", r.pgpass.as_ref()?).map(CredentialSink::Pgpass),
         _ => argv(l, what, r.command.as_ref()?).map(CredentialSink::Command),
-    }
+    }?;
+    Some((sink, read_command))
 }

@@ -258,6 +258,8 @@ pub struct Policy {
     pub backup_retention_days: u32,
     /// Where `backup_retention_days` is set, if it is.
     pub location: Option<Location>,
+    /// How rds-pg's own logical backups are kept (`backup_*` keys; see [`crate::backup`]).
+    pub backups: crate::backup::BackupPolicy,
 }
 
 impl Default for Policy {
@@ -265,6 +267,7 @@ impl Default for Policy {
         Policy {
             backup_retention_days: DEFAULT_BACKUP_RETENTION_DAYS,
             location: None,
+            backups: crate::backup::BackupPolicy::default(),
         }
     }
 }
@@ -281,6 +284,9 @@ pub struct Client {
     /// Where the client's shared secrets (its instances' master credentials) are kept, as the
     /// team names it: a vault path, a password-manager folder. Free-form.
     pub secrets: Option<String>,
+    /// The age recipients its backups are encrypted to (`backup_encrypt_to`), instead of the
+    /// policy's; empty: the policy's.
+    pub backup_encrypt_to: Vec<String>,
     /// Where each of its keys is.
     pub locations: Locations,
 }
@@ -394,6 +400,11 @@ pub struct RoleCredentials {
     pub role: RoleName,
     /// The sink: `{ env_file = "PATH" }`, `{ pgpass = "PATH" }` or `{ command = [ARGV…] }`.
     pub sink: CredentialSink,
+    /// A program (and arguments, run without a shell) that prints the credentials the sink
+    /// holds (`read_command = [ARGV…]`), for `backup run`: a command sink cannot be read back
+    /// otherwise. It prints the JSON document the sink received, a `postgresql://` URI, or the
+    /// password alone on one line.
+    pub read_command: Option<Vec<OsString>>,
     /// Where the entry is.
     pub location: Location,
 }

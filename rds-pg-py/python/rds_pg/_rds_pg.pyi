@@ -12,10 +12,17 @@ __all__ = [
     "AuditFinding",
     "AuditObject",
     "AuditReport",
+    "ArchiveVerification",
+    "BackupArchive",
+    "BackupRunReport",
+    "BackupTable",
+    "BackupTableCheck",
+    "BackupVerifyReport",
     "CheckReport",
     "ConnectAccess",
     "ConnectionError",
     "Credentials",
+    "DatabaseBackup",
     "DatabaseSpec",
     "DumpReport",
     "Extension",
@@ -33,6 +40,8 @@ __all__ = [
     "Plan",
     "PolicyViolation",
     "Provisioner",
+    "PruneDecision",
+    "PruneReport",
     "RdsPgError",
     "ReadOnlyGrant",
     "Report",
@@ -49,6 +58,10 @@ __all__ = [
     "UserSpec",
     "VerifyReport",
     "__version__",
+    "backup_list",
+    "backup_prune",
+    "backup_run",
+    "backup_verify",
     "connect",
     "dump",
     "restore",
@@ -734,3 +747,261 @@ class AuditReport:
     def instance(self) -> Optional[str]: ...
     def __len__(self) -> int: ...
     def __iter__(self) -> Iterator[AuditFinding]: ...
+
+# ------------------------------------------------------------------------------------- backups
+
+_Target = Union["Inventory", _Path]
+
+@final
+class BackupTable:
+    """A table of an archive: rows in the dump's snapshot and the planner's estimate."""
+
+    @property
+    def schema(self) -> str: ...
+    @property
+    def table(self) -> str: ...
+    @property
+    def rows(self) -> Optional[int]: ...
+    @property
+    def estimated_rows(self) -> Optional[int]: ...
+    @property
+    def extension(self) -> Optional[str]: ...
+
+@final
+class BackupArchive:
+    """An archive and what its manifest says."""
+
+    @property
+    def client(self) -> str: ...
+    @property
+    def instance(self) -> str: ...
+    @property
+    def project(self) -> str: ...
+    @property
+    def database(self) -> str: ...
+    @property
+    def role(self) -> str: ...
+    @property
+    def path(self) -> Path: ...
+    @property
+    def manifest_path(self) -> Path: ...
+    @property
+    def format(self) -> str: ...
+    @property
+    def encrypted(self) -> bool: ...
+    @property
+    def recipients(self) -> list[str]: ...
+    @property
+    def bytes(self) -> int: ...
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def started_at(self) -> str: ...
+    @property
+    def finished_at(self) -> str: ...
+    @property
+    def server_version(self) -> str: ...
+    @property
+    def pg_dump_version(self) -> str: ...
+    @property
+    def toc(self) -> dict[str, int]: ...
+    @property
+    def extensions(self) -> list[str]: ...
+    @property
+    def tables(self) -> list[BackupTable]: ...
+    @property
+    def rows(self) -> int: ...
+    @property
+    def verification(self) -> str: ...
+    @property
+    def verified_at(self) -> Optional[str]: ...
+    @property
+    def problems(self) -> list[str]: ...
+    @property
+    def uploaded(self) -> Optional[bool]: ...
+
+@final
+class DatabaseBackup:
+    """One database's backup: its archive, or the error that stopped it."""
+
+    @property
+    def client(self) -> str: ...
+    @property
+    def instance(self) -> str: ...
+    @property
+    def project(self) -> str: ...
+    @property
+    def database(self) -> str: ...
+    @property
+    def role(self) -> str: ...
+    @property
+    def archive(self) -> Optional[BackupArchive]: ...
+    @property
+    def error(self) -> Optional[RdsPgError]: ...
+    @property
+    def uploaded(self) -> Optional[bool]: ...
+    @property
+    def upload_error(self) -> Optional[RdsPgError]: ...
+    @property
+    def succeeded(self) -> bool: ...
+    @property
+    def duration(self) -> Optional[float]: ...
+
+@final
+class BackupRunReport:
+    """What backup_run did."""
+
+    @property
+    def root(self) -> Path: ...
+    @property
+    def databases(self) -> list[DatabaseBackup]: ...
+    @property
+    def succeeded(self) -> bool: ...
+    @property
+    def duration(self) -> float: ...
+    def __iter__(self) -> Iterator[DatabaseBackup]: ...
+    def __len__(self) -> int: ...
+
+@final
+class BackupTableCheck:
+    """A table's rows as recorded and as restored."""
+
+    @property
+    def schema(self) -> str: ...
+    @property
+    def table(self) -> str: ...
+    @property
+    def expected(self) -> Optional[int]: ...
+    @property
+    def restored(self) -> Optional[int]: ...
+    @property
+    def matches(self) -> bool: ...
+
+@final
+class ArchiveVerification:
+    """One archive's verification."""
+
+    @property
+    def label(self) -> str: ...
+    @property
+    def archive(self) -> Optional[BackupArchive]: ...
+    @property
+    def verified(self) -> bool: ...
+    @property
+    def succeeded(self) -> bool: ...
+    @property
+    def recorded(self) -> bool: ...
+    @property
+    def problems(self) -> list[str]: ...
+    @property
+    def error(self) -> Optional[RdsPgError]: ...
+    @property
+    def tables(self) -> list[BackupTableCheck]: ...
+    @property
+    def scratch(self) -> Optional[str]: ...
+    @property
+    def scratch_dropped(self) -> Optional[bool]: ...
+    @property
+    def duration(self) -> float: ...
+
+@final
+class BackupVerifyReport:
+    """What backup_verify did."""
+
+    @property
+    def archives(self) -> list[ArchiveVerification]: ...
+    @property
+    def succeeded(self) -> bool: ...
+    def __iter__(self) -> Iterator[ArchiveVerification]: ...
+    def __len__(self) -> int: ...
+
+@final
+class PruneDecision:
+    """The decision about one archive."""
+
+    @property
+    def archive(self) -> BackupArchive: ...
+    @property
+    def keep(self) -> bool: ...
+    @property
+    def reasons(self) -> list[str]: ...
+    @property
+    def removed(self) -> bool: ...
+    @property
+    def error(self) -> Optional[RdsPgError]: ...
+
+@final
+class PruneReport:
+    """What backup_prune decided and did."""
+
+    @property
+    def root(self) -> Path: ...
+    @property
+    def policy(self) -> str: ...
+    @property
+    def dry_run(self) -> bool: ...
+    @property
+    def decisions(self) -> list[PruneDecision]: ...
+    @property
+    def succeeded(self) -> bool: ...
+    @property
+    def removals(self) -> list[PruneDecision]: ...
+    def __iter__(self) -> Iterator[PruneDecision]: ...
+    def __len__(self) -> int: ...
+
+def backup_run(
+    inventory: _Target,
+    to: Optional[_Path] = None,
+    *,
+    instance: Optional[str] = None,
+    project: Optional[str] = None,
+    database: Optional[str] = None,
+    jobs: Optional[int] = None,
+    encrypt_to: Optional[Sequence[str]] = None,
+    upload: bool = True,
+    tools_dir: Optional[_Path] = None,
+    sslmode: Optional[str] = None,
+    sslrootcert: Optional[_Path] = None,
+) -> BackupRunReport:
+    """Back up the inventory's databases as their owners."""
+
+def backup_verify(
+    inventory: _Target,
+    to: Optional[_Path] = None,
+    *,
+    archive: Optional[_Path] = None,
+    identity: Optional[_Path] = None,
+    instance: Optional[str] = None,
+    project: Optional[str] = None,
+    database: Optional[str] = None,
+    tools_dir: Optional[_Path] = None,
+    sslmode: Optional[str] = None,
+    sslrootcert: Optional[_Path] = None,
+) -> BackupVerifyReport:
+    """Verify the newest archive of each database as a throw-away role."""
+
+def backup_prune(
+    target: _Target,
+    to: Optional[_Path] = None,
+    *,
+    keep_last: Optional[int] = None,
+    keep_daily: Optional[int] = None,
+    keep_weekly: Optional[int] = None,
+    keep_monthly: Optional[int] = None,
+    keep_yearly: Optional[int] = None,
+    dry_run: bool = False,
+    instance: Optional[str] = None,
+    project: Optional[str] = None,
+    database: Optional[str] = None,
+) -> PruneReport:
+    """Remove what the retention policy does not keep, never the newest verified archive."""
+
+def backup_list(
+    target: _Target,
+    to: Optional[_Path] = None,
+    *,
+    instance: Optional[str] = None,
+    project: Optional[str] = None,
+    database: Optional[str] = None,
+) -> list[BackupArchive]:
+    """The archives under the backup directory."""
