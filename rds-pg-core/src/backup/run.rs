@@ -415,7 +415,6 @@ impl Job<'_> {
             server,
             self.options.tools_dir.as_deref(),
         )?;
-        let pg_restore = restore_tool(&pg_dump, server, self.options.tools_dir.as_deref())?;
 
         let count_rows = self.options.count_rows;
         let counting = {
@@ -434,14 +433,24 @@ impl Job<'_> {
                 (session, counts)
             })
         };
-        let pipe = if encrypted {
-            Some(EncryptingPipe::start(
-                &archive_path,
-                self.recipients,
-                &pg_restore,
+        // pg_restore lists an encrypted archive's table of contents as it streams by; a plain
+        // archive's is read from the file once written.
+        let pg_restore = if encrypted {
+            Some(restore_tool(
+                &pg_dump,
+                server,
+                self.options.tools_dir.as_deref(),
             )?)
         } else {
             None
+        };
+        let pipe = match &pg_restore {
+            Some(pg_restore) => Some(EncryptingPipe::start(
+                &archive_path,
+                self.recipients,
+                pg_restore,
+            )?),
+            None => None,
         };
         let output = pipe
             .as_ref()
@@ -457,16 +466,22 @@ impl Job<'_> {
                 .format(DumpFormat::Directory)
                 .jobs(self.options.jobs.unwrap_or(1));
         }
-        let dumped = dump::dump_with(&dump_options, &mut |p: &Progress| {
-            let mut p = p.clone();
-            if let Some(pipe) = &pipe {
-                p.bytes = Some(pipe.plain_bytes());
-            }
-            events(&RunEvent::Dumping {
-                target,
-                progress: &p,
-            });
-        });
+        let dumped = dump::dump_prepared(
+            &dump_options,
+            server,
+            tables.len(),
+            pg_dump,
+            &mut |p: &Progress| {
+                let mut p = p.clone();
+                if let Some(pipe) = &pipe {
+                    p.bytes = Some(pipe.plain_bytes());
+                }
+                events(&RunEvent::Dumping {
+                    target,
+                    progress: &p,
+                });
+            },
+        );
         let counts = match counting.join() {
             Ok((session, counts)) => {
                 drop(session); // ends the snapshot's transaction
@@ -496,6 +511,7 @@ impl Job<'_> {
 
         let (toc, sha256, bytes) = match encrypted_output {
             Some(e) => {
+                let pg_restore = pg_restore.as_ref().expect("an encrypted archive's lister");
                 let toc = Toc::parse(&e.listing).map_err(|err| {
                     discard(Error::Tool {
                         tool: format!("{} --list", pg_restore.path.display()),
@@ -506,7 +522,7 @@ impl Job<'_> {
                 (toc, e.sha256, e.bytes)
             }
             None => {
-                let toc = dump::read_toc(&pg_restore, &archive_path).map_err(discard)?;
+                let toc = Toc::read_archive(&archive_path).map_err(discard)?;
                 let (sha, bytes) = archive_digest(&archive_path).map_err(discard)?;
                 (toc, sha, bytes)
             }

@@ -267,6 +267,20 @@ pub fn dump_with(options: &DumpOptions, progress: &mut dyn FnMut(&Progress)) -> 
     options.validate()?;
     let (server, total) = server_version_and_tables(options)?;
     let tool = tools::find(ClientProgram::PgDump, server, options.tools_dir.as_deref())?;
+    dump_prepared(options, server, total, tool, progress)
+}
+
+/// [`dump_with`] for a caller that already knows the server's version, the number of tables
+/// whose data pg_dump dumps and the pg_dump to run (a backup, whose snapshot session has read
+/// them): no connection of its own before pg_dump's.
+pub(crate) fn dump_prepared(
+    options: &DumpOptions,
+    server: ServerVersion,
+    total: usize,
+    tool: ClientTool,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<DumpReport> {
+    options.validate()?;
     let work = ToolWorkDir::create(&options.connection)?;
     let output = PrivateOutput::prepare(&options.output, options.format)?;
     let mut cmd = dump_command(options, &tool, work.passfile());

@@ -94,6 +94,44 @@ pub fn parse_version_output(output: &str) -> Option<(String, u32)> {
 /// [`Error::Io`] when the program cannot run, [`Error::Tool`] when its output is not a
 /// PostgreSQL version line.
 pub fn probe(program: ClientProgram, path: &Path) -> Result<ClientTool> {
+    // A process asks for the same programs again and again (a backup run of a fleet: pg_dump
+    // and pg_restore per database): a probe is remembered for the file as it is (its size and
+    // modification time), so a replaced binary is probed again.
+    let stamp = std::fs::metadata(path)
+        .ok()
+        .map(|m| (m.len(), m.modified().ok()));
+    let key = (program, path.to_owned());
+    if let Some(stamp) = &stamp {
+        if let Some((seen, tool)) = probes().get(&key) {
+            if seen == stamp {
+                return Ok(tool.clone());
+            }
+        }
+    }
+    let tool = probe_uncached(program, path)?;
+    if let Some(stamp) = stamp {
+        probes().insert(key, (stamp, tool.clone()));
+    }
+    Ok(tool)
+}
+
+/// A file's size and modification time, as [`probe`] remembers it.
+type FileStamp = (u64, Option<std::time::SystemTime>);
+
+/// The probes made by this process: for each program and path, the file as probed and what
+/// the probe found.
+type Probes = std::collections::HashMap<(ClientProgram, PathBuf), (FileStamp, ClientTool)>;
+
+/// The probes made by this process.
+fn probes() -> std::sync::MutexGuard<'static, Probes> {
+    static PROBES: std::sync::OnceLock<std::sync::Mutex<Probes>> = std::sync::OnceLock::new();
+    PROBES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn probe_uncached(program: ClientProgram, path: &Path) -> Result<ClientTool> {
     let out = tool_command(path)
         .arg("--version")
         .stdin(std::process::Stdio::null())
@@ -153,6 +191,16 @@ pub fn find_all(program: ClientProgram, tools_dir: Option<&Path>) -> Vec<ClientT
 
 /// Every usable copy of `program` in `dirs`, in that order (see [`find_all`]).
 pub fn find_all_in(program: ClientProgram, dirs: &[PathBuf]) -> Vec<ClientTool> {
+    find_in_until(program, dirs, |_| false)
+}
+
+/// The usable copies of `program` in `dirs`, in that order, up to and including the first for
+/// which `enough` holds.
+fn find_in_until(
+    program: ClientProgram,
+    dirs: &[PathBuf],
+    mut enough: impl FnMut(&ClientTool) -> bool,
+) -> Vec<ClientTool> {
     let mut seen = Vec::new();
     let mut found = Vec::new();
     for dir in dirs {
@@ -168,7 +216,11 @@ pub fn find_all_in(program: ClientProgram, dirs: &[PathBuf]) -> Vec<ClientTool> 
             continue;
         }
         if let Ok(tool) = probe(program, &path) {
+            let done = enough(&tool);
             found.push(tool);
+            if done {
+                break;
+            }
         }
     }
     found
@@ -198,7 +250,13 @@ pub fn find(
     server: ServerVersion,
     tools_dir: Option<&Path>,
 ) -> Result<ClientTool> {
-    let found = find_all(program, tools_dir);
+    // The first copy of the server's own major is the choice whatever comes after it: the
+    // search stops there instead of asking every installed copy for its version.
+    let dirs = match tools_dir {
+        Some(dir) => vec![dir.to_owned()],
+        None => search_dirs(),
+    };
+    let found = find_in_until(program, &dirs, |tool| tool.major == server.major());
     if let Some(tool) = choose(&found, server.major()) {
         return Ok(tool.clone());
     }
