@@ -315,7 +315,7 @@ fn main() {
          the same archives. \"raw\" is the tool alone with the flags rds-pg passes \
          (`pg_restore --no-owner --no-acl --single-transaction`, or `--jobs=2 --exit-on-error`), \
          into a fresh database owned by the user; rds-pg's time is the whole call: a connection \
-         for the server version, tool discovery (`pg_dump --version` of each candidate), and \
+         for the server version, tool discovery (`--version` of each candidate up to the first of the server's major, once per process), and \
          for a restore also `pg_restore --list`, the target inspection and the filtered list; \
          \"own work\" is that call minus the tool's run (median of the per-run differences). \
          The two sides alternate which goes first; a `CHECKPOINT` precedes each timing.\n\n{table}",
