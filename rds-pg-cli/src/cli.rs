@@ -43,6 +43,15 @@ pub struct ConnectionArgs {
     /// Server host name or address [env: PGHOST; default: localhost].
     #[arg(short = 'h', long, global = true, help_heading = "Connection")]
     pub host: Option<String>,
+    /// Numeric IP address to connect to instead of resolving --host, which still names the
+    /// server for certificate verification and the password file [env: PGHOSTADDR].
+    #[arg(
+        long,
+        global = true,
+        value_name = "ADDRESS",
+        help_heading = "Connection"
+    )]
+    pub hostaddr: Option<String>,
     /// Server port [env: PGPORT; default: 5432].
     #[arg(short = 'p', long, global = true, help_heading = "Connection")]
     pub port: Option<u16>,

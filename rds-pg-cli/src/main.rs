@@ -105,6 +105,9 @@ fn connect_options(args: &ConnectionArgs) -> Result<ConnectOptions> {
     if let Some(host) = &args.host {
         options = options.host(host);
     }
+    if let Some(addr) = &args.hostaddr {
+        options.set("hostaddr", addr.clone())?;
+    }
     if let Some(port) = args.port {
         options = options.port(port);
     }

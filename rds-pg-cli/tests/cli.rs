@@ -551,6 +551,50 @@ on_15_and_newest!(
     }
 );
 
+on_15_and_newest!(
+    /// `--hostaddr` (or `PGHOSTADDR`) connects to the address while TLS and the password file
+    /// use the host: here the sandbox's certificate name, which never resolves.
+    fn hostaddr_reaches_the_server_under_its_endpoint_name(sandbox) {
+        let tmp = tempfile::tempdir().unwrap();
+        let passfile = tmp.path().join("endpoint-pgpass");
+        let line = rds_pg_core::pgpass::format_line(
+            rds_pg_core::sandbox::ENDPOINT_NAME,
+            sandbox.port(),
+            "*",
+            sandbox.master_user(),
+            sandbox.master_password(),
+        )
+        .unwrap();
+        write_private(&passfile, &format!("{}\n", line.expose()));
+        let by_name = || {
+            RdsPg::master(sandbox, tmp.path())
+                .with_env("PGHOST", rds_pg_core::sandbox::ENDPOINT_NAME)
+                .with_env("PGPASSFILE", &passfile.display().to_string())
+        };
+        let cli = by_name();
+        let run = cli.run(&["user", "create", "by_name"]);
+        assert_eq!(run.status, 1, "the name alone does not resolve: {run:#?}");
+        let run = cli
+            .run(&["--hostaddr", "127.0.0.1", "user", "create", "by_name"])
+            .expect(0, "user create with --hostaddr");
+        login(sandbox.options_for("by_name").password(printed_password(&run)));
+        let run = by_name()
+            .with_env("PGHOSTADDR", "127.0.0.1")
+            .run(&["user", "create", "by_env"])
+            .expect(0, "user create with PGHOSTADDR");
+        login(sandbox.options_for("by_env").password(printed_password(&run)));
+        let run = cli
+            .run(&["--hostaddr", "127.0.0.1", "-h", "wrong.rds-pg.invalid", "user", "create", "x"])
+            .expect(1, "a name the certificate does not carry");
+        assert!(run.stderr.contains("wrong.rds-pg.invalid"), "{run:#?}");
+        let run = cli
+            .run(&["--hostaddr", "db.example.com", "user", "create", "x"])
+            .expect(2, "a hostaddr that is not an address");
+        assert!(run.stderr.contains("numeric"), "{run:#?}");
+        assert!(!exists(sandbox, "pg_roles", "x"));
+    }
+);
+
 // ---------------------------------------------------------------------------------------------
 // Exit statuses and messages
 // ---------------------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ pub(crate) fn duration_arg(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Dur
 pub(crate) struct ConnectArgs<'py> {
     pub dsn: Option<String>,
     pub host: Option<String>,
+    pub hostaddr: Option<String>,
     pub port: Option<u16>,
     pub user: Option<String>,
     pub dbname: Option<String>,
@@ -65,6 +66,7 @@ impl ConnectArgs<'_> {
             Ok(())
         };
         set("host", self.host.clone())?;
+        set("hostaddr", self.hostaddr.clone())?;
         set("port", self.port.map(|p| p.to_string()))?;
         set("user", self.user.clone())?;
         set("dbname", self.dbname.clone())?;
@@ -123,10 +125,12 @@ fn thread_number() -> u64 {
 
 /// Connects to PostgreSQL as the master user and returns a `Provisioner`.
 ///
-/// Settings come from the libpq environment (`PGHOST`, `PGPORT`, `PGUSER`, `PGDATABASE`,
+/// Settings come from the libpq environment (`PGHOST`, `PGHOSTADDR`, `PGPORT`, `PGUSER`, `PGDATABASE`,
 /// `PGPASSWORD`, `PGPASSFILE`, `PGSSLMODE`, `PGSSLROOTCERT`, `PGCONNECT_TIMEOUT`, `PGAPPNAME`),
 /// then `dsn` (`"host=… user=…"` or `"postgresql://…"`), then the keyword arguments; without a
 /// password the pgpass file (`passfile`, `PGPASSFILE` or `~/.pgpass`) is searched as libpq does.
+/// `hostaddr` is the numeric address to connect to instead of resolving `host`, which still names
+/// the server for certificate verification and the password file (libpq's `hostaddr`).
 /// `dbname` is the maintenance database (default `postgres`). `lock_timeout` (seconds or a
 /// `timedelta`, default 10 s; 0 waits indefinitely, as in PostgreSQL) bounds every wait for a
 /// lock. Raises `ConnectionError`, `TlsError`
@@ -135,7 +139,7 @@ fn thread_number() -> u64 {
 #[pyo3(signature = (
     dsn=None, *, host=None, port=None, user=None, dbname=None, password=None, sslmode=None,
     sslrootcert=None, lock_timeout=None, passfile=None, connect_timeout=None,
-    application_name=None
+    application_name=None, hostaddr=None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn connect<'py>(
@@ -152,10 +156,12 @@ pub(crate) fn connect<'py>(
     passfile: Option<PathBuf>,
     connect_timeout: Option<Bound<'py, PyAny>>,
     application_name: Option<String>,
+    hostaddr: Option<String>,
 ) -> PyResult<Provisioner> {
     let args = ConnectArgs {
         dsn,
         host,
+        hostaddr,
         port,
         user,
         dbname,

@@ -303,12 +303,15 @@ fn tool_command_with_env(
 
 /// A command for `tool` that connects with `connection`: host, port, user and database on argv;
 /// the password only through `PGPASSFILE=passfile`; TLS through `PGSSLMODE`/`PGSSLROOTCERT`.
+/// With a hostaddr, `PGHOSTADDR` names the address to connect to while `--host` stays the
+/// server's name, so that `verify-full` checks the certificate for it, as libpq does.
 ///
 /// The only `PG*` variables the tool sees are those set here (`PGPASSFILE`, `PGSSLMODE`,
-/// `PGAPPNAME`, and `PGSSLROOTCERT`/`PGCONNECT_TIMEOUT` when the connection has them): none is
-/// inherited from this process (no `PGPASSWORD`, `PGOPTIONS`, `PGSERVICE`, `PGSERVICEFILE`, …),
-/// and neither is `DATABASE_URL` or an `RDS_PG_*` variable (see [`tool_command`]). C messages
-/// (the output is parsed). Never prompts for a password (`--no-password`).
+/// `PGAPPNAME`, and `PGSSLROOTCERT`/`PGCONNECT_TIMEOUT`/`PGHOSTADDR` when the connection has
+/// them): none is inherited from this process (no `PGPASSWORD`, `PGOPTIONS`, `PGSERVICE`,
+/// `PGSERVICEFILE`, …), and neither is `DATABASE_URL` or an `RDS_PG_*` variable (see
+/// [`tool_command`]). C messages (the output is parsed). Never prompts for a password
+/// (`--no-password`).
 pub fn connection_command(
     tool: &ClientTool,
     connection: &ConnectOptions,
@@ -332,6 +335,9 @@ fn connection_command_with_env(
     }
     if let Some(timeout) = connection.get_connect_timeout() {
         cmd.env("PGCONNECT_TIMEOUT", timeout.as_secs().max(2).to_string());
+    }
+    if let Some(addr) = connection.get_hostaddr() {
+        cmd.env("PGHOSTADDR", addr.to_string());
     }
     cmd.arg(format!("--host={}", connection.get_host()))
         .arg(format!("--port={}", connection.get_port()))
@@ -517,6 +523,33 @@ mod tests {
         assert_eq!(get("PGSSLROOTCERT").as_deref(), Some("/etc/ca.pem"));
         assert!(get("PGPASSWORD").is_none());
         assert!(!format!("{cmd:?}").contains("hunter2"));
+    }
+
+    /// With a hostaddr, the tool connects to that address (`PGHOSTADDR`) and checks the
+    /// certificate for the host, which stays on argv.
+    #[test]
+    fn a_hostaddr_reaches_the_tool_beside_the_host() {
+        let options = ConnectOptions::new()
+            .host("db.example")
+            .hostaddr("10.1.2.3".parse().unwrap())
+            .user("alice");
+        let tool = ClientTool {
+            program: ClientProgram::Psql,
+            path: "/opt/pg/bin/psql".into(),
+            version: "15.18".into(),
+            major: 15,
+        };
+        let env_of = |cmd: &Command| {
+            cmd.get_envs()
+                .find(|(k, _)| *k == "PGHOSTADDR")
+                .and_then(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()))
+        };
+        let cmd = connection_command(&tool, &options, Path::new("/tmp/x/pgpass"));
+        assert!(cmd.get_args().any(|a| a == "--host=db.example"));
+        assert_eq!(env_of(&cmd).as_deref(), Some("10.1.2.3"));
+        let plain =
+            connection_command(&tool, &ConnectOptions::new().user("alice"), Path::new("/p"));
+        assert_eq!(env_of(&plain), None);
     }
 
     /// The operator's libpq variables never reach the tool: its environment is exactly what it

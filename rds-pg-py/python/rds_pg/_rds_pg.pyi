@@ -399,6 +399,7 @@ def connect(
     passfile: Optional[_Path] = None,
     connect_timeout: Optional[_Seconds] = None,
     application_name: Optional[str] = None,
+    hostaddr: Optional[str] = None,
 ) -> Provisioner:
     """Connects as master: libpq environment, then dsn, then keyword arguments."""
 
