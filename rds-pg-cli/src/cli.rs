@@ -68,6 +68,17 @@ pub struct ConnectionArgs {
     /// [env: PGSSLROOTCERT].
     #[arg(long, global = true, value_name = "FILE", help_heading = "Connection")]
     pub sslrootcert: Option<PathBuf>,
+    /// Command whose output is the password, run for each connection (split into words as a
+    /// shell would, but run without one; never cached, never shown), e.g. an RDS IAM token:
+    /// "aws rds generate-db-auth-token --hostname HOST --port 5432 --username USER --region
+    /// REGION". Replaces PGPASSWORD and the password file.
+    #[arg(
+        long,
+        global = true,
+        value_name = "COMMAND",
+        help_heading = "Connection"
+    )]
+    pub password_command: Option<String>,
 }
 
 /// `--dry-run` and `--json`, taken by every command that changes something.

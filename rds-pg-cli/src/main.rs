@@ -94,7 +94,9 @@ fn run(cli: Cli) -> u8 {
 
 /// The master connection options: the libpq environment and pgpass, then the command line.
 fn connect_options(args: &ConnectionArgs) -> Result<ConnectOptions> {
-    if std::env::var_os("PGPASSWORD").is_some_and(|v| !v.is_empty()) {
+    if args.password_command.is_none()
+        && std::env::var_os("PGPASSWORD").is_some_and(|v| !v.is_empty())
+    {
         eprintln!(
             "warning: PGPASSWORD is set; other users may be able to read a process's environment. \
              Prefer a password file: ~/.pgpass or PGPASSFILE, mode 0600, one \
@@ -123,10 +125,27 @@ fn connect_options(args: &ConnectionArgs) -> Result<ConnectOptions> {
     if let Some(ca) = &args.sslrootcert {
         options = options.sslrootcert(ca);
     }
+    if let Some(command) = &args.password_command {
+        options = options.password_command(password_command_words(command)?);
+    }
     if let Some(w) = options.pgpass_warning() {
         eprintln!("WARNING: {w}");
     }
     Ok(options)
+}
+
+/// The words of `--password-command`, split as a shell would (quotes and backslashes), without
+/// running a shell.
+fn password_command_words(command: &str) -> Result<Vec<String>> {
+    match shlex::split(command) {
+        Some(words) if !words.is_empty() => Ok(words),
+        Some(_) => Err(rds_pg_core::Error::InvalidInput(
+            "--password-command is empty: give a program and its arguments".into(),
+        )),
+        None => Err(rds_pg_core::Error::InvalidInput(
+            "--password-command has an unterminated quote or a trailing backslash".into(),
+        )),
+    }
 }
 
 /// Runs a changing command: connect as master, run `op` (which plans when `--dry-run`), print.

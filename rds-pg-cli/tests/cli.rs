@@ -595,6 +595,40 @@ on_15_and_newest!(
     }
 );
 
+on_15_and_newest!(
+    /// `--password-command` replaces the password file: its output logs master in (the command
+    /// is split into words and run without a shell); a failing command exits 1 with its
+    /// standard error and not its output; a malformed one exits 2.
+    fn password_command_gives_the_password(sandbox) {
+        let tmp = tempfile::tempdir().unwrap();
+        let secret = tmp.path().join("master secret");
+        write_private(&secret, &format!("{}\n", sandbox.master_password().expose()));
+        let cli = RdsPg::master(sandbox, tmp.path())
+            .with_env("PGPASSFILE", &tmp.path().join("none").display().to_string());
+        let run = cli.run(&["user", "create", "no_password"]);
+        assert_eq!(run.status, 1, "no password without the command: {run:#?}");
+        let command = format!("cat '{}'", secret.display());
+        let run = cli
+            .run(&["--password-command", &command, "user", "create", "by_command"])
+            .expect(0, "user create with --password-command");
+        login(sandbox.options_for("by_command").password(printed_password(&run)));
+        assert!(!run.stderr.contains(sandbox.master_password().expose()), "{run:#?}");
+
+        let failing = "sh -c 'echo token-output; echo \"Unable to locate credentials\" >&2; exit 3'";
+        let run = cli
+            .run(&["--password-command", failing, "user", "create", "x"])
+            .expect(1, "a failing password command");
+        assert!(run.stderr.contains("Unable to locate credentials"), "{run:#?}");
+        assert!(!run.stderr.contains("token-output") && !run.stdout.contains("token-output"), "{run:#?}");
+        let run = cli
+            .run(&["--password-command", "cat 'unterminated", "user", "create", "x"])
+            .expect(2, "a malformed password command");
+        assert!(run.stderr.contains("quote"), "{run:#?}");
+        assert!(!exists(sandbox, "pg_roles", "x"));
+        assert!(!exists(sandbox, "pg_roles", "no_password"));
+    }
+);
+
 // ---------------------------------------------------------------------------------------------
 // Exit statuses and messages
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 //! Connection options: the libpq environment, `~/.pgpass`, connection strings and explicit
 //! overrides, field by field.
 
+use std::ffi::OsString;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -82,7 +83,8 @@ impl FromStr for SslMode {
 /// `PGPASSFILE`, `PGSSLMODE`, `PGSSLROOTCERT`, `PGCONNECT_TIMEOUT`, `PGAPPNAME`); setters override
 /// field by field; [`FromStr`] reads `key=value` and `postgresql://` strings. When no password is
 /// given, the pgpass file (`PGPASSFILE` or `~/.pgpass`) is searched with libpq's matching rules at
-/// connect time.
+/// connect time, unless a password command is set ([`ConnectOptions::password_command`]: for
+/// RDS IAM authentication tokens).
 ///
 /// Where the connection goes: `host` and `port`, unless `hostaddr` names the address to connect
 /// to instead (libpq's meaning: the certificate is still checked, and pgpass still searched,
@@ -95,6 +97,7 @@ pub struct ConnectOptions {
     user: Option<String>,
     dbname: Option<String>,
     password: Option<Password>,
+    password_command: Option<Vec<OsString>>,
     passfile: Option<PathBuf>,
     sslmode: SslMode,
     sslrootcert: Option<PathBuf>,
@@ -114,7 +117,7 @@ pub const DEFAULT_DBNAME: &str = "postgres";
 impl ConnectOptions {
     /// Options with every default and nothing read from the environment: host `localhost`, no
     /// hostaddr, port 5432, user = the OS user, dbname `postgres` (the maintenance database), no
-    /// password (pgpass is consulted), sslmode `prefer`, no root certificate, no connect timeout,
+    /// password and no password command (pgpass is consulted), sslmode `prefer`, no root certificate, no connect timeout,
     /// application name `rds-pg`.
     pub fn new() -> Self {
         ConnectOptions {
@@ -124,6 +127,7 @@ impl ConnectOptions {
             user: None,
             dbname: None,
             password: None,
+            password_command: None,
             passfile: None,
             sslmode: SslMode::Prefer,
             sslrootcert: None,
@@ -281,6 +285,36 @@ impl ConnectOptions {
     pub fn get_hostaddr(&self) -> Option<IpAddr> {
         self.hostaddr
     }
+    /// Sets a command whose standard output is the password of each connection made with these
+    /// options (program and arguments, run without a shell; for RDS IAM authentication:
+    /// `aws rds generate-db-auth-token --hostname … --port … --username … --region …`). It
+    /// replaces any password set (and wins over one set later),
+    /// and no password file is consulted. It runs once per
+    /// connection, never cached (an IAM token lives 15 minutes); its output, without the final
+    /// line break, is the password and is never shown. Its environment is this process's
+    /// without the variables that may carry master's credentials (`PG*`, `RDS_PG_*`,
+    /// `DATABASE_URL`; `AWS_*`, `HOME` and `PATH` are kept); its standard input is closed. For a
+    /// shell pipeline use `["sh", "-c", "…"]`. Not written to connection strings: libpq has no
+    /// such setting.
+    pub fn password_command<I, S>(mut self, argv: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.password_command = Some(argv.into_iter().map(Into::into).collect());
+        self.password = None;
+        self
+    }
+    /// The password command, if any.
+    pub fn get_password_command(&self) -> Option<&[OsString]> {
+        self.password_command.as_deref()
+    }
+    /// These options without a password or a password command: the password file is searched.
+    pub fn without_password(mut self) -> Self {
+        self.password = None;
+        self.password_command = None;
+        self
+    }
     /// The port.
     pub fn get_port(&self) -> u16 {
         self.port
@@ -326,15 +360,22 @@ impl ConnectOptions {
         self.passfile.clone().or_else(crate::pgpass::default_path)
     }
 
-    /// The password to send: the configured one, else the first matching pgpass entry (searched
-    /// for the host and port, whatever the hostaddr).
+    /// The password to send: the password command's output when one is set (it runs now), else
+    /// the configured password, else the first matching pgpass entry (searched for the host and
+    /// port, whatever the hostaddr).
     ///
     /// A password file that libpq would ignore (not a plain file, or open to the group or
     /// others) is ignored; [`ConnectOptions::pgpass_warning`] says so.
     ///
     /// # Errors
-    /// An unreadable pgpass file (a missing or too-open one is not an error: libpq ignores it).
+    /// An unreadable pgpass file (a missing or too-open one is not an error: libpq ignores it);
+    /// for a password command, [`Error::NotFound`] when its program does not exist,
+    /// [`Error::Tool`] when it fails (with its standard error, never its output) and
+    /// [`Error::InvalidInput`] when its output is empty, not UTF-8 or more than one line.
     pub fn resolve_password(&self) -> Result<Option<Password>> {
+        if let Some(argv) = &self.password_command {
+            return crate::password_command::run(argv).map(Some);
+        }
         if let Some(p) = &self.password {
             return Ok(Some(p.clone()));
         }
@@ -346,7 +387,7 @@ impl ConnectOptions {
     /// show; `None` when a password is set, no file is consulted, or the file is fine (or
     /// missing, or unreadable: connecting reports that).
     pub fn pgpass_warning(&self) -> Option<crate::pgpass::PgPassWarning> {
-        if self.password.is_some() {
+        if self.password.is_some() || self.password_command.is_some() {
             return None;
         }
         self.search_passfile().ok()?.warning
@@ -369,6 +410,7 @@ impl ConnectOptions {
     /// password: `host`, `hostaddr` when set, `port`, `user` and `dbname` (the resolved ones: the
     /// OS user and `postgres` when unset), `sslmode`, then `sslrootcert`, `passfile` and
     /// `connect_timeout` when set, and `application_name` when it is not the default `rds-pg`.
+    /// A password command is not written: libpq has no such setting.
     fn conninfo_pairs(&self) -> Result<Vec<(&'static str, String)>> {
         let path = |name: &str, path: &Path| {
             path.to_str().map(str::to_owned).ok_or_else(|| {
@@ -494,6 +536,7 @@ impl fmt::Debug for ConnectOptions {
             .field("user", &self.user)
             .field("dbname", &self.dbname)
             .field("password", &self.password.as_ref().map(|_| "[redacted]"))
+            .field("password_command", &self.password_command)
             .field("passfile", &self.passfile)
             .field("sslmode", &self.sslmode)
             .field("sslrootcert", &self.sslrootcert)

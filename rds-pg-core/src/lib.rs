@@ -30,6 +30,7 @@ pub mod error;
 pub mod ident;
 pub mod inspect;
 pub mod inventory;
+mod password_command;
 pub mod pgpass;
 pub mod plan;
 mod private_file;

@@ -42,6 +42,7 @@ pub(crate) struct ConnectArgs<'py> {
     pub dsn: Option<String>,
     pub host: Option<String>,
     pub hostaddr: Option<String>,
+    pub password_command: Option<Vec<String>>,
     pub port: Option<u16>,
     pub user: Option<String>,
     pub dbname: Option<String>,
@@ -80,6 +81,9 @@ impl ConnectArgs<'_> {
         }
         if let Some(password) = optional_password_arg(self.password.as_ref())? {
             o = o.password(password);
+        }
+        if let Some(argv) = &self.password_command {
+            o = o.password_command(argv);
         }
         if let Some(timeout) = &self.connect_timeout {
             o = o.connect_timeout(duration_arg(timeout, "connect_timeout")?);
@@ -131,6 +135,10 @@ fn thread_number() -> u64 {
 /// password the pgpass file (`passfile`, `PGPASSFILE` or `~/.pgpass`) is searched as libpq does.
 /// `hostaddr` is the numeric address to connect to instead of resolving `host`, which still names
 /// the server for certificate verification and the password file (libpq's `hostaddr`).
+/// `password_command` (a list: program and arguments, run without a shell) prints the password
+/// of each connection, run again for every one and never cached, e.g. `["aws", "rds",
+/// "generate-db-auth-token", "--hostname", …]` for an IAM token; it replaces `password` and the
+/// password file.
 /// `dbname` is the maintenance database (default `postgres`). `lock_timeout` (seconds or a
 /// `timedelta`, default 10 s; 0 waits indefinitely, as in PostgreSQL) bounds every wait for a
 /// lock. Raises `ConnectionError`, `TlsError`
@@ -139,7 +147,7 @@ fn thread_number() -> u64 {
 #[pyo3(signature = (
     dsn=None, *, host=None, port=None, user=None, dbname=None, password=None, sslmode=None,
     sslrootcert=None, lock_timeout=None, passfile=None, connect_timeout=None,
-    application_name=None, hostaddr=None
+    application_name=None, hostaddr=None, password_command=None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn connect<'py>(
@@ -157,11 +165,13 @@ pub(crate) fn connect<'py>(
     connect_timeout: Option<Bound<'py, PyAny>>,
     application_name: Option<String>,
     hostaddr: Option<String>,
+    password_command: Option<Vec<String>>,
 ) -> PyResult<Provisioner> {
     let args = ConnectArgs {
         dsn,
         host,
         hostaddr,
+        password_command,
         port,
         user,
         dbname,

@@ -323,3 +323,23 @@ def test_hostaddr_connects_to_the_address_and_verifies_the_host(sandbox):
             rds_pg.connect(sandbox.master_dsn, host="wrong.rds-pg.invalid", hostaddr="127.0.0.1")
     with pytest.raises(rds_pg.InvalidInput, match="numeric"):
         rds_pg.connect(sandbox.master_dsn, hostaddr="db.example.com")
+
+
+def test_password_command_runs_for_each_connection(sandbox, tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text(sandbox.master_password.reveal() + "\n")
+    secret.chmod(0o600)
+    runs = tmp_path / "runs"
+    argv = ["sh", "-c", f"echo run >> '{runs}'; cat '{secret}'"]
+    dsn = sandbox.dsn_for(sandbox.master_user, "postgres")
+    with rds_pg.connect(dsn, password_command=argv) as rds:
+        assert rds.current_user == sandbox.master_user
+    with rds_pg.connect(dsn, password_command=argv):
+        pass
+    assert len(runs.read_text().splitlines()) == 2, "run once per connection, never cached"
+    failing = ["sh", "-c", "echo token-output; echo 'Unable to locate credentials' >&2; exit 255"]
+    with pytest.raises(rds_pg.ToolError, match="Unable to locate credentials") as e:
+        rds_pg.connect(dsn, password_command=failing)
+    assert "token-output" not in str(e.value)
+    with pytest.raises(TypeError):
+        rds_pg.connect(dsn, password_command="cat /etc/secret")

@@ -157,3 +157,158 @@ per_version!(
         assert_eq!(row.get::<_, String>(1), "item 9");
     }
 );
+
+// ---------------------------------------------------------------------------------------------
+// password_command
+// ---------------------------------------------------------------------------------------------
+
+/// A password command that prints `password` (kept in a private file in `dir`) and counts its
+/// runs in `dir/runs`.
+fn printing_command(dir: &std::path::Path, password: &Password) -> Vec<String> {
+    let file = dir.join("secret");
+    std::fs::write(&file, format!("{}\n", password.expose())).unwrap();
+    let mut perms = std::fs::metadata(&file).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
+    std::fs::set_permissions(&file, perms).unwrap();
+    let script = format!(
+        "echo run >> '{runs}'; cat '{file}'",
+        runs = dir.join("runs").display(),
+        file = file.display()
+    );
+    vec!["sh".into(), "-c".into(), script]
+}
+
+fn runs(dir: &std::path::Path) -> usize {
+    std::fs::read_to_string(dir.join("runs"))
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+per_version!(
+    /// The command's output is the password of each connection: it runs once per connection
+    /// (never cached), for rds-pg's own connections and for pg_dump/pg_restore (which get it
+    /// through their private password file); a failing command is a typed error with its
+    /// standard error and nothing is sent to the server; the password is never logged.
+    fn password_command_runs_once_per_connection(sandbox) {
+        let dir = tempfile::tempdir().unwrap();
+        let master = sandbox
+            .options_for(sandbox.master_user())
+            .password_command(printing_command(dir.path(), sandbox.master_password()));
+        let mark = rds_pg_tests::log_mark(sandbox);
+        ok(connect(&master), "connect with the command's password");
+        assert_eq!(runs(dir.path()), 1);
+        ok(connect(&master), "connect again");
+        assert_eq!(runs(dir.path()), 2, "run again for the second connection, not cached");
+
+        let mut provisioner = ok(rds_pg_core::Provisioner::connect(&master), "Provisioner");
+        ok(provisioner.secure_instance(), "secure_instance");
+        let shop_dir = tempfile::tempdir().unwrap();
+        let shop_password = Password::new("shop-T0ken-like-pw");
+        ok(
+            provisioner.ensure_user(&UserSpec::new("shop").unwrap().password(shop_password.clone())),
+            "ensure_user",
+        );
+        for db in ["shop", "shop_copy"] {
+            ok(
+                provisioner.ensure_database(&DatabaseSpec::new(db, "shop").unwrap()),
+                "ensure_database",
+            );
+        }
+        let shop = sandbox
+            .options_for("shop")
+            .password_command(printing_command(shop_dir.path(), &shop_password));
+        let mut c = ok(login_as_application(&shop.for_database("shop")), "login as shop");
+        c.batch_execute("CREATE TABLE t (id int); INSERT INTO t VALUES (1), (2);")
+            .unwrap();
+        let before = runs(shop_dir.path());
+        let archive = dir.path().join("shop.dump");
+        ok(dump(&DumpOptions::new(shop.for_database("shop"), &archive)), "dump");
+        ok(
+            restore(&RestoreOptions::new(shop.for_database("shop_copy"), &archive)),
+            "restore",
+        );
+        assert!(runs(shop_dir.path()) >= before + 2, "dump and restore ran the command");
+        let mut copy = ok(login_as_application(&shop.for_database("shop_copy")), "login");
+        let n: i64 = copy.query_one("SELECT count(*) FROM t", &[]).unwrap().get(0);
+        assert_eq!(n, 2);
+
+        // A failing command: its standard error, never its output; no login attempt at all.
+        let connections_before = rds_pg_tests::log_mark(sandbox);
+        let failing = sandbox.options_for(sandbox.master_user()).password_command([
+            "sh",
+            "-c",
+            "echo leaked-output; echo 'Unable to locate credentials' >&2; exit 255",
+        ]);
+        let err = connect_error(&failing);
+        assert_eq!(err.kind(), ErrorKind::Tool, "{err}");
+        assert!(err.to_string().contains("Unable to locate credentials"), "{err}");
+        assert!(!err.to_string().contains("leaked-output"), "{err}");
+        let missing = sandbox
+            .options_for(sandbox.master_user())
+            .password_command(["/nonexistent/aws", "rds", "generate-db-auth-token"]);
+        assert_eq!(connect_error(&missing).kind(), ErrorKind::NotFound);
+        let after = sandbox.log_text().unwrap();
+        assert!(
+            !after[connections_before..].contains("connection authorized"),
+            "no connection was made with a failing command"
+        );
+        // A wrong password from the command is refused like any wrong password.
+        let wrong = sandbox
+            .options_for(sandbox.master_user())
+            .password_command(["echo", "not-the-password"]);
+        rds_pg_tests::assert_password_refused(&connect_error(&wrong), sandbox.master_user());
+
+        let log = sandbox.log_text().unwrap();
+        assert!(!log[mark..].contains(sandbox.master_password().expose()));
+        assert!(!log[mark..].contains(shop_password.expose()));
+    }
+);
+
+per_version!(
+    /// An inventory instance whose master password is a command (`master_password = { command
+    /// = […] }`, the instance's password command) connects with it, once per connection.
+    fn inventory_password_command_logs_master_in(sandbox) {
+        let dir = tempfile::tempdir().unwrap();
+        let argv = printing_command(dir.path(), sandbox.master_password());
+        let quoted: Vec<String> = argv.iter().map(|a| format!("{a:?}")).collect();
+        let text = format!(
+            r#"
+[[client]]
+name = "acme"
+account_id = "111122223333"
+
+[[instance]]
+name = "sandbox"
+client = "acme"
+environment = "staging"
+region = "eu-west-1"
+postgres_major = {major}
+endpoint = "127.0.0.1"
+port = {port}
+master_user = "{user}"
+master_password = {{ command = [{argv}] }}
+"#,
+            major = sandbox.major_version(),
+            port = sandbox.port(),
+            user = sandbox.master_user(),
+            argv = quoted.join(", "),
+        );
+        let inventory = ok(
+            rds_pg_core::inventory::Inventory::from_str(&text, "fleet.toml"),
+            "load the inventory",
+        );
+        let instance = inventory.instance("sandbox").unwrap();
+        let master = ok(
+            instance.master_options(&sandbox.options_for("nobody").password("not-master's")),
+            "master_options",
+        );
+        assert_eq!(master.get_user(), sandbox.master_user());
+        assert!(master.get_password().is_none());
+        let mut provisioner = ok(rds_pg_core::Provisioner::connect(&master), "connect");
+        ok(provisioner.secure_instance(), "secure_instance");
+        assert!(runs(dir.path()) >= 1);
+        let before = runs(dir.path());
+        ok(connect(&master), "connect again");
+        assert_eq!(runs(dir.path()), before + 1);
+    }
+);

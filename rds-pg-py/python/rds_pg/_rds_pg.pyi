@@ -400,6 +400,7 @@ def connect(
     connect_timeout: Optional[_Seconds] = None,
     application_name: Optional[str] = None,
     hostaddr: Optional[str] = None,
+    password_command: Optional[Sequence[str]] = None,
 ) -> Provisioner:
     """Connects as master: libpq environment, then dsn, then keyword arguments."""
 
