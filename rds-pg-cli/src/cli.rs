@@ -79,6 +79,25 @@ pub struct ConnectionArgs {
         help_heading = "Connection"
     )]
     pub password_command: Option<String>,
+    /// Reach the server through an SSH forward via this host (user@host, a ~/.ssh/config alias
+    /// or ssh://user@host:port), with the system ssh: the host and port are resolved and
+    /// reached from there, TLS still runs end to end, and the forward ends with the command.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DESTINATION",
+        help_heading = "Connection"
+    )]
+    pub ssh: Option<String>,
+    /// ssh configuration file for --ssh instead of ~/.ssh/config (ssh -F).
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        requires = "ssh",
+        help_heading = "Connection"
+    )]
+    pub ssh_config: Option<PathBuf>,
 }
 
 /// `--dry-run` and `--json`, taken by every command that changes something.

@@ -26,8 +26,16 @@ use crate::output::{print_error, print_json, Outcome, Printer};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    ExitCode::from(run(cli))
+    let status = run(cli);
+    // The forward of --ssh, if one was opened, ends with the command.
+    drop(TUNNEL.lock().unwrap_or_else(|e| e.into_inner()).take());
+    ExitCode::from(status)
 }
+
+/// The forward `--ssh` opened: one per run, closed when the command ends (and by ssh itself if
+/// this process dies first).
+static TUNNEL: std::sync::Mutex<Option<rds_pg_core::tunnel::SshTunnel>> =
+    std::sync::Mutex::new(None);
 
 fn run(cli: Cli) -> u8 {
     let conn = &cli.connection;
@@ -127,6 +135,17 @@ fn connect_options(args: &ConnectionArgs) -> Result<ConnectOptions> {
     }
     if let Some(command) = &args.password_command {
         options = options.password_command(password_command_words(command)?);
+    }
+    if let Some(destination) = &args.ssh {
+        let mut forward = rds_pg_core::tunnel::SshForward::new(destination)?;
+        if let Some(config) = &args.ssh_config {
+            forward = forward.config_file(config);
+        }
+        let mut tunnel = TUNNEL.lock().unwrap_or_else(|e| e.into_inner());
+        if tunnel.is_none() {
+            *tunnel = Some(forward.open(&options)?);
+        }
+        options = tunnel.as_ref().expect("opened").apply(options);
     }
     if let Some(w) = options.pgpass_warning() {
         eprintln!("WARNING: {w}");

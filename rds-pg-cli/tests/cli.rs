@@ -629,6 +629,82 @@ on_15_and_newest!(
     }
 );
 
+on_15_and_newest!(
+    /// `--ssh` reaches the server through a forward via a throw-away sshd (the endpoint's name
+    /// checked by verify-full, the address reached from the ssh server); the forward ends with
+    /// the command, after a failed one, and when rds-pg is interrupted; a refused ssh login
+    /// exits 1 with ssh's message.
+    fn ssh_forward_lives_as_long_as_the_command(sandbox) {
+        use rds_pg_tests::sshd::{processes_with, Sshd, HOST_ALIAS, REFUSED_ALIAS};
+        let sshd = Sshd::start();
+        let config = sshd.client_config().display().to_string();
+        let tmp = tempfile::tempdir().unwrap();
+        let passfile = tmp.path().join("endpoint-pgpass");
+        let line = rds_pg_core::pgpass::format_line(
+            rds_pg_core::sandbox::ENDPOINT_NAME,
+            sandbox.port(),
+            "*",
+            sandbox.master_user(),
+            sandbox.master_password(),
+        )
+        .unwrap();
+        write_private(&passfile, &format!("{}\n", line.expose()));
+        let cli = || {
+            RdsPg::master(sandbox, tmp.path())
+                .with_env("PGHOST", rds_pg_core::sandbox::ENDPOINT_NAME)
+                .with_env("PGHOSTADDR", "127.0.0.1")
+                .with_env("PGPASSFILE", &passfile.display().to_string())
+        };
+        let ssh = ["--ssh", HOST_ALIAS, "--ssh-config", config.as_str()];
+        let args = |rest: &[&'static str]| -> Vec<&str> {
+            ssh.iter().copied().chain(rest.iter().copied()).collect()
+        };
+        let run = cli()
+            .run(&args(&["user", "create", "via_ssh"]))
+            .expect(0, "user create through ssh");
+        login(sandbox.options_for("via_ssh").password(printed_password(&run)));
+        assert!(processes_with(&config).is_empty(), "the forward ended with the command");
+
+        let run = cli()
+            .run(&args(&["db", "create", "orphan", "--owner", "nobody_here"]))
+            .expect(1, "a failed command through ssh");
+        assert!(run.stderr.contains("nobody_here"), "{run:#?}");
+        assert!(processes_with(&config).is_empty(), "the forward ended after the failure");
+
+        let run = cli()
+            .run(&["--ssh", REFUSED_ALIAS, "--ssh-config", &config, "user", "create", "x"])
+            .expect(1, "a refused ssh login");
+        assert!(run.stderr.contains("Permission denied"), "{run:#?}");
+
+        // Interrupted while connecting (the password command hangs): ssh goes with rds-pg.
+        let mut child = cli()
+            .command(&args(&["--password-command", "sleep 60", "user", "create", "x"]))
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while processes_with(&config).is_empty() {
+            assert!(std::time::Instant::now() < deadline, "ssh never started");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let ssh_pids = processes_with(&config);
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let status = child.wait().unwrap();
+        assert!(!status.success());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !processes_with(&config).is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "ssh {ssh_pids:?} outlived the interrupted rds-pg"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(!exists(sandbox, "pg_roles", "x"));
+    }
+);
+
 // ---------------------------------------------------------------------------------------------
 // Exit statuses and messages
 // ---------------------------------------------------------------------------------------------

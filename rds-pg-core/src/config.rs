@@ -3,7 +3,7 @@
 
 use std::ffi::OsString;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -88,11 +88,13 @@ impl FromStr for SslMode {
 ///
 /// Where the connection goes: `host` and `port`, unless `hostaddr` names the address to connect
 /// to instead (libpq's meaning: the certificate is still checked, and pgpass still searched,
-/// for `host`).
+/// for `host`), or a local forward ([`ConnectOptions::forward`], such as the one
+/// [`crate::tunnel::SshTunnel`] opens) names the local address and port that lead to the server.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ConnectOptions {
     host: String,
     hostaddr: Option<IpAddr>,
+    forward: Option<SocketAddr>,
     port: u16,
     user: Option<String>,
     dbname: Option<String>,
@@ -116,13 +118,14 @@ pub const DEFAULT_DBNAME: &str = "postgres";
 
 impl ConnectOptions {
     /// Options with every default and nothing read from the environment: host `localhost`, no
-    /// hostaddr, port 5432, user = the OS user, dbname `postgres` (the maintenance database), no
+    /// hostaddr and no forward, port 5432, user = the OS user, dbname `postgres` (the maintenance database), no
     /// password and no password command (pgpass is consulted), sslmode `prefer`, no root certificate, no connect timeout,
     /// application name `rds-pg`.
     pub fn new() -> Self {
         ConnectOptions {
             host: "localhost".into(),
             hostaddr: None,
+            forward: None,
             port: 5432,
             user: None,
             dbname: None,
@@ -257,6 +260,12 @@ impl ConnectOptions {
         /// Sets the numeric address to connect to instead of resolving the host (libpq's
         /// `hostaddr`): the certificate is still verified, and pgpass still searched, for the host.
         hostaddr = some IpAddr;
+        /// Sets a local forward that leads to the server (for example `127.0.0.1:41235`, the
+        /// local end of an SSH tunnel): the connection goes to this address and port, while
+        /// everything else is about the host and port (the certificate's name, pgpass, the
+        /// credentials handed to a project's servers, messages). It takes precedence over a
+        /// hostaddr. Not written to connection strings: libpq has no such setting.
+        forward = some SocketAddr;
         /// Sets the TCP port.
         port = u16;
         /// Sets the role to log in as.
@@ -284,6 +293,19 @@ impl ConnectOptions {
     /// The hostaddr, if any.
     pub fn get_hostaddr(&self) -> Option<IpAddr> {
         self.hostaddr
+    }
+    /// The local forward, if any.
+    pub fn get_forward(&self) -> Option<SocketAddr> {
+        self.forward
+    }
+    /// The port a connection is actually made to: the forward's when one is set, else the port.
+    pub fn connect_port(&self) -> u16 {
+        self.forward.map_or(self.port, |f| f.port())
+    }
+    /// The numeric address a connection is actually made to, when not the host's own: the
+    /// forward's address when one is set, else the hostaddr.
+    pub fn connect_addr(&self) -> Option<IpAddr> {
+        self.forward.map(|f| f.ip()).or(self.hostaddr)
     }
     /// Sets a command whose standard output is the password of each connection made with these
     /// options (program and arguments, run without a shell; for RDS IAM authentication:
@@ -410,7 +432,7 @@ impl ConnectOptions {
     /// password: `host`, `hostaddr` when set, `port`, `user` and `dbname` (the resolved ones: the
     /// OS user and `postgres` when unset), `sslmode`, then `sslrootcert`, `passfile` and
     /// `connect_timeout` when set, and `application_name` when it is not the default `rds-pg`.
-    /// A password command is not written: libpq has no such setting.
+    /// Neither a forward nor a password command is written: libpq has no such setting.
     fn conninfo_pairs(&self) -> Result<Vec<(&'static str, String)>> {
         let path = |name: &str, path: &Path| {
             path.to_str().map(str::to_owned).ok_or_else(|| {
@@ -511,7 +533,8 @@ impl ConnectOptions {
         writer(&borrowed)
     }
 
-    /// `user@host:port/dbname`, for messages; followed by ` (at ADDRESS)` with a hostaddr.
+    /// `user@host:port/dbname`, for messages; followed by ` (at ADDRESS)` with a hostaddr and
+    /// ` (through 127.0.0.1:PORT)` with a forward.
     pub fn target(&self) -> String {
         let mut target = format!(
             "{}@{}:{}/{}",
@@ -520,7 +543,9 @@ impl ConnectOptions {
             self.port,
             self.get_dbname()
         );
-        if let Some(addr) = self.hostaddr {
+        if let Some(forward) = self.forward {
+            target.push_str(&format!(" (through {forward})"));
+        } else if let Some(addr) = self.hostaddr {
             target.push_str(&format!(" (at {addr})"));
         }
         target
@@ -532,6 +557,7 @@ impl fmt::Debug for ConnectOptions {
         f.debug_struct("ConnectOptions")
             .field("host", &self.host)
             .field("hostaddr", &self.hostaddr)
+            .field("forward", &self.forward)
             .field("port", &self.port)
             .field("user", &self.user)
             .field("dbname", &self.dbname)

@@ -31,17 +31,17 @@ pub fn connect(options: &ConnectOptions) -> Result<Client> {
 }
 
 /// A client configuration for `options`' server, role, database and application name: the TCP
-/// connection goes to the hostaddr when one is set (to the host otherwise), while TLS verifies
-/// the certificate for the host, as libpq does with `hostaddr`.
+/// connection goes to the forward or the hostaddr when set (to the host and port otherwise),
+/// while TLS verifies the certificate for the host, as libpq does with `hostaddr`.
 pub(crate) fn base_config(options: &ConnectOptions) -> postgres::Config {
     let mut config = postgres::Config::new();
     config
         .host(options.get_host())
-        .port(options.get_port())
+        .port(options.connect_port())
         .user(&options.get_user())
         .dbname(options.get_dbname())
         .application_name(options.get_application_name());
-    if let Some(addr) = options.get_hostaddr() {
+    if let Some(addr) = options.connect_addr() {
         config.hostaddr(addr);
     }
     config

@@ -40,6 +40,7 @@ pub mod sandbox;
 pub mod secret;
 pub mod spec;
 pub mod tls;
+pub mod tunnel;
 
 pub use audit::{AuditOptions, AuditReport};
 pub use config::{ConnectOptions, SslMode};

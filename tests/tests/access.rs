@@ -266,8 +266,10 @@ per_version!(
 
 per_version!(
     /// An inventory instance whose master password is a command (`master_password = { command
-    /// = […] }`, the instance's password command) connects with it, once per connection.
-    fn inventory_password_command_logs_master_in(sandbox) {
+    /// = […] }`, the instance's password command) connects with it, once per connection, through
+    /// the SSH forward its `via` names; a `via` ssh would read as an option is refused.
+    fn inventory_password_command_and_via_log_master_in(sandbox) {
+        let sshd = Sshd::start();
         let dir = tempfile::tempdir().unwrap();
         let argv = printing_command(dir.path(), sandbox.master_password());
         let quoted: Vec<String> = argv.iter().map(|a| format!("{a:?}")).collect();
@@ -287,6 +289,7 @@ endpoint = "127.0.0.1"
 port = {port}
 master_user = "{user}"
 master_password = {{ command = [{argv}] }}
+via = "{HOST_ALIAS}"
 "#,
             major = sandbox.major_version(),
             port = sandbox.port(),
@@ -304,11 +307,121 @@ master_password = {{ command = [{argv}] }}
         );
         assert_eq!(master.get_user(), sandbox.master_user());
         assert!(master.get_password().is_none());
+        let forward = instance.forward().expect("via").config_file(sshd.client_config());
+        assert_eq!(forward.destination(), HOST_ALIAS);
+        let tunnel = ok(forward.open(&master), "open the forward of via");
+        let master = tunnel.apply(master);
         let mut provisioner = ok(rds_pg_core::Provisioner::connect(&master), "connect");
         ok(provisioner.secure_instance(), "secure_instance");
         assert!(runs(dir.path()) >= 1);
         let before = runs(dir.path());
         ok(connect(&master), "connect again");
         assert_eq!(runs(dir.path()), before + 1);
+        drop((provisioner, tunnel));
+
+        let bad = text.replace(&format!("via = \"{HOST_ALIAS}\""), "via = \"-oProxyCommand=sh\"");
+        let err = rds_pg_core::inventory::Inventory::from_str(&bad, "fleet.toml").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("via"), "{err}");
+    }
+);
+
+// ---------------------------------------------------------------------------------------------
+// SSH forward
+// ---------------------------------------------------------------------------------------------
+
+use rds_pg_core::tunnel::SshForward;
+use rds_pg_tests::sshd::{processes_with, Sshd, HOST_ALIAS, REFUSED_ALIAS};
+
+fn forward(sshd: &Sshd) -> SshForward {
+    ok(SshForward::new(HOST_ALIAS), "SshForward::new").config_file(sshd.client_config())
+}
+
+fn assert_gone(pid: u32, local: std::net::SocketAddr) {
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "ssh {pid} is still running"
+    );
+    assert!(
+        std::net::TcpStream::connect(local).is_err(),
+        "the forward {local} still listens"
+    );
+}
+
+per_version!(
+    /// Through an SSH forward via a throw-away sshd: master provisions, the project user dumps
+    /// and restores, verify-full checks the endpoint's name (a wrong name is refused); the
+    /// forward ends when dropped and after a failed operation, and a refused ssh login is a
+    /// typed error with ssh's own message.
+    fn provisioning_dump_and_restore_through_an_ssh_forward(sandbox) {
+        let sshd = Sshd::start();
+        // The forward goes to 127.0.0.1 (the hostaddr, as the app server would reach the
+        // endpoint); TLS is checked for the endpoint's name, which never resolves here.
+        let master = through_hostaddr(sandbox.master_options());
+        let tunnel = ok(forward(&sshd).open(&master), "open the forward");
+        let pid = tunnel.pid().unwrap();
+        let local = tunnel.local_addr();
+        assert!(local.ip().is_loopback());
+        let via = tunnel.apply(master.clone());
+        let mut c = ok(connect(&via), "connect through the forward");
+        let row = c
+            .query_one("SELECT current_user::text, host(inet_client_addr())", &[])
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), sandbox.master_user());
+        assert_eq!(row.get::<_, String>(1), "127.0.0.1", "sshd's connection");
+        drop(c);
+        if has_tls(sandbox) {
+            let wrong = connect_error(&via.clone().host("other.rds-pg.invalid"));
+            assert_eq!(wrong.kind(), ErrorKind::Tls, "{wrong}");
+        }
+
+        let mut provisioner = ok(rds_pg_core::Provisioner::connect(&via), "Provisioner");
+        ok(provisioner.secure_instance(), "secure_instance");
+        let password = Password::new("shop-Secr3t-through-ssh");
+        ok(
+            provisioner.ensure_user(&UserSpec::new("shop").unwrap().password(password.clone())),
+            "ensure_user through ssh",
+        );
+        for db in ["shop", "shop_copy"] {
+            ok(
+                provisioner.ensure_database(&DatabaseSpec::new(db, "shop").unwrap()),
+                "ensure_database through ssh",
+            );
+        }
+        let shop = tunnel.apply(through_hostaddr(sandbox.options_for("shop").password(password)));
+        let mut c = ok(login_as_application(&shop.for_database("shop")), "login as shop");
+        c.batch_execute("CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 20) g")
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("shop.dump");
+        ok(dump(&DumpOptions::new(shop.for_database("shop"), &archive)), "dump through ssh");
+        ok(
+            restore(&RestoreOptions::new(shop.for_database("shop_copy"), &archive)),
+            "restore through ssh",
+        );
+        let mut copy = ok(login_as_application(&shop.for_database("shop_copy")), "login");
+        let n: i64 = copy.query_one("SELECT count(*) FROM t", &[]).unwrap().get(0);
+        assert_eq!(n, 20);
+        drop((c, copy, provisioner));
+
+        // A failed operation through the forward (a user that does not exist), then the
+        // forward is dropped: ssh is gone, the port no longer listens.
+        let err = connect_error(&tunnel.apply(through_hostaddr(
+            sandbox.options_for("nobody_here").password("x"),
+        )));
+        assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+        drop(tunnel);
+        assert_gone(pid, local);
+        assert!(processes_with(&sshd.client_config().display().to_string()).is_empty());
+
+        // A refused login: ssh's own message, and nothing left running.
+        let refused = SshForward::new(REFUSED_ALIAS)
+            .unwrap()
+            .config_file(sshd.client_config())
+            .open(&master)
+            .unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::Tool, "{refused}");
+        assert!(refused.to_string().contains("Permission denied (publickey)"), "{refused}");
+        assert!(processes_with(&sshd.client_config().display().to_string()).is_empty());
     }
 );

@@ -315,6 +315,9 @@ pub struct Instance {
     pub master_user: RoleName,
     /// Where the master's password comes from.
     pub master_password: MasterPassword,
+    /// The SSH destination (`user@host`, a `~/.ssh/config` alias) through which rds-pg reaches
+    /// the instance, when it is reachable only from inside its network (`via`).
+    pub via: Option<String>,
     /// Where each of its keys is.
     pub locations: Locations,
 }
@@ -368,6 +371,13 @@ pub struct ProjectDatabase {
 }
 
 impl Instance {
+    /// The SSH forward of `via`, if the instance has one.
+    pub fn forward(&self) -> Option<crate::tunnel::SshForward> {
+        self.via
+            .as_deref()
+            .and_then(|v| crate::tunnel::SshForward::new(v).ok())
+    }
+
     /// Master's connection to this instance: `base`'s TLS and other settings, with this
     /// instance's endpoint as host, its port and master user, and the password from where the
     /// inventory says: a password file (the given one, else `base`'s), an environment variable
