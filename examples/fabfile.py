@@ -14,6 +14,18 @@ in RDS_PG_* variables:
     fab restore --archive shop.dump    # into the project's database (created if missing)
     fab teardown --yes                 # database and users dropped
 
+Or run them on your own machine, through the application server Fabric targets: with
+`fab -H deploy@app1 provision` (or `teardown`), rds_pg reaches the instance through an SSH
+forward via app1 (the system ssh, your ~/.ssh/config and agent), so nothing of master's is ever
+on app1: master's password comes from your local ~/.pgpass (the line for the endpoint's name),
+or from a command such as your password manager's CLI:
+
+    export RDS_PG_MASTER_PASSWORD_COMMAND="op read op://Shared/acme-prod/password"
+    fab -H deploy@app1 provision
+
+dump and restore run as the project user, whose password is on the application servers: run
+them there (without -H), or from your machine with `rds-pg --ssh deploy@app1 -U shop dump …`.
+
 Settings:
     RDS_PG_PROJECT     the project's login role (required)
     RDS_PG_DATABASE    its database (default: the project's name)
@@ -23,6 +35,10 @@ Settings:
                        PGHOST, ..., mode 0600), default none
     PGPASSFILE         the password file (default ~/.pgpass): master's line is read from it, and
                        the project users' new passwords are added to it so dump/restore work
+    RDS_PG_MASTER_PASSWORD_COMMAND
+                       a command (split like a shell would, run without one, once per connection)
+                       that prints master's password, instead of the password file
+    RDS_PG_SSH_CONFIG  an ssh configuration file for the forward of -H (default ~/.ssh/config)
 
 Generated passwords are written only to those files, never printed.
 """
@@ -30,6 +46,7 @@ Generated passwords are written only to those files, never printed.
 from __future__ import annotations
 
 import os
+import shlex
 
 from fabric import task
 from invoke import Exit
@@ -60,6 +77,41 @@ class Settings:
         return f"user={self.project} dbname={self.database}"
 
 
+def ssh_destination(c) -> str | None:
+    """The host Fabric targets (`fab -H deploy@app1 ...`) as an ssh destination, or None when the
+    task runs without one (then it connects directly)."""
+    host = getattr(c, "original_host", None)
+    if not host:
+        return None
+    return f"ssh://{c.user}@{host}:{c.port}"
+
+
+def connect_master(c) -> rds_pg.Provisioner:
+    """Master's provisioner: directly, or through an SSH forward via the Fabric host; the
+    password from the password file, or from RDS_PG_MASTER_PASSWORD_COMMAND."""
+    kwargs = {}
+    command = os.environ.get("RDS_PG_MASTER_PASSWORD_COMMAND", "").strip()
+    if command:
+        kwargs["password_command"] = shlex.split(command)
+    destination = ssh_destination(c)
+    if destination:
+        kwargs["ssh"] = destination
+        config = os.environ.get("RDS_PG_SSH_CONFIG", "").strip()
+        if config:
+            kwargs["ssh_config"] = config
+        print(f"through an ssh forward via {destination}")
+    return rds_pg.connect(**kwargs)
+
+
+def direct_only(c, task_name: str) -> None:
+    if ssh_destination(c):
+        raise Exit(
+            f"{task_name} runs as the project user, whose password lives on the application "
+            f"servers: run it there without -H, or use `rds-pg --ssh {ssh_destination(c)} -U "
+            f"<project> {task_name} ...` from here"
+        )
+
+
 def show(what: str, report: rds_pg.Report) -> None:
     print(f"{what}: {'changed' if report.changed else 'no change'}")
     for step in report.steps:
@@ -81,9 +133,10 @@ def hand_over(rds: rds_pg.Provisioner, user: str, database: str, password, env_f
 @task
 def provision(c):
     """Creates the project's user, its database (extensions included) and the read-only user,
-    or brings existing ones in line; running it again changes nothing."""
+    or brings existing ones in line; running it again changes nothing. With -H, through an SSH
+    forward via that host."""
     s = Settings()
-    with rds_pg.connect() as rds:
+    with connect_master(c) as rds:
         report = rds.ensure_user(s.project)
         show(f"user {s.project}", report)
         if report.generated_password is not None:
@@ -102,11 +155,11 @@ def provision(c):
 @task
 def teardown(c, yes=False, force=False):
     """Drops the project's database and its users. Needs --yes; --force ends sessions still
-    connected to the database."""
+    connected to the database. With -H, through an SSH forward via that host."""
     s = Settings()
     if not yes:
         raise Exit(f"this drops database {s.database} and its users: run again with --yes")
-    with rds_pg.connect() as rds:
+    with connect_master(c) as rds:
         show(f"drop database {s.database}", rds.drop_database(s.database, force=force))
         for user in filter(None, (s.readonly, s.project)):
             show(f"drop user {user}", rds.drop_user(user))
@@ -117,12 +170,13 @@ def dump(c, output=None, verify=False):
     """Dumps the project's database as the project user (custom format) to --output (default
     <database>.dump); with --verify, restores it into a scratch database and compares row
     counts (the scratch database is dropped afterwards)."""
+    direct_only(c, "dump")
     s = Settings()
     archive = output or f"{s.database}.dump"
     report = rds_pg.dump(s.project_dsn(), archive)
     print(f"dumped {s.database} to {report.path}: {report.bytes} bytes in {report.duration:.1f} s ({report.tool})")
     if verify:
-        with rds_pg.connect() as rds:
+        with connect_master(c) as rds:
             checked = rds_pg.verify_backup(rds, s.project_dsn(), archive)
         if not checked.verified:
             for t in checked.mismatches:
@@ -135,12 +189,13 @@ def dump(c, output=None, verify=False):
 def restore(c, archive):
     """Restores --archive into the project's database as the project user, creating the user
     and database first when they are missing."""
+    direct_only(c, "restore")
     s = Settings()
 
     def progress(done, total, message):
         print(f"    [{done}/{total}] {message}")
 
-    with rds_pg.connect() as rds:
+    with connect_master(c) as rds:
         report = rds.ensure_user(s.project)
         if report.generated_password is not None:
             hand_over(rds, s.project, s.database, report.generated_password, s.env_file)

@@ -7,6 +7,7 @@
 pub use rds_pg_core::sandbox::{Sandbox, SandboxOptions, SUPPORTED_VERSIONS};
 
 pub mod hostile;
+pub mod sshd;
 
 /// The versions selected by `RDS_PG_TEST_VERSIONS` (default: 13–18).
 pub fn selected_versions() -> Vec<u32> {

@@ -157,6 +157,12 @@ fn master_options(options: &ConnectOptions, master: &RoleName) -> ConnectOptions
     if let Some(ca) = options.get_sslrootcert() {
         master_options = master_options.sslrootcert(ca);
     }
+    if let Some(addr) = options.get_hostaddr() {
+        master_options = master_options.hostaddr(addr);
+    }
+    if let Some(forward) = options.get_forward() {
+        master_options = master_options.forward(forward);
+    }
     if let Some(passfile) = options.passfile_path() {
         master_options = master_options.passfile(passfile);
     }

@@ -43,6 +43,15 @@ pub struct ConnectionArgs {
     /// Server host name or address [env: PGHOST; default: localhost].
     #[arg(short = 'h', long, global = true, help_heading = "Connection")]
     pub host: Option<String>,
+    /// Numeric IP address to connect to instead of resolving --host, which still names the
+    /// server for certificate verification and the password file [env: PGHOSTADDR].
+    #[arg(
+        long,
+        global = true,
+        value_name = "ADDRESS",
+        help_heading = "Connection"
+    )]
+    pub hostaddr: Option<String>,
     /// Server port [env: PGPORT; default: 5432].
     #[arg(short = 'p', long, global = true, help_heading = "Connection")]
     pub port: Option<u16>,
@@ -59,6 +68,36 @@ pub struct ConnectionArgs {
     /// [env: PGSSLROOTCERT].
     #[arg(long, global = true, value_name = "FILE", help_heading = "Connection")]
     pub sslrootcert: Option<PathBuf>,
+    /// Command whose output is the password, run for each connection (split into words as a
+    /// shell would, but run without one; never cached, never shown), e.g. an RDS IAM token:
+    /// "aws rds generate-db-auth-token --hostname HOST --port 5432 --username USER --region
+    /// REGION". Replaces PGPASSWORD and the password file.
+    #[arg(
+        long,
+        global = true,
+        value_name = "COMMAND",
+        help_heading = "Connection"
+    )]
+    pub password_command: Option<String>,
+    /// Reach the server through an SSH forward via this host (user@host, a ~/.ssh/config alias
+    /// or ssh://user@host:port), with the system ssh: the host and port are resolved and
+    /// reached from there, TLS still runs end to end, and the forward ends with the command.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DESTINATION",
+        help_heading = "Connection"
+    )]
+    pub ssh: Option<String>,
+    /// ssh configuration file for --ssh instead of ~/.ssh/config (ssh -F).
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        requires = "ssh",
+        help_heading = "Connection"
+    )]
+    pub ssh_config: Option<PathBuf>,
 }
 
 /// `--dry-run` and `--json`, taken by every command that changes something.

@@ -27,8 +27,16 @@ use crate::output::{print_error, print_json, Outcome, Printer};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    ExitCode::from(run(cli))
+    let status = run(cli);
+    // The forward of --ssh, if one was opened, ends with the command.
+    drop(TUNNEL.lock().unwrap_or_else(|e| e.into_inner()).take());
+    ExitCode::from(status)
 }
+
+/// The forward `--ssh` opened: one per run, closed when the command ends (and by ssh itself if
+/// this process dies first).
+static TUNNEL: std::sync::Mutex<Option<rds_pg_core::tunnel::SshTunnel>> =
+    std::sync::Mutex::new(None);
 
 fn run(cli: Cli) -> u8 {
     let conn = &cli.connection;
@@ -96,7 +104,9 @@ fn run(cli: Cli) -> u8 {
 
 /// The master connection options: the libpq environment and pgpass, then the command line.
 fn connect_options(args: &ConnectionArgs) -> Result<ConnectOptions> {
-    if std::env::var_os("PGPASSWORD").is_some_and(|v| !v.is_empty()) {
+    if args.password_command.is_none()
+        && std::env::var_os("PGPASSWORD").is_some_and(|v| !v.is_empty())
+    {
         eprintln!(
             "warning: PGPASSWORD is set; other users may be able to read a process's environment. \
              Prefer a password file: ~/.pgpass or PGPASSFILE, mode 0600, one \
@@ -106,6 +116,9 @@ fn connect_options(args: &ConnectionArgs) -> Result<ConnectOptions> {
     let mut options = ConnectOptions::from_env()?;
     if let Some(host) = &args.host {
         options = options.host(host);
+    }
+    if let Some(addr) = &args.hostaddr {
+        options.set("hostaddr", addr.clone())?;
     }
     if let Some(port) = args.port {
         options = options.port(port);
@@ -122,10 +135,38 @@ fn connect_options(args: &ConnectionArgs) -> Result<ConnectOptions> {
     if let Some(ca) = &args.sslrootcert {
         options = options.sslrootcert(ca);
     }
+    if let Some(command) = &args.password_command {
+        options = options.password_command(password_command_words(command)?);
+    }
+    if let Some(destination) = &args.ssh {
+        let mut forward = rds_pg_core::tunnel::SshForward::new(destination)?;
+        if let Some(config) = &args.ssh_config {
+            forward = forward.config_file(config);
+        }
+        let mut tunnel = TUNNEL.lock().unwrap_or_else(|e| e.into_inner());
+        if tunnel.is_none() {
+            *tunnel = Some(forward.open(&options)?);
+        }
+        options = tunnel.as_ref().expect("opened").apply(options);
+    }
     if let Some(w) = options.pgpass_warning() {
         eprintln!("WARNING: {w}");
     }
     Ok(options)
+}
+
+/// The words of `--password-command`, split as a shell would (quotes and backslashes), without
+/// running a shell.
+fn password_command_words(command: &str) -> Result<Vec<String>> {
+    match shlex::split(command) {
+        Some(words) if !words.is_empty() => Ok(words),
+        Some(_) => Err(rds_pg_core::Error::InvalidInput(
+            "--password-command is empty: give a program and its arguments".into(),
+        )),
+        None => Err(rds_pg_core::Error::InvalidInput(
+            "--password-command has an unterminated quote or a trailing backslash".into(),
+        )),
+    }
 }
 
 /// Runs a changing command: connect as master, run `op` (which plans when `--dry-run`), print.

@@ -551,6 +551,160 @@ on_15_and_newest!(
     }
 );
 
+on_15_and_newest!(
+    /// `--hostaddr` (or `PGHOSTADDR`) connects to the address while TLS and the password file
+    /// use the host: here the sandbox's certificate name, which never resolves.
+    fn hostaddr_reaches_the_server_under_its_endpoint_name(sandbox) {
+        let tmp = tempfile::tempdir().unwrap();
+        let passfile = tmp.path().join("endpoint-pgpass");
+        let line = rds_pg_core::pgpass::format_line(
+            rds_pg_core::sandbox::ENDPOINT_NAME,
+            sandbox.port(),
+            "*",
+            sandbox.master_user(),
+            sandbox.master_password(),
+        )
+        .unwrap();
+        write_private(&passfile, &format!("{}\n", line.expose()));
+        let by_name = || {
+            RdsPg::master(sandbox, tmp.path())
+                .with_env("PGHOST", rds_pg_core::sandbox::ENDPOINT_NAME)
+                .with_env("PGPASSFILE", &passfile.display().to_string())
+        };
+        let cli = by_name();
+        let run = cli.run(&["user", "create", "by_name"]);
+        assert_eq!(run.status, 1, "the name alone does not resolve: {run:#?}");
+        let run = cli
+            .run(&["--hostaddr", "127.0.0.1", "user", "create", "by_name"])
+            .expect(0, "user create with --hostaddr");
+        login(sandbox.options_for("by_name").password(printed_password(&run)));
+        let run = by_name()
+            .with_env("PGHOSTADDR", "127.0.0.1")
+            .run(&["user", "create", "by_env"])
+            .expect(0, "user create with PGHOSTADDR");
+        login(sandbox.options_for("by_env").password(printed_password(&run)));
+        let run = cli
+            .run(&["--hostaddr", "127.0.0.1", "-h", "wrong.rds-pg.invalid", "user", "create", "x"])
+            .expect(1, "a name the certificate does not carry");
+        assert!(run.stderr.contains("wrong.rds-pg.invalid"), "{run:#?}");
+        let run = cli
+            .run(&["--hostaddr", "db.example.com", "user", "create", "x"])
+            .expect(2, "a hostaddr that is not an address");
+        assert!(run.stderr.contains("numeric"), "{run:#?}");
+        assert!(!exists(sandbox, "pg_roles", "x"));
+    }
+);
+
+on_15_and_newest!(
+    /// `--password-command` replaces the password file: its output logs master in (the command
+    /// is split into words and run without a shell); a failing command exits 1 with its
+    /// standard error and not its output; a malformed one exits 2.
+    fn password_command_gives_the_password(sandbox) {
+        let tmp = tempfile::tempdir().unwrap();
+        let secret = tmp.path().join("master secret");
+        write_private(&secret, &format!("{}\n", sandbox.master_password().expose()));
+        let cli = RdsPg::master(sandbox, tmp.path())
+            .with_env("PGPASSFILE", &tmp.path().join("none").display().to_string());
+        let run = cli.run(&["user", "create", "no_password"]);
+        assert_eq!(run.status, 1, "no password without the command: {run:#?}");
+        let command = format!("cat '{}'", secret.display());
+        let run = cli
+            .run(&["--password-command", &command, "user", "create", "by_command"])
+            .expect(0, "user create with --password-command");
+        login(sandbox.options_for("by_command").password(printed_password(&run)));
+        assert!(!run.stderr.contains(sandbox.master_password().expose()), "{run:#?}");
+
+        let failing = "sh -c 'echo token-output; echo \"Unable to locate credentials\" >&2; exit 3'";
+        let run = cli
+            .run(&["--password-command", failing, "user", "create", "x"])
+            .expect(1, "a failing password command");
+        assert!(run.stderr.contains("Unable to locate credentials"), "{run:#?}");
+        assert!(!run.stderr.contains("token-output") && !run.stdout.contains("token-output"), "{run:#?}");
+        let run = cli
+            .run(&["--password-command", "cat 'unterminated", "user", "create", "x"])
+            .expect(2, "a malformed password command");
+        assert!(run.stderr.contains("quote"), "{run:#?}");
+        assert!(!exists(sandbox, "pg_roles", "x"));
+        assert!(!exists(sandbox, "pg_roles", "no_password"));
+    }
+);
+
+on_15_and_newest!(
+    /// `--ssh` reaches the server through a forward via a throw-away sshd (the endpoint's name
+    /// checked by verify-full, the address reached from the ssh server); the forward ends with
+    /// the command, after a failed one, and when rds-pg is interrupted; a refused ssh login
+    /// exits 1 with ssh's message.
+    fn ssh_forward_lives_as_long_as_the_command(sandbox) {
+        use rds_pg_tests::sshd::{processes_with, Sshd, HOST_ALIAS, REFUSED_ALIAS};
+        let sshd = Sshd::start();
+        let config = sshd.client_config().display().to_string();
+        let tmp = tempfile::tempdir().unwrap();
+        let passfile = tmp.path().join("endpoint-pgpass");
+        let line = rds_pg_core::pgpass::format_line(
+            rds_pg_core::sandbox::ENDPOINT_NAME,
+            sandbox.port(),
+            "*",
+            sandbox.master_user(),
+            sandbox.master_password(),
+        )
+        .unwrap();
+        write_private(&passfile, &format!("{}\n", line.expose()));
+        let cli = || {
+            RdsPg::master(sandbox, tmp.path())
+                .with_env("PGHOST", rds_pg_core::sandbox::ENDPOINT_NAME)
+                .with_env("PGHOSTADDR", "127.0.0.1")
+                .with_env("PGPASSFILE", &passfile.display().to_string())
+        };
+        let ssh = ["--ssh", HOST_ALIAS, "--ssh-config", config.as_str()];
+        let args = |rest: &[&'static str]| -> Vec<&str> {
+            ssh.iter().copied().chain(rest.iter().copied()).collect()
+        };
+        let run = cli()
+            .run(&args(&["user", "create", "via_ssh"]))
+            .expect(0, "user create through ssh");
+        login(sandbox.options_for("via_ssh").password(printed_password(&run)));
+        assert!(processes_with(&config).is_empty(), "the forward ended with the command");
+
+        let run = cli()
+            .run(&args(&["db", "create", "orphan", "--owner", "nobody_here"]))
+            .expect(1, "a failed command through ssh");
+        assert!(run.stderr.contains("nobody_here"), "{run:#?}");
+        assert!(processes_with(&config).is_empty(), "the forward ended after the failure");
+
+        let run = cli()
+            .run(&["--ssh", REFUSED_ALIAS, "--ssh-config", &config, "user", "create", "x"])
+            .expect(1, "a refused ssh login");
+        assert!(run.stderr.contains("Permission denied"), "{run:#?}");
+
+        // Interrupted while connecting (the password command hangs): ssh goes with rds-pg.
+        let mut child = cli()
+            .command(&args(&["--password-command", "sleep 60", "user", "create", "x"]))
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while processes_with(&config).is_empty() {
+            assert!(std::time::Instant::now() < deadline, "ssh never started");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let ssh_pids = processes_with(&config);
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let status = child.wait().unwrap();
+        assert!(!status.success());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !processes_with(&config).is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "ssh {ssh_pids:?} outlived the interrupted rds-pg"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(!exists(sandbox, "pg_roles", "x"));
+    }
+);
+
 // ---------------------------------------------------------------------------------------------
 // Exit statuses and messages
 // ---------------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 //! Connection options: the libpq environment, `~/.pgpass`, connection strings and explicit
 //! overrides, field by field.
 
+use std::ffi::OsString;
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -77,17 +79,27 @@ impl FromStr for SslMode {
 /// Where and how to connect, built like libpq builds it.
 ///
 /// [`ConnectOptions::new`] states every default; [`ConnectOptions::from_env`] starts from the
-/// libpq environment (`PGHOST`, `PGPORT`, `PGUSER`, `PGDATABASE`, `PGPASSWORD`, `PGPASSFILE`,
-/// `PGSSLMODE`, `PGSSLROOTCERT`, `PGCONNECT_TIMEOUT`, `PGAPPNAME`); setters override field by field;
-/// [`FromStr`] reads `key=value` and `postgresql://` strings. When no password is given, the
-/// pgpass file (`PGPASSFILE` or `~/.pgpass`) is searched with libpq's matching rules at connect time.
+/// libpq environment (`PGHOST`, `PGHOSTADDR`, `PGPORT`, `PGUSER`, `PGDATABASE`, `PGPASSWORD`,
+/// `PGPASSFILE`, `PGSSLMODE`, `PGSSLROOTCERT`, `PGCONNECT_TIMEOUT`, `PGAPPNAME`); setters override
+/// field by field; [`FromStr`] reads `key=value` and `postgresql://` strings. When no password is
+/// given, the pgpass file (`PGPASSFILE` or `~/.pgpass`) is searched with libpq's matching rules at
+/// connect time, unless a password command is set ([`ConnectOptions::password_command`]: for
+/// RDS IAM authentication tokens).
+///
+/// Where the connection goes: `host` and `port`, unless `hostaddr` names the address to connect
+/// to instead (libpq's meaning: the certificate is still checked, and pgpass still searched,
+/// for `host`), or a local forward ([`ConnectOptions::forward`], such as the one
+/// [`crate::tunnel::SshTunnel`] opens) names the local address and port that lead to the server.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ConnectOptions {
     host: String,
+    hostaddr: Option<IpAddr>,
+    forward: Option<SocketAddr>,
     port: u16,
     user: Option<String>,
     dbname: Option<String>,
     password: Option<Password>,
+    password_command: Option<Vec<OsString>>,
     passfile: Option<PathBuf>,
     sslmode: SslMode,
     sslrootcert: Option<PathBuf>,
@@ -105,17 +117,20 @@ impl Default for ConnectOptions {
 pub const DEFAULT_DBNAME: &str = "postgres";
 
 impl ConnectOptions {
-    /// Options with every default and nothing read from the environment: host `localhost`, port
-    /// 5432, user = the OS user, dbname `postgres` (the maintenance database), no password (pgpass
-    /// is consulted), sslmode `prefer`, no root certificate, no connect timeout, application name
-    /// `rds-pg`.
+    /// Options with every default and nothing read from the environment: host `localhost`, no
+    /// hostaddr and no forward, port 5432, user = the OS user, dbname `postgres` (the maintenance database), no
+    /// password and no password command (pgpass is consulted), sslmode `prefer`, no root certificate, no connect timeout,
+    /// application name `rds-pg`.
     pub fn new() -> Self {
         ConnectOptions {
             host: "localhost".into(),
+            hostaddr: None,
+            forward: None,
             port: 5432,
             user: None,
             dbname: None,
             password: None,
+            password_command: None,
             passfile: None,
             sslmode: SslMode::Prefer,
             sslrootcert: None,
@@ -127,7 +142,8 @@ impl ConnectOptions {
     /// Options from the libpq environment variables, on top of [`ConnectOptions::new`].
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] for an unparsable `PGPORT`, `PGSSLMODE` or `PGCONNECT_TIMEOUT`.
+    /// [`Error::InvalidInput`] for an unparsable `PGHOSTADDR`, `PGPORT`, `PGSSLMODE` or
+    /// `PGCONNECT_TIMEOUT`.
     pub fn from_env() -> Result<Self> {
         Self::new().with_env_from(|k| std::env::var(k).ok())
     }
@@ -140,6 +156,7 @@ impl ConnectOptions {
         let get = |k: &str| get(k).filter(|v| !v.is_empty());
         for (var, key) in [
             ("PGHOST", "host"),
+            ("PGHOSTADDR", "hostaddr"),
             ("PGPORT", "port"),
             ("PGUSER", "user"),
             ("PGDATABASE", "dbname"),
@@ -159,19 +176,37 @@ impl ConnectOptions {
         Ok(self)
     }
 
-    /// Applies one libpq keyword. Unknown keywords are refused.
+    /// Applies one libpq keyword. Unknown keywords are refused. `hostaddr` takes a numeric IPv4
+    /// or IPv6 address, as libpq's does (an empty value unsets it).
     ///
     /// # Errors
     /// [`Error::InvalidInput`] for an unknown keyword or a bad value.
     pub fn set(&mut self, key: &str, value: String) -> Result<&mut Self> {
         match key {
-            "host" | "hostaddr" => {
+            "host" => {
                 if value.contains(',') {
                     return Err(Error::InvalidInput(
                         "several hosts are not supported".into(),
                     ));
                 }
                 self.host = value;
+            }
+            "hostaddr" => {
+                if value.contains(',') {
+                    return Err(Error::InvalidInput(
+                        "several host addresses are not supported".into(),
+                    ));
+                }
+                self.hostaddr = if value.is_empty() {
+                    None
+                } else {
+                    Some(value.trim().parse().map_err(|_| {
+                        Error::InvalidInput(format!(
+                            "invalid hostaddr {value:?}: expected a numeric IPv4 or IPv6 address \
+                             (the name goes in host)"
+                        ))
+                    })?)
+                };
             }
             "port" => {
                 self.port = value.parse().map_err(|_| {
@@ -219,8 +254,18 @@ impl ConnectOptions {
     }
 
     crate::builder::setters! {
-        /// Sets the host name or IP address.
+        /// Sets the host name or IP address: where to connect unless a hostaddr is set, and in any case the name the server's certificate must carry (`verify-full`),
+        /// the host a pgpass line must name, and the host handed to a project's servers.
         host = into String;
+        /// Sets the numeric address to connect to instead of resolving the host (libpq's
+        /// `hostaddr`): the certificate is still verified, and pgpass still searched, for the host.
+        hostaddr = some IpAddr;
+        /// Sets a local forward that leads to the server (for example `127.0.0.1:41235`, the
+        /// local end of an SSH tunnel): the connection goes to this address and port, while
+        /// everything else is about the host and port (the certificate's name, pgpass, the
+        /// credentials handed to a project's servers, messages). It takes precedence over a
+        /// hostaddr. Not written to connection strings: libpq has no such setting.
+        forward = some SocketAddr;
         /// Sets the TCP port.
         port = u16;
         /// Sets the role to log in as.
@@ -244,6 +289,53 @@ impl ConnectOptions {
     /// The host.
     pub fn get_host(&self) -> &str {
         &self.host
+    }
+    /// The hostaddr, if any.
+    pub fn get_hostaddr(&self) -> Option<IpAddr> {
+        self.hostaddr
+    }
+    /// The local forward, if any.
+    pub fn get_forward(&self) -> Option<SocketAddr> {
+        self.forward
+    }
+    /// The port a connection is actually made to: the forward's when one is set, else the port.
+    pub fn connect_port(&self) -> u16 {
+        self.forward.map_or(self.port, |f| f.port())
+    }
+    /// The numeric address a connection is actually made to, when not the host's own: the
+    /// forward's address when one is set, else the hostaddr.
+    pub fn connect_addr(&self) -> Option<IpAddr> {
+        self.forward.map(|f| f.ip()).or(self.hostaddr)
+    }
+    /// Sets a command whose standard output is the password of each connection made with these
+    /// options (program and arguments, run without a shell; for RDS IAM authentication:
+    /// `aws rds generate-db-auth-token --hostname … --port … --username … --region …`). It
+    /// replaces any password set (and wins over one set later),
+    /// and no password file is consulted. It runs once per
+    /// connection, never cached (an IAM token lives 15 minutes); its output, without the final
+    /// line break, is the password and is never shown. Its environment is this process's
+    /// without the variables that may carry master's credentials (`PG*`, `RDS_PG_*`,
+    /// `DATABASE_URL`; `AWS_*`, `HOME` and `PATH` are kept); its standard input is closed. For a
+    /// shell pipeline use `["sh", "-c", "…"]`. Not written to connection strings: libpq has no
+    /// such setting.
+    pub fn password_command<I, S>(mut self, argv: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.password_command = Some(argv.into_iter().map(Into::into).collect());
+        self.password = None;
+        self
+    }
+    /// The password command, if any.
+    pub fn get_password_command(&self) -> Option<&[OsString]> {
+        self.password_command.as_deref()
+    }
+    /// These options without a password or a password command: the password file is searched.
+    pub fn without_password(mut self) -> Self {
+        self.password = None;
+        self.password_command = None;
+        self
     }
     /// The port.
     pub fn get_port(&self) -> u16 {
@@ -290,14 +382,22 @@ impl ConnectOptions {
         self.passfile.clone().or_else(crate::pgpass::default_path)
     }
 
-    /// The password to send: the configured one, else the first matching pgpass entry.
+    /// The password to send: the password command's output when one is set (it runs now), else
+    /// the configured password, else the first matching pgpass entry (searched for the host and
+    /// port, whatever the hostaddr).
     ///
     /// A password file that libpq would ignore (not a plain file, or open to the group or
     /// others) is ignored; [`ConnectOptions::pgpass_warning`] says so.
     ///
     /// # Errors
-    /// An unreadable pgpass file (a missing or too-open one is not an error: libpq ignores it).
+    /// An unreadable pgpass file (a missing or too-open one is not an error: libpq ignores it);
+    /// for a password command, [`Error::NotFound`] when its program does not exist,
+    /// [`Error::Tool`] when it fails (with its standard error, never its output) and
+    /// [`Error::InvalidInput`] when its output is empty, not UTF-8 or more than one line.
     pub fn resolve_password(&self) -> Result<Option<Password>> {
+        if let Some(argv) = &self.password_command {
+            return crate::password_command::run(argv).map(Some);
+        }
         if let Some(p) = &self.password {
             return Ok(Some(p.clone()));
         }
@@ -309,7 +409,7 @@ impl ConnectOptions {
     /// show; `None` when a password is set, no file is consulted, or the file is fine (or
     /// missing, or unreadable: connecting reports that).
     pub fn pgpass_warning(&self) -> Option<crate::pgpass::PgPassWarning> {
-        if self.password.is_some() {
+        if self.password.is_some() || self.password_command.is_some() {
             return None;
         }
         self.search_passfile().ok()?.warning
@@ -329,9 +429,10 @@ impl ConnectOptions {
     }
 
     /// The settings a connection string for these options carries, in order, without the
-    /// password: `host`, `port`, `user` and `dbname` (the resolved ones: the OS user and
-    /// `postgres` when unset), `sslmode`, then `sslrootcert`, `passfile` and `connect_timeout`
-    /// when set, and `application_name` when it is not the default `rds-pg`.
+    /// password: `host`, `hostaddr` when set, `port`, `user` and `dbname` (the resolved ones: the
+    /// OS user and `postgres` when unset), `sslmode`, then `sslrootcert`, `passfile` and
+    /// `connect_timeout` when set, and `application_name` when it is not the default `rds-pg`.
+    /// Neither a forward nor a password command is written: libpq has no such setting.
     fn conninfo_pairs(&self) -> Result<Vec<(&'static str, String)>> {
         let path = |name: &str, path: &Path| {
             path.to_str().map(str::to_owned).ok_or_else(|| {
@@ -340,13 +441,16 @@ impl ConnectOptions {
                 ))
             })
         };
-        let mut pairs = vec![
-            ("host", self.host.clone()),
+        let mut pairs = vec![("host", self.host.clone())];
+        if let Some(addr) = self.hostaddr {
+            pairs.push(("hostaddr", addr.to_string()));
+        }
+        pairs.extend([
             ("port", self.port.to_string()),
             ("user", self.get_user()),
             ("dbname", self.get_dbname().to_owned()),
             ("sslmode", self.sslmode.as_str().to_owned()),
-        ];
+        ]);
         if let Some(ca) = &self.sslrootcert {
             pairs.push(("sslrootcert", path("sslrootcert", ca)?));
         }
@@ -429,15 +533,22 @@ impl ConnectOptions {
         writer(&borrowed)
     }
 
-    /// `user@host:port/dbname`, for messages.
+    /// `user@host:port/dbname`, for messages; followed by ` (at ADDRESS)` with a hostaddr and
+    /// ` (through 127.0.0.1:PORT)` with a forward.
     pub fn target(&self) -> String {
-        format!(
+        let mut target = format!(
             "{}@{}:{}/{}",
             self.get_user(),
             self.host,
             self.port,
             self.get_dbname()
-        )
+        );
+        if let Some(forward) = self.forward {
+            target.push_str(&format!(" (through {forward})"));
+        } else if let Some(addr) = self.hostaddr {
+            target.push_str(&format!(" (at {addr})"));
+        }
+        target
     }
 }
 
@@ -445,10 +556,13 @@ impl fmt::Debug for ConnectOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConnectOptions")
             .field("host", &self.host)
+            .field("hostaddr", &self.hostaddr)
+            .field("forward", &self.forward)
             .field("port", &self.port)
             .field("user", &self.user)
             .field("dbname", &self.dbname)
             .field("password", &self.password.as_ref().map(|_| "[redacted]"))
+            .field("password_command", &self.password_command)
             .field("passfile", &self.passfile)
             .field("sslmode", &self.sslmode)
             .field("sslrootcert", &self.sslrootcert)
@@ -585,6 +699,66 @@ mod tests {
         assert_eq!(o.get_sslmode(), SslMode::VerifyCa);
         assert_eq!(o.get_application_name(), "x");
         assert!(ConnectOptions::from_str("host=a bogus=1").is_err());
+    }
+
+    /// `hostaddr` as libpq takes it: from `PGHOSTADDR`, keyword strings and URI parameters, a
+    /// numeric address only, unset by an empty value, written back after the host; pgpass is
+    /// still searched for the host.
+    #[test]
+    fn hostaddr_is_read_written_and_leaves_the_host_alone() {
+        let o = ConnectOptions::new()
+            .with_env_from(env(&[("PGHOST", "db.example"), ("PGHOSTADDR", "10.0.0.7")]))
+            .unwrap();
+        assert_eq!(o.get_host(), "db.example");
+        assert_eq!(o.get_hostaddr(), Some("10.0.0.7".parse().unwrap()));
+        assert_eq!(
+            o.target(),
+            format!("{}@db.example:5432/postgres (at 10.0.0.7)", o.get_user())
+        );
+
+        let o: ConnectOptions = "host=db.example hostaddr=::1 user=u".parse().unwrap();
+        assert_eq!(o.get_hostaddr(), Some("::1".parse().unwrap()));
+        let o: ConnectOptions = "postgresql://u@db.example:6000/d?hostaddr=127.0.0.1"
+            .parse()
+            .unwrap();
+        assert_eq!(o.get_host(), "db.example");
+        assert_eq!(o.get_hostaddr(), Some("127.0.0.1".parse().unwrap()));
+        assert_eq!(
+            o.to_conninfo().unwrap(),
+            "host='db.example' hostaddr='127.0.0.1' port=6000 user='u' dbname='d' sslmode=prefer"
+        );
+        for written in [o.to_conninfo().unwrap(), o.to_uri().unwrap()] {
+            assert_eq!(written.parse::<ConnectOptions>().unwrap(), o, "{written}");
+        }
+        let mut unset = o.clone();
+        unset.set("hostaddr", String::new()).unwrap();
+        assert_eq!(unset.get_hostaddr(), None);
+
+        for bad in ["db.example", "10.0.0.1,10.0.0.2", "300.1.1.1"] {
+            let err = ConnectOptions::from_str(&format!("hostaddr={bad}")).unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::InvalidInput, "{bad}");
+        }
+        let err = ConnectOptions::new()
+            .with_env_from(env(&[("PGHOSTADDR", "not-an-address")]))
+            .unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::InvalidInput);
+
+        let dir = tempfile::tempdir().unwrap();
+        let passfile = dir.path().join("pgpass");
+        std::fs::write(
+            &passfile,
+            "127.0.0.1:5432:*:master:by-address\ndb.example:5432:*:master:by-name\n",
+        )
+        .unwrap();
+        let mut perms = std::fs::metadata(&passfile).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
+        std::fs::set_permissions(&passfile, perms).unwrap();
+        let o = ConnectOptions::new()
+            .host("db.example")
+            .hostaddr("127.0.0.1".parse().unwrap())
+            .user("master")
+            .passfile(&passfile);
+        assert_eq!(o.resolve_password().unwrap().unwrap().expose(), "by-name");
     }
 
     #[test]

@@ -30,21 +30,32 @@ pub fn connect(options: &ConnectOptions) -> Result<Client> {
     connect_inner(options, None)
 }
 
-fn connect_inner(options: &ConnectOptions, server_options: Option<&str>) -> Result<Client> {
+/// A client configuration for `options`' server, role, database and application name: the TCP
+/// connection goes to the forward or the hostaddr when set (to the host and port otherwise),
+/// while TLS verifies the certificate for the host, as libpq does with `hostaddr`.
+pub(crate) fn base_config(options: &ConnectOptions) -> postgres::Config {
     let mut config = postgres::Config::new();
     config
         .host(options.get_host())
-        .port(options.get_port())
+        .port(options.connect_port())
         .user(&options.get_user())
         .dbname(options.get_dbname())
-        .application_name(options.get_application_name())
-        .ssl_mode(match options.get_sslmode() {
-            SslMode::Disable => postgres::config::SslMode::Disable,
-            SslMode::Prefer => postgres::config::SslMode::Prefer,
-            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
-                postgres::config::SslMode::Require
-            }
-        });
+        .application_name(options.get_application_name());
+    if let Some(addr) = options.connect_addr() {
+        config.hostaddr(addr);
+    }
+    config
+}
+
+fn connect_inner(options: &ConnectOptions, server_options: Option<&str>) -> Result<Client> {
+    let mut config = base_config(options);
+    config.ssl_mode(match options.get_sslmode() {
+        SslMode::Disable => postgres::config::SslMode::Disable,
+        SslMode::Prefer => postgres::config::SslMode::Prefer,
+        SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
+            postgres::config::SslMode::Require
+        }
+    });
     // The startup packet's options reach the server before any query runs and take precedence
     // over per-database and per-role settings.
     let mut startup = format!("-c search_path={}", PINNED_SEARCH_PATH.replace(' ', ""));

@@ -31,6 +31,7 @@ pub mod error;
 pub mod ident;
 pub mod inspect;
 pub mod inventory;
+mod password_command;
 pub mod pgpass;
 pub mod plan;
 mod private_file;
@@ -40,6 +41,7 @@ pub mod sandbox;
 pub mod secret;
 pub mod spec;
 pub mod tls;
+pub mod tunnel;
 
 pub use audit::{AuditOptions, AuditReport};
 pub use config::{ConnectOptions, SslMode};

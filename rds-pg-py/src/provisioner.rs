@@ -41,6 +41,8 @@ pub(crate) fn duration_arg(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Dur
 pub(crate) struct ConnectArgs<'py> {
     pub dsn: Option<String>,
     pub host: Option<String>,
+    pub hostaddr: Option<String>,
+    pub password_command: Option<Vec<String>>,
     pub port: Option<u16>,
     pub user: Option<String>,
     pub dbname: Option<String>,
@@ -65,6 +67,7 @@ impl ConnectArgs<'_> {
             Ok(())
         };
         set("host", self.host.clone())?;
+        set("hostaddr", self.hostaddr.clone())?;
         set("port", self.port.map(|p| p.to_string()))?;
         set("user", self.user.clone())?;
         set("dbname", self.dbname.clone())?;
@@ -79,6 +82,9 @@ impl ConnectArgs<'_> {
         if let Some(password) = optional_password_arg(self.password.as_ref())? {
             o = o.password(password);
         }
+        if let Some(argv) = &self.password_command {
+            o = o.password_command(argv);
+        }
         if let Some(timeout) = &self.connect_timeout {
             o = o.connect_timeout(duration_arg(timeout, "connect_timeout")?);
         }
@@ -92,17 +98,50 @@ pub(crate) fn open(
     options: ConnectOptions,
     lock_timeout: Option<Duration>,
 ) -> PyResult<Provisioner> {
+    open_through(py, options, lock_timeout, None)
+}
+
+/// Where `connect(ssh=…, ssh_config=…)` goes through.
+pub(crate) struct SshArgs {
+    destination: String,
+    config: Option<PathBuf>,
+}
+
+/// As [`open`], through `ssh` (an SSH destination) when given: the forward is opened first and
+/// lives as long as the provisioner.
+pub(crate) fn open_through(
+    py: Python<'_>,
+    options: ConnectOptions,
+    lock_timeout: Option<Duration>,
+    ssh: Option<SshArgs>,
+) -> PyResult<Provisioner> {
     crate::errors::warn_about_pgpass(py, &options)?;
-    let inner = py
+    let (inner, tunnel) = py
         .detach(move || {
+            let tunnel = match ssh {
+                Some(ssh) => {
+                    let mut forward = core::tunnel::SshForward::new(ssh.destination)?;
+                    if let Some(config) = ssh.config {
+                        forward = forward.config_file(config);
+                    }
+                    Some(forward.open(&options)?)
+                }
+                None => None,
+            };
+            let options = match &tunnel {
+                Some(t) => t.apply(options),
+                None => options,
+            };
             let p = core::Provisioner::connect(&options)?;
-            match lock_timeout {
-                Some(t) => p.with_lock_timeout(t),
-                None => Ok(p),
-            }
+            let p = match lock_timeout {
+                Some(t) => p.with_lock_timeout(t)?,
+                None => p,
+            };
+            Ok::<_, core::Error>((p, tunnel))
         })
         .py_result(py)?;
     Ok(Provisioner {
+        tunnel: Mutex::new(tunnel),
         options: inner.options().clone(),
         target: inner.options().target(),
         major: inner.facts().major,
@@ -123,10 +162,22 @@ fn thread_number() -> u64 {
 
 /// Connects to PostgreSQL as the master user and returns a `Provisioner`.
 ///
-/// Settings come from the libpq environment (`PGHOST`, `PGPORT`, `PGUSER`, `PGDATABASE`,
+/// Settings come from the libpq environment (`PGHOST`, `PGHOSTADDR`, `PGPORT`, `PGUSER`, `PGDATABASE`,
 /// `PGPASSWORD`, `PGPASSFILE`, `PGSSLMODE`, `PGSSLROOTCERT`, `PGCONNECT_TIMEOUT`, `PGAPPNAME`),
 /// then `dsn` (`"host=… user=…"` or `"postgresql://…"`), then the keyword arguments; without a
 /// password the pgpass file (`passfile`, `PGPASSFILE` or `~/.pgpass`) is searched as libpq does.
+/// `hostaddr` is the numeric address to connect to instead of resolving `host`, which still names
+/// the server for certificate verification and the password file (libpq's `hostaddr`).
+/// `password_command` (a list: program and arguments, run without a shell) prints the password
+/// of each connection, run again for every one and never cached, e.g. `["aws", "rds",
+/// "generate-db-auth-token", "--hostname", …]` for an IAM token; it replaces `password` and the
+/// password file.
+/// `ssh="user@host"` reaches the server through an SSH forward via that host (the system `ssh`,
+/// honouring `~/.ssh/config`; see `rds-pg --ssh`): `host` and `port` are resolved from there,
+/// TLS still checks `host`'s certificate, and the forward is closed with the provisioner
+/// (`close()`, the end of a `with` block), or when the process ends. Only this provisioner's
+/// connections use it. `ssh_config` is an ssh configuration file to use instead of
+/// `~/.ssh/config` (`ssh -F`).
 /// `dbname` is the maintenance database (default `postgres`). `lock_timeout` (seconds or a
 /// `timedelta`, default 10 s; 0 waits indefinitely, as in PostgreSQL) bounds every wait for a
 /// lock. Raises `ConnectionError`, `TlsError`
@@ -135,7 +186,8 @@ fn thread_number() -> u64 {
 #[pyo3(signature = (
     dsn=None, *, host=None, port=None, user=None, dbname=None, password=None, sslmode=None,
     sslrootcert=None, lock_timeout=None, passfile=None, connect_timeout=None,
-    application_name=None
+    application_name=None, hostaddr=None, password_command=None, ssh=None,
+    ssh_config=None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn connect<'py>(
@@ -152,10 +204,26 @@ pub(crate) fn connect<'py>(
     passfile: Option<PathBuf>,
     connect_timeout: Option<Bound<'py, PyAny>>,
     application_name: Option<String>,
+    hostaddr: Option<String>,
+    password_command: Option<Vec<String>>,
+    ssh: Option<String>,
+    ssh_config: Option<PathBuf>,
 ) -> PyResult<Provisioner> {
+    if ssh_config.is_some() && ssh.is_none() {
+        return Err(to_py_err(
+            py,
+            Error::InvalidInput("ssh_config needs ssh (the destination)".into()),
+        ));
+    }
+    let ssh = ssh.map(|destination| SshArgs {
+        destination,
+        config: ssh_config,
+    });
     let args = ConnectArgs {
         dsn,
         host,
+        hostaddr,
+        password_command,
         port,
         user,
         dbname,
@@ -170,7 +238,7 @@ pub(crate) fn connect<'py>(
     let lock_timeout = lock_timeout
         .map(|t| duration_arg(&t, "lock_timeout"))
         .transpose()?;
-    open(py, options, lock_timeout)
+    open_through(py, options, lock_timeout, ssh)
 }
 
 /// A master connection that provisions and tears down project users and databases.
@@ -182,6 +250,8 @@ pub(crate) fn connect<'py>(
 #[pyclass(frozen, module = "rds_pg", name = "Provisioner")]
 pub struct Provisioner {
     pub(crate) inner: Mutex<Option<core::Provisioner>>,
+    /// The SSH forward of `connect(ssh=…)`, closed with the provisioner.
+    tunnel: Mutex<Option<core::tunnel::SshTunnel>>,
     options: ConnectOptions,
     target: String,
     major: u32,
@@ -596,6 +666,11 @@ impl Provisioner {
                 Err(poisoned) => poisoned.into_inner().take(),
             };
             drop(taken);
+            let tunnel = match self.tunnel.lock() {
+                Ok(mut g) => g.take(),
+                Err(poisoned) => poisoned.into_inner().take(),
+            };
+            drop(tunnel);
         });
         Ok(())
     }

@@ -303,3 +303,43 @@ def test_a_progress_callback_that_uses_the_same_provisioner_gets_an_error_not_a_
         assert rds.plan_ensure_user("someone").steps
     rows = psql.ok("shop", project, "shop", "SELECT count(*) FROM kept")
     assert psql.ok("shop", project, "shop_reentry", "SELECT count(*) FROM kept") == rows
+
+
+# The name the sandbox's certificate carries for an RDS endpoint; it never resolves.
+ENDPOINT_NAME = "db.sandbox.rds-pg.invalid"
+
+
+def test_hostaddr_connects_to_the_address_and_verifies_the_host(sandbox):
+    # The endpoint name alone does not resolve; with hostaddr the address is used and, on 15+,
+    # verify-full checks the certificate for the name.
+    with pytest.raises(rds_pg.ConnectionError):
+        rds_pg.connect(sandbox.master_dsn, host=ENDPOINT_NAME)
+    with rds_pg.connect(sandbox.master_dsn, host=ENDPOINT_NAME, hostaddr="127.0.0.1") as rds:
+        assert rds.current_user == sandbox.master_user
+    with rds_pg.connect(f"{sandbox.master_dsn} host={ENDPOINT_NAME} hostaddr=127.0.0.1") as rds:
+        assert rds.current_user == sandbox.master_user
+    if sandbox.ca_cert_path is not None:
+        with pytest.raises(rds_pg.TlsError, match="wrong.rds-pg.invalid"):
+            rds_pg.connect(sandbox.master_dsn, host="wrong.rds-pg.invalid", hostaddr="127.0.0.1")
+    with pytest.raises(rds_pg.InvalidInput, match="numeric"):
+        rds_pg.connect(sandbox.master_dsn, hostaddr="db.example.com")
+
+
+def test_password_command_runs_for_each_connection(sandbox, tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text(sandbox.master_password.reveal() + "\n")
+    secret.chmod(0o600)
+    runs = tmp_path / "runs"
+    argv = ["sh", "-c", f"echo run >> '{runs}'; cat '{secret}'"]
+    dsn = sandbox.dsn_for(sandbox.master_user, "postgres")
+    with rds_pg.connect(dsn, password_command=argv) as rds:
+        assert rds.current_user == sandbox.master_user
+    with rds_pg.connect(dsn, password_command=argv):
+        pass
+    assert len(runs.read_text().splitlines()) == 2, "run once per connection, never cached"
+    failing = ["sh", "-c", "echo token-output; echo 'Unable to locate credentials' >&2; exit 255"]
+    with pytest.raises(rds_pg.ToolError, match="Unable to locate credentials") as e:
+        rds_pg.connect(dsn, password_command=failing)
+    assert "token-output" not in str(e.value)
+    with pytest.raises(TypeError):
+        rds_pg.connect(dsn, password_command="cat /etc/secret")

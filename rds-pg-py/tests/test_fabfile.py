@@ -124,3 +124,45 @@ def test_fabfile_tasks_provision_dump_teardown_restore(fabfile, sandbox, deploy_
     assert psql.ok("fabshop", new_password, "fabshop", "SELECT note->'a' FROM orders WHERE id = 1") == "b"
 
     fabfile.teardown(ctx, yes=True, force=True)
+
+
+def test_fabric_host_tasks_go_through_an_ssh_forward(fabfile, sandbox, deploy_env, sshd, psql, capsys, monkeypatch):
+    """`fab -H nobody@app provision`/`teardown` run here, through a forward via the Fabric host;
+    master's password comes from a local command, the endpoint's name is verified through it."""
+    from fabric import Connection
+
+    from conftest import ALIAS, ENDPOINT_NAME, ssh_processes
+
+    secret = deploy_env / "master-secret"
+    secret.write_text(sandbox.master_password.reveal() + "\n")
+    secret.chmod(0o600)
+    (deploy_env / "pgpass").write_text("")  # no password file line for master: the command gives it
+    monkeypatch.setenv("RDS_PG_MASTER_PASSWORD_COMMAND", f"cat '{secret}'")
+    monkeypatch.setenv("RDS_PG_SSH_CONFIG", str(sshd.config))
+    monkeypatch.setenv("RDS_PG_PROJECT", "tunshop")
+    monkeypatch.setenv("RDS_PG_READONLY", "")
+    monkeypatch.setenv("RDS_PG_ENV_FILE", str(deploy_env / "tunshop.env"))
+    # The endpoint's name (what the certificate carries), resolved on the app server's side: the
+    # hostaddr stands for the VPC's DNS.
+    monkeypatch.setenv("PGHOST", ENDPOINT_NAME)
+    monkeypatch.setenv("PGHOSTADDR", "127.0.0.1")
+    c = Connection(ALIAS, user="nobody", port=sshd.port)
+
+    fabfile.provision(c)
+    out = capsys.readouterr().out
+    assert f"through an ssh forward via ssh://nobody@{ALIAS}:{sshd.port}" in out, out
+    assert "user tunshop: changed" in out and "database tunshop: changed" in out, out
+    assert not ssh_processes(sshd.config), "the forward is closed after the task"
+    creds = read_env_file(deploy_env / "tunshop.env")
+    assert creds["PGHOST"] == ENDPOINT_NAME, "the project gets the endpoint, never the forward"
+    password = creds["PGPASSWORD"]
+    assert password not in out
+    psql.ok("tunshop", password, "tunshop", "CREATE TABLE t (id int)")
+
+    with pytest.raises(invoke.Exit, match="rds-pg --ssh"):
+        fabfile.dump(c)
+    fabfile.teardown(c, yes=True)
+    out = capsys.readouterr().out
+    assert "drop database tunshop: changed" in out and "drop user tunshop: changed" in out, out
+    assert "password authentication failed" in psql.fails("tunshop", password, "postgres", "SELECT 1")
+    assert not ssh_processes(sshd.config)

@@ -846,13 +846,8 @@ fn tls_state(master: &ConnectOptions, cluster: &ClusterCatalog) -> TlsState {
 }
 
 fn probe_plaintext(master: &ConnectOptions) -> TlsState {
-    let mut config = postgres::Config::new();
+    let mut config = crate::connect::base_config(master);
     config
-        .host(master.get_host())
-        .port(master.get_port())
-        .user(&master.get_user())
-        .dbname(master.get_dbname())
-        .application_name(master.get_application_name())
         .ssl_mode(postgres::config::SslMode::Disable)
         .connect_timeout(
             master

@@ -299,9 +299,10 @@ pub struct ToolWorkDir {
 
 impl ToolWorkDir {
     /// Creates the directory (mode `0700`) and writes the password of `connection` (the
-    /// configured one, else the first matching pgpass entry) to `pgpass` (mode `0600`) as a
-    /// `*:port:*:user:password` line. Without a password the file is empty, so the tool never
-    /// reads another password file.
+    /// password command's output, the configured password, else the first matching pgpass
+    /// entry) to `pgpass` (mode `0600`) as a `*:port:*:user:password` line, `port` being the one
+    /// the tool connects to (a forward's, when there is one). Without a password the file is
+    /// empty, so the tool never reads another password file.
     ///
     /// # Errors
     /// [`Error::Io`] for file-system errors; [`Error::InvalidInput`] for a password a pgpass file
@@ -321,8 +322,13 @@ impl ToolWorkDir {
         let contents = match connection.resolve_password()? {
             Some(password) => {
                 let user = connection.get_user();
-                let line =
-                    crate::pgpass::format_line("*", connection.get_port(), "*", &user, &password)?;
+                let line = crate::pgpass::format_line(
+                    "*",
+                    connection.connect_port(),
+                    "*",
+                    &user,
+                    &password,
+                )?;
                 Password::new(format!("{}\n", line.expose()))
             }
             None => Password::new(""),
@@ -361,12 +367,16 @@ fn tool_command_with_env(
 
 /// A command for `tool` that connects with `connection`: host, port, user and database on argv;
 /// the password only through `PGPASSFILE=passfile`; TLS through `PGSSLMODE`/`PGSSLROOTCERT`.
+/// With a hostaddr or a forward, `PGHOSTADDR` names the address to connect to and `--port` the
+/// port connected to (the forward's), while `--host` stays the server's name, so that
+/// `verify-full` checks the certificate for it, as libpq does with `hostaddr`.
 ///
 /// The only `PG*` variables the tool sees are those set here (`PGPASSFILE`, `PGSSLMODE`,
-/// `PGAPPNAME`, and `PGSSLROOTCERT`/`PGCONNECT_TIMEOUT` when the connection has them): none is
-/// inherited from this process (no `PGPASSWORD`, `PGOPTIONS`, `PGSERVICE`, `PGSERVICEFILE`, …),
-/// and neither is `DATABASE_URL` or an `RDS_PG_*` variable (see [`tool_command`]). C messages
-/// (the output is parsed). Never prompts for a password (`--no-password`).
+/// `PGAPPNAME`, and `PGSSLROOTCERT`/`PGCONNECT_TIMEOUT`/`PGHOSTADDR` when the connection has
+/// them): none is inherited from this process (no `PGPASSWORD`, `PGOPTIONS`, `PGSERVICE`,
+/// `PGSERVICEFILE`, …), and neither is `DATABASE_URL` or an `RDS_PG_*` variable (see
+/// [`tool_command`]). C messages (the output is parsed). Never prompts for a password
+/// (`--no-password`).
 pub fn connection_command(
     tool: &ClientTool,
     connection: &ConnectOptions,
@@ -391,8 +401,11 @@ fn connection_command_with_env(
     if let Some(timeout) = connection.get_connect_timeout() {
         cmd.env("PGCONNECT_TIMEOUT", timeout.as_secs().max(2).to_string());
     }
+    if let Some(addr) = connection.connect_addr() {
+        cmd.env("PGHOSTADDR", addr.to_string());
+    }
     cmd.arg(format!("--host={}", connection.get_host()))
-        .arg(format!("--port={}", connection.get_port()))
+        .arg(format!("--port={}", connection.connect_port()))
         .arg(format!("--username={}", connection.get_user()))
         .arg("--no-password")
         .arg(dbname_arg(connection.get_dbname()));
@@ -575,6 +588,65 @@ mod tests {
         assert_eq!(get("PGSSLROOTCERT").as_deref(), Some("/etc/ca.pem"));
         assert!(get("PGPASSWORD").is_none());
         assert!(!format!("{cmd:?}").contains("hunter2"));
+    }
+
+    /// With a hostaddr, the tool connects to that address (`PGHOSTADDR`) and checks the
+    /// certificate for the host, which stays on argv.
+    #[test]
+    fn a_hostaddr_reaches_the_tool_beside_the_host() {
+        let options = ConnectOptions::new()
+            .host("db.example")
+            .hostaddr("10.1.2.3".parse().unwrap())
+            .user("alice");
+        let tool = ClientTool {
+            program: ClientProgram::Psql,
+            path: "/opt/pg/bin/psql".into(),
+            version: "15.18".into(),
+            major: 15,
+        };
+        let env_of = |cmd: &Command| {
+            cmd.get_envs()
+                .find(|(k, _)| *k == "PGHOSTADDR")
+                .and_then(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()))
+        };
+        let cmd = connection_command(&tool, &options, Path::new("/tmp/x/pgpass"));
+        assert!(cmd.get_args().any(|a| a == "--host=db.example"));
+        assert_eq!(env_of(&cmd).as_deref(), Some("10.1.2.3"));
+        let plain =
+            connection_command(&tool, &ConnectOptions::new().user("alice"), Path::new("/p"));
+        assert_eq!(env_of(&plain), None);
+    }
+
+    /// Through a forward, the tool connects to its address and port and checks the certificate
+    /// for the host; its password file names the forward's port.
+    #[test]
+    fn a_forwarded_connection_keeps_the_host_for_tls() {
+        let options = ConnectOptions::new()
+            .host("db.example")
+            .port(5432)
+            .user("alice")
+            .password(crate::Password::new("pw"))
+            .forward("127.0.0.1:41235".parse().unwrap());
+        let tool = ClientTool {
+            program: ClientProgram::PgDump,
+            path: "/opt/pg/bin/pg_dump".into(),
+            version: "15.18".into(),
+            major: 15,
+        };
+        let cmd = connection_command(&tool, &options, Path::new("/tmp/x/pgpass"));
+        let args: Vec<_> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(args[..2], ["--host=db.example", "--port=41235"]);
+        let hostaddr = cmd
+            .get_envs()
+            .find(|(k, _)| *k == "PGHOSTADDR")
+            .and_then(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()));
+        assert_eq!(hostaddr.as_deref(), Some("127.0.0.1"));
+        let work = ToolWorkDir::create(&options).unwrap();
+        let text = std::fs::read_to_string(work.passfile()).unwrap();
+        assert_eq!(text, "*:41235:*:alice:pw\n");
     }
 
     /// The operator's libpq variables never reach the tool: its environment is exactly what it

@@ -157,10 +157,18 @@ pub fn verify_backup_with(
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<VerifyReport> {
     // A pgpass line names the source database; the scratch database is another one, so the
-    // password is looked up once, for the source, and used for both.
+    // password is looked up once, for the source, and used for both. A password command is
+    // left to run again for each connection (an IAM token is per connection, never cached).
     let resolved;
-    let options = match options.source.resolve_password()? {
-        Some(password) if options.source.get_password().is_none() => {
+    let from_pgpass = if options.source.get_password().is_none()
+        && options.source.get_password_command().is_none()
+    {
+        options.source.resolve_password()?
+    } else {
+        None
+    };
+    let options = match from_pgpass {
+        Some(password) => {
             resolved = VerifyOptions {
                 source: options.source.clone().password(password),
                 ..options.clone()

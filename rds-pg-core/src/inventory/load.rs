@@ -70,6 +70,7 @@ struct RawInstance {
     endpoint: Option<Spanned<String>>,
     port: Option<Spanned<i64>>,
     master_user: Option<Spanned<String>>,
+    via: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -792,6 +793,16 @@ fn read_instances(
                 None
             }
         });
+        let via = r.via.as_ref().and_then(|v| {
+            match crate::tunnel::SshForward::new(v.get_ref().as_str()) {
+                Ok(_) => Some(v.get_ref().clone()),
+                Err(err) => {
+                    l.problem(&v.span(), format!("{what}: via: {err}"));
+                    None
+                }
+            }
+        });
+        let via_ok = via.is_some() || r.via.is_none();
         let mut master_password = Some(MasterPassword::Pgpass(None));
         for (key, value) in e.nested.iter().cloned() {
             if key.get_ref() == "master_password" {
@@ -836,6 +847,7 @@ fn read_instances(
             Some(port),
             Some(master_user),
             Some(master_password),
+            true,
         ) = (
             name,
             client,
@@ -846,6 +858,7 @@ fn read_instances(
             port,
             master_user,
             master_password,
+            via_ok,
         ) {
             instances.push(Instance {
                 name,
@@ -859,6 +872,7 @@ fn read_instances(
                 port,
                 master_user,
                 master_password,
+                via,
                 locations: l.locations(&e.span, &e.keys),
             });
         }

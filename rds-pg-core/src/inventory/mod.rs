@@ -226,8 +226,11 @@ pub enum MasterPassword {
     Pgpass(Option<PathBuf>),
     /// An environment variable holding it. Inventory: `master_password = { env = "NAME" }`.
     Env(String),
-    /// A program (and arguments, run without a shell) that prints it on its standard output.
-    /// Inventory: `master_password = { command = ["lpass", "show", "--password", "…"] }`.
+    /// A program (and arguments, run without a shell) that prints it on its standard output:
+    /// the instance's password command, run for each connection and never cached
+    /// ([`crate::ConnectOptions::password_command`]), so it may print an IAM token as well as a
+    /// stored password. Inventory: `master_password = { command = ["lpass", "show",
+    /// "--password", "…"] }`.
     Command(Vec<OsString>),
 }
 
@@ -318,6 +321,9 @@ pub struct Instance {
     pub master_user: RoleName,
     /// Where the master's password comes from.
     pub master_password: MasterPassword,
+    /// The SSH destination (`user@host`, a `~/.ssh/config` alias) through which rds-pg reaches
+    /// the instance, when it is reachable only from inside its network (`via`).
+    pub via: Option<String>,
     /// Where each of its keys is.
     pub locations: Locations,
 }
@@ -368,6 +374,51 @@ pub struct ProjectDatabase {
     pub locations: Locations,
     /// Where each reader is named, in the order of [`ProjectDatabase::readers`].
     pub reader_locations: Vec<Location>,
+}
+
+impl Instance {
+    /// The SSH forward of `via`, if the instance has one.
+    pub fn forward(&self) -> Option<crate::tunnel::SshForward> {
+        self.via
+            .as_deref()
+            .and_then(|v| crate::tunnel::SshForward::new(v).ok())
+    }
+
+    /// Master's connection to this instance: `base`'s TLS and other settings, with this
+    /// instance's endpoint as host, its port and master user, and the password from where the
+    /// inventory says: a password file (the given one, else `base`'s), an environment variable
+    /// (read now), or a password command that runs for each connection.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when `master_password = { env = … }` names a variable that is
+    /// not set (or not UTF-8, or empty).
+    pub fn master_options(&self, base: &crate::ConnectOptions) -> Result<crate::ConnectOptions> {
+        let options = base
+            .clone()
+            .host(self.endpoint.as_str())
+            .port(self.port)
+            .user(self.master_user.as_str());
+        Ok(match &self.master_password {
+            MasterPassword::Pgpass(path) => {
+                let options = options.without_password();
+                match path {
+                    Some(path) => options.passfile(path),
+                    None => options,
+                }
+            }
+            MasterPassword::Env(name) => match std::env::var(name) {
+                Ok(value) if !value.is_empty() => options.password(value),
+                _ => {
+                    return Err(Error::InvalidInput(format!(
+                        "instance {:?}: the environment variable {name} that holds master's \
+                         password is not set",
+                        self.name
+                    )))
+                }
+            },
+            MasterPassword::Command(argv) => options.password_command(argv.iter().cloned()),
+        })
+    }
 }
 
 impl ProjectDatabase {

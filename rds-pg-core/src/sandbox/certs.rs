@@ -18,7 +18,8 @@ fn cert_error(e: rcgen::Error) -> Error {
     }
 }
 
-/// Generates a CA and a server certificate valid for `localhost`, `127.0.0.1` and `::1`.
+/// Generates a CA and a server certificate valid for `localhost`, `127.0.0.1`, `::1` and
+/// [`super::ENDPOINT_NAME`].
 pub(crate) fn generate() -> Result<SandboxCerts> {
     let ca_key = KeyPair::generate().map_err(cert_error)?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(cert_error)?;
@@ -39,6 +40,7 @@ pub(crate) fn generate() -> Result<SandboxCerts> {
         "localhost".to_string(),
         "127.0.0.1".into(),
         "::1".into(),
+        super::ENDPOINT_NAME.into(),
     ])
     .map_err(cert_error)?;
     params

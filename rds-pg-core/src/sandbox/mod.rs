@@ -25,6 +25,13 @@ use crate::config::{ConnectOptions, SslMode};
 use crate::error::{Error, Result};
 use crate::secret::Password;
 
+/// The DNS name the sandbox's server certificate carries besides `localhost`, `127.0.0.1` and
+/// `::1`, standing for an RDS endpoint name (`….rds.amazonaws.com`). It never resolves (`.invalid`
+/// is reserved for that), so a connection with this host reaches the sandbox only through a
+/// `hostaddr` (or a forward), with `verify-full` checking the certificate for this name: the way
+/// an operator reaches RDS from outside its VPC.
+pub const ENDPOINT_NAME: &str = "db.sandbox.rds-pg.invalid";
+
 /// Untrusted extensions an RDS master may create (through RDS's whitelist), when the server has
 /// them. Trusted extensions are deliberately left off: the whitelist is a session setting that
 /// survives `SET ROLE`, so a whitelisted trusted extension would be created by the superuser even

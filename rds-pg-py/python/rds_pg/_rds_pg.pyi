@@ -412,6 +412,10 @@ def connect(
     passfile: Optional[_Path] = None,
     connect_timeout: Optional[_Seconds] = None,
     application_name: Optional[str] = None,
+    hostaddr: Optional[str] = None,
+    password_command: Optional[Sequence[str]] = None,
+    ssh: Optional[str] = None,
+    ssh_config: Optional[_Path] = None,
 ) -> Provisioner:
     """Connects as master: libpq environment, then dsn, then keyword arguments."""
 
