@@ -202,8 +202,8 @@ fn main() {
     let mut rows = Vec::new();
     let mut statements = 0;
     for rtt_ms in [0u64, 5, 20] {
-        let proxy =
-            (rtt_ms > 0).then(|| LatencyProxy::start(sandbox.port(), Duration::from_millis(rtt_ms)));
+        let proxy = (rtt_ms > 0)
+            .then(|| LatencyProxy::start(sandbox.port(), Duration::from_millis(rtt_ms)));
         let options = match &proxy {
             Some(p) => sandbox.master_options().port(p.port()),
             None => sandbox.master_options(),
@@ -228,7 +228,10 @@ fn main() {
                 let t = Instant::now();
                 let second = commands(&env, &project, &extensions);
                 again.push(t.elapsed());
-                assert!(second.iter().all(|d| d["changed"] == false), "a second run changes nothing");
+                assert!(
+                    second.iter().all(|d| d["changed"] == false),
+                    "a second run changes nothing"
+                );
             };
             measure_ours(&mut ours, &mut again);
             let (script, n) = psql_script(&docs, &project, options.get_dbname());

@@ -22,7 +22,8 @@ use super::{
     Location, Locations, MasterPassword, Policy, Problem, Project, ProjectDatabase,
     RoleCredentials, BACKUP_RETENTION_DAYS, DEFAULT_PORT, SUPPORTED_MAJORS,
 };
-use crate::credentials::CredentialSink;
+use crate::config::SslMode;
+use crate::credentials::{CredentialFormat, CredentialSink};
 use crate::ident::{DatabaseName, RoleName, MAX_NAME_BYTES};
 use crate::spec::Extension;
 
@@ -61,6 +62,8 @@ struct RawInstance {
     endpoint: Option<Spanned<String>>,
     port: Option<Spanned<i64>>,
     master_user: Option<Spanned<String>>,
+    sslmode: Option<Spanned<String>>,
+    sslrootcert: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -101,6 +104,7 @@ struct RawSink {
     env_file: Option<Spanned<String>>,
     pgpass: Option<Spanned<String>>,
     command: Option<Spanned<Vec<Spanned<String>>>>,
+    format: Option<Spanned<String>>,
 }
 
 /// One entry read by serde, with what the conversion needs to report problems.
@@ -706,6 +710,27 @@ fn read_instances(
                 None
             }
         });
+        let sslmode = match &r.sslmode {
+            None => Some(SslMode::VerifyFull),
+            Some(m) => match m.get_ref().parse::<SslMode>() {
+                Ok(mode) if mode != SslMode::Prefer => Some(mode),
+                _ => {
+                    l.problem(
+                        &m.span(),
+                        format!(
+                            "{what}: sslmode {:?} is not one of \"verify-full\" (the default), \
+                             \"verify-ca\", \"require\" or \"disable\"",
+                            m.get_ref()
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        let sslrootcert = match &r.sslrootcert {
+            None => Some(None),
+            Some(p) => path(l, &what, "sslrootcert", p).map(Some),
+        };
         let mut master_password = Some(MasterPassword::Pgpass(None));
         for (key, value) in e.nested.iter().cloned() {
             if key.get_ref() == "master_password" {
@@ -750,6 +775,8 @@ fn read_instances(
             Some(port),
             Some(master_user),
             Some(master_password),
+            Some(sslmode),
+            Some(sslrootcert),
         ) = (
             name,
             client,
@@ -760,6 +787,8 @@ fn read_instances(
             port,
             master_user,
             master_password,
+            sslmode,
+            sslrootcert,
         ) {
             instances.push(Instance {
                 name,
@@ -773,6 +802,8 @@ fn read_instances(
                 port,
                 master_user,
                 master_password,
+                sslmode,
+                sslrootcert,
                 locations: l.locations(&e.span, &e.keys),
             });
         }
@@ -1114,9 +1145,10 @@ fn read_credentials(
             ok = false;
         }
         match read_sink(l, &what, value) {
-            Some(sink) if known => out.push(RoleCredentials {
+            Some((sink, format)) if known => out.push(RoleCredentials {
                 role,
                 sink,
+                format,
                 location: l.location(key.span().start),
             }),
             _ => ok = false,
@@ -1125,13 +1157,31 @@ fn read_credentials(
     ok.then_some(out)
 }
 
+/// A credentials entry: its sink and the format a command receives.
 fn read_sink(
     l: &mut Loader<'_>,
     what: &str,
     value: Spanned<DeValue<'_>>,
-) -> Option<CredentialSink> {
+) -> Option<(CredentialSink, CredentialFormat)> {
     let e = l.entry::<RawSink>(what, value, &[])?;
     let r = &e.raw;
+    let format = match &r.format {
+        None => Some(CredentialFormat::RdsPg),
+        Some(f) => match f.get_ref().parse::<CredentialFormat>() {
+            Ok(format) => Some(format),
+            Err(_) => {
+                l.problem(
+                    &f.span(),
+                    format!(
+                        "{what}: format {:?} is neither \"rds-pg\" (the default) nor \
+                         \"secretsmanager\"",
+                        f.get_ref()
+                    ),
+                );
+                None
+            }
+        },
+    };
     let kind = one_of(
         l,
         what,
@@ -1145,9 +1195,26 @@ fn read_sink(
             ("command", r.command.is_some() || e.bad.contains("command")),
         ],
     )?;
-    match kind {
+    let sink = match kind {
         "env_file" => path(l, what, "env_file", r.env_file.as_ref()?).map(CredentialSink::EnvFile),
         "pgpass" => path(l, what, "pgpass", r.pgpass.as_ref()?).map(CredentialSink::Pgpass),
         _ => argv(l, what, r.command.as_ref()?).map(CredentialSink::Command),
+    };
+    let (sink, format) = (sink?, format?);
+    if format.check_sink(&sink).is_err() {
+        let span = r
+            .format
+            .as_ref()
+            .map(|f| f.span())
+            .unwrap_or(e.span.clone());
+        l.problem(
+            &span,
+            format!(
+                "{what}: format {format} is what a `command` receives on its standard input; \
+                 `{kind}` writes a format of its own"
+            ),
+        );
+        return None;
     }
+    Some((sink, format))
 }

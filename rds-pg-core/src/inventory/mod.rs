@@ -55,17 +55,21 @@ use std::fmt;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
-use crate::credentials::CredentialSink;
+use crate::config::SslMode;
+use crate::credentials::{CredentialFormat, CredentialSink};
 use crate::error::{Error, Result};
 use crate::ident::{DatabaseName, RoleName};
 use crate::spec::{DatabaseSpec, Extension, ReadOnlyGrant};
 
 mod aws;
 mod check;
+mod connect;
 mod load;
 
 pub use aws::{AwsSnapshot, DbInstance, IngressRule, SecurityGroup};
+pub(crate) use check::check_instance;
 pub use check::{CheckReport, Finding, FindingObject, ObjectKind, Rule, Severity};
+pub use connect::DEFAULT_CONNECT_TIMEOUT;
 
 /// The PostgreSQL major versions an inventory may name (those rds-pg supports).
 pub const SUPPORTED_MAJORS: RangeInclusive<u32> = 13..=18;
@@ -309,6 +313,12 @@ pub struct Instance {
     pub master_user: RoleName,
     /// Where the master's password comes from.
     pub master_password: MasterPassword,
+    /// How master's connection uses TLS (`sslmode`; default [`SslMode::VerifyFull`]; `prefer`,
+    /// which may silently go without, is refused).
+    pub sslmode: SslMode,
+    /// The CA certificates the server is verified with (`sslrootcert`; for RDS AWS's
+    /// `global-bundle.pem`); `None` is `PGSSLROOTCERT`'s.
+    pub sslrootcert: Option<PathBuf>,
     /// Where each of its keys is.
     pub locations: Locations,
 }
@@ -389,6 +399,9 @@ pub struct RoleCredentials {
     pub role: RoleName,
     /// The sink: `{ env_file = "PATH" }`, `{ pgpass = "PATH" }` or `{ command = [ARGV…] }`.
     pub sink: CredentialSink,
+    /// The document a command receives (`format = "rds-pg"`, the default, or
+    /// `"secretsmanager"`, the shape AWS Secrets Manager's rotation functions read).
+    pub format: CredentialFormat,
     /// Where the entry is.
     pub location: Location,
 }
@@ -500,10 +513,12 @@ impl Project {
 
     /// Where `role`'s credentials go, if the inventory says.
     pub fn credentials_for(&self, role: &RoleName) -> Option<&CredentialSink> {
-        self.credentials
-            .iter()
-            .find(|c| &c.role == role)
-            .map(|c| &c.sink)
+        self.credentials_entry(role).map(|c| &c.sink)
+    }
+
+    /// `role`'s credentials entry (sink and format), if the inventory has one.
+    pub fn credentials_entry(&self, role: &RoleName) -> Option<&RoleCredentials> {
+        self.credentials.iter().find(|c| &c.role == role)
     }
 }
 
