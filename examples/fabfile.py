@@ -14,6 +14,9 @@ in RDS_PG_* variables:
     fab restore --archive shop.dump    # into the project's database (created if missing)
     fab teardown --yes                 # database and users dropped
 
+    fab fleet --inventory fleet.toml            # every instance of an inventory: what differs
+    fab fleet --inventory fleet.toml --apply    # ... brought in line (credentials delivered)
+
 Settings:
     RDS_PG_PROJECT     the project's login role (required)
     RDS_PG_DATABASE    its database (default: the project's name)
@@ -24,7 +27,9 @@ Settings:
     PGPASSFILE         the password file (default ~/.pgpass): master's line is read from it, and
                        the project users' new passwords are added to it so dump/restore work
 
-Generated passwords are written only to those files, never printed.
+Generated passwords are written only to those files, never printed. The fleet task reads
+everything from the inventory (instances, master's password sources, projects, where their
+credentials go) instead: RDS_PG_INVENTORY names it when --inventory does not.
 """
 
 from __future__ import annotations
@@ -152,3 +157,39 @@ def restore(c, archive):
         print(f"restored {restored.entries_restored} of {restored.entries_total} entries into {s.database}")
         for skipped in restored.skipped:
             print(f"    left out {skipped.entry}: {skipped.reason}")
+
+
+@task
+def fleet(c, inventory=None, apply=False, instance=None, jobs=4, prune=False, take_over=False):
+    """Plans (or with --apply converges) every instance of the inventory (--inventory, default
+    RDS_PG_INVENTORY), or only --instance, --jobs at a time; --prune drops databases and login
+    roles no project claims, --take-over moves databases the inventory gives another owner.
+    Fails when an instance could not be processed, or when findings are left after --apply."""
+    path = inventory or os.environ.get("RDS_PG_INVENTORY", "").strip()
+    if not path:
+        raise Exit("give --inventory or set RDS_PG_INVENTORY to the inventory file")
+    run = rds_pg.fleet_apply if apply else rds_pg.fleet_plan
+    report = run(
+        rds_pg.Inventory.load(path),
+        instances=[instance] if instance else None,
+        jobs=int(jobs),
+        prune=prune,
+        take_over=take_over,
+    )
+    for i in report:
+        print(f"{i.name} ({i.endpoint}): {i.summary}")
+        for item in i.items:
+            if not item.differs:
+                continue
+            print(f"    {item}")
+            steps = item.plan if item.plan is not None else item.report.steps if item.report else []
+            for step in steps:
+                print(f"        {step.sql}")
+            if item.reason:
+                print(f"        {item.reason}")
+            if item.error is not None:
+                print(f"        {item.error}")
+        for note in i.notes:
+            print(f"    note: {note}")
+    if report.has_errors:
+        raise Exit(f"fleet {report.mode}: errors or findings left (see above)", code=1)

@@ -294,13 +294,15 @@ fn database(conn: &ConnectionArgs, cmd: DatabaseCommand) -> u8 {
             locale,
             template,
             strict,
+            take_over,
             change,
         } => {
             let title = format!("db create {:?}", name.as_str());
             changing(conn, change, title, |p, o| {
                 let mut spec = DatabaseSpec::new(name.as_str(), owner.as_str())?
                     .extensions(extensions)
-                    .strict(strict);
+                    .strict(strict)
+                    .take_over(take_over);
                 if let Some(t) = &template {
                     spec = spec.template(t.as_str())?;
                 }

@@ -115,6 +115,12 @@ impl Credentials {
         Secret::wrap(py, self.inner.json().py_result(py)?)
     }
 
+    /// The JSON object AWS Secrets Manager's rotation functions for RDS read: `engine`, `host`,
+    /// `username`, `password`, `dbname`, `port` and (from the sslmode) `ssl`.
+    fn secrets_manager_json(&self, py: Python<'_>) -> PyResult<Py<Secret>> {
+        Secret::wrap(py, self.inner.secrets_manager_json().py_result(py)?)
+    }
+
     /// Writes the env file to `path`, atomically and with mode 0600. Raises `IoError`.
     fn write_env_file(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
         py.detach(|| self.inner.write_env_file(&path)).py_result(py)
@@ -143,9 +149,12 @@ impl Credentials {
     /// process's without every `PG*` and `RDS_PG_*` variable and `DATABASE_URL` (none of
     /// master's credentials reach it); `PATH`, `HOME`, `AWS_*` and the rest are kept. Its output
     /// is captured. Raises `NotFound` for a missing program and `ToolError` (password redacted
-    /// from its output) when it fails.
-    fn send_to_command(&self, py: Python<'_>, argv: Vec<PathBuf>) -> PyResult<()> {
-        py.detach(|| self.inner.send_to_command(&argv))
+    /// from its output) when it fails. `format="secretsmanager"` sends
+    /// `secrets_manager_json()` instead of `json()`.
+    #[pyo3(signature = (argv, format="rds-pg"))]
+    fn send_to_command(&self, py: Python<'_>, argv: Vec<PathBuf>, format: &str) -> PyResult<()> {
+        let format = format.parse::<core::CredentialFormat>().py_result(py)?;
+        py.detach(|| self.inner.send_to_command_as(&argv, format))
             .py_result(py)
     }
 

@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 mod credentials;
 mod dump;
 mod errors;
+mod fleet;
 mod inventory;
 mod plan;
 mod provisioner;
@@ -45,5 +46,10 @@ fn _rds_pg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<inventory::FindingObject>()?;
     m.add_class::<inventory::Location>()?;
     m.add_class::<inventory::InventoryProblem>()?;
+    m.add_class::<fleet::FleetReport>()?;
+    m.add_class::<fleet::InstanceReport>()?;
+    m.add_class::<fleet::FleetItem>()?;
+    m.add_function(wrap_pyfunction!(fleet::fleet_plan, m)?)?;
+    m.add_function(wrap_pyfunction!(fleet::fleet_apply, m)?)?;
     Ok(())
 }

@@ -124,3 +124,28 @@ def test_fabfile_tasks_provision_dump_teardown_restore(fabfile, sandbox, deploy_
     assert psql.ok("fabshop", new_password, "fabshop", "SELECT note->'a' FROM orders WHERE id = 1") == "b"
 
     fabfile.teardown(ctx, yes=True, force=True)
+
+
+def test_fabfile_fleet_task_plans_then_applies_an_inventory(fabfile, sandbox, tmp_path, monkeypatch, psql, capsys):
+    from test_fleet import env_password, inventory_text
+
+    path = tmp_path / "fleet.toml"
+    path.write_text(inventory_text(sandbox, tmp_path, project="fabfleet"))
+    monkeypatch.setenv("RDS_PG_INVENTORY", str(path))
+    ctx = invoke.Context()
+    fabfile.fleet(ctx)
+    out = capsys.readouterr().out
+    assert "acme-db (127.0.0.1:" in out and "to change" in out
+    assert 'CREATE DATABASE "fabfleet" OWNER "fabfleet"' in out
+    assert not (tmp_path / "fabfleet.env").exists()
+    fabfile.fleet(ctx, apply=True, jobs=2)
+    out = capsys.readouterr().out
+    assert "changed" in out
+    password = env_password(tmp_path / "fabfleet.env")
+    assert password not in out
+    psql.ok("fabfleet", password, "fabfleet", "SELECT 1")
+    fabfile.fleet(ctx, apply=True)
+    assert ": in sync" in capsys.readouterr().out
+    monkeypatch.delenv("RDS_PG_INVENTORY")
+    with pytest.raises(invoke.Exit):
+        fabfile.fleet(ctx)

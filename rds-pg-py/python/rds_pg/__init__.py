@@ -17,6 +17,12 @@ A fleet's inventory (TOML) is checked against the hosting policies without conne
     for finding in report:  # rule, severity, message, objects (with their lines), fix
         print(finding)
 
+and a fleet is converged from it, several instances at a time:
+
+    report = rds_pg.fleet_apply(rds_pg.Inventory.load("fleet.toml"), jobs=4)
+    for instance in report:  # name, summary, items (kind, name, state, plan/report, error)
+        print(instance)
+
 Errors are `RdsPgError` subclasses, one per kind, with `sqlstate` when the server gave one.
 """
 
@@ -29,6 +35,9 @@ from ._rds_pg import (
     Extension,
     Finding,
     FindingObject,
+    FleetItem,
+    FleetReport,
+    InstanceReport,
     InvalidInput,
     InvalidName,
     Inventory,
@@ -58,6 +67,8 @@ from ._rds_pg import (
     __version__,
     connect,
     dump,
+    fleet_apply,
+    fleet_plan,
     restore,
     verify_backup,
 )
@@ -71,6 +82,9 @@ __all__ = [
     "Extension",
     "Finding",
     "FindingObject",
+    "FleetItem",
+    "FleetReport",
+    "InstanceReport",
     "InvalidInput",
     "InvalidName",
     "Inventory",
@@ -100,6 +114,8 @@ __all__ = [
     "__version__",
     "connect",
     "dump",
+    "fleet_apply",
+    "fleet_plan",
     "restore",
     "verify_backup",
 ]
