@@ -143,7 +143,13 @@ pub struct CredentialsArgs {
     /// What --credentials-cmd receives: rds-pg (every field, DATABASE_URL included) or
     /// secretsmanager (the JSON AWS Secrets Manager's rotation functions read: engine, host,
     /// username, password, dbname, port, ssl) [default: rds-pg].
-    #[arg(long, value_name = "FORMAT", requires = "credentials_cmd", value_parser = credential_format)]
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        requires = "credentials_cmd",
+        conflicts_with_all = ["credentials_env", "credentials_pgpass"],
+        value_parser = credential_format
+    )]
     pub credentials_format: Option<CredentialFormat>,
 }
 

@@ -409,8 +409,30 @@ impl Provisioner {
         let keys = &keys[..];
         self.lock(keys)?;
         let result = plan(self).and_then(|p| match before_commit {
-            Some(hook) => self.apply_in_transaction(p, hook),
-            None => self.apply(p),
+            // Nothing to deliver without a new password: no transaction is needed.
+            Some(hook) if p.sets_password() => {
+                // A leftover membership of the role is removed after the commit, as a cleanup
+                // (the transaction holds only the change the credentials belong to).
+                let (body, cleanup): (Vec<Step>, Vec<Step>) = p
+                    .steps
+                    .into_iter()
+                    .partition(|s| s.kind() != StepKind::TemporaryRevoke);
+                let body = Plan {
+                    steps: body,
+                    notes: p.notes,
+                };
+                let mut report = self.apply_in_transaction(body, hook)?;
+                if !cleanup.is_empty() {
+                    let done = self.apply(Plan {
+                        steps: cleanup,
+                        notes: Vec::new(),
+                    })?;
+                    report.steps.extend(done.steps);
+                    report.notes.extend(done.notes);
+                }
+                Ok(report)
+            }
+            Some(_) | None => self.apply(p),
         });
         if !matches!(result, Err(Error::Abandoned)) {
             self.unlock(keys);
