@@ -149,7 +149,7 @@ fn print_item(err: &mut impl Write, item: &Item) {
         .unwrap_or_default();
     let state = match &item.state {
         ItemState::Planned(_) => "would change".to_owned(),
-        ItemState::Pending(why) => format!("would change; {why}"),
+        ItemState::Pending(why) => format!("would change ({why})"),
         ItemState::Blocked(_) => "finding".to_owned(),
         ItemState::Applied(r) if r.changed => "changed".to_owned(),
         ItemState::Applied(_) => "unchanged".to_owned(),
@@ -183,11 +183,11 @@ fn print_report(report: &FleetReport, title: &str) {
                 let _ = writeln!(err, "  {:<10} {fix}", "fix");
             }
         }
-        for item in instance.items.iter().filter(|i| i.state.differs()) {
-            print_item(&mut err, item);
-        }
         for note in &instance.notes {
             let _ = writeln!(err, "  {:<10} {note}", "note");
+        }
+        for item in instance.items.iter().filter(|i| i.state.differs()) {
+            print_item(&mut err, item);
         }
     }
     let _ = writeln!(err);

@@ -336,6 +336,7 @@ impl Provisioner {
     /// `credentials_format="secretsmanager"` gives a `command` the JSON AWS Secrets Manager's
     /// rotation functions read (default `"rds-pg"`).
     #[pyo3(signature = (spec, *, env_file=None, pgpass=None, command=None, credentials_database=None, credentials_format=None))]
+    #[allow(clippy::too_many_arguments)]
     fn ensure_user(
         &self,
         py: Python<'_>,

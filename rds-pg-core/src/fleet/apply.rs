@@ -297,9 +297,8 @@ fn plan_prune(p: &mut Provisioner, projects: &[&Project], items: &mut [Planned])
                 // It owns a database that is dropped first: its plan is known after that.
                 match owned_in_claimed(p, name.as_str(), &claimed) {
                     Ok(()) => {
-                        planned.item.state = ItemState::Pending(
-                            "its databases are dropped first; then it is dropped".into(),
-                        );
+                        planned.item.state =
+                            ItemState::Pending("dropped once its databases are".into());
                         continue;
                     }
                     Err(e) => Err(e),
@@ -406,7 +405,12 @@ fn apply_items(
         let item = &mut items[i].item;
         match result {
             Ok(mut r) => {
-                item.notes.append(&mut r.notes);
+                // The operation planned again: its notes replace the plan's of the same kind.
+                for note in r.notes.drain(..) {
+                    if !item.notes.contains(&note) {
+                        item.notes.push(note);
+                    }
+                }
                 // A generated password went to the sink; it is not kept in the report.
                 r.generated_password = None;
                 r.new_password = None;

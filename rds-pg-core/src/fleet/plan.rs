@@ -378,13 +378,14 @@ pub(crate) fn plan_instance(inputs: &Inputs<'_>) -> InstancePlan {
                         if let ItemState::Planned(p) = &item.state {
                             if reshapes_database(p) {
                                 ready = Err(format!(
-                                    "its grants are planned once database {name:?} is converged"
+                                    "its steps are decided once database {name:?} is converged"
                                 ));
                             }
                         }
                         if uninspected {
                             ready = Err(format!(
-                                "master looks inside database {name:?} once it may connect"
+                                "its steps are decided once master may connect to database \
+                                 {name:?}"
                             ));
                         }
                         if moving {
@@ -459,7 +460,9 @@ pub(crate) fn plan_instance(inputs: &Inputs<'_>) -> InstancePlan {
                 } else if let Err(reason) = &ready {
                     item.state = ItemState::Pending(reason.clone());
                 } else if !reader_exists {
-                    item.state = ItemState::Pending(format!("role {reader:?} is created first"));
+                    item.state = ItemState::Pending(format!(
+                        "its steps are decided once role {reader:?} is created"
+                    ));
                 } else {
                     let key = (db.name.as_str().to_owned(), reader.clone());
                     let cluster = snapshot.grants.get(&key).cloned().unwrap_or_default();
@@ -493,6 +496,7 @@ pub(crate) fn plan_instance(inputs: &Inputs<'_>) -> InstancePlan {
     let roles_to_drop: Vec<(&UnclaimedRole, Option<String>)> = snapshot
         .unclaimed_roles
         .iter()
+        .filter(|r| !instance_role(r))
         .map(|r| (r, protected_role(r)))
         .collect();
     if !prune {
@@ -563,20 +567,17 @@ fn prunable_database(maintenance: &str, d: &UnclaimedDatabase) -> bool {
         && DatabaseName::creatable(d.name.as_str()).is_ok()
 }
 
-/// Why an unclaimed login role is never pruned, if it is: a reserved name, or more than a
-/// project role holds.
+/// Whether an unclaimed login role belongs to the instance itself (a reserved name such as
+/// `rdsadmin`, a superuser, master): never pruned, and not worth a note.
+fn instance_role(r: &UnclaimedRole) -> bool {
+    RoleName::creatable(r.name.as_str()).is_err() || r.state.superuser || r.state.is_current_user
+}
+
+/// Why an unclaimed login role is never pruned, if it is: it holds more than a project role
+/// may (another administrator).
 fn protected_role(r: &UnclaimedRole) -> Option<String> {
-    if RoleName::creatable(r.name.as_str()).is_err() {
-        return Some("its name is reserved".into());
-    }
-    if r.state.is_current_user {
-        return Some("it is master".into());
-    }
     let beyond = r.state.privileges_beyond_a_project_role();
-    if !beyond.is_empty() {
-        return Some(format!("it holds {}", beyond.join(", ")));
-    }
-    None
+    (!beyond.is_empty()).then(|| format!("it holds {}", beyond.join(", ")))
 }
 
 #[cfg(test)]
@@ -827,8 +828,12 @@ shop_ro = { command = ["vault", "kv", "put", "x", "-"], format = "secretsmanager
             [old_shop],
             "its database goes first"
         );
-        assert_eq!(plan.notes.len(), 3, "{:?}", plan.notes);
+        assert_eq!(plan.notes.len(), 2, "{:?}", plan.notes);
         assert!(plan.notes.iter().any(|n| n.contains("CREATEROLE")));
+        assert!(
+            !plan.notes.iter().any(|n| n.contains("rds_custom")),
+            "a reserved name belongs to the instance: not even noted"
+        );
         let plan = plan_on(&s, false, false);
         assert!(!plan
             .items
