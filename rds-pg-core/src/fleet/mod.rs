@@ -99,7 +99,8 @@ pub struct FleetOptions {
     pub instances: Vec<String>,
     /// How many instances are processed at once (default [`DEFAULT_JOBS`]; at least 1).
     pub jobs: usize,
-    /// Drop databases and login roles that no project on the instance claims (default false).
+    /// Drop databases and login roles that no project on the instance claims (default false;
+    /// an instance no project of the inventory is on is not emptied: a finding).
     pub prune: bool,
     /// Hand an existing database the inventory gives another owner to that owner (default
     /// false: a finding).

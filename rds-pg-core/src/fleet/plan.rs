@@ -499,7 +499,30 @@ pub(crate) fn plan_instance(inputs: &Inputs<'_>) -> InstancePlan {
         .filter(|r| !instance_role(r))
         .map(|r| (r, protected_role(r)))
         .collect();
-    if !prune {
+    let empty_instance = projects.is_empty() && !databases_to_drop.is_empty();
+    if prune && empty_instance {
+        // Most likely a mistake (a project moved to another instance name, a trimmed file):
+        // pruning would empty the instance.
+        let mut item = Item::new(ItemKind::Instance, "prune", None);
+        item.state = ItemState::Blocked(Error::Refused {
+            message: format!(
+                "no project of the inventory is on instance {:?}: --prune would drop every \
+                 database and login role on it",
+                instance.name
+            ),
+            fix: format!(
+                "add the instance's projects to the inventory, or drop what you mean to drop one \
+                 at a time (rds-pg db drop, rds-pg user drop); {} lists the instance",
+                instance.locations.entry
+            ),
+        });
+        out.items.push(Planned {
+            item,
+            operation: Operation::None,
+            depends_on: Vec::new(),
+        });
+    }
+    if !prune || empty_instance {
         for d in &databases_to_drop {
             out.notes.push(format!(
                 "database {:?} (owner {:?}): no project on this instance claims it (--prune drops \
@@ -845,5 +868,23 @@ shop_ro = { command = ["vault", "kv", "put", "x", "-"], format = "secretsmanager
             "without --prune: noted only: {:?}",
             plan.notes
         );
+
+        // An instance without projects is not emptied.
+        let inventory = Inventory::from_str(INVENTORY, "t.toml").unwrap();
+        let plan = plan_instance(&Inputs {
+            instance: &inventory.instances[0],
+            projects: &[],
+            take_over: false,
+            prune: true,
+            snapshot: &s,
+            databases: &BTreeMap::new(),
+            template1: None,
+        });
+        assert!(!plan
+            .items
+            .iter()
+            .any(|p| matches!(p.item.kind, ItemKind::DropDatabase | ItemKind::DropUser)));
+        let refusal = plan.items.iter().find(|p| p.item.name == "prune").unwrap();
+        assert!(matches!(refusal.item.state, ItemState::Blocked(_)));
     }
 }
