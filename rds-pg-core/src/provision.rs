@@ -216,8 +216,6 @@ impl Provisioner {
             .expect("inserted above"))
     }
 
-    /// Closes rds-pg's connection to `database`, if any, and returns its backend pid: the
-    /// server may list the session for a moment after it closed.
     /// Closes rds-pg's connection to `database`, if any, without a query.
     pub(crate) fn disconnect(&mut self, database: &DatabaseName) {
         if let Some(client) = self.others.remove(database.as_str()) {
@@ -225,6 +223,8 @@ impl Provisioner {
         }
     }
 
+    /// Closes rds-pg's connection to `database`, if any, and returns its backend pid: the
+    /// server may list the session for a moment after it closed.
     fn close_connection(&mut self, database: &DatabaseName) -> Option<i32> {
         let mut client = self.others.remove(database.as_str())?;
         let pid = backend_pid(&mut client);
