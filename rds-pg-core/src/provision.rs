@@ -447,10 +447,9 @@ impl Provisioner {
         plan: Plan,
         before_commit: BeforeCommit<'_>,
     ) -> Result<Report> {
-        debug_assert!(plan
-            .steps
-            .iter()
-            .all(|s| s.database.is_none() && !s.standalone() && s.temporary_role().is_none()));
+        debug_assert!(plan.steps.iter().all(|s| s.database.is_none()
+            && !s.standalone()
+            && s.kind() != StepKind::TemporaryGrant));
         let mut report = Report {
             changed: !plan.steps.is_empty(),
             notes: plan.notes.clone(),
@@ -1130,29 +1129,15 @@ impl CredentialDelivery {
     }
 
     /// Refuses, before anything changes, a sink that cannot be written: a file whose
-    /// directory does not exist, or a file sink given a command's format.
+    /// directory does not exist, an empty command ([`CredentialSink::check`]), or a file sink
+    /// given a command's format.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] naming the missing directory or the mismatched format.
+    /// [`Error::InvalidInput`] naming the missing directory, the empty command or the mismatched
+    /// format.
     pub fn check(&self) -> Result<()> {
         self.format.check_sink(&self.sink)?;
-        let path = match &self.sink {
-            CredentialSink::EnvFile(p) | CredentialSink::Pgpass(p) => p,
-            CredentialSink::Command(_) => return Ok(()),
-        };
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => std::path::Path::new("."),
-        };
-        if dir.is_dir() {
-            Ok(())
-        } else {
-            Err(Error::InvalidInput(format!(
-                "cannot write credentials to {}: {} is not a directory",
-                path.display(),
-                dir.display()
-            )))
-        }
+        self.sink.check()
     }
 }
 
@@ -1207,7 +1192,9 @@ fn template1() -> DatabaseName {
     DatabaseName::new("template1").expect("a valid name")
 }
 
-fn lock_key(kind: &str, name: &str) -> String {
+/// The advisory lock key of an operation on the role or database `name` (`kind`: `role`,
+/// `database`, `instance`), taken in [`LOCK_DATABASE`].
+pub(crate) fn lock_key(kind: &str, name: &str) -> String {
     format!("rds-pg:{kind}:{name}")
 }
 

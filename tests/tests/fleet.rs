@@ -192,6 +192,7 @@ per_version!(
             // The password file has no line for blog_archive: give shop_ro's own.
             rds_pg_core::pgpass::lookup(&f.path("readers.pgpass"), "127.0.0.1", a.port(), "shop", "shop_ro")
                 .unwrap()
+                .password
                 .unwrap(),
         ));
         assert_eq!(e.kind(), ErrorKind::Connection, "{e}");

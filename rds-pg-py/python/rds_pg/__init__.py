@@ -17,105 +17,24 @@ A fleet's inventory (TOML) is checked against the hosting policies without conne
     for finding in report:  # rule, severity, message, objects (with their lines), fix
         print(finding)
 
-and a fleet is converged from it, several instances at a time:
+A fleet is converged to it, several instances at a time:
 
     report = rds_pg.fleet_apply(rds_pg.Inventory.load("fleet.toml"), jobs=4)
     for instance in report:  # name, summary, items (kind, name, state, plan/report, error)
         print(instance)
 
+A live instance's isolation is audited as master (`fix=True` revokes what loses no data):
+
+    report = rds.audit(inventory=rds_pg.Inventory.load("fleet.toml"))
+    for finding in report:  # rule, severity, message, objects, fix_sql, fixable
+        print(finding)
+
 Errors are `RdsPgError` subclasses, one per kind, with `sqlstate` when the server gave one.
 """
 
-from ._rds_pg import (
-    CheckReport,
-    ConnectionError,
-    Credentials,
-    DatabaseSpec,
-    DumpReport,
-    Extension,
-    Finding,
-    FindingObject,
-    FleetItem,
-    FleetReport,
-    InstanceReport,
-    InvalidInput,
-    InvalidName,
-    Inventory,
-    InventoryProblem,
-    IoError,
-    Location,
-    NotFound,
-    PermissionDenied,
-    Plan,
-    PolicyViolation,
-    Provisioner,
-    RdsPgError,
-    ReadOnlyGrant,
-    Report,
-    RestoreReport,
-    Sandbox,
-    Secret,
-    ServerError,
-    SkippedEntry,
-    Step,
-    StillInUse,
-    TableRowCount,
-    TlsError,
-    ToolError,
-    UserSpec,
-    VerifyReport,
-    __version__,
-    connect,
-    dump,
-    fleet_apply,
-    fleet_plan,
-    restore,
-    verify_backup,
-)
+from . import _rds_pg
+from ._rds_pg import *  # noqa: F403 - every name of _rds_pg.__all__, listed in _rds_pg.pyi
+from ._rds_pg import __version__
 
-__all__ = [
-    "CheckReport",
-    "ConnectionError",
-    "Credentials",
-    "DatabaseSpec",
-    "DumpReport",
-    "Extension",
-    "Finding",
-    "FindingObject",
-    "FleetItem",
-    "FleetReport",
-    "InstanceReport",
-    "InvalidInput",
-    "InvalidName",
-    "Inventory",
-    "InventoryProblem",
-    "IoError",
-    "Location",
-    "NotFound",
-    "PermissionDenied",
-    "Plan",
-    "PolicyViolation",
-    "Provisioner",
-    "RdsPgError",
-    "ReadOnlyGrant",
-    "Report",
-    "RestoreReport",
-    "Sandbox",
-    "Secret",
-    "ServerError",
-    "SkippedEntry",
-    "Step",
-    "StillInUse",
-    "TableRowCount",
-    "TlsError",
-    "ToolError",
-    "UserSpec",
-    "VerifyReport",
-    "__version__",
-    "connect",
-    "dump",
-    "fleet_apply",
-    "fleet_plan",
-    "restore",
-    "verify_backup",
-]
+__all__: list[str] = []
+__all__ += _rds_pg.__all__  # the native module's names, in the order it registers them
