@@ -42,6 +42,15 @@ struct TestProject {
     sink: String,
 }
 
+/// How master connects to `sandbox` (the inventory's TLS lines): verified against its CA, or
+/// without TLS where it has none.
+fn instance_tls(sandbox: &Sandbox) -> String {
+    match sandbox.ca_cert_path() {
+        Some(ca) => format!("sslrootcert = {:?}\n", ca.display().to_string()),
+        None => "sslmode = \"disable\"\n".to_owned(),
+    }
+}
+
 /// The inventory for `sandbox`: one client, one instance (the sandbox, master's password in its
 /// password file), the projects; `extra_policy` goes into `[policy]`.
 fn inventory_text(sandbox: &Sandbox, root: &Path, projects: &[TestProject], extra: &str) -> String {
@@ -65,12 +74,13 @@ fn inventory_text(sandbox: &Sandbox, root: &Path, projects: &[TestProject], extr
          [[client]]\nname = \"acme\"\naccount_id = \"111122223333\"\n\n\
          [[instance]]\nname = \"sandbox\"\nclient = \"acme\"\nenvironment = \"production\"\n\
          region = \"eu-west-1\"\npostgres_major = {}\nendpoint = \"127.0.0.1\"\nport = {}\n\
-         master_user = {:?}\nmaster_password = {{ pgpass = {:?} }}\n",
+         master_user = {:?}\nmaster_password = {{ pgpass = {:?} }}\n{}",
         root.join("backups").display().to_string(),
         sandbox.major_version(),
         sandbox.port(),
         sandbox.master_user(),
         master_pgpass.display().to_string(),
+        instance_tls(sandbox),
     );
     for p in projects {
         let extensions: Vec<String> = p

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use super::encrypt::{DecryptingPipe, Identities};
 use super::manifest::{archive_digest, toc_counts, ToolRecord, Verification, VerificationState};
-use super::source::master_options;
 use super::time::UtcTime;
 use super::{list, Archive, Selection};
 use crate::config::ConnectOptions;
@@ -29,9 +28,10 @@ const SCRATCH_ROLE_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// What `backup verify` verifies, and how.
 #[derive(Debug, Clone)]
 pub struct BackupVerifyOptions {
-    /// The connection settings master's connections start from: TLS (`sslmode`,
-    /// `sslrootcert`), connect timeout, application name. Host, port, user and password come
-    /// from the inventory.
+    /// The application name of master's connections. Everything else of master's connection
+    /// comes from the inventory ([`Instance::connect_options`](crate::inventory::Instance::connect_options):
+    /// endpoint, port, master user, the instance's `sslmode` and `sslrootcert`, the password);
+    /// the throw-away role connects as master does.
     pub connection: ConnectOptions,
     /// The backup directory; `None`: the inventory's `[policy] backup_dir`.
     pub root: Option<PathBuf>,
@@ -322,7 +322,10 @@ fn master_for<'m>(
             ),
             source: None,
         })?;
-        let master = Provisioner::connect(&master_options(&options.connection, instance)?)?;
+        let master = instance
+            .connect_options()?
+            .application_name(options.connection.get_application_name());
+        let master = Provisioner::connect(&master)?;
         masters.insert(name.clone(), master);
     }
     Ok(masters.get_mut(name).expect("inserted above"))

@@ -28,17 +28,21 @@ impl Instance {
     ///   first line matching the endpoint, port, `postgres` and the master user, with libpq's
     ///   rules;
     /// - `{ env = "NAME" }`: the variable's value;
-    /// - `{ command = [...] }`: the program's standard output (run without a shell, standard
-    ///   input closed, this process's environment), one line, its line break removed.
+    /// - `{ command = [...] }`: what the program prints (run without a shell, standard input
+    ///   closed, this process's environment without any `PG*` or `RDS_PG_*` variable and
+    ///   without `DATABASE_URL`): the password alone on one line, a JSON object with a
+    ///   `password` (such as the secret AWS Secrets Manager keeps for an RDS master), or a
+    ///   `postgresql://` URI; surrounding white space is not part of it.
     ///
     /// The password is in the options only (never in a message); every database rds-pg connects
     /// to on the instance uses it.
     ///
     /// # Errors
     /// [`Error::InvalidInput`] naming the instance when no password is found, the variable is
-    /// unset, the command prints nothing or more than one line, or TLS verification lacks a root
-    /// certificate; [`Error::NotFound`] for a command that does not exist; [`Error::Tool`] for
-    /// one that fails (with its standard error); [`Error::Io`] for an unreadable password file.
+    /// unset, the command prints nothing or none of those shapes, or TLS verification lacks a
+    /// root certificate; [`Error::NotFound`] for a command that does not exist; [`Error::Tool`]
+    /// for one that fails (with its standard error, what it printed redacted); [`Error::Io`] for
+    /// an unreadable password file.
     pub fn connect_options(&self) -> Result<ConnectOptions> {
         self.connect_options_with(|name| std::env::var(name).ok())
     }
@@ -118,15 +122,41 @@ impl Instance {
     }
 }
 
-/// Runs `argv` without a shell and reads the password it prints.
+/// The most a command that prints credentials may print.
+const MAX_OUTPUT: u64 = 64 * 1024;
+
+/// Master's password from what `argv` prints ([`run_printing_command`], [`parse_printed`]).
 fn password_from_command(what: &str, argv: &[OsString]) -> Result<Password> {
+    let label = format!("{what}: master password command");
+    let printed = run_printing_command(&label, argv)?;
+    parse_printed(&printed)
+        .map(|(_, password)| password)
+        .map_err(|reason| {
+            let tool = argv
+                .first()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            Error::InvalidInput(format!("{label} {tool:?}: {reason}"))
+        })
+}
+
+/// Runs a command that prints credentials (`label` names it in errors, as in `credential read
+/// command "vault"`): no shell, standard input closed, this process's environment without the
+/// variables that may carry master's credentials (every `PG*` and `RDS_PG_*` variable and
+/// `DATABASE_URL`); its standard output (at most 64 KiB) is returned.
+///
+/// # Errors
+/// [`Error::InvalidInput`] for an empty `argv` or output that is not UTF-8; [`Error::NotFound`]
+/// for a program that does not exist; [`Error::Io`] when it cannot be run; [`Error::Tool`] when
+/// it fails, with its standard error, in which what it printed is replaced by `[redacted]`.
+pub(crate) fn run_printing_command(label: &str, argv: &[OsString]) -> Result<Password> {
     let Some((program, args)) = argv.split_first() else {
-        return Err(Error::InvalidInput(format!(
-            "{what}: master_password's command is empty"
-        )));
+        return Err(Error::InvalidInput(format!("the {label} is empty")));
     };
     let tool = program.to_string_lossy().into_owned();
-    let mut child = Command::new(program)
+    let mut command = Command::new(program);
+    crate::credentials::environment_without_credentials(&mut command, std::env::vars_os());
+    let mut child = command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -134,74 +164,96 @@ fn password_from_command(what: &str, argv: &[OsString]) -> Result<Password> {
         .spawn()
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::NotFound {
-                message: format!(
-                    "{what}: master password command {tool:?} (is it installed and on PATH?)"
-                ),
+                message: format!("{label} {tool:?} (is it installed and on PATH?)"),
                 source: None,
             },
-            _ => Error::io(
-                format!("{what}: cannot run master password command {tool:?}"),
-                e,
-            ),
+            _ => Error::io(format!("cannot run {label} {tool:?}"), e),
         })?;
-    let mut stdout = zeroize::Zeroizing::new(Vec::new());
-    let mut stderr = Vec::new();
-    // Read standard error on a thread while standard output is read, so that a command writing
-    // a lot to either cannot dead-lock with us.
-    let err_pipe = child.stderr.take();
-    let reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(mut pipe) = err_pipe {
-            let _ = pipe.read_to_end(&mut buf);
-        }
-        buf
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    // Standard error is read on a thread while standard output is read, so that a command
+    // writing a lot to either cannot dead-lock with us.
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
     });
-    if let Some(mut out) = child.stdout.take() {
-        out.read_to_end(&mut stdout).map_err(|e| {
-            Error::io(
-                format!("{what}: reading master password command {tool:?}"),
-                e,
-            )
-        })?;
-    }
-    stderr.extend(reader.join().unwrap_or_default());
+    let mut out = zeroize::Zeroizing::new(Vec::new());
+    (&mut stdout)
+        .take(MAX_OUTPUT)
+        .read_to_end(&mut out)
+        .map_err(|e| Error::io(format!("reading {label} {tool:?}"), e))?;
+    drop(stdout);
     let status = child
         .wait()
-        .map_err(|e| Error::io(format!("{what}: waiting for {tool:?}"), e))?;
-    let text = zeroize::Zeroizing::new(String::from_utf8_lossy(&stdout).into_owned());
-    let line = text
-        .strip_suffix('\n')
-        .map(|l| l.strip_suffix('\r').unwrap_or(l))
-        .unwrap_or(&text);
+        .map_err(|e| Error::io(format!("waiting for {label} {tool:?}"), e))?;
+    let mut errors = errors.join().unwrap_or_default().trim().to_owned();
     if !status.success() {
-        let mut shown = String::from_utf8_lossy(&stderr).trim().to_owned();
-        if !line.is_empty() && shown.contains(line) {
-            shown = shown.replace(line, "[redacted]");
+        let printed = zeroize::Zeroizing::new(String::from_utf8_lossy(&out).trim().to_owned());
+        if !printed.is_empty() && errors.contains(printed.as_str()) {
+            errors = errors.replace(printed.as_str(), "[redacted]");
         }
         return Err(Error::Tool {
             tool,
             status: status.to_string(),
-            stderr: shown,
+            stderr: errors,
         });
     }
-    if line.is_empty() {
-        return Err(Error::InvalidInput(format!(
-            "{what}: master password command {tool:?} printed nothing"
-        )));
+    String::from_utf8(out.to_vec())
+        .map(Password::new)
+        .map_err(|_| Error::InvalidInput(format!("{label} {tool:?} printed no UTF-8 text")))
+}
+
+/// The user (when said) and password of what a command printed: a JSON object with `password`
+/// (and `user` or `username`), such as the document a command sink received or the secret AWS
+/// Secrets Manager keeps for an RDS master; a `postgresql://` URI; or the password alone on one
+/// line. Surrounding white space is not part of it. The error says what is wrong, without the
+/// output.
+pub(crate) fn parse_printed(
+    printed: &Password,
+) -> std::result::Result<(Option<String>, Password), String> {
+    let text = printed.expose().trim();
+    if text.is_empty() {
+        return Err("it printed nothing".into());
     }
-    if line.contains(['\n', '\r', '\0']) {
-        return Err(Error::InvalidInput(format!(
-            "{what}: master password command {tool:?} printed more than one line (the password \
-             is its whole standard output, one line)"
-        )));
+    if text.starts_with('{') {
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|_| "it printed something that looks like JSON but is not".to_owned())?;
+        let password = value
+            .get("password")
+            .and_then(|p| p.as_str())
+            .ok_or("its JSON has no \"password\" string")?;
+        let user = ["user", "username"]
+            .iter()
+            .find_map(|k| value.get(*k).and_then(|u| u.as_str()))
+            .map(str::to_owned);
+        return Ok((user, Password::new(password)));
     }
-    Ok(Password::new(line))
+    if text.starts_with("postgresql://") || text.starts_with("postgres://") {
+        let options: ConnectOptions = text
+            .parse()
+            .map_err(|_| "it printed a URI that cannot be read".to_owned())?;
+        let password = options
+            .get_password()
+            .cloned()
+            .ok_or("its URI holds no password")?;
+        return Ok((Some(options.get_user()), password));
+    }
+    if text.contains(['\n', '\r']) {
+        return Err(
+            "it printed several lines: print the JSON document, a postgresql:// URI, or the \
+             password alone"
+                .into(),
+        );
+    }
+    Ok((None, Password::new(text)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::SslMode;
+    use crate::credentials::Credentials;
     use crate::inventory::Inventory;
 
     fn instance(extra: &str) -> Instance {
@@ -318,11 +370,28 @@ mod tests {
             "no shell expands or splits it"
         );
         let failing = instance(
-            "sslmode = \"require\"\nmaster_password = { command = [\"sh\", \"-c\", \"echo secret-ish; echo locked >&2; exit 3\"] }",
+            "sslmode = \"require\"\nmaster_password = { command = [\"sh\", \"-c\", \"echo secret-ish; echo locked: secret-ish >&2; exit 3\"] }",
         );
         let e = failing.connect_options_with(no_env).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::Tool);
         assert!(e.to_string().contains("locked"), "{e}");
+        assert!(
+            !e.to_string().contains("secret-ish"),
+            "what it printed is redacted: {e}"
+        );
+        // The secret Secrets Manager keeps for an RDS master, as `aws secretsmanager
+        // get-secret-value --query SecretString --output text` prints it.
+        let json = instance(
+            "sslmode = \"require\"\nmaster_password = { command = [\"printf\", \"%s\\\\n\", \"{\\\"username\\\":\\\"admin\\\",\\\"password\\\":\\\"from-the-vault\\\"}\"] }",
+        );
+        assert_eq!(
+            json.connect_options_with(no_env)
+                .unwrap()
+                .get_password()
+                .unwrap()
+                .expose(),
+            "from-the-vault"
+        );
         let two = instance(
             "sslmode = \"require\"\nmaster_password = { command = [\"printf\", \"a\\\\nb\\\\n\"] }",
         );
@@ -337,5 +406,19 @@ mod tests {
             missing.connect_options_with(no_env).unwrap_err().kind(),
             crate::ErrorKind::NotFound
         );
+    }
+
+    #[test]
+    fn printed_credentials_in_three_shapes() {
+        let c = Credentials::new("h", 5432, "shop", "shop", "s3:cret'\"").unwrap();
+        let (user, pw) = parse_printed(&c.json().unwrap()).unwrap();
+        assert_eq!((user.as_deref(), pw.expose()), (Some("shop"), "s3:cret'\""));
+        let (user, pw) = parse_printed(&c.database_url().unwrap()).unwrap();
+        assert_eq!((user.as_deref(), pw.expose()), (Some("shop"), "s3:cret'\""));
+        let (user, pw) = parse_printed(&Password::new("only-the-password\n")).unwrap();
+        assert_eq!((user, pw.expose()), (None, "only-the-password"));
+        for bad in ["", "  \n", "{\"user\": \"x\"}", "{not json", "a\nb"] {
+            assert!(parse_printed(&Password::new(bad)).is_err(), "{bad:?}");
+        }
     }
 }

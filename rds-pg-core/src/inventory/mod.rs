@@ -73,6 +73,7 @@ pub use aws::{AwsSnapshot, DbInstance, IngressRule, SecurityGroup};
 pub(crate) use check::check_instance;
 pub use check::{CheckReport, Finding, FindingObject, ObjectKind, Rule, Severity};
 pub use connect::DEFAULT_CONNECT_TIMEOUT;
+pub(crate) use connect::{parse_printed, run_printing_command};
 
 /// The PostgreSQL major versions an inventory may name (those rds-pg supports).
 pub const SUPPORTED_MAJORS: RangeInclusive<u32> = 13..=18;

@@ -1085,10 +1085,8 @@ def backup_verify(
     project: Optional[str] = None,
     database: Optional[str] = None,
     tools_dir: Optional[_Path] = None,
-    sslmode: Optional[str] = None,
-    sslrootcert: Optional[_Path] = None,
 ) -> BackupVerifyReport:
-    """Verify the newest archive of each database as a throw-away role."""
+    """Verify the newest archive of each database as a throw-away role (master connecting as the inventory says)."""
 
 def backup_prune(
     target: _Target,
