@@ -1,7 +1,8 @@
 //! End-to-end tests of `rds-pg fleet plan` and `rds-pg fleet apply` on the sandbox (PostgreSQL 15
 //! and the newest supported version): exit statuses (0 in sync, 2 differs with --exit-code, 1
 //! errors — never 2), the listing and the `--json` document, credentials delivered and working,
-//! and `--credentials-format secretsmanager` of `user create`.
+//! `--credentials-format secretsmanager` of `user create`, and `db create --owner OTHER` on an
+//! existing database refused unless `--take-over` is given.
 
 use std::path::Path;
 use std::process::Command;
@@ -57,16 +58,54 @@ fn rds_pg(dir: &Path, args: &[&str]) -> Run {
             cmd.env_remove(k);
         }
     }
-    let out = cmd
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("rds-pg runs");
+    run(cmd.current_dir(dir).args(args))
+}
+
+/// Runs `cmd` and keeps what it printed.
+fn run(cmd: &mut Command) -> Run {
+    let out = cmd.output().expect("rds-pg runs");
     Run {
         status: out.status.code().expect("exit status"),
         stdout: String::from_utf8(out.stdout).unwrap(),
         stderr: String::from_utf8(out.stderr).unwrap(),
     }
+}
+
+/// `rds-pg` connecting as the sandbox's master through the libpq variables (its password in a
+/// password file under `dir`), as an operator runs it.
+fn as_master(sandbox: &Sandbox, dir: &Path) -> Command {
+    let master = sandbox.master_options();
+    let pgpass = dir.join("master.pgpass");
+    std::fs::write(
+        &pgpass,
+        format!(
+            "*:*:*:{}:{}\n",
+            sandbox.master_user(),
+            master
+                .get_password()
+                .unwrap()
+                .expose()
+                .replace('\\', "\\\\")
+                .replace(':', "\\:")
+        ),
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rds-pg"));
+    cmd.env("PGHOST", "127.0.0.1")
+        .env("PGPORT", sandbox.port().to_string())
+        .env("PGUSER", sandbox.master_user())
+        .env("PGPASSFILE", &pgpass)
+        .env_remove("PGPASSWORD");
+    match sandbox.ca_cert_path() {
+        Some(ca) => cmd.env("PGSSLMODE", "verify-full").env("PGSSLROOTCERT", ca),
+        None => cmd.env("PGSSLMODE", "disable").env_remove("PGSSLROOTCERT"),
+    };
+    cmd
 }
 
 fn inventory(f: &mut FleetFixture, sandbox: &Sandbox) -> String {
@@ -207,32 +246,7 @@ on_15_and_newest!(
     fn user_create_delivers_the_secrets_manager_shape(sandbox) {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("secret.json");
-        let master = sandbox.master_options();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rds-pg"));
-        let pgpass = dir.path().join("pgpass");
-        std::fs::write(
-            &pgpass,
-            format!(
-                "*:*:*:{}:{}\n",
-                sandbox.master_user(),
-                master.get_password().unwrap().expose().replace('\\', "\\\\").replace(':', "\\:")
-            ),
-        )
-        .unwrap();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
-        }
-        cmd.env("PGHOST", "127.0.0.1")
-            .env("PGPORT", sandbox.port().to_string())
-            .env("PGUSER", sandbox.master_user())
-            .env("PGPASSFILE", &pgpass)
-            .env_remove("PGPASSWORD");
-        match sandbox.ca_cert_path() {
-            Some(ca) => cmd.env("PGSSLMODE", "verify-full").env("PGSSLROOTCERT", ca),
-            None => cmd.env("PGSSLMODE", "disable").env_remove("PGSSLROOTCERT"),
-        };
+        let mut cmd = as_master(sandbox, dir.path());
         let run = cmd
             .args([
                 "user",
@@ -271,5 +285,57 @@ on_15_and_newest!(
             .output()
             .unwrap();
         assert_eq!(run.status.code(), Some(2), "a usage error");
+    }
+);
+
+on_15_and_newest!(
+    fn db_create_hands_a_database_to_another_owner_only_with_take_over(sandbox) {
+        let f = FleetFixture::new();
+        let dir = f.dir();
+        let master = |args: &[&str]| run(as_master(sandbox, dir).args(args));
+        for user in ["old", "shop"] {
+            let env = f.path(&format!("{user}.env")).display().to_string();
+            master(&["user", "create", user, "--credentials-env", &env, "--credentials-database", "legacy"])
+                .expect(0, "user create");
+        }
+        master(&["db", "create", "legacy", "--owner", "old"]).expect(0, "db create");
+        let old = f.env_file_login("old.env");
+        login_as_application(&old)
+            .expect("old reaches its database")
+            .batch_execute("CREATE TABLE kept (id int)")
+            .unwrap();
+        let owner_of = || -> String {
+            hostile::admin(sandbox, "postgres")
+                .query_one(
+                    "SELECT pg_catalog.pg_get_userbyid(datdba)::text FROM pg_catalog.pg_database WHERE datname = 'legacy'",
+                    &[],
+                )
+                .unwrap()
+                .get(0)
+        };
+
+        // Another owner for an existing database: refused, with the flag that would do it.
+        let refused = master(&["db", "create", "legacy", "--owner", "shop"])
+            .expect(1, "another owner without --take-over");
+        assert!(refused.stderr.contains("--take-over"), "{refused:#?}");
+        assert!(!refused.stderr.contains("GRANT"), "no fix that hands it over: {refused:#?}");
+        assert_eq!(owner_of(), "old", "nothing moved");
+        let shop = f.env_file_login("shop.env");
+        assert!(login_as_application(&shop).is_err(), "shop cannot reach legacy");
+        login_as_application(&old).expect("old still does");
+
+        // A dry run lists the move and changes nothing; --take-over moves it.
+        let dry = master(&["db", "create", "legacy", "--owner", "shop", "--take-over", "--dry-run"])
+            .expect(0, "dry run");
+        assert!(dry.stderr.contains("would run  postgres     ALTER DATABASE \"legacy\" OWNER TO \"shop\""), "{dry:#?}");
+        assert_eq!(owner_of(), "old");
+        master(&["db", "create", "legacy", "--owner", "shop", "--take-over"]).expect(0, "take-over");
+        assert_eq!(owner_of(), "shop");
+        login_as_application(&shop)
+            .expect("shop reaches the database it took over")
+            .batch_execute("CREATE TABLE mine (id int)")
+            .unwrap();
+        assert!(login_as_application(&old).is_err(), "old no longer does");
+        master(&["db", "create", "legacy", "--owner", "shop"]).expect(0, "in line: no --take-over needed");
     }
 );
