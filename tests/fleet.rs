@@ -11,6 +11,15 @@ use rds_pg_core::ConnectOptions;
 
 use crate::Sandbox;
 
+/// An `[[instance]]`'s TLS lines for `sandbox`: verify-full against its CA on 15+, without TLS
+/// before (as the sandbox serves).
+pub fn instance_tls(sandbox: &Sandbox) -> String {
+    match sandbox.ca_cert_path() {
+        Some(ca) => format!("sslrootcert = {:?}\n", ca.display().to_string()),
+        None => "sslmode = \"disable\"\n".to_owned(),
+    }
+}
+
 /// A temporary directory holding an inventory, master's password file and what the projects'
 /// credentials sinks write.
 pub struct FleetFixture {
@@ -76,10 +85,7 @@ impl FleetFixture {
         for l in &self.pgpass_lines {
             writeln!(f, "{l}").unwrap();
         }
-        let tls = match sandbox.ca_cert_path() {
-            Some(ca) => format!("sslrootcert = \"{}\"\n", ca.display()),
-            None => "sslmode = \"disable\"\n".to_owned(),
-        };
+        let tls = instance_tls(sandbox);
         format!(
             "[[instance]]\nname = \"{name}\"\nclient = \"{client}\"\nenvironment = \"production\"\n\
              region = \"eu-west-1\"\npostgres_major = {}\nendpoint = \"127.0.0.1\"\nport = {}\n\

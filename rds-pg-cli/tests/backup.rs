@@ -390,10 +390,7 @@ fn end_to_end(sandbox: &Sandbox) {
         sandbox.port(),
         sandbox.master_user(),
         master_pgpass.display().to_string(),
-        match sandbox.ca_cert_path() {
-            Some(ca) => format!("sslrootcert = {:?}\n", ca.display().to_string()),
-            None => "sslmode = \"disable\"\n".to_owned(),
-        },
+        rds_pg_tests::fleet::instance_tls(sandbox),
         project("shop", pgpass),
         project("lost", dir.join("nowhere.pgpass").to_str().unwrap()),
     );

@@ -42,15 +42,6 @@ struct TestProject {
     sink: String,
 }
 
-/// How master connects to `sandbox` (the inventory's TLS lines): verified against its CA, or
-/// without TLS where it has none.
-fn instance_tls(sandbox: &Sandbox) -> String {
-    match sandbox.ca_cert_path() {
-        Some(ca) => format!("sslrootcert = {:?}\n", ca.display().to_string()),
-        None => "sslmode = \"disable\"\n".to_owned(),
-    }
-}
-
 /// The inventory for `sandbox`: one client, one instance (the sandbox, master's password in its
 /// password file), the projects; `extra_policy` goes into `[policy]`.
 fn inventory_text(sandbox: &Sandbox, root: &Path, projects: &[TestProject], extra: &str) -> String {
@@ -80,7 +71,7 @@ fn inventory_text(sandbox: &Sandbox, root: &Path, projects: &[TestProject], extr
         sandbox.port(),
         sandbox.master_user(),
         master_pgpass.display().to_string(),
-        instance_tls(sandbox),
+        rds_pg_tests::fleet::instance_tls(sandbox),
     );
     for p in projects {
         let extensions: Vec<String> = p

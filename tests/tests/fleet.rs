@@ -2,7 +2,8 @@
 //! inventory in one run, the projects' users logging in with the credentials delivered where the
 //! inventory says and reaching only their own databases; a second run that changes nothing and
 //! costs one inspection query per database (counted in the server log); `prune` and
-//! `take_over` doing only what the plan lists.
+//! `take_over` doing only what the plan lists; an instance whose inventory breaks a hosting
+//! policy left untouched.
 
 use std::collections::BTreeMap;
 
@@ -532,5 +533,46 @@ per_version!(
         let mut ro = login_as_application(&f.env_file_login("shop_ro.env")).unwrap();
         ro.batch_execute("SELECT * FROM t").expect("shop_ro reads t again");
         login_as_application(&f.env_file_login("shop_ro2.env")).expect("shop_ro2 logs in again");
+    }
+);
+
+per_version!(
+    fn an_instance_whose_inventory_breaks_a_hosting_policy_is_not_touched(sandbox) {
+        let mut f = FleetFixture::new();
+        let dir = f.dir().display().to_string();
+        // A staging project on a production instance.
+        let staging = FleetFixture::project("shop", "acme", "acme-db")
+            .replace("environment = \"production\"", "environment = \"staging\"");
+        let text = format!(
+            "{}{}{staging}[[project.database]]\nname = \"shop\"\nowner = \"shop\"\n\n\
+             [project.credentials]\nshop = {{ env_file = \"{dir}/shop.env\" }}\n",
+            FleetFixture::client("acme", "111122223333"),
+            f.instance("acme-db", "acme", sandbox),
+        );
+        let inventory = load(&f, &text);
+        let mark = log::mark(sandbox);
+        for (what, report) in [
+            ("fleet plan", fleet::plan(&inventory, &FleetOptions::new())),
+            ("fleet apply", fleet::apply(&inventory, &FleetOptions::new())),
+        ] {
+            let report = ok(report, what);
+            assert!(report.has_errors(), "{what}: {report}");
+            let instance = &report.instances[0];
+            let e = instance.error.as_ref().unwrap_or_else(|| panic!("{what}: {instance}"));
+            assert_eq!(e.kind(), ErrorKind::PolicyViolation, "{what}: {e}");
+            assert!(e.to_string().contains("separate-staging-production"), "{what}: {e}");
+            assert!(instance.items.is_empty(), "{what}: nothing planned: {instance}");
+        }
+        let statements = master_statements(sandbox, mark);
+        assert!(statements.is_empty(), "master sent nothing: {statements:#?}");
+        assert!(!f.path("shop.env").exists(), "no credentials delivered");
+        let roles: i64 = hostile::admin(sandbox, "postgres")
+            .query_one(
+                "SELECT pg_catalog.count(*) FROM pg_catalog.pg_roles WHERE rolname = 'shop'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(roles, 0, "no role created");
     }
 );
