@@ -1,13 +1,15 @@
 //! `fleet apply` (issue 14) against real sandboxes: two clients' instances provisioned from an
 //! inventory in one run, the projects' users logging in with the credentials delivered where the
-//! inventory says and reaching only their own databases; a second run that changes nothing and
+//! inventory says and reaching only their own databases, with progress per instance and at most
+//! `jobs` instances at once; a second run that changes nothing and
 //! costs one inspection query per database (counted in the server log); `prune` and
 //! `take_over` doing only what the plan lists; an instance whose inventory breaks a hosting
 //! policy left untouched.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
-use rds_pg_core::fleet::{self, FleetOptions, FleetReport, ItemKind, ItemState};
+use rds_pg_core::fleet::{self, FleetOptions, FleetReport, ItemKind, ItemState, Progress};
 use rds_pg_core::{
     connect, ConnectOptions, DatabaseSpec, ErrorKind, Inventory, Password, UserSpec,
 };
@@ -58,6 +60,29 @@ fn two_clients(f: &mut FleetFixture, a: &Sandbox, b: &Sandbox) -> String {
         extensions(b)
     ));
     text
+}
+
+type ProgressLog = Arc<Mutex<Vec<Progress>>>;
+
+/// A progress callback that keeps every event, and the events it kept.
+fn progress_log() -> (ProgressLog, fleet::ProgressFn) {
+    let events: ProgressLog = Arc::default();
+    let kept = events.clone();
+    (
+        events,
+        Arc::new(move |p: &Progress| kept.lock().unwrap().push(p.clone())),
+    )
+}
+
+/// The instance a progress event is about.
+fn instance_of(event: &Progress) -> &str {
+    match event {
+        Progress::Started { instance }
+        | Progress::Planned { instance, .. }
+        | Progress::Applying { instance, .. }
+        | Progress::Finished { instance, .. } => instance,
+        _ => "",
+    }
 }
 
 fn load(f: &FleetFixture, text: &str) -> Inventory {
@@ -132,9 +157,31 @@ per_version!(
         assert_eq!(users, ["shop", "shop_ro", "blog", "blog_ro"]);
         assert!(!f.path("shop.env").exists(), "a plan delivers nothing");
 
-        let report = ok(fleet::apply(&inventory, &FleetOptions::new().jobs(2)), "fleet apply");
+        let (events, progress) = progress_log();
+        let report = ok(
+            fleet::apply(&inventory, &FleetOptions::new().jobs(2).on_progress(progress)),
+            "fleet apply",
+        );
         expect_clean(&report, "fleet apply");
         assert!(report.instances.iter().all(|i| i.changes() > 0));
+        // Each instance reports its start, its plan, each operation in turn and its end.
+        let events = events.lock().unwrap().clone();
+        for i in &report.instances {
+            let mine: Vec<&Progress> = events.iter().filter(|e| instance_of(e) == i.name).collect();
+            assert!(matches!(mine.first(), Some(Progress::Started { .. })), "{mine:?}");
+            assert!(matches!(mine.get(1), Some(Progress::Planned { changes, .. }) if *changes > 0), "{mine:?}");
+            let steps: Vec<(usize, usize)> = mine
+                .iter()
+                .filter_map(|e| match e {
+                    Progress::Applying { done, total, .. } => Some((*done, *total)),
+                    _ => None,
+                })
+                .collect();
+            let total = steps.len();
+            assert!(total > 0);
+            assert_eq!(steps, (0..total).map(|d| (d, total)).collect::<Vec<_>>(), "{mine:?}");
+            assert!(matches!(mine.last(), Some(Progress::Finished { ok: true, .. })), "{mine:?}");
+        }
 
         // Each project's owner logs in with what was delivered and creates a table.
         let shop = f.env_file_login("shop.env");
@@ -204,7 +251,25 @@ per_version!(
         // query of master's.
         let env_before = std::fs::read(f.path("shop.env")).unwrap();
         let marks = (log::mark(a), log::mark(&b));
-        let again = ok(fleet::apply(&inventory, &FleetOptions::new().jobs(2)), "fleet apply again");
+        let (events, progress) = progress_log();
+        let again = ok(
+            fleet::apply(&inventory, &FleetOptions::new().jobs(1).on_progress(progress)),
+            "fleet apply again",
+        );
+        // --jobs 1: one instance at a time, the second started after the first finished.
+        let order: Vec<(String, bool)> = events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                Progress::Started { instance } => Some((instance.clone(), true)),
+                Progress::Finished { instance, .. } => Some((instance.clone(), false)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(order.len(), 4, "{order:?}");
+        assert!(order[0].1 && !order[1].1 && order[0].0 == order[1].0, "{order:?}");
+        assert!(order[2].1 && !order[3].1 && order[2].0 == order[3].0, "{order:?}");
         expect_clean(&again, "second fleet apply");
         assert!(again.is_in_sync(), "{again}");
         for i in &again.instances {
