@@ -1,10 +1,9 @@
 //! `fleet apply` (issue 14) against real sandboxes: two clients' instances provisioned from an
 //! inventory in one run, the projects' users logging in with the credentials delivered where the
 //! inventory says and reaching only their own databases, with progress per instance and at most
-//! `jobs` instances at once; a second run that changes nothing and
-//! costs one inspection query per database (counted in the server log); `prune` and
-//! `take_over` doing only what the plan lists; an instance whose inventory breaks a hosting
-//! policy left untouched.
+//! `jobs` instances at once; a second run that changes nothing and costs one inspection query per
+//! database (counted in the server log); `prune` and `take_over` doing only what the plan lists;
+//! an instance whose inventory breaks a hosting policy left untouched.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
