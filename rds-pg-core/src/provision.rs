@@ -1206,7 +1206,9 @@ fn unchanged(plan: Plan) -> Report {
     }
 }
 
-fn extensions_with_requirements(extensions: &[Extension]) -> Vec<String> {
+/// The extensions a database asks for, prerequisites included, sorted and once each (what the
+/// Provisioner asks the server about).
+pub(crate) fn extensions_with_requirements(extensions: &[Extension]) -> Vec<String> {
     let mut names = Vec::new();
     for e in extensions {
         for r in e.requires() {

@@ -140,7 +140,9 @@ fn request(projects: &[&Project]) -> InstanceRequest {
                     .push((db.name.as_str().to_owned(), reader.as_str().to_owned()));
             }
             r.extensions
-                .extend(fleet_plan::with_requirements(&db.extensions));
+                .extend(crate::provision::extensions_with_requirements(
+                    &db.extensions,
+                ));
         }
     }
     r.extensions.sort();

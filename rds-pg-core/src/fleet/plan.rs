@@ -16,7 +16,7 @@ use crate::inspect::{
 use crate::inventory::{Instance, Project};
 use crate::plan::{self, Change, Plan};
 use crate::secret::{NewPassword, Password};
-use crate::spec::{DatabaseSpec, Extension, ReadOnlyGrant, UserSpec};
+use crate::spec::{DatabaseSpec, ReadOnlyGrant, UserSpec};
 
 /// Databases the fleet never prunes, whatever the inventory says.
 const PROTECTED_DATABASES: [&str; 4] = ["postgres", "template0", "template1", "rdsadmin"];
@@ -81,21 +81,6 @@ fn fresh_role(major: u32) -> RoleState {
         },
         ..RoleState::default()
     }
-}
-
-/// The extensions a database asks for, prerequisites included, sorted (what the Provisioner
-/// asks the server about).
-pub(crate) fn with_requirements(extensions: &[Extension]) -> Vec<String> {
-    let mut names = Vec::new();
-    for e in extensions {
-        for r in e.requires() {
-            names.push(r.name().to_owned());
-        }
-        names.push(e.name().to_owned());
-    }
-    names.sort();
-    names.dedup();
-    names
 }
 
 /// Whether a database item's changes make its grants' plans unknowable until they are made.
@@ -295,7 +280,7 @@ pub(crate) fn plan_instance(inputs: &Inputs<'_>) -> InstancePlan {
             let depends_on: Vec<usize> = owner_item.into_iter().collect();
             let mut operation = Operation::None;
             let mut ready: std::result::Result<(), String> = Ok(());
-            let extensions = with_requirements(&db.extensions);
+            let extensions = crate::provision::extensions_with_requirements(&db.extensions);
             let mut cluster = snapshot.database_cluster(&name, &extensions);
             match (
                 role_states.get(db.owner.as_str()).cloned().flatten(),
