@@ -14,6 +14,9 @@ in RDS_PG_* variables:
     fab restore --archive shop.dump    # into the project's database (created if missing)
     fab teardown --yes                 # database and users dropped
 
+    fab fleet --inventory fleet.toml            # every instance of an inventory: what differs
+    fab fleet --inventory fleet.toml --apply    # ... brought in line (credentials delivered)
+
 Or run them on your own machine, through the application server Fabric targets: with
 `fab -H deploy@app1 provision` (or `teardown`), rds_pg reaches the instance through an SSH
 forward via app1 (the system ssh, your ~/.ssh/config and agent), so nothing of master's is ever
@@ -40,7 +43,9 @@ Settings:
                        that prints master's password, instead of the password file
     RDS_PG_SSH_CONFIG  an ssh configuration file for the forward of -H (default ~/.ssh/config)
 
-Generated passwords are written only to those files, never printed.
+Generated passwords are written only to those files, never printed. The fleet task reads
+everything from the inventory (instances, master's password sources, projects, where their
+credentials go) instead: RDS_PG_INVENTORY names it when --inventory does not.
 """
 
 from __future__ import annotations
@@ -207,3 +212,39 @@ def restore(c, archive):
         print(f"restored {restored.entries_restored} of {restored.entries_total} entries into {s.database}")
         for skipped in restored.skipped:
             print(f"    left out {skipped.entry}: {skipped.reason}")
+
+
+@task
+def fleet(c, inventory=None, apply=False, instance=None, jobs=4, prune=False, take_over=False):
+    """Plans (or with --apply converges) every instance of the inventory (--inventory, default
+    RDS_PG_INVENTORY), or only --instance, --jobs at a time; --prune drops databases and login
+    roles no project claims, --take-over moves databases the inventory gives another owner.
+    Fails when an instance could not be processed, or when findings are left after --apply."""
+    path = inventory or os.environ.get("RDS_PG_INVENTORY", "").strip()
+    if not path:
+        raise Exit("give --inventory or set RDS_PG_INVENTORY to the inventory file")
+    run = rds_pg.fleet_apply if apply else rds_pg.fleet_plan
+    report = run(
+        rds_pg.Inventory.load(path),
+        instances=[instance] if instance else None,
+        jobs=int(jobs),
+        prune=prune,
+        take_over=take_over,
+    )
+    for i in report:
+        print(f"{i.name} ({i.endpoint}): {i.summary}")
+        for item in i.items:
+            if not item.differs:
+                continue
+            print(f"    {item}")
+            steps = item.plan if item.plan is not None else item.report.steps if item.report else []
+            for step in steps:
+                print(f"        {step.sql}")
+            if item.reason:
+                print(f"        {item.reason}")
+            if item.error is not None:
+                print(f"        {item.error}")
+        for note in i.notes:
+            print(f"    note: {note}")
+    if report.has_errors:
+        raise Exit(f"fleet {report.mode}: errors or findings left (see above)", code=1)

@@ -6,6 +6,7 @@
 
 pub use rds_pg_core::sandbox::{Sandbox, SandboxOptions, SUPPORTED_VERSIONS};
 
+pub mod fleet;
 pub mod hostile;
 pub mod sshd;
 

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use rds_pg_core::{
-    CredentialDelivery, CredentialSink, DatabaseName, Extension, RoleName, SchemaName, SslMode,
+    CredentialDelivery, CredentialFormat, CredentialSink, DatabaseName, Extension, RoleName,
+    SchemaName, SslMode,
 };
 
 /// Provision PostgreSQL on Amazon RDS, where the master user is not a superuser.
@@ -89,12 +90,13 @@ pub struct ConnectionArgs {
         help_heading = "Connection"
     )]
     pub ssh: Option<String>,
-    /// ssh configuration file for --ssh instead of ~/.ssh/config (ssh -F).
+    /// ssh configuration file instead of ~/.ssh/config (ssh -F), for --ssh and for the
+    /// forwards of an inventory's `via` (fleet, backup).
     #[arg(
         long,
         global = true,
         value_name = "FILE",
-        requires = "ssh",
+        env = "RDS_PG_SSH_CONFIG",
         help_heading = "Connection"
     )]
     pub ssh_config: Option<PathBuf>,
@@ -217,6 +219,17 @@ pub struct CredentialsArgs {
     /// The database the credentials are for [default: the user's name].
     #[arg(long, value_name = "DB", requires = "sink", value_parser = any_database_name)]
     pub credentials_database: Option<DatabaseName>,
+    /// What --credentials-cmd receives: rds-pg (every field, DATABASE_URL included) or
+    /// secretsmanager (the JSON AWS Secrets Manager's rotation functions read: engine, host,
+    /// username, password, dbname, port, ssl) [default: rds-pg].
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        requires = "credentials_cmd",
+        conflicts_with_all = ["credentials_env", "credentials_pgpass"],
+        value_parser = credential_format
+    )]
+    pub credentials_format: Option<CredentialFormat>,
 }
 
 impl CredentialsArgs {
@@ -225,6 +238,9 @@ impl CredentialsArgs {
         let mut delivery = CredentialDelivery::new(self.sink()?);
         if let Some(d) = &self.credentials_database {
             delivery = delivery.database(d.clone());
+        }
+        if let Some(f) = self.credentials_format {
+            delivery = delivery.format(f);
         }
         Some(delivery)
     }
@@ -251,6 +267,8 @@ pub enum UserCommand {
     /// standard output, unless a --credentials-* option says where it goes.
     #[command(after_help = "Examples:\n  \
                             rds-pg user create shop --credentials-pgpass ~/.pgpass\n  \
+                            rds-pg user create shop --credentials-format secretsmanager \\\n    \
+                            --credentials-cmd 'aws secretsmanager put-secret-value --secret-id shop-db --secret-string file:///dev/stdin'\n  \
                             rds-pg user create shop | lpass add --non-interactive --password-stdin shop-db\n  \
                             lpass show --password shop-db | rds-pg user create shop --password-stdin")]
     Create {
@@ -332,6 +350,10 @@ pub enum DatabaseCommand {
         /// named like pg_catalog's (untrusted ones are always refused then).
         #[arg(long)]
         strict: bool,
+        /// Give an existing database owned by another role to --owner (master gains both roles
+        /// for the move); without it, that is refused.
+        #[arg(long)]
+        take_over: bool,
         #[command(flatten)]
         change: ChangeArgs,
     },
@@ -542,6 +564,61 @@ pub enum FleetCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Connect to each instance as its master (endpoint, master user and password source from
+    /// the inventory, TLS verify-full) and list what differs from the inventory: users,
+    /// databases, extensions, read-only grants, schema public of postgres and template1, and
+    /// with --prune what no project claims. Changes nothing. Exit status: 0 (with --exit-code:
+    /// in sync), 2 (with --exit-code) differs, 1 errors.
+    #[command(after_help = "Examples:\n  \
+                            rds-pg fleet plan fleet.toml\n  \
+                            rds-pg fleet plan fleet.toml --instance acme-prod --exit-code   # a drift gate for CI")]
+    Plan {
+        /// The inventory (TOML; see examples/inventory.toml).
+        inventory: PathBuf,
+        #[command(flatten)]
+        run: FleetRunArgs,
+        /// Exit 2 when an instance differs from the inventory, 0 when every one is in sync.
+        #[arg(long)]
+        exit_code: bool,
+    },
+    /// Plan as `fleet plan`, then bring each instance that differs in line, each operation under
+    /// its locks; a role rds-pg creates has its credentials delivered where the inventory says
+    /// before its creation commits. Exit status: 0 done (with --exit-code: nothing changed), 2
+    /// (with --exit-code) something changed, 1 errors or findings left.
+    #[command(after_help = "Examples:\n  \
+                            rds-pg fleet apply fleet.toml --jobs 8\n  \
+                            rds-pg fleet apply fleet.toml --instance acme-prod --prune --take-over")]
+    Apply {
+        /// The inventory (TOML; see examples/inventory.toml).
+        inventory: PathBuf,
+        #[command(flatten)]
+        run: FleetRunArgs,
+        /// Exit 2 when something changed, 0 when nothing did.
+        #[arg(long)]
+        exit_code: bool,
+    },
+}
+
+/// What `fleet plan` and `fleet apply` run over, and what they may do beyond converging.
+#[derive(Debug, Clone, Args)]
+pub struct FleetRunArgs {
+    /// Only this instance (repeat for several) [default: every instance].
+    #[arg(long = "instance", value_name = "NAME")]
+    pub instances: Vec<String>,
+    /// Instances processed at once.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+    /// Also drop databases and login roles that no project on the instance claims (never
+    /// master, postgres, the templates, rdsadmin, reserved names or privileged roles).
+    #[arg(long)]
+    pub prune: bool,
+    /// Give an existing database the inventory names another owner for to that owner
+    /// (otherwise a finding).
+    #[arg(long)]
+    pub take_over: bool,
+    /// Print one JSON document on standard output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn audit_jobs(s: &str) -> Result<usize, String> {
@@ -722,6 +799,10 @@ fn any_database_name(s: &str) -> Result<DatabaseName, String> {
 
 fn schema_name(s: &str) -> Result<SchemaName, String> {
     SchemaName::new(s).map_err(|e| e.to_string())
+}
+
+fn credential_format(s: &str) -> Result<CredentialFormat, String> {
+    s.parse().map_err(|e: rds_pg_core::Error| e.to_string())
 }
 
 fn extension(s: &str) -> Result<Extension, String> {

@@ -27,6 +27,10 @@ use crate::output::{print_error, print_json, Outcome, Printer};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(config) = &cli.connection.ssh_config {
+        // Before any thread: the forwards of an inventory's `via` read it too.
+        std::env::set_var(rds_pg_core::tunnel::SSH_CONFIG_ENV, config);
+    }
     let status = run(cli);
     // The forward of --ssh, if one was opened, ends with the command.
     drop(TUNNEL.lock().unwrap_or_else(|e| e.into_inner()).take());
@@ -40,6 +44,14 @@ static TUNNEL: std::sync::Mutex<Option<rds_pg_core::tunnel::SshTunnel>> =
 
 fn run(cli: Cli) -> u8 {
     let conn = &cli.connection;
+    if conn.ssh.is_some() && matches!(cli.command, Command::Fleet(_) | Command::Backup(_)) {
+        eprintln!(
+            "rds-pg: --ssh opens one forward for a command that connects to one server; fleet \
+             and backup commands reach each instance through the SSH destination of its `via` \
+             in the inventory (--ssh-config applies to those)"
+        );
+        return 2;
+    }
     match cli.command {
         Command::User(cmd) => user(conn, cmd),
         Command::Database(cmd) => database(conn, cmd),
@@ -345,13 +357,15 @@ fn database(conn: &ConnectionArgs, cmd: DatabaseCommand) -> u8 {
             locale,
             template,
             strict,
+            take_over,
             change,
         } => {
             let title = format!("db create {:?}", name.as_str());
             changing(conn, change, title, |p, o| {
                 let mut spec = DatabaseSpec::new(name.as_str(), owner.as_str())?
                     .extensions(extensions)
-                    .strict(strict);
+                    .strict(strict)
+                    .take_over(take_over);
                 if let Some(t) = &template {
                     spec = spec.template(t.as_str())?;
                 }

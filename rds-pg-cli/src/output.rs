@@ -122,7 +122,7 @@ fn step_database<'a>(step: &'a Step, maintenance: &'a str) -> &'a str {
 }
 
 /// The mark of a step in the human listing.
-fn mark(step: &Step, dry_run: bool) -> &'static str {
+pub fn step_mark(step: &Step, dry_run: bool) -> &'static str {
     match (dry_run, step.kind()) {
         (true, _) => "would run",
         (false, StepKind::Change) => "changed",
@@ -148,7 +148,7 @@ impl Printer {
             let _ = writeln!(
                 err,
                 "{:<10} {:<12} {}",
-                mark(step, outcome.dry_run),
+                step_mark(step, outcome.dry_run),
                 step_database(step, maintenance_db),
                 step.sql()
             );

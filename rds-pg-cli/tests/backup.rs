@@ -384,12 +384,13 @@ fn end_to_end(sandbox: &Sandbox) {
         "[policy]\nbackup_dir = {:?}\n\n[[client]]\nname = \"acme\"\naccount_id = \"111122223333\"\n\n\
          [[instance]]\nname = \"practice\"\nclient = \"acme\"\nenvironment = \"staging\"\n\
          region = \"eu-west-1\"\npostgres_major = {}\nendpoint = \"127.0.0.1\"\nport = {}\n\
-         master_user = {:?}\nmaster_password = {{ pgpass = {:?} }}\n{}{}",
+         master_user = {:?}\nmaster_password = {{ pgpass = {:?} }}\n{}{}{}",
         dir.join("backups").display().to_string(),
         sandbox.major_version(),
         sandbox.port(),
         sandbox.master_user(),
         master_pgpass.display().to_string(),
+        rds_pg_tests::fleet::instance_tls(sandbox),
         project("shop", pgpass),
         project("lost", dir.join("nowhere.pgpass").to_str().unwrap()),
     );

@@ -319,18 +319,91 @@ impl Credentials {
         Ok(Password::new(json.as_str()))
     }
 
+    /// The credentials as the JSON object AWS Secrets Manager's rotation functions for RDS for
+    /// PostgreSQL read (no trailing newline):
+    ///
+    /// ```text
+    /// {"engine":"postgres","host":"…","username":"…","password":"…","dbname":"…","port":5432,
+    ///  "ssl":true}
+    /// ```
+    ///
+    /// `ssl` follows the sslmode: `true` for `require`, `verify-ca` and `verify-full` (the
+    /// rotation function then never falls back to a connection without TLS), `false` for
+    /// `disable`, and absent for `prefer` (the function's own default: TLS first, then without).
+    /// The root certificate is not part of the shape (the rotation function verifies the server
+    /// with its own CA bundle).
+    ///
+    /// # Errors
+    /// As [`Credentials::validate`].
+    pub fn secrets_manager_json(&self) -> Result<Password> {
+        self.validate()?;
+        let mut json = Zeroizing::new(String::from("{"));
+        for (i, (name, value)) in [
+            ("engine", "postgres"),
+            ("host", self.host.as_str()),
+            ("username", self.user.as_str()),
+            ("password", self.password.expose()),
+            ("dbname", self.database.as_str()),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if i > 0 {
+                json.push(',');
+            }
+            push_json_string(&mut json, name);
+            json.push(':');
+            push_json_string(&mut json, value);
+        }
+        json.push_str(",\"port\":");
+        json.push_str(&self.port.to_string());
+        match self.sslmode {
+            SslMode::Prefer => {}
+            SslMode::Disable => json.push_str(",\"ssl\":false"),
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
+                json.push_str(",\"ssl\":true")
+            }
+        }
+        json.push('}');
+        Ok(Password::new(json.as_str()))
+    }
+
+    /// The JSON document of `format`: [`Credentials::json`] or
+    /// [`Credentials::secrets_manager_json`].
+    ///
+    /// # Errors
+    /// As [`Credentials::validate`].
+    pub fn document(&self, format: CredentialFormat) -> Result<Password> {
+        match format {
+            CredentialFormat::RdsPg => self.json(),
+            CredentialFormat::SecretsManager => self.secrets_manager_json(),
+        }
+    }
+
     /// Delivers the credentials to `sink` (see [`CredentialSink`]), after
-    /// [`CredentialSink::check`].
+    /// [`CredentialSink::check`]; a command receives [`Credentials::json`].
     ///
     /// # Errors
     /// As [`CredentialSink::check`], [`Credentials::write_env_file`],
     /// [`Credentials::write_pgpass`] or [`Credentials::send_to_command`].
     pub fn deliver(&self, sink: &CredentialSink) -> Result<()> {
+        self.deliver_as(sink, CredentialFormat::RdsPg)
+    }
+
+    /// Delivers the credentials to `sink`, a command receiving the JSON document of `format`.
+    /// Env files and password files have a format of their own: `format` must be
+    /// [`CredentialFormat::RdsPg`] for them.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for another format with a file sink; otherwise as
+    /// [`Credentials::deliver`].
+    pub fn deliver_as(&self, sink: &CredentialSink, format: CredentialFormat) -> Result<()> {
+        format.check_sink(sink)?;
         sink.check()?;
         match sink {
             CredentialSink::EnvFile(path) => self.write_env_file(path),
             CredentialSink::Pgpass(path) => self.write_pgpass(path),
-            CredentialSink::Command(argv) => self.send_to_command(argv),
+            CredentialSink::Command(argv) => self.send_to_command_as(argv, format),
         }
     }
 
@@ -463,14 +536,30 @@ impl Credentials {
     /// with its standard error (or, when that is empty, its standard output), in which the
     /// password, in any of the forms it was sent in, is replaced by `[redacted]`.
     pub fn send_to_command<S: AsRef<OsStr>>(&self, argv: &[S]) -> Result<()> {
-        self.send_to_command_with_env(argv, std::env::vars_os())
+        self.send_to_command_as(argv, CredentialFormat::RdsPg)
     }
 
-    /// As [`Credentials::send_to_command`], the command's environment taken from `environment`
-    /// (this process's, in production) less the credential variables.
+    /// As [`Credentials::send_to_command`], the standard input carrying the JSON document of
+    /// `format` ([`Credentials::document`]): with [`CredentialFormat::SecretsManager`],
+    /// `aws secretsmanager put-secret-value --secret-id ID --secret-string file:///dev/stdin`
+    /// stores a secret that Secrets Manager's rotation functions for RDS can rotate.
+    ///
+    /// # Errors
+    /// As [`Credentials::send_to_command`].
+    pub fn send_to_command_as<S: AsRef<OsStr>>(
+        &self,
+        argv: &[S],
+        format: CredentialFormat,
+    ) -> Result<()> {
+        self.send_to_command_with_env(argv, format, std::env::vars_os())
+    }
+
+    /// As [`Credentials::send_to_command_as`], the command's environment taken from
+    /// `environment` (this process's, in production) less the credential variables.
     fn send_to_command_with_env<S: AsRef<OsStr>>(
         &self,
         argv: &[S],
+        format: CredentialFormat,
         environment: impl IntoIterator<Item = (OsString, OsString)>,
     ) -> Result<()> {
         let Some((program, args)) = argv.split_first() else {
@@ -479,7 +568,7 @@ impl Credentials {
             ));
         };
         let program = program.as_ref();
-        let json = self.json()?;
+        let json = self.document(format)?;
         let tool = program.to_string_lossy().into_owned();
         let mut command = Command::new(program);
         environment_without_credentials(&mut command, environment);
@@ -659,6 +748,70 @@ impl fmt::Display for CredentialSink {
                 Some(program) => write!(f, "command {:?}", program.to_string_lossy()),
                 None => f.write_str("empty command"),
             },
+        }
+    }
+}
+
+/// Which JSON document a [`CredentialSink::Command`] receives on its standard input.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CredentialFormat {
+    /// rds-pg's own document ([`Credentials::json`]): every field, `database_url` included
+    /// (`rds-pg`).
+    #[default]
+    RdsPg,
+    /// The shape AWS Secrets Manager's rotation functions for RDS expect
+    /// ([`Credentials::secrets_manager_json`]: `engine`, `host`, `username`, `password`,
+    /// `dbname`, `port`, `ssl`) (`secretsmanager`).
+    SecretsManager,
+}
+
+impl CredentialFormat {
+    /// Every format.
+    pub const ALL: [CredentialFormat; 2] =
+        [CredentialFormat::RdsPg, CredentialFormat::SecretsManager];
+
+    /// Its name on the command line and in an inventory: `rds-pg` or `secretsmanager`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialFormat::RdsPg => "rds-pg",
+            CredentialFormat::SecretsManager => "secretsmanager",
+        }
+    }
+
+    /// Refuses a format other than [`CredentialFormat::RdsPg`] for a file sink: env files and
+    /// password files have their own formats.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the sink.
+    pub fn check_sink(self, sink: &CredentialSink) -> Result<()> {
+        match (self, sink) {
+            (CredentialFormat::RdsPg, _) | (_, CredentialSink::Command(_)) => Ok(()),
+            (format, sink) => Err(Error::InvalidInput(format!(
+                "credentials format {format} is for a command's standard input; the {sink} has \
+                 a format of its own"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for CredentialFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl std::str::FromStr for CredentialFormat {
+    type Err = Error;
+
+    /// `rds-pg` or `secretsmanager` (also `secrets-manager`).
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "rds-pg" => Ok(CredentialFormat::RdsPg),
+            "secretsmanager" | "secrets-manager" => Ok(CredentialFormat::SecretsManager),
+            other => Err(Error::InvalidInput(format!(
+                "credentials format {other:?} is neither \"rds-pg\" nor \"secretsmanager\""
+            ))),
         }
     }
 }
@@ -938,6 +1091,86 @@ mod tests {
         );
         let c = Credentials::new("h", 1, "d", "u", "pw").unwrap();
         assert!(c.json().unwrap().expose().contains("\"sslrootcert\":null"));
+    }
+
+    #[test]
+    fn secrets_manager_json_is_the_shape_the_rotation_functions_read() {
+        let c = creds("p\"w");
+        assert_eq!(
+            c.secrets_manager_json().unwrap().expose(),
+            "{\"engine\":\"postgres\",\"host\":\"db.example.com\",\"username\":\"app:o'neil\",\
+             \"password\":\"p\\\"w\",\"dbname\":\"my db:1\",\"port\":6543,\"ssl\":true}"
+        );
+        assert_eq!(
+            c.document(CredentialFormat::SecretsManager).unwrap(),
+            c.secrets_manager_json().unwrap()
+        );
+        assert_eq!(
+            c.document(CredentialFormat::RdsPg).unwrap(),
+            c.json().unwrap()
+        );
+        // The rotation function's `ssl` key: true never falls back to plaintext, false never
+        // tries TLS, absent tries TLS first (libpq's prefer).
+        for (mode, ssl) in [
+            (SslMode::VerifyFull, Some(true)),
+            (SslMode::VerifyCa, Some(true)),
+            (SslMode::Require, Some(true)),
+            (SslMode::Disable, Some(false)),
+            (SslMode::Prefer, None),
+        ] {
+            let json = c.clone().sslmode(mode).secrets_manager_json().unwrap();
+            let value: serde_json::Value = serde_json::from_str(json.expose()).unwrap();
+            assert_eq!(value.get("ssl").and_then(|v| v.as_bool()), ssl, "{mode}");
+        }
+        for password in AWKWARD {
+            let c = creds(password);
+            let value: serde_json::Value =
+                serde_json::from_str(c.secrets_manager_json().unwrap().expose()).unwrap();
+            assert_eq!(value["password"], *password);
+            assert_eq!(value["username"], "app:o'neil");
+            assert_eq!(value["dbname"], "my db:1");
+            assert_eq!(value["host"], "db.example.com");
+            assert_eq!(value["engine"], "postgres");
+            assert_eq!(value["port"], 6543);
+            let keys: Vec<&String> = value.as_object().unwrap().keys().collect();
+            assert_eq!(
+                keys.len(),
+                7,
+                "only the rotation function's keys, no database_url: {keys:?}"
+            );
+        }
+        assert!(Credentials {
+            password: Password::new(""),
+            ..c
+        }
+        .secrets_manager_json()
+        .is_err());
+    }
+
+    #[test]
+    fn credential_formats_parse_and_belong_to_commands() {
+        for format in CredentialFormat::ALL {
+            assert_eq!(format.as_str().parse::<CredentialFormat>().unwrap(), format);
+            assert!(format
+                .check_sink(&CredentialSink::command(["vault"]))
+                .is_ok());
+        }
+        assert_eq!(
+            "secrets-manager".parse::<CredentialFormat>().unwrap(),
+            CredentialFormat::SecretsManager
+        );
+        assert!("json".parse::<CredentialFormat>().is_err());
+        let file = CredentialSink::EnvFile("/tmp/x.env".into());
+        assert!(CredentialFormat::RdsPg.check_sink(&file).is_ok());
+        let e = CredentialFormat::SecretsManager
+            .check_sink(&file)
+            .unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidInput);
+        let e = creds("pw")
+            .deliver_as(&file, CredentialFormat::SecretsManager)
+            .unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("env file"), "{e}");
     }
 
     #[test]
@@ -1293,7 +1526,11 @@ mod tests {
             seen.display()
         );
         creds
-            .send_to_command_with_env(&["sh", "-c", script.as_str()], environment)
+            .send_to_command_with_env(
+                &["sh", "-c", script.as_str()],
+                CredentialFormat::RdsPg,
+                environment,
+            )
             .unwrap();
         let env = std::fs::read_to_string(&seen).unwrap();
         let names: Vec<&str> = env
@@ -1319,6 +1556,26 @@ mod tests {
             stdin,
             creds.json().unwrap().expose(),
             "standard input holds them"
+        );
+    }
+
+    /// A command sink in the Secrets Manager format receives that document and nothing else.
+    #[cfg(unix)]
+    #[test]
+    fn a_command_sink_receives_the_format_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("secret.json");
+        let creds = creds("rotat'able\"pw");
+        let script = format!("cat > '{}'", out.display());
+        creds
+            .deliver_as(
+                &CredentialSink::command(["sh", "-c", script.as_str()]),
+                CredentialFormat::SecretsManager,
+            )
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            creds.secrets_manager_json().unwrap().expose()
         );
     }
 }

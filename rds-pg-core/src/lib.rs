@@ -28,6 +28,7 @@ mod conninfo;
 pub mod credentials;
 pub mod dump;
 pub mod error;
+pub mod fleet;
 pub mod ident;
 pub mod inspect;
 pub mod inventory;
@@ -46,7 +47,7 @@ pub mod tunnel;
 pub use audit::{AuditOptions, AuditReport};
 pub use config::{ConnectOptions, SslMode};
 pub use connect::{connect, ServerVersion};
-pub use credentials::{CredentialSink, Credentials};
+pub use credentials::{CredentialFormat, CredentialSink, Credentials};
 pub use dump::{
     dump, restore, restore_with, verify_backup, DumpFormat, DumpOptions, DumpReport,
     RestoreOptions, RestoreReport, VerifyOptions, VerifyReport,

@@ -11,8 +11,15 @@ use crate::secret::Password;
 /// How much of a failed command's standard error a message carries.
 const STDERR_SHOWN: usize = 2000;
 
+/// The most a command that prints a password or credentials may print.
+const MAX_OUTPUT: u64 = 64 * 1024;
+
 /// Runs `argv` (no shell; standard input closed; the environment without credential variables)
-/// and returns its output as the password.
+/// and returns the password it printed: a JSON object with `password` (such as the secret AWS
+/// Secrets Manager keeps for an RDS master) or a `postgresql://` URI is read as
+/// [`crate::inventory`]'s commands are; anything else is the password itself, its one line of
+/// output without the final line break (an IAM token from `aws rds generate-db-auth-token`, a
+/// password manager's output).
 ///
 /// # Errors
 /// [`Error::InvalidInput`] for an empty `argv`, or an output that is empty, not UTF-8 or more
@@ -27,12 +34,63 @@ fn run_with_env(
     argv: &[OsString],
     environment: impl IntoIterator<Item = (OsString, OsString)>,
 ) -> Result<Password> {
-    let Some((program, args)) = argv.split_first() else {
-        return Err(Error::InvalidInput(
-            "the password command is empty: give a program and its arguments".into(),
-        ));
+    let shown = match argv.first() {
+        Some(program) => format!("password command {:?}", program.to_string_lossy()),
+        None => "password command".to_owned(),
     };
-    let shown = format!("password command {:?}", program.to_string_lossy());
+    let printed = run_printing_with_env("password command", argv, environment)?;
+    let text = printed.expose();
+    let trimmed = text.trim();
+    if trimmed.starts_with('{')
+        || trimmed.starts_with("postgresql://")
+        || trimmed.starts_with("postgres://")
+    {
+        return crate::inventory::parse_printed(&printed)
+            .map(|(_, password)| password)
+            .map_err(|reason| Error::InvalidInput(format!("the {shown}: {reason}")));
+    }
+    let line = text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(text);
+    if line.is_empty() {
+        return Err(Error::InvalidInput(format!(
+            "the {shown} printed no password"
+        )));
+    }
+    if line.contains(['\n', '\r', '\0']) {
+        return Err(Error::InvalidInput(format!(
+            "the {shown} printed more than one line: the password is its one line of output"
+        )));
+    }
+    Ok(Password::new(line))
+}
+
+/// Runs a command that prints a password or credentials (`label` names it in errors, as in
+/// `credential read command "vault"`): no shell, standard input closed, this process's
+/// environment without the variables that may carry master's credentials (every `PG*` and
+/// `RDS_PG_*` variable and `DATABASE_URL`); its standard output (at most 64 KiB) is returned.
+///
+/// # Errors
+/// [`Error::InvalidInput`] for an empty `argv` or output that is not UTF-8; [`Error::NotFound`]
+/// for a program that does not exist; [`Error::Io`] when it cannot be run; [`Error::Tool`] when
+/// it fails, with (at most 2000 bytes of) its standard error, in which what it printed is
+/// replaced by `[redacted]`.
+pub(crate) fn run_printing_command(label: &str, argv: &[OsString]) -> Result<Password> {
+    run_printing_with_env(label, argv, std::env::vars_os())
+}
+
+fn run_printing_with_env(
+    label: &str,
+    argv: &[OsString],
+    environment: impl IntoIterator<Item = (OsString, OsString)>,
+) -> Result<Password> {
+    let Some((program, args)) = argv.split_first() else {
+        return Err(Error::InvalidInput(format!(
+            "the {label} is empty: give a program and its arguments"
+        )));
+    };
+    let shown = format!("{label} {:?}", program.to_string_lossy());
     let mut command = Command::new(program);
     crate::credentials::environment_without_credentials(&mut command, environment);
     let mut child = command
@@ -49,14 +107,17 @@ fn run_with_env(
             _ => Error::io(format!("cannot run the {shown}"), e),
         })?;
     let mut stderr_pipe = child.stderr.take().expect("piped");
-    // Read standard error on the side, so that a command writing a lot there cannot block.
+    // Standard error is read on a thread while standard output is read, so that a command
+    // writing a lot to either cannot dead-lock with us.
     let stderr_reader = std::thread::spawn(move || {
         let mut buf = Vec::new();
         let _ = stderr_pipe.read_to_end(&mut buf);
         buf
     });
     let mut stdout = zeroize::Zeroizing::new(Vec::new());
-    let read = child.stdout.take().expect("piped").read_to_end(&mut stdout);
+    let mut out_pipe = child.stdout.take().expect("piped");
+    let read = (&mut out_pipe).take(MAX_OUTPUT).read_to_end(&mut stdout);
+    drop(out_pipe);
     let status = child
         .wait()
         .map_err(|e| Error::io(format!("waiting for the {shown}"), e))?;
@@ -64,11 +125,9 @@ fn run_with_env(
     read.map_err(|e| Error::io(format!("reading the output of the {shown}"), e))?;
     if !status.success() {
         let mut text = String::from_utf8_lossy(&stderr).trim().to_owned();
-        if let Ok(out) = std::str::from_utf8(&stdout) {
-            let out = out.trim();
-            if !out.is_empty() && text.contains(out) {
-                text = text.replace(out, "[redacted]");
-            }
+        let out = zeroize::Zeroizing::new(String::from_utf8_lossy(&stdout).trim().to_owned());
+        if !out.is_empty() && text.contains(out.as_str()) {
+            text = text.replace(out.as_str(), "[redacted]");
         }
         if text.len() > STDERR_SHOWN {
             let mut cut = STDERR_SHOWN;
@@ -84,24 +143,9 @@ fn run_with_env(
             stderr: text,
         });
     }
-    let text = std::str::from_utf8(&stdout).map_err(|_| {
-        Error::InvalidInput(format!("the {shown} printed something that is not UTF-8"))
-    })?;
-    let line = text
-        .strip_suffix('\n')
-        .map(|t| t.strip_suffix('\r').unwrap_or(t))
-        .unwrap_or(text);
-    if line.is_empty() {
-        return Err(Error::InvalidInput(format!(
-            "the {shown} printed no password"
-        )));
-    }
-    if line.contains(['\n', '\r', '\0']) {
-        return Err(Error::InvalidInput(format!(
-            "the {shown} printed more than one line: the password is its one line of output"
-        )));
-    }
-    Ok(Password::new(line))
+    String::from_utf8(stdout.to_vec())
+        .map(Password::new)
+        .map_err(|_| Error::InvalidInput(format!("the {shown} printed no UTF-8 text")))
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use postgres::types::Type;
 use postgres::Client;
 
 use crate::config::ConnectOptions;
-use crate::credentials::{CredentialSink, Credentials};
+use crate::credentials::{CredentialFormat, CredentialSink, Credentials};
 use crate::error::{Error, Result};
 use crate::ident::{DatabaseName, RoleName};
 use crate::inspect::{
@@ -100,12 +100,23 @@ impl Provisioner {
     /// # Errors
     /// Connection errors.
     pub fn connect(options: &ConnectOptions) -> Result<Provisioner> {
+        Self::connect_inspecting(options, |client| Ok((inspect::server_facts(client)?, ())))
+            .map(|(provisioner, ())| provisioner)
+    }
+
+    /// Connects as [`Self::connect`] does, the server facts read by `first_query`: the
+    /// session's first query, which reads them together with whatever else the caller needs
+    /// (the fleet's bulk inspection), in one round trip.
+    pub(crate) fn connect_inspecting<T>(
+        options: &ConnectOptions,
+        first_query: impl FnOnce(&mut Client) -> Result<(ServerFacts, T)>,
+    ) -> Result<(Provisioner, T)> {
         let mut client = crate::connect::connect_with_settings(
             options,
             &session_settings(DEFAULT_LOCK_TIMEOUT),
         )?;
-        let facts = inspect::server_facts(&mut client)?;
-        Ok(Provisioner {
+        let (facts, value) = first_query(&mut client)?;
+        let provisioner = Provisioner {
             options: options.clone(),
             client,
             facts,
@@ -114,7 +125,16 @@ impl Provisioner {
             available: HashMap::new(),
             #[cfg(feature = "fault-injection")]
             fault: None,
-        })
+        };
+        Ok((provisioner, value))
+    }
+
+    /// Remembers which extensions the server can install (read by the fleet's bulk
+    /// inspection), so that operations do not read the server's control files again.
+    pub(crate) fn remember_available(&mut self, available: &[AvailableExtension]) {
+        for a in available {
+            self.available.insert(a.name.clone(), a.clone());
+        }
     }
 
     /// Sets how long a statement waits for a lock before failing with
@@ -196,6 +216,13 @@ impl Provisioner {
             .expect("inserted above"))
     }
 
+    /// Closes rds-pg's connection to `database`, if any, without a query.
+    pub(crate) fn disconnect(&mut self, database: &DatabaseName) {
+        if let Some(client) = self.others.remove(database.as_str()) {
+            let _ = client.close();
+        }
+    }
+
     /// Closes rds-pg's connection to `database`, if any, and returns its backend pid: the
     /// server may list the session for a moment after it closed.
     fn close_connection(&mut self, database: &DatabaseName) -> Option<i32> {
@@ -238,7 +265,7 @@ impl Provisioner {
     /// database). A cached connection that turns out to be gone (a server restart, a terminated
     /// session, a database dropped and created again by someone else) is opened again once and
     /// the inspection repeated, instead of failing with "connection closed".
-    fn inspecting<T>(
+    pub(crate) fn inspecting<T>(
         &mut self,
         database: Option<&DatabaseName>,
         read: impl Fn(&mut Client, u32) -> Result<T>,
@@ -382,8 +409,30 @@ impl Provisioner {
         let keys = &keys[..];
         self.lock(keys)?;
         let result = plan(self).and_then(|p| match before_commit {
-            Some(hook) => self.apply_in_transaction(p, hook),
-            None => self.apply(p),
+            // Nothing to deliver without a new password: no transaction is needed.
+            Some(hook) if p.sets_password() => {
+                // A leftover membership of the role is removed after the commit, as a cleanup
+                // (the transaction holds only the change the credentials belong to).
+                let (body, cleanup): (Vec<Step>, Vec<Step>) = p
+                    .steps
+                    .into_iter()
+                    .partition(|s| s.kind() != StepKind::TemporaryRevoke);
+                let body = Plan {
+                    steps: body,
+                    notes: p.notes,
+                };
+                let mut report = self.apply_in_transaction(body, hook)?;
+                if !cleanup.is_empty() {
+                    let done = self.apply(Plan {
+                        steps: cleanup,
+                        notes: Vec::new(),
+                    })?;
+                    report.steps.extend(done.steps);
+                    report.notes.extend(done.notes);
+                }
+                Ok(report)
+            }
+            Some(_) | None => self.apply(p),
         });
         if !matches!(result, Err(Error::Abandoned)) {
             self.unlock(keys);
@@ -580,7 +629,7 @@ impl Provisioner {
             database,
             password.password().clone(),
         )?
-        .deliver(&delivery.sink)
+        .deliver_as(&delivery.sink, delivery.format)
         .map_err(|e| Error::NotDelivered {
             sink: delivery.sink.to_string(),
             message: format!(
@@ -1043,22 +1092,26 @@ impl Provisioner {
     }
 }
 
-/// Where an operation that sets a password hands the new credentials: a sink, and the database
-/// the credentials are for (default: the database named like the user, as projects are).
+/// Where an operation that sets a password hands the new credentials: a sink, the database
+/// the credentials are for (default: the database named like the user, as projects are), and
+/// the JSON document a command sink receives (default [`CredentialFormat::RdsPg`]).
 #[derive(Clone, Debug)]
 pub struct CredentialDelivery {
     /// Where the credentials go.
     pub sink: CredentialSink,
     /// The database they are for; `None` is the one named like the user.
     pub database: Option<DatabaseName>,
+    /// The document a command sink receives on its standard input.
+    pub format: CredentialFormat,
 }
 
 impl CredentialDelivery {
-    /// Credentials for the database named like the user, to `sink`.
+    /// Credentials for the database named like the user, to `sink`, in rds-pg's format.
     pub fn new(sink: CredentialSink) -> Self {
         CredentialDelivery {
             sink,
             database: None,
+            format: CredentialFormat::default(),
         }
     }
 
@@ -1068,12 +1121,22 @@ impl CredentialDelivery {
         self
     }
 
+    /// A command sink receives the document of `format` (a file sink only takes
+    /// [`CredentialFormat::RdsPg`], which [`CredentialDelivery::check`] says).
+    pub fn format(mut self, format: CredentialFormat) -> Self {
+        self.format = format;
+        self
+    }
+
     /// Refuses, before anything changes, a sink that cannot be written: a file whose
-    /// directory does not exist.
+    /// directory does not exist, an empty command ([`CredentialSink::check`]), or a file sink
+    /// given a command's format.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] naming the missing directory.
+    /// [`Error::InvalidInput`] naming the missing directory, the empty command or the mismatched
+    /// format.
     pub fn check(&self) -> Result<()> {
+        self.format.check_sink(&self.sink)?;
         self.sink.check()
     }
 }
@@ -1143,7 +1206,9 @@ fn unchanged(plan: Plan) -> Report {
     }
 }
 
-fn extensions_with_requirements(extensions: &[Extension]) -> Vec<String> {
+/// The extensions a database asks for, prerequisites included, sorted and once each (what the
+/// Provisioner asks the server about).
+pub(crate) fn extensions_with_requirements(extensions: &[Extension]) -> Vec<String> {
     let mut names = Vec::new();
     for e in extensions {
         for r in e.requires() {

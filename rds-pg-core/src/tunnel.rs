@@ -14,6 +14,11 @@ use std::time::{Duration, Instant};
 use crate::config::ConnectOptions;
 use crate::error::{Error, Result};
 
+/// The environment variable naming the ssh configuration file forwards use when none is set
+/// ([`SshForward::config_file`]); the command's `--ssh-config` sets it, so that the forwards of
+/// an inventory's `via` use the same file.
+pub const SSH_CONFIG_ENV: &str = "RDS_PG_SSH_CONFIG";
+
 /// How long [`SshForward::open`] waits for the forward by default.
 pub const DEFAULT_OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -35,7 +40,8 @@ pub struct SshForward {
 }
 
 impl SshForward {
-    /// A forward through `destination`.
+    /// A forward through `destination`, with the ssh configuration file of [`SSH_CONFIG_ENV`]
+    /// when that is set, else ssh's own (`~/.ssh/config`).
     ///
     /// # Errors
     /// [`Error::InvalidInput`] for an empty destination, one starting with `-` (ssh would read
@@ -45,7 +51,9 @@ impl SshForward {
         check_destination(&destination)?;
         Ok(SshForward {
             destination,
-            config_file: None,
+            config_file: std::env::var_os(SSH_CONFIG_ENV)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
             program: PathBuf::from("ssh"),
             open_timeout: DEFAULT_OPEN_TIMEOUT,
         })

@@ -219,6 +219,81 @@ fn reserved_role_name() {
     );
 }
 
+#[test]
+fn verified_tls() {
+    let f = only_finding(
+        &check_fixture("verified-tls.toml"),
+        "verified-tls",
+        &[(Instance, "acme-prod", Some(13))],
+    );
+    assert_eq!(f.severity, Severity::Warning);
+    assert!(f.message.contains("sslmode require"), "{f}");
+}
+
+#[test]
+fn credentials_name_a_format_for_commands_only() {
+    let text = |sink: &str| {
+        format!(
+            r#"
+[[client]]
+name = "acme"
+account_id = "111122223333"
+
+[[instance]]
+name = "acme-prod"
+client = "acme"
+environment = "production"
+postgres_major = 16
+endpoint = "acme-prod.c8h2kx0ttz1q.eu-west-1.rds.amazonaws.com"
+master_user = "acme_admin"
+
+[[project]]
+name = "shop"
+client = "acme"
+environment = "production"
+region = "eu-west-1"
+instance = "acme-prod"
+
+[[project.database]]
+name = "shop"
+owner = "shop"
+
+[project.credentials]
+shop = {sink}
+"#
+        )
+    };
+    let inventory = Inventory::from_str(
+        &text(r#"{ command = ["aws", "secretsmanager", "put-secret-value", "--secret-id", "shop", "--secret-string", "file:///dev/stdin"], format = "secretsmanager" }"#),
+        "f.toml",
+    )
+    .unwrap();
+    let entry = &inventory.projects[0].credentials[0];
+    assert_eq!(entry.format, rds_pg_core::CredentialFormat::SecretsManager);
+    assert!(matches!(&entry.sink, CredentialSink::Command(argv) if argv[0] == "aws"));
+    let default =
+        Inventory::from_str(&text(r#"{ env_file = "/etc/shop.env" }"#), "f.toml").unwrap();
+    assert_eq!(
+        default.projects[0].credentials[0].format,
+        rds_pg_core::CredentialFormat::RdsPg
+    );
+    for (sink, message) in [
+        (
+            r#"{ env_file = "/etc/shop.env", format = "secretsmanager" }"#,
+            "f.toml:26:",
+        ),
+        (r#"{ command = ["vault"], format = "yaml" }"#, "f.toml:26:"),
+    ] {
+        let e = Inventory::from_str(&text(sink), "f.toml").unwrap_err();
+        let Error::Inventory(inv) = &e else {
+            panic!("{e}")
+        };
+        assert_eq!(inv.problems.len(), 1, "{e}");
+        assert!(inv.problems[0].to_string().starts_with(message), "{e}");
+        assert!(inv.problems[0].message.contains("format"), "{e}");
+    }
+}
+
 /// The same base as the fixtures, with the roles given.
 fn with_roles(owner: &str, readers: &str) -> String {
     format!(

@@ -423,11 +423,13 @@ impl BackupVerifyReport {
 /// Verifies the newest archive of each database of the inventory (or `archive`): restored into a
 /// scratch database owned by a throw-away role master creates, as that role, compared with the
 /// manifest, the outcome recorded in it; the database and role dropped whatever happened.
-/// `identity`: the age identity file for encrypted archives.
+/// `identity`: the age identity file for encrypted archives. Master connects to each instance as
+/// the inventory says (endpoint, master user, `sslmode`, `sslrootcert`, `master_password`), and
+/// the throw-away role the same way.
 #[pyfunction]
 #[pyo3(signature = (
     inventory, to=None, *, archive=None, identity=None, instance=None, project=None,
-    database=None, tools_dir=None, sslmode=None, sslrootcert=None
+    database=None, tools_dir=None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backup_verify(
@@ -440,12 +442,12 @@ pub(crate) fn backup_verify(
     project: Option<String>,
     database: Option<String>,
     tools_dir: Option<PathBuf>,
-    sslmode: Option<String>,
-    sslrootcert: Option<PathBuf>,
 ) -> PyResult<BackupVerifyReport> {
     let inventory = inventory_arg(py, inventory)?;
-    let mut options = core::BackupVerifyOptions::new(tls_arg(py, sslmode, sslrootcert)?)
-        .selection(selection(instance, project, database));
+    let mut options = core::BackupVerifyOptions::new(
+        ConnectOptions::new().application_name("rds-pg backup verify"),
+    )
+    .selection(selection(instance, project, database));
     options.root = to;
     options.archive = archive;
     options.tools_dir = tools_dir;

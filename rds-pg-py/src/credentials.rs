@@ -29,8 +29,14 @@ pub(crate) fn sslmode_arg(py: Python<'_>, value: &str) -> PyResult<SslMode> {
 
 impl Credentials {
     /// Delivers to `sink` without the GIL, after the core's check of the sink.
-    fn deliver(&self, py: Python<'_>, sink: CredentialSink) -> PyResult<()> {
-        py.detach(|| self.inner.deliver(&sink)).py_result(py)
+    fn deliver(
+        &self,
+        py: Python<'_>,
+        sink: CredentialSink,
+        format: core::CredentialFormat,
+    ) -> PyResult<()> {
+        py.detach(|| self.inner.deliver_as(&sink, format))
+            .py_result(py)
     }
 }
 
@@ -122,11 +128,21 @@ impl Credentials {
         Secret::wrap(py, self.inner.json().py_result(py)?)
     }
 
+    /// The JSON object AWS Secrets Manager's rotation functions for RDS read: `engine`, `host`,
+    /// `username`, `password`, `dbname`, `port` and (from the sslmode) `ssl`.
+    fn secrets_manager_json(&self, py: Python<'_>) -> PyResult<Py<Secret>> {
+        Secret::wrap(py, self.inner.secrets_manager_json().py_result(py)?)
+    }
+
     /// Writes the env file to `path`, atomically and with mode 0600. Raises `InvalidInput` when
     /// the file's directory does not exist (nothing is written), `IoError` when the file
     /// cannot be written.
     fn write_env_file(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        self.deliver(py, CredentialSink::EnvFile(path))
+        self.deliver(
+            py,
+            CredentialSink::EnvFile(path),
+            core::CredentialFormat::RdsPg,
+        )
     }
 
     /// Adds (or replaces) the credentials' line in the password file at `path` (default:
@@ -136,7 +152,11 @@ impl Credentials {
     #[pyo3(signature = (path=None))]
     fn write_pgpass(&self, py: Python<'_>, path: Option<PathBuf>) -> PyResult<()> {
         let path = core::pgpass::path_or_default(path).py_result(py)?;
-        self.deliver(py, CredentialSink::Pgpass(path))
+        self.deliver(
+            py,
+            CredentialSink::Pgpass(path),
+            core::CredentialFormat::RdsPg,
+        )
     }
 
     /// Runs `argv` (a program and its arguments, no shell) with the credentials as JSON on its
@@ -144,9 +164,12 @@ impl Credentials {
     /// process's without every `PG*` and `RDS_PG_*` variable and `DATABASE_URL` (none of
     /// master's credentials reach it); `PATH`, `HOME`, `AWS_*` and the rest are kept. Its output
     /// is captured. Raises `NotFound` for a missing program and `ToolError` (password redacted
-    /// from its output) when it fails.
-    fn send_to_command(&self, py: Python<'_>, argv: Vec<PathBuf>) -> PyResult<()> {
-        self.deliver(py, CredentialSink::command(argv))
+    /// from its output) when it fails. `format="secretsmanager"` sends
+    /// `secrets_manager_json()` instead of `json()`.
+    #[pyo3(signature = (argv, format="rds-pg"))]
+    fn send_to_command(&self, py: Python<'_>, argv: Vec<PathBuf>, format: &str) -> PyResult<()> {
+        let format = format.parse::<core::CredentialFormat>().py_result(py)?;
+        self.deliver(py, CredentialSink::command(argv), format)
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {

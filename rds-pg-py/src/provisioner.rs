@@ -354,6 +354,7 @@ fn delivery_arg(
     pgpass: Option<PathBuf>,
     command: Option<Vec<String>>,
     database: Option<String>,
+    format: Option<String>,
 ) -> PyResult<Option<core::CredentialDelivery>> {
     let mut sinks = Vec::new();
     sinks.extend(env_file.map(core::CredentialSink::EnvFile));
@@ -366,9 +367,10 @@ fn delivery_arg(
         .py_result(py);
     }
     let Some(sink) = sinks.pop() else {
-        if database.is_some() {
+        if database.is_some() || format.is_some() {
             return Err(Error::InvalidInput(
-                "credentials_database needs env_file, pgpass or command".into(),
+                "credentials_database and credentials_format need env_file, pgpass or command"
+                    .into(),
             ))
             .py_result(py);
         }
@@ -377,6 +379,9 @@ fn delivery_arg(
     let mut delivery = core::CredentialDelivery::new(sink);
     if let Some(d) = database {
         delivery = delivery.database(core::DatabaseName::new(d).py_result(py)?);
+    }
+    if let Some(f) = format {
+        delivery = delivery.format(f.parse::<core::CredentialFormat>().py_result(py)?);
     }
     delivery.check().py_result(py)?;
     Ok(Some(delivery))
@@ -399,7 +404,10 @@ impl Provisioner {
     /// With `env_file`, `pgpass` or `command` (one of them; `credentials_database` defaults to
     /// the user's name) a new role's credentials are delivered there as one unit with its
     /// creation: a failing sink leaves no role behind. Nothing is delivered for an existing role.
-    #[pyo3(signature = (spec, *, env_file=None, pgpass=None, command=None, credentials_database=None))]
+    /// `credentials_format="secretsmanager"` gives a `command` the JSON AWS Secrets Manager's
+    /// rotation functions read (default `"rds-pg"`).
+    #[pyo3(signature = (spec, *, env_file=None, pgpass=None, command=None, credentials_database=None, credentials_format=None))]
+    #[allow(clippy::too_many_arguments)]
     fn ensure_user(
         &self,
         py: Python<'_>,
@@ -408,9 +416,17 @@ impl Provisioner {
         pgpass: Option<PathBuf>,
         command: Option<Vec<String>>,
         credentials_database: Option<String>,
+        credentials_format: Option<String>,
     ) -> PyResult<Report> {
         let spec = user_spec_arg(spec)?;
-        match delivery_arg(py, env_file, pgpass, command, credentials_database)? {
+        match delivery_arg(
+            py,
+            env_file,
+            pgpass,
+            command,
+            credentials_database,
+            credentials_format,
+        )? {
             Some(d) => self.report(py, move |p| p.ensure_user_delivering(&spec, &d)),
             None => self.report(py, move |p| p.ensure_user(&spec)),
         }
@@ -559,7 +575,7 @@ impl Provisioner {
     ///
     /// With `env_file`, `pgpass` or `command`, the new credentials are delivered there as one
     /// unit with the change: a failing sink leaves the old password working.
-    #[pyo3(signature = (user, password=None, *, env_file=None, pgpass=None, command=None, credentials_database=None))]
+    #[pyo3(signature = (user, password=None, *, env_file=None, pgpass=None, command=None, credentials_database=None, credentials_format=None))]
     #[allow(clippy::too_many_arguments)]
     fn rotate_password(
         &self,
@@ -570,10 +586,18 @@ impl Provisioner {
         pgpass: Option<PathBuf>,
         command: Option<Vec<String>>,
         credentials_database: Option<String>,
+        credentials_format: Option<String>,
     ) -> PyResult<Report> {
         let user = role(py, user)?;
         let password = optional_password_arg(password)?;
-        match delivery_arg(py, env_file, pgpass, command, credentials_database)? {
+        match delivery_arg(
+            py,
+            env_file,
+            pgpass,
+            command,
+            credentials_database,
+            credentials_format,
+        )? {
             Some(d) => self.report(py, move |p| {
                 p.rotate_password_delivering(&user, password, &d)
             }),

@@ -37,6 +37,8 @@ port = {sandbox.port}
 master_user = "{sandbox.master_user}"
 master_password = {{ pgpass = "{master_pgpass}" }}
 """
+    ca = sandbox.ca_cert_path
+    text += f'sslrootcert = "{ca}"\n' if ca else 'sslmode = "disable"\n'
     for name, sink in projects.items():
         text += f"""
 [[project]]
@@ -99,7 +101,7 @@ def test_backup_run_verify_list_prune(sandbox, tmp_path, psql):
     path.write_text(text)
     second = rds_pg.backup_run(str(path), project="shop", **tls)
     assert second.succeeded
-    report = rds_pg.backup_verify(path, project="shop", **tls)
+    report = rds_pg.backup_verify(path, project="shop")
     assert report.succeeded and len(report) == 1
     (v,) = report
     assert v.verified and v.recorded and v.scratch_dropped
@@ -112,7 +114,7 @@ def test_backup_run_verify_list_prune(sandbox, tmp_path, psql):
     # A damaged archive fails with its problems, as InvalidInput.
     first = shop.archive.path
     first.write_bytes(first.read_bytes()[:100])
-    (bad,) = rds_pg.backup_verify(inventory, archive=first, **tls)
+    (bad,) = rds_pg.backup_verify(inventory, archive=first)
     assert not bad.verified and bad.recorded
     assert isinstance(bad.error, rds_pg.InvalidInput)
     assert any("changed since it was written" in p for p in bad.problems), bad.problems

@@ -166,3 +166,28 @@ def test_fabric_host_tasks_go_through_an_ssh_forward(fabfile, sandbox, deploy_en
     assert "drop database tunshop: changed" in out and "drop user tunshop: changed" in out, out
     assert "password authentication failed" in psql.fails("tunshop", password, "postgres", "SELECT 1")
     assert not ssh_processes(sshd.config)
+
+
+def test_fabfile_fleet_task_plans_then_applies_an_inventory(fabfile, sandbox, tmp_path, monkeypatch, psql, capsys):
+    from test_fleet import env_password, inventory_text
+
+    path = tmp_path / "fleet.toml"
+    path.write_text(inventory_text(sandbox, tmp_path, project="fabfleet"))
+    monkeypatch.setenv("RDS_PG_INVENTORY", str(path))
+    ctx = invoke.Context()
+    fabfile.fleet(ctx)
+    out = capsys.readouterr().out
+    assert "acme-db (127.0.0.1:" in out and "to change" in out
+    assert 'CREATE DATABASE "fabfleet" OWNER "fabfleet"' in out
+    assert not (tmp_path / "fabfleet.env").exists()
+    fabfile.fleet(ctx, apply=True, jobs=2)
+    out = capsys.readouterr().out
+    assert "changed" in out
+    password = env_password(tmp_path / "fabfleet.env")
+    assert password not in out
+    psql.ok("fabfleet", password, "fabfleet", "SELECT 1")
+    fabfile.fleet(ctx, apply=True)
+    assert ": in sync" in capsys.readouterr().out
+    monkeypatch.delenv("RDS_PG_INVENTORY")
+    with pytest.raises(invoke.Exit):
+        fabfile.fleet(ctx)

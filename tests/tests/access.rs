@@ -290,21 +290,19 @@ port = {port}
 master_user = "{user}"
 master_password = {{ command = [{argv}] }}
 via = "{HOST_ALIAS}"
-"#,
+{tls}"#,
             major = sandbox.major_version(),
             port = sandbox.port(),
             user = sandbox.master_user(),
             argv = quoted.join(", "),
+            tls = rds_pg_tests::fleet::instance_tls(sandbox),
         );
         let inventory = ok(
             rds_pg_core::inventory::Inventory::from_str(&text, "fleet.toml"),
             "load the inventory",
         );
         let instance = inventory.instance("sandbox").unwrap();
-        let master = ok(
-            instance.master_options(&sandbox.options_for("nobody").password("not-master's")),
-            "master_options",
-        );
+        let master = ok(instance.connect_options(), "connect_options");
         assert_eq!(master.get_user(), sandbox.master_user());
         assert!(master.get_password().is_none());
         let forward = instance.forward().expect("via").config_file(sshd.client_config());

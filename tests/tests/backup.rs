@@ -65,12 +65,13 @@ fn inventory_text(sandbox: &Sandbox, root: &Path, projects: &[TestProject], extr
          [[client]]\nname = \"acme\"\naccount_id = \"111122223333\"\n\n\
          [[instance]]\nname = \"sandbox\"\nclient = \"acme\"\nenvironment = \"production\"\n\
          region = \"eu-west-1\"\npostgres_major = {}\nendpoint = \"127.0.0.1\"\nport = {}\n\
-         master_user = {:?}\nmaster_password = {{ pgpass = {:?} }}\n",
+         master_user = {:?}\nmaster_password = {{ pgpass = {:?} }}\n{}",
         root.join("backups").display().to_string(),
         sandbox.major_version(),
         sandbox.port(),
         sandbox.master_user(),
         master_pgpass.display().to_string(),
+        rds_pg_tests::fleet::instance_tls(sandbox),
     );
     for p in projects {
         let extensions: Vec<String> = p

@@ -506,3 +506,61 @@ per_version!(
         assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
     }
 );
+
+per_version!(
+    /// A role master was left a member of (an operation that was killed): delivering credentials
+    /// for it still works, the new password commits with its delivery, and the leftover
+    /// membership is removed afterwards.
+    fn delivering_to_a_role_with_a_leftover_membership(sandbox) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rds = rds_pg_tests::provisioner(sandbox);
+        ok(rds.ensure_user(&UserSpec::new("leftie").unwrap()), "ensure_user");
+        let grant = if sandbox.major_version() >= 16 {
+            "GRANT leftie TO CURRENT_USER WITH INHERIT TRUE, SET TRUE"
+        } else {
+            "GRANT leftie TO CURRENT_USER"
+        };
+        sandbox.connect_master().unwrap().batch_execute(grant).unwrap();
+        let leftover = || -> i64 {
+            sandbox
+                .connect_rdsadmin("postgres")
+                .unwrap()
+                .query_one(
+                    "SELECT count(*) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid
+                      JOIN pg_roles u ON u.oid = m.member
+                     WHERE r.rolname = 'leftie' AND u.rolname = $1 AND NOT m.admin_option",
+                    &[&sandbox.master_user()],
+                )
+                .unwrap()
+                .get(0)
+        };
+        assert_eq!(leftover(), 1);
+        let env = dir.path().join("leftie.env");
+        let delivery = rds_pg_core::CredentialDelivery::new(CredentialSink::EnvFile(env.clone()))
+            .database(rds_pg_core::DatabaseName::new("postgres").unwrap());
+        // An existing role: nothing to deliver, the leftover is removed.
+        let report = ok(
+            rds.ensure_user_delivering(&UserSpec::new("leftie").unwrap(), &delivery),
+            "ensure_user_delivering",
+        );
+        assert!(report.steps.iter().all(|s| s.removes_leftover()), "{report}");
+        assert_eq!(leftover(), 0);
+        assert!(!env.exists());
+        sandbox.connect_master().unwrap().batch_execute(grant).unwrap();
+        let report = ok(
+            rds.rotate_password_delivering(&rds_pg_core::RoleName::new("leftie").unwrap(), None, &delivery),
+            "rotate_password_delivering",
+        );
+        assert!(report.changed && report.credentials_delivered_to.is_some(), "{report}");
+        assert!(report.steps.iter().any(|s| s.removes_leftover()), "{report}");
+        assert_eq!(leftover(), 0);
+        let text = std::fs::read_to_string(&env).unwrap();
+        let password = text
+            .lines()
+            .find_map(|l| l.strip_prefix("PGPASSWORD='"))
+            .and_then(|l| l.strip_suffix('\''))
+            .unwrap();
+        connect(&sandbox.options_for("leftie").password(Password::new(password)))
+            .expect("the delivered password is the one set");
+    }
+);

@@ -21,11 +21,14 @@ use std::time::Instant;
 
 use rds_pg_core::connect::ServerVersion;
 use rds_pg_core::dump::{restore_with, tools, ClientProgram};
+use rds_pg_core::fleet::{self, FleetOptions, FleetReport, ItemState};
+use rds_pg_core::Inventory;
 use rds_pg_core::{
     dump, restore, verify_backup, DatabaseName, DatabaseSpec, DropDatabaseOptions, DropUserOptions,
     DumpOptions, ErrorKind, Extension, Password, Provisioner, ReadOnlyGrant, RestoreOptions,
     RoleName, UserSpec, VerifyOptions,
 };
+use rds_pg_tests::fleet::FleetFixture;
 use rds_pg_tests::hostile::census::{self, Census};
 use rds_pg_tests::hostile::plant::{PlantKind, PlantSet};
 use rds_pg_tests::hostile::{self, admin, log, Attack, Expect, Planter};
@@ -62,6 +65,46 @@ fn extensions(sandbox: &Sandbox) -> Vec<Extension> {
         e.push(Extension::Postgis);
     }
     e
+}
+
+/// An inventory with one project on the sandbox: database `name` owned by `name`, with
+/// `extensions`, read by `{name}_ro` (both roles exist, so no credentials are needed).
+fn fleet_inventory(
+    sandbox: &Sandbox,
+    f: &mut FleetFixture,
+    name: &str,
+    extensions: &[Extension],
+) -> Inventory {
+    let extensions: Vec<String> = extensions
+        .iter()
+        .map(|e| format!("\"{}\"", e.name()))
+        .collect();
+    let text = format!(
+        "{}{}{}[[project.database]]\nname = \"{name}\"\nowner = \"{name}\"\nextensions = [{}]\n\
+         readers = [\"{name}_ro\"]\n",
+        FleetFixture::client("acme", "111122223333"),
+        f.instance("acme-db", "acme", sandbox),
+        FleetFixture::project(name, "acme", "acme-db"),
+        extensions.join(", ")
+    );
+    Inventory::load(f.write_inventory(&text)).expect("the inventory")
+}
+
+/// A fleet report as a result: the first error or finding in it, else how many items changed.
+fn fleet_result(report: FleetReport) -> rds_pg_core::Result<usize> {
+    let mut changes = 0;
+    for i in report.instances {
+        changes += i.changes();
+        if let Some(e) = i.error {
+            return Err(e);
+        }
+        for item in i.items {
+            if let ItemState::Blocked(e) | ItemState::Failed(e) = item.state {
+                return Err(e);
+            }
+        }
+    }
+    Ok(changes)
 }
 
 /// Creates a login role through rds-pg and returns its login options.
@@ -117,6 +160,17 @@ fn library_census(sandbox: &Sandbox) -> Census {
     ok(rds.plan_revoke_read_only(&grant), "plan_revoke_read_only");
     ok(rds.revoke_read_only(&grant), "revoke_read_only");
     ok(rds.grant_read_only(&grant), "grant_read_only again");
+    // The fleet's bulk inspection (and, with nothing to change, nothing else).
+    let mut fixture = FleetFixture::new();
+    let inventory = fleet_inventory(sandbox, &mut fixture, "census", &extensions(sandbox));
+    ok(
+        fleet::plan(&inventory, &FleetOptions::new()).and_then(fleet_result),
+        "fleet plan",
+    );
+    ok(
+        fleet::apply(&inventory, &FleetOptions::new()).and_then(fleet_result),
+        "fleet apply",
+    );
     ok(
         rds.plan_rotate_password(&role("census"), None),
         "plan_rotate_password",
@@ -742,6 +796,18 @@ per_version!(
         privileged_roles_refused(&mut attack, &mut rds);
 
         archives(sandbox, &mut attack, &mut rds, &planter, "hostile");
+
+        // The fleet: its bulk inspection of the hostile project's database (and before 15 of
+        // the planted template1), then the operations that bring it in line.
+        let mut fixture = FleetFixture::new();
+        // hstore is there already; PostGIS next to the plants is refused, as above.
+        let inventory = fleet_inventory(sandbox, &mut fixture, "hostile", &hstore);
+        attack.lib("fleet plan (the hostile project)", Expect::Ok, || {
+            fleet::plan(&inventory, &FleetOptions::new()).and_then(fleet_result)
+        });
+        attack.lib("fleet apply (the hostile project)", Expect::Ok, || {
+            fleet::apply(&inventory, &FleetOptions::new()).and_then(fleet_result)
+        });
 
         for database in std::iter::once("hostile").chain(shared.iter().copied()) {
             for row in hostile::recorded_rows(sandbox, database, "hostile") {

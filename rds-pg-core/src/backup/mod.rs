@@ -67,7 +67,7 @@ pub use retention::{KeepReason, RetentionPolicy, Rule};
 pub use run::{
     run, run_with, BackedUp, BackupRunOptions, BackupRunReport, DatabaseBackup, RunEvent,
 };
-pub use source::{credential_source, master_options, project_options, CredentialSource};
+pub use source::{credential_source, project_options, CredentialSource};
 pub use time::{CivilTime, UtcTime};
 pub use upload::{UploadCommand, UploadNames, UPLOAD_PLACEHOLDERS};
 pub use verify::{

@@ -255,6 +255,10 @@ pub fn run_with(
     }
     create_private_dirs(&root)?;
     let mut databases = Vec::with_capacity(targets.len());
+    // One SSH forward per instance with `via`, opened at its first database and closed once
+    // every database is backed up (a forward that cannot be opened fails that database only).
+    let mut tunnels: std::collections::HashMap<String, crate::tunnel::SshTunnel> =
+        std::collections::HashMap::new();
     for (project, database, instance, recipients) in targets {
         let target = BackupTarget {
             client: project.client.clone(),
@@ -264,6 +268,20 @@ pub fn run_with(
             role: database.owner.as_str().to_owned(),
         };
         events(&RunEvent::Started(&target));
+        let forward = match (instance.forward(), tunnels.get(&instance.name)) {
+            (None, _) => Ok(None),
+            (Some(_), Some(tunnel)) => Ok(Some(tunnel.local_addr())),
+            (Some(forward), None) => forward
+                .open(&super::source::server_options(
+                    &options.connection,
+                    instance,
+                ))
+                .map(|tunnel| {
+                    let addr = tunnel.local_addr();
+                    tunnels.insert(instance.name.clone(), tunnel);
+                    Some(addr)
+                }),
+        };
         let job = Job {
             target: &target,
             instance,
@@ -273,7 +291,7 @@ pub fn run_with(
             recipients: &recipients,
             directory,
         };
-        let result = job.run(events);
+        let result = forward.and_then(|forward| job.run(forward, events));
         let upload = match (&result, &upload) {
             (Ok(done), Some(command)) => {
                 events(&RunEvent::Uploading(&target));
@@ -334,7 +352,11 @@ struct SnapshotTable {
 }
 
 impl Job<'_> {
-    fn run(&self, events: &mut dyn FnMut(&RunEvent<'_>)) -> Result<BackedUp> {
+    fn run(
+        &self,
+        forward: Option<std::net::SocketAddr>,
+        events: &mut dyn FnMut(&RunEvent<'_>),
+    ) -> Result<BackedUp> {
         let began = Instant::now();
         let target = self.target;
         let source = credential_source(self.project, &target.role)?;
@@ -346,6 +368,10 @@ impl Job<'_> {
             &source,
         )?
         .application_name("rds-pg backup");
+        let connection = match forward {
+            Some(addr) => connection.forward(addr),
+            None => connection,
+        };
         let dir = database_dir(
             self.root,
             &target.client,

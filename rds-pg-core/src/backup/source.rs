@@ -1,21 +1,16 @@
 //! Where a backup's credentials come from: a project role's, read back from where the inventory
-//! says they were delivered (its pgpass file, its env file, or a `read_command`), and master's,
-//! from where the inventory says master's password is.
+//! says they were delivered (its pgpass file, its env file, or a `read_command`). Master's come
+//! from [`Instance::connect_options`].
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::io::{self, Read};
+use std::io;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
 use crate::config::ConnectOptions;
 use crate::credentials::CredentialSink;
 use crate::error::{Error, Result};
-use crate::inventory::{Instance, MasterPassword, Project, RoleCredentials};
-use crate::secret::Password;
-
-/// The most a credential command may print.
-const MAX_OUTPUT: u64 = 64 * 1024;
+use crate::inventory::{parse_printed, run_printing_command, Instance, Project, RoleCredentials};
 
 /// Where a role's credentials are read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,7 +158,7 @@ pub fn project_options(
             password
         }
         CredentialSource::Command(argv) => {
-            let printed = run_read_command(argv)?;
+            let printed = run_printing_command("credential read command", argv)?;
             let (user, password) = parse_printed(&printed).map_err(missing)?;
             if let Some(user) = user.filter(|u| u != role) {
                 return Err(missing(format!(
@@ -194,132 +189,6 @@ pub(crate) fn server_options(base: &ConnectOptions, instance: &Instance) -> Conn
         options = options.connect_timeout(timeout);
     }
     options
-}
-
-/// Master's options for `instance`: endpoint, port, `base`'s TLS settings, master's user, the
-/// maintenance database, and the password from where the inventory says (a password file is
-/// searched as libpq does; an environment variable or a command is read now).
-///
-/// # Errors
-/// [`Error::MissingCredentials`] when the variable is unset or the command prints nothing;
-/// [`Error::Tool`] when the command fails.
-pub fn master_options(base: &ConnectOptions, instance: &Instance) -> Result<ConnectOptions> {
-    let options = server_options(base, instance)
-        .user(instance.master_user.as_str())
-        .dbname(crate::config::DEFAULT_DBNAME);
-    let missing = |reason: String| Error::MissingCredentials {
-        role: instance.master_user.as_str().to_owned(),
-        expected: instance.master_password.to_string(),
-        reason,
-    };
-    Ok(match &instance.master_password {
-        MasterPassword::Pgpass(None) => options,
-        MasterPassword::Pgpass(Some(path)) => options.passfile(path),
-        MasterPassword::Env(name) => match std::env::var(name) {
-            Ok(v) if !v.is_empty() => options.password(Password::new(v)),
-            _ => return Err(missing("it is not set".into())),
-        },
-        MasterPassword::Command(argv) => {
-            let printed = run_read_command(argv)?;
-            let (_, password) = parse_printed(&printed).map_err(missing)?;
-            options.password(password)
-        }
-    })
-}
-
-/// Runs a command that prints credentials: no shell, standard input closed, the environment
-/// without credential variables; its standard output (at most 64 KiB) is returned.
-fn run_read_command(argv: &[OsString]) -> Result<Password> {
-    let Some((program, args)) = argv.split_first() else {
-        return Err(Error::InvalidInput("the read command is empty".into()));
-    };
-    let tool = program.to_string_lossy().into_owned();
-    let mut command = Command::new(program);
-    crate::credentials::environment_without_credentials(&mut command, std::env::vars_os());
-    let mut child = command
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => Error::NotFound {
-                message: format!("credential read command {tool:?} (is it installed and on PATH?)"),
-                source: None,
-            },
-            _ => Error::io(format!("cannot run credential read command {tool:?}"), e),
-        })?;
-    let mut stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
-    let errors = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let mut out = zeroize::Zeroizing::new(Vec::new());
-    (&mut stdout)
-        .take(MAX_OUTPUT)
-        .read_to_end(&mut out)
-        .map_err(|e| Error::io(format!("reading credential read command {tool:?}"), e))?;
-    drop(stdout);
-    let status = child
-        .wait()
-        .map_err(|e| Error::io(format!("waiting for credential read command {tool:?}"), e))?;
-    let errors = errors.join().unwrap_or_default();
-    if !status.success() {
-        return Err(Error::Tool {
-            tool,
-            status: status.to_string(),
-            stderr: errors.trim().to_owned(),
-        });
-    }
-    String::from_utf8(out.to_vec())
-        .map(Password::new)
-        .map_err(|_| {
-            Error::InvalidInput(format!(
-                "credential read command {tool:?} printed no UTF-8 text"
-            ))
-        })
-}
-
-/// The user (when said) and password of what a read command printed: a JSON object with
-/// `password` (and `user` or `username`), a `postgresql://` URI, or the password on one line.
-fn parse_printed(printed: &Password) -> std::result::Result<(Option<String>, Password), String> {
-    let text = printed.expose().trim();
-    if text.is_empty() {
-        return Err("it printed nothing".into());
-    }
-    if text.starts_with('{') {
-        let value: serde_json::Value = serde_json::from_str(text)
-            .map_err(|_| "it printed something that looks like JSON but is not".to_owned())?;
-        let password = value
-            .get("password")
-            .and_then(|p| p.as_str())
-            .ok_or("its JSON has no \"password\" string")?;
-        let user = ["user", "username"]
-            .iter()
-            .find_map(|k| value.get(*k).and_then(|u| u.as_str()))
-            .map(str::to_owned);
-        return Ok((user, Password::new(password)));
-    }
-    if text.starts_with("postgresql://") || text.starts_with("postgres://") {
-        let options: ConnectOptions = text
-            .parse()
-            .map_err(|_| "it printed a URI that cannot be read".to_owned())?;
-        let password = options
-            .get_password()
-            .cloned()
-            .ok_or("its URI holds no password")?;
-        return Ok((Some(options.get_user()), password));
-    }
-    if text.contains(['\n', '\r']) {
-        return Err(
-            "it printed several lines: print the JSON document, a postgresql:// URI, or the \
-             password alone"
-                .into(),
-        );
-    }
-    Ok((None, Password::new(text)))
 }
 
 /// The `NAME=value` lines of an env file as rds-pg writes them (see
@@ -400,19 +269,5 @@ mod tests {
             parse_env_file("# c\n\nexport A=b c \n").unwrap()["A"],
             "b c"
         );
-    }
-
-    #[test]
-    fn printed_credentials_in_three_shapes() {
-        let c = Credentials::new("h", 5432, "shop", "shop", "s3:cret'\"").unwrap();
-        let (user, pw) = parse_printed(&c.json().unwrap()).unwrap();
-        assert_eq!((user.as_deref(), pw.expose()), (Some("shop"), "s3:cret'\""));
-        let (user, pw) = parse_printed(&c.database_url().unwrap()).unwrap();
-        assert_eq!((user.as_deref(), pw.expose()), (Some("shop"), "s3:cret'\""));
-        let (user, pw) = parse_printed(&Password::new("only-the-password\n")).unwrap();
-        assert_eq!((user, pw.expose()), (None, "only-the-password"));
-        for bad in ["", "  \n", "{\"user\": \"x\"}", "{not json", "a\nb"] {
-            assert!(parse_printed(&Password::new(bad)).is_err(), "{bad:?}");
-        }
     }
 }

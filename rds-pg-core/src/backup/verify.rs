@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use super::encrypt::{DecryptingPipe, Identities};
 use super::manifest::{archive_digest, toc_counts, ToolRecord, Verification, VerificationState};
-use super::source::master_options;
 use super::time::UtcTime;
 use super::{list, Archive, Selection};
 use crate::config::ConnectOptions;
@@ -18,6 +17,7 @@ use crate::inventory::Inventory;
 use crate::provision::Provisioner;
 use crate::secret::Password;
 use crate::spec::{DatabaseSpec, DropDatabaseOptions, DropUserOptions, Extension, UserSpec};
+use crate::tunnel::SshTunnel;
 
 /// The name prefix of the scratch database and the throw-away role of a verification
 /// (`rdspg_verify_1a2b3c4d`): anything named so that outlives a verification is a leftover.
@@ -29,9 +29,10 @@ const SCRATCH_ROLE_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// What `backup verify` verifies, and how.
 #[derive(Debug, Clone)]
 pub struct BackupVerifyOptions {
-    /// The connection settings master's connections start from: TLS (`sslmode`,
-    /// `sslrootcert`), connect timeout, application name. Host, port, user and password come
-    /// from the inventory.
+    /// The application name of master's connections. Everything else of master's connection
+    /// comes from the inventory ([`Instance::connect_options`](crate::inventory::Instance::connect_options):
+    /// endpoint, port, master user, the instance's `sslmode` and `sslrootcert`, the password);
+    /// the throw-away role connects as master does.
     pub connection: ConnectOptions,
     /// The backup directory; `None`: the inventory's `[policy] backup_dir`.
     pub root: Option<PathBuf>,
@@ -248,7 +249,7 @@ pub fn verify_with(
             }
         }
     }
-    let mut masters: HashMap<String, Provisioner> = HashMap::new();
+    let mut masters: HashMap<String, (Provisioner, Option<SshTunnel>)> = HashMap::new();
     let mut archives = Vec::new();
     for entry in found {
         let started = Instant::now();
@@ -311,7 +312,7 @@ fn master_for<'m>(
     inventory: &Inventory,
     options: &BackupVerifyOptions,
     archive: &Archive,
-    masters: &'m mut HashMap<String, Provisioner>,
+    masters: &'m mut HashMap<String, (Provisioner, Option<SshTunnel>)>,
 ) -> Result<&'m mut Provisioner> {
     let name = &archive.manifest.instance;
     if !masters.contains_key(name) {
@@ -322,10 +323,14 @@ fn master_for<'m>(
             ),
             source: None,
         })?;
-        let master = Provisioner::connect(&master_options(&options.connection, instance)?)?;
-        masters.insert(name.clone(), master);
+        let master = instance
+            .connect_options()?
+            .application_name(options.connection.get_application_name());
+        let (master, tunnel) = instance.through_via(master)?;
+        let master = Provisioner::connect(&master)?;
+        masters.insert(name.clone(), (master, tunnel));
     }
-    Ok(masters.get_mut(name).expect("inserted above"))
+    Ok(&mut masters.get_mut(name).expect("inserted above").0)
 }
 
 /// `rdspg_verify_<8 hex digits>`.

@@ -53,15 +53,13 @@ pub struct ClusterSnapshot {
     pub role_has_database_grant: bool,
 }
 
-pub(crate) fn cluster_snapshot(
-    client: &mut Client,
-    major: u32,
-    database: &str,
-    role: &str,
-    extensions: &[String],
-) -> Result<ClusterSnapshot> {
-    let sql = format!(
-        "SELECT {role_cols}, {owner_cols},
+/// The select list of a [`ClusterSnapshot`] (read by [`read_cluster`], [`CLUSTER_COLUMNS`]
+/// columns) over the aliases `r` (the role asked about, a `pg_roles` row or NULLs), `d` (the
+/// `pg_database` row or NULLs), `dow` (its owner's `pg_roles` row) and `x` (`names` and
+/// `trusted`, arrays of the available extensions asked about, or NULLs).
+pub(crate) fn cluster_columns(major: u32) -> String {
+    format!(
+        "{role_cols}, {owner_cols},
                 d.oid IS NOT NULL, coalesce(dow.rolname::pg_catalog.text, ''),
                 coalesce(pg_catalog.pg_encoding_to_char(d.encoding)::pg_catalog.text, ''),
                 coalesce(d.datconnlimit, -1),
@@ -74,21 +72,47 @@ pub(crate) fn cluster_snapshot(
                 coalesce(EXISTS (SELECT 1 FROM pg_catalog.aclexplode(d.datacl) a
                                   WHERE a.grantee OPERATOR(pg_catalog.=) r.oid), false),
                 CASE WHEN d.oid IS NULL THEN false
-                     ELSE pg_catalog.has_database_privilege(CURRENT_USER, d.oid, 'CONNECT') END
-           FROM (SELECT $1::pg_catalog.text AS dbname, $2::pg_catalog.text AS rolename) n
-           LEFT JOIN pg_catalog.pg_database d ON d.datname OPERATOR(pg_catalog.=) n.dbname
-           LEFT JOIN pg_catalog.pg_roles dow ON dow.oid OPERATOR(pg_catalog.=) d.datdba
-           LEFT JOIN pg_catalog.pg_roles r ON r.rolname OPERATOR(pg_catalog.=) n.rolename
-           LEFT JOIN LATERAL (
+                     ELSE pg_catalog.has_database_privilege(CURRENT_USER, d.oid, 'CONNECT') END",
+        role_cols = role_columns("r", major),
+        owner_cols = role_columns("dow", major),
+    )
+}
+
+/// How many columns [`cluster_columns`] has.
+pub(crate) const CLUSTER_COLUMNS: usize = 2 * ROLE_COLUMNS + 11;
+
+/// The available extensions among `$N` (a `text[]` parameter), as the `x` of
+/// [`cluster_columns`]: a lateral subquery that reads the server's control files only when the
+/// array is not empty and `gate` (SQL) holds.
+pub(crate) fn available_extensions_lateral(param: &str, gate: &str) -> String {
+    format!(
+        "LEFT JOIN LATERAL (
                 SELECT pg_catalog.array_agg(e.name::pg_catalog.text ORDER BY e.name) AS names,
                        pg_catalog.array_agg(e.t ORDER BY e.name) AS trusted
                   FROM (SELECT v.name, pg_catalog.bool_or(v.trusted) AS t
                           FROM pg_catalog.pg_available_extension_versions v
-                         WHERE pg_catalog.cardinality($3::pg_catalog.text[]) OPERATOR(pg_catalog.>) 0
-                           AND v.name OPERATOR(pg_catalog.=) ANY ($3::pg_catalog.name[])
-                         GROUP BY v.name) e) x ON true",
-        role_cols = role_columns("r", major),
-        owner_cols = role_columns("dow", major),
+                         WHERE {gate} AND pg_catalog.cardinality({param}::pg_catalog.text[]) OPERATOR(pg_catalog.>) 0
+                           AND v.name OPERATOR(pg_catalog.=) ANY ({param}::pg_catalog.name[])
+                         GROUP BY v.name) e) x ON true"
+    )
+}
+
+pub(crate) fn cluster_snapshot(
+    client: &mut Client,
+    major: u32,
+    database: &str,
+    role: &str,
+    extensions: &[String],
+) -> Result<ClusterSnapshot> {
+    let sql = format!(
+        "SELECT {columns}
+           FROM (SELECT $1::pg_catalog.text AS dbname, $2::pg_catalog.text AS rolename) n
+           LEFT JOIN pg_catalog.pg_database d ON d.datname OPERATOR(pg_catalog.=) n.dbname
+           LEFT JOIN pg_catalog.pg_roles dow ON dow.oid OPERATOR(pg_catalog.=) d.datdba
+           LEFT JOIN pg_catalog.pg_roles r ON r.rolname OPERATOR(pg_catalog.=) n.rolename
+           {available}",
+        columns = cluster_columns(major),
+        available = available_extensions_lateral("$3", "true"),
     );
     let row = client.query_typed_one(
         &sql,
@@ -98,9 +122,14 @@ pub(crate) fn cluster_snapshot(
             (&extensions, Type::TEXT_ARRAY),
         ],
     )?;
-    let role_state = read_role(&row, 0);
-    let owner_state = read_role(&row, ROLE_COLUMNS);
-    let at = 2 * ROLE_COLUMNS;
+    Ok(read_cluster(&row, 0))
+}
+
+/// Reads the [`cluster_columns`] starting at `at`.
+pub(crate) fn read_cluster(row: &postgres::Row, at: usize) -> ClusterSnapshot {
+    let role_state = read_role(row, at);
+    let owner_state = read_role(row, at + ROLE_COLUMNS);
+    let at = at + 2 * ROLE_COLUMNS;
     let database = row.get::<_, bool>(at).then(|| DatabaseState {
         owner: row.get(at + 1),
         encoding: row.get(at + 2),
@@ -111,7 +140,7 @@ pub(crate) fn cluster_snapshot(
     });
     let names: Vec<String> = row.get(at + 6);
     let trusted: Vec<bool> = row.get(at + 7);
-    Ok(ClusterSnapshot {
+    ClusterSnapshot {
         database,
         role: role_state,
         owner: owner_state,
@@ -122,7 +151,7 @@ pub(crate) fn cluster_snapshot(
             .collect(),
         role_can_connect: row.get(at + 8),
         role_has_database_grant: row.get(at + 9),
-    })
+    }
 }
 
 /// An installed extension.
@@ -278,16 +307,13 @@ impl TemplateHazards {
     }
 }
 
-pub(crate) fn database_snapshot(
-    client: &mut Client,
-    owner: &str,
-    role: Option<&str>,
-    schemas: &[String],
-    scope: SnapshotScope,
-) -> Result<DatabaseSnapshot> {
-    let row = client.query_typed_one(
-        "WITH o AS (SELECT oid FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) $1),
-              ro AS (SELECT oid FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) $2),
+/// The query behind [`database_snapshot`] (its columns read by [`read_database_snapshot`]), run
+/// connected to the database, with SQL expressions for its inputs: the owner's name (`text`), the
+/// read-only role's name (`text`, NULL for none), the schemas of interest (`text[]`), and whether
+/// to look for shadowing objects and template hazards (`boolean`s). With parameters they are
+/// `$1`…`$5`; the fleet's bulk inspection gives column references of a lateral join instead.
+const DATABASE_SNAPSHOT_SQL: &str = "WITH o AS (SELECT oid FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) {owner}),
+              ro AS (SELECT oid FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) {reader}),
               fix AS (
                 SELECT n.nspname, c.relname, c.relowner FROM pg_catalog.pg_class c
                   JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
@@ -308,7 +334,7 @@ pub(crate) fn database_snapshot(
                                   AND a.privilege_type OPERATOR(pg_catalog.=) 'SELECT') AS explicit
                   FROM pg_catalog.pg_class c
                   JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-                 WHERE n.nspname OPERATOR(pg_catalog.=) ANY ($3::pg_catalog.name[])
+                 WHERE n.nspname OPERATOR(pg_catalog.=) ANY ({schemas}::pg_catalog.name[])
                    AND c.relkind OPERATOR(pg_catalog.=) ANY (ARRAY['r', 'p', 'v', 'm', 'f', 'S']::pg_catalog.\"char\"[])
                    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
                                     WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
@@ -318,7 +344,7 @@ pub(crate) fn database_snapshot(
               sch AS (
                 SELECT n.oid, n.nspname, n.nspacl, r.rolname AS owner FROM pg_catalog.pg_namespace n
                   JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.nspowner
-                 WHERE n.nspname OPERATOR(pg_catalog.=) ANY ($3::pg_catalog.name[])),
+                 WHERE n.nspname OPERATOR(pg_catalog.=) ANY ({schemas}::pg_catalog.name[])),
               here AS (SELECT oid, datdba, datacl FROM pg_catalog.pg_database
                         WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database()),
               trusted_role AS (
@@ -328,7 +354,7 @@ pub(crate) fn database_snapshot(
                 SELECT 't' AS why, s.classid, s.objid, s.objsubid, r.rolname AS owner
                   FROM pg_catalog.pg_shdepend s
                   JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) s.refobjid
-                 WHERE $5 AND s.dbid OPERATOR(pg_catalog.=) (SELECT oid FROM here)
+                 WHERE {template} AND s.dbid OPERATOR(pg_catalog.=) (SELECT oid FROM here)
                    AND s.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_authid'::pg_catalog.regclass
                    AND s.deptype OPERATOR(pg_catalog.=) 'o'
                    AND s.refobjid OPERATOR(pg_catalog.<>) ALL (ARRAY(SELECT oid FROM trusted_role))
@@ -343,7 +369,7 @@ pub(crate) fn database_snapshot(
                       FROM pg_catalog.pg_operator o) x
                   JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) x.nsp
                   JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) x.owner
-                 WHERE $4 AND n.nspname OPERATOR(pg_catalog.=) ANY (ARRAY['public', 'topology']::pg_catalog.name[])
+                 WHERE {shadowing} AND n.nspname OPERATOR(pg_catalog.=) ANY (ARRAY['public', 'topology']::pg_catalog.name[])
                    AND (EXISTS (SELECT 1 FROM pg_catalog.pg_proc c
                                  WHERE c.pronamespace OPERATOR(pg_catalog.=) 'pg_catalog'::pg_catalog.regnamespace
                                    AND c.proname OPERATOR(pg_catalog.=) x.name)
@@ -387,7 +413,7 @@ pub(crate) fn database_snapshot(
                   FROM pg_catalog.pg_default_acl da
                   JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) da.defaclnamespace
                  WHERE da.defaclrole OPERATOR(pg_catalog.=) (SELECT oid FROM o)
-                   AND n.nspname OPERATOR(pg_catalog.=) ANY ($3::pg_catalog.name[])
+                   AND n.nspname OPERATOR(pg_catalog.=) ANY ({schemas}::pg_catalog.name[])
                    AND EXISTS (SELECT 1 FROM pg_catalog.aclexplode(da.defaclacl) a
                                 WHERE a.grantee OPERATOR(pg_catalog.=) (SELECT oid FROM ro)
                                   AND a.privilege_type OPERATOR(pg_catalog.=) 'SELECT')),
@@ -398,7 +424,7 @@ pub(crate) fn database_snapshot(
                   FROM pg_catalog.pg_namespace n
                  CROSS JOIN LATERAL pg_catalog.aclexplode(n.nspacl) a
                   LEFT JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) a.grantee
-                 WHERE $5 AND a.privilege_type OPERATOR(pg_catalog.=) 'CREATE'
+                 WHERE {template} AND a.privilege_type OPERATOR(pg_catalog.=) 'CREATE'
                    AND (a.grantee OPERATOR(pg_catalog.=) 0
                         OR (g.rolname OPERATOR(pg_catalog.<>) 'pg_database_owner'
                             AND a.grantee OPERATOR(pg_catalog.<>) ALL (ARRAY(SELECT oid FROM trusted_role)))
@@ -409,7 +435,7 @@ pub(crate) fn database_snapshot(
                             ELSE g.rolname::pg_catalog.text END AS grantee
                   FROM here CROSS JOIN LATERAL pg_catalog.aclexplode(here.datacl) a
                   LEFT JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) a.grantee
-                 WHERE $5 AND a.privilege_type OPERATOR(pg_catalog.=) 'CREATE'
+                 WHERE {template} AND a.privilege_type OPERATOR(pg_catalog.=) 'CREATE'
                    AND a.grantee OPERATOR(pg_catalog.<>) ALL (ARRAY(SELECT oid FROM trusted_role)))
          SELECT (SELECT r.rolname::pg_catalog.text FROM pg_catalog.pg_namespace n
                    JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.nspowner
@@ -452,7 +478,33 @@ pub(crate) fn database_snapshot(
                 ARRAY(SELECT coalesce(drop_sql, '') FROM described ORDER BY why, what, owner),
                 ARRAY(SELECT target FROM create_grants ORDER BY target, grantee),
                 ARRAY(SELECT grantee FROM create_grants ORDER BY target, grantee),
-                ARRAY(SELECT grantee FROM db_create_grants ORDER BY 1)",
+                ARRAY(SELECT grantee FROM db_create_grants ORDER BY 1)";
+
+/// [`DATABASE_SNAPSHOT_SQL`] with its inputs.
+pub(crate) fn database_snapshot_sql(
+    owner: &str,
+    reader: &str,
+    schemas: &str,
+    shadowing: &str,
+    template: &str,
+) -> String {
+    DATABASE_SNAPSHOT_SQL
+        .replace("{owner}", owner)
+        .replace("{reader}", reader)
+        .replace("{schemas}", schemas)
+        .replace("{shadowing}", shadowing)
+        .replace("{template}", template)
+}
+
+pub(crate) fn database_snapshot(
+    client: &mut Client,
+    owner: &str,
+    role: Option<&str>,
+    schemas: &[String],
+    scope: SnapshotScope,
+) -> Result<DatabaseSnapshot> {
+    let row = client.query_typed_one(
+        &database_snapshot_sql("$1", "$2", "$3", "$4", "$5"),
         &[
             (&owner, Type::TEXT),
             (&role, Type::TEXT),
@@ -461,12 +513,22 @@ pub(crate) fn database_snapshot(
             (&scope.template, Type::BOOL),
         ],
     )?;
-    let why: Vec<String> = row.get(17);
-    let what: Vec<String> = row.get(18);
-    let owners: Vec<String> = row.get(19);
-    let obj_schemas: Vec<String> = row.get(20);
-    let master_schema: Vec<bool> = row.get(21);
-    let drops: Vec<String> = row.get(22);
+    Ok(read_database_snapshot(&row, 0, scope))
+}
+
+/// Reads the columns of [`DATABASE_SNAPSHOT_SQL`] starting at `at`; `scope` says what was
+/// asked (template hazards are `None` unless asked).
+pub(crate) fn read_database_snapshot(
+    row: &postgres::Row,
+    at: usize,
+    scope: SnapshotScope,
+) -> DatabaseSnapshot {
+    let why: Vec<String> = row.get(at + 17);
+    let what: Vec<String> = row.get(at + 18);
+    let owners: Vec<String> = row.get(at + 19);
+    let obj_schemas: Vec<String> = row.get(at + 20);
+    let master_schema: Vec<bool> = row.get(at + 21);
+    let drops: Vec<String> = row.get(at + 22);
     let mut shadowing = Vec::new();
     let mut foreign_objects = Vec::new();
     for i in 0..why.len() {
@@ -483,8 +545,8 @@ pub(crate) fn database_snapshot(
             foreign_objects.push(object);
         }
     }
-    let grant_targets: Vec<String> = row.get(23);
-    let grantees: Vec<String> = row.get(24);
+    let grant_targets: Vec<String> = row.get(at + 23);
+    let grantees: Vec<String> = row.get(at + 24);
     let template_hazards = scope.template.then(|| TemplateHazards {
         foreign_objects,
         schema_create_grants: grant_targets
@@ -492,16 +554,16 @@ pub(crate) fn database_snapshot(
             .zip(grantees)
             .map(|(schema, grantee)| SchemaCreateGrant { schema, grantee })
             .collect(),
-        database_create_grants: row.get(25),
+        database_create_grants: row.get(at + 25),
     });
-    let ext_names: Vec<String> = row.get(1);
-    let ext_schemas: Vec<String> = row.get(2);
-    let rel_names: Vec<String> = row.get(3);
-    let rel_owners: Vec<String> = row.get(4);
-    let schema_names: Vec<String> = row.get(6);
-    let schema_owners: Vec<String> = row.get(7);
-    let usage: Vec<bool> = row.get(8);
-    let explicit_usage: Vec<bool> = row.get(9);
+    let ext_names: Vec<String> = row.get(at + 1);
+    let ext_schemas: Vec<String> = row.get(at + 2);
+    let rel_names: Vec<String> = row.get(at + 3);
+    let rel_owners: Vec<String> = row.get(at + 4);
+    let schema_names: Vec<String> = row.get(at + 6);
+    let schema_owners: Vec<String> = row.get(at + 7);
+    let usage: Vec<bool> = row.get(at + 8);
+    let explicit_usage: Vec<bool> = row.get(at + 9);
     let kind = |k: &str| {
         if k == "S" {
             RelationKind::Sequence
@@ -519,17 +581,17 @@ pub(crate) fn database_snapshot(
             })
             .collect()
     };
-    let default_selects: Vec<String> = row.get(15);
-    Ok(DatabaseSnapshot {
-        public_owner: row.get(0),
-        public_create_for_public: row.get(16),
+    let default_selects: Vec<String> = row.get(at + 15);
+    DatabaseSnapshot {
+        public_owner: row.get(at),
+        public_create_for_public: row.get(at + 16),
         extensions: ext_names
             .into_iter()
             .zip(ext_schemas)
             .map(|(name, schema)| InstalledExtension { name, schema })
             .collect(),
         relation_owners: rel_names.into_iter().zip(rel_owners).collect(),
-        topology_owner: row.get(5),
+        topology_owner: row.get(at + 5),
         schemas: schema_names
             .into_iter()
             .enumerate()
@@ -540,10 +602,10 @@ pub(crate) fn database_snapshot(
                 role_has_explicit_usage: explicit_usage[i],
             })
             .collect(),
-        unreadable: relations(row.get(10), row.get(11)),
-        explicitly_readable: relations(row.get(12), row.get(13)),
+        unreadable: relations(row.get(at + 10), row.get(at + 11)),
+        explicitly_readable: relations(row.get(at + 12), row.get(at + 13)),
         foreign_unreadable: row
-            .get::<_, Vec<String>>(14)
+            .get::<_, Vec<String>>(at + 14)
             .into_iter()
             .map(QuotedRelation)
             .collect(),
@@ -560,5 +622,5 @@ pub(crate) fn database_snapshot(
         shadowing,
         template_hazards,
         uninspected: false,
-    })
+    }
 }

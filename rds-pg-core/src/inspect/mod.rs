@@ -6,9 +6,11 @@
 
 pub mod database;
 pub mod drop;
+pub mod instance;
 
 pub use database::*;
 pub use drop::*;
+pub use instance::*;
 
 use postgres::types::Type;
 use postgres::Client;
@@ -50,11 +52,9 @@ pub struct Membership {
     pub set: bool,
 }
 
-pub(crate) fn server_facts(client: &mut Client) -> Result<ServerFacts> {
-    // to_jsonb() reads the 16+ option columns where they exist and yields NULL before 16, so one
-    // query serves every version.
-    let row = client.query_typed_one(
-        "SELECT pg_catalog.current_setting('server_version_num')::pg_catalog.int4,
+/// The query that reads [`ServerFacts`]: one row, [`FACTS_COLUMNS`] columns, read by
+/// [`read_facts`]. It can be a derived table of a larger query.
+pub(crate) const FACTS_SQL: &str = "SELECT pg_catalog.current_setting('server_version_num')::pg_catalog.int4,
                 r.rolname::pg_catalog.text, pg_catalog.current_database()::pg_catalog.text,
                 r.rolsuper,
                 coalesce(pg_catalog.array_agg(g.rolname::pg_catalog.text ORDER BY g.rolname)
@@ -76,10 +76,22 @@ pub(crate) fn server_facts(client: &mut Client) -> Result<ServerFacts> {
                  GROUP BY am.roleid) m ON true
            LEFT JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) m.roleid
           WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER
-          GROUP BY r.oid, r.rolname, r.rolsuper",
-        &[],
-    )?;
-    let search_path: String = row.get(9);
+          GROUP BY r.oid, r.rolname, r.rolsuper";
+
+/// How many columns [`FACTS_SQL`] has.
+pub(crate) const FACTS_COLUMNS: usize = 10;
+
+pub(crate) fn server_facts(client: &mut Client) -> Result<ServerFacts> {
+    // to_jsonb() reads the 16+ option columns where they exist and yields NULL before 16, so one
+    // query serves every version.
+    let row = client.query_typed_one(FACTS_SQL, &[])?;
+    read_facts(&row, 0)
+}
+
+/// Reads the [`FACTS_SQL`] columns starting at `at`, refusing a session whose `search_path` is
+/// not the one rds-pg pinned.
+pub(crate) fn read_facts(row: &postgres::Row, at: usize) -> Result<ServerFacts> {
+    let search_path: String = row.get(at + 9);
     if search_path.replace(' ', "") != crate::connect::PINNED_SEARCH_PATH.replace(' ', "") {
         return Err(Error::PolicyViolation(format!(
             "the session's search_path is {search_path:?}, not the {:?} rds-pg sets when it \
@@ -88,18 +100,18 @@ pub(crate) fn server_facts(client: &mut Client) -> Result<ServerFacts> {
             crate::connect::PINNED_SEARCH_PATH
         )));
     }
-    let version = ServerVersion(row.get::<_, i32>(0) as u32);
-    let roles: Vec<String> = row.get(4);
-    let admin: Vec<bool> = row.get(5);
-    let inherit: Vec<bool> = row.get(6);
-    let set: Vec<bool> = row.get(7);
-    let whitelist: Option<String> = row.get(8);
+    let version = ServerVersion(row.get::<_, i32>(at) as u32);
+    let roles: Vec<String> = row.get(at + 4);
+    let admin: Vec<bool> = row.get(at + 5);
+    let inherit: Vec<bool> = row.get(at + 6);
+    let set: Vec<bool> = row.get(at + 7);
+    let whitelist: Option<String> = row.get(at + 8);
     Ok(ServerFacts {
         version,
         major: version.major(),
-        current_user: row.get(1),
-        current_database: row.get(2),
-        is_superuser: row.get(3),
+        current_user: row.get(at + 1),
+        current_database: row.get(at + 2),
+        is_superuser: row.get(at + 3),
         memberships: roles
             .into_iter()
             .enumerate()

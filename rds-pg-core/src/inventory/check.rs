@@ -6,6 +6,7 @@ use std::fmt;
 
 use super::aws::{self, AwsSnapshot};
 use super::{Instance, Inventory, Location, Project};
+use crate::config::SslMode;
 use crate::ident::{RoleName, RESERVED_NAMES};
 
 /// How much a finding matters. Either makes `fleet check` fail.
@@ -90,6 +91,10 @@ rules! {
     /// No project role is named like the instance's master user or a role RDS or PostgreSQL
     /// reserve (`rdsadmin`, `postgres`, `public`, `rds_*`, `pg_*`), in any letter case.
     ReservedRoleName = "reserved-role-name", Error;
+    /// Master's connection to an instance verifies the server's certificate and name (`sslmode`
+    /// is `verify-full`, the default): anything weaker sends master's password to whoever
+    /// answers at the endpoint.
+    VerifiedTls = "verified-tls", Warning;
     /// Each inventory instance is in the AWS descriptions given.
     AwsInstanceDescribed = "aws-instance-described", Warning;
     /// Each described DB instance is in the inventory.
@@ -310,13 +315,37 @@ impl fmt::Display for CheckReport {
     }
 }
 
+/// The inventory rules (not the AWS ones) for one instance and the projects on it.
+pub(crate) fn check_instance(inventory: &Inventory, instance: &Instance) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let projects: Vec<&Project> = inventory.projects_on(&instance.name).collect();
+    placement(instance, &projects, &mut findings);
+    names(instance, &projects, &mut findings);
+    if instance.sslmode != SslMode::VerifyFull {
+        findings.push(Finding::new(
+            Rule::VerifiedTls,
+            format!(
+                "master connects to instance {:?} with sslmode {}, which does not check that the \
+                 server is the instance: its password goes to whoever answers at {}",
+                instance.name, instance.sslmode, instance.endpoint
+            ),
+            vec![FindingObject::new(
+                ObjectKind::Instance,
+                instance.name.clone(),
+                instance.locations.of("sslmode").clone(),
+            )],
+            "remove `sslmode` (verify-full is the default) and name AWS's global-bundle.pem in \
+             `sslrootcert` or PGSSLROOTCERT",
+        ));
+    }
+    findings
+}
+
 /// Runs every rule.
 pub(super) fn run(inventory: &Inventory, aws: Option<&AwsSnapshot>) -> CheckReport {
     let mut findings = Vec::new();
     for instance in &inventory.instances {
-        let projects: Vec<&Project> = inventory.projects_on(&instance.name).collect();
-        placement(instance, &projects, &mut findings);
-        names(instance, &projects, &mut findings);
+        findings.extend(check_instance(inventory, instance));
     }
     if let Some(aws) = aws {
         aws::check(inventory, aws, &mut findings);

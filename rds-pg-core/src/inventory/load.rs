@@ -22,7 +22,8 @@ use super::{
     Location, Locations, MasterPassword, Policy, Problem, Project, ProjectDatabase,
     RoleCredentials, RoleSettings, BACKUP_RETENTION_DAYS, DEFAULT_PORT, SUPPORTED_MAJORS,
 };
-use crate::credentials::CredentialSink;
+use crate::config::SslMode;
+use crate::credentials::{CredentialFormat, CredentialSink};
 use crate::ident::{DatabaseName, RoleName, MAX_NAME_BYTES};
 use crate::spec::Extension;
 
@@ -71,6 +72,8 @@ struct RawInstance {
     port: Option<Spanned<i64>>,
     master_user: Option<Spanned<String>>,
     via: Option<Spanned<String>>,
+    sslmode: Option<Spanned<String>>,
+    sslrootcert: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -118,6 +121,7 @@ struct RawSink {
     env_file: Option<Spanned<String>>,
     pgpass: Option<Spanned<String>>,
     command: Option<Spanned<Vec<Spanned<String>>>>,
+    format: Option<Spanned<String>>,
     read_command: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
@@ -803,6 +807,27 @@ fn read_instances(
             }
         });
         let via_ok = via.is_some() || r.via.is_none();
+        let sslmode = match &r.sslmode {
+            None => Some(SslMode::VerifyFull),
+            Some(m) => match m.get_ref().parse::<SslMode>() {
+                Ok(mode) if mode != SslMode::Prefer => Some(mode),
+                _ => {
+                    l.problem(
+                        &m.span(),
+                        format!(
+                            "{what}: sslmode {:?} is not one of \"verify-full\" (the default), \
+                             \"verify-ca\", \"require\" or \"disable\"",
+                            m.get_ref()
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        let sslrootcert = match &r.sslrootcert {
+            None => Some(None),
+            Some(p) => path(l, &what, "sslrootcert", p).map(Some),
+        };
         let mut master_password = Some(MasterPassword::Pgpass(None));
         for (key, value) in e.nested.iter().cloned() {
             if key.get_ref() == "master_password" {
@@ -848,6 +873,8 @@ fn read_instances(
             Some(master_user),
             Some(master_password),
             true,
+            Some(sslmode),
+            Some(sslrootcert),
         ) = (
             name,
             client,
@@ -859,6 +886,8 @@ fn read_instances(
             master_user,
             master_password,
             via_ok,
+            sslmode,
+            sslrootcert,
         ) {
             instances.push(Instance {
                 name,
@@ -873,6 +902,8 @@ fn read_instances(
                 master_user,
                 master_password,
                 via,
+                sslmode,
+                sslrootcert,
                 locations: l.locations(&e.span, &e.keys),
             });
         }
@@ -1223,9 +1254,10 @@ fn read_credentials(
             ok = false;
         }
         match read_sink(l, &what, value) {
-            Some((sink, read_command)) if known => out.push(RoleCredentials {
+            Some((sink, format, read_command)) if known => out.push(RoleCredentials {
                 role,
                 sink,
+                format,
                 read_command,
                 location: l.location(key.span().start),
             }),
@@ -1352,15 +1384,33 @@ fn looks_like_a_date(s: &str) -> bool {
         && !s.contains('\0')
 }
 
-/// A sink, and the command that reads its credentials back (`read_command`), if given.
-type SinkAndReader = (CredentialSink, Option<Vec<OsString>>);
+/// A credentials entry: its sink, the format a command receives, and the command that reads its
+/// credentials back (`read_command`), if given.
+type SinkEntry = (CredentialSink, CredentialFormat, Option<Vec<OsString>>);
 
-fn read_sink(l: &mut Loader<'_>, what: &str, value: Spanned<DeValue<'_>>) -> Option<SinkAndReader> {
+fn read_sink(l: &mut Loader<'_>, what: &str, value: Spanned<DeValue<'_>>) -> Option<SinkEntry> {
     let e = l.entry::<RawSink>(what, value, &[])?;
     let r = &e.raw;
+    let format = match &r.format {
+        None => Some(CredentialFormat::RdsPg),
+        Some(f) => match f.get_ref().parse::<CredentialFormat>() {
+            Ok(format) => Some(format),
+            Err(_) => {
+                l.problem(
+                    &f.span(),
+                    format!(
+                        "{what}: format {:?} is neither \"rds-pg\" (the default) nor \
+                         \"secretsmanager\"",
+                        f.get_ref()
+                    ),
+                );
+                None
+            }
+        },
+    };
     let read_command = match &r.read_command {
-        Some(command) => Some(argv(l, &format!("{what}: read_command"), command)?),
-        None => None,
+        Some(command) => argv(l, &format!("{what}: read_command"), command).map(Some),
+        None => Some(None),
     };
     let kind = one_of(
         l,
@@ -1379,6 +1429,22 @@ fn read_sink(l: &mut Loader<'_>, what: &str, value: Spanned<DeValue<'_>>) -> Opt
         "env_file" => path(l, what, "env_file", r.env_file.as_ref()?).map(CredentialSink::EnvFile),
         "pgpass" => path(l, what, "pgpass", r.pgpass.as_ref()?).map(CredentialSink::Pgpass),
         _ => argv(l, what, r.command.as_ref()?).map(CredentialSink::Command),
-    }?;
-    Some((sink, read_command))
+    };
+    let (sink, format, read_command) = (sink?, format?, read_command?);
+    if format.check_sink(&sink).is_err() {
+        let span = r
+            .format
+            .as_ref()
+            .map(|f| f.span())
+            .unwrap_or(e.span.clone());
+        l.problem(
+            &span,
+            format!(
+                "{what}: format {format} is what a `command` receives on its standard input; \
+                 `{kind}` writes a format of its own"
+            ),
+        );
+        return None;
+    }
+    Some((sink, format, read_command))
 }

@@ -58,17 +58,23 @@ use std::fmt;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
-use crate::credentials::CredentialSink;
+use crate::config::SslMode;
+use crate::credentials::{CredentialFormat, CredentialSink};
 use crate::error::{Error, Result};
 use crate::ident::{DatabaseName, RoleName};
 use crate::spec::{DatabaseSpec, Extension, ReadOnlyGrant};
 
 mod aws;
 mod check;
+mod connect;
 mod load;
 
+pub(crate) use crate::password_command::run_printing_command;
 pub use aws::{AwsSnapshot, DbInstance, IngressRule, SecurityGroup};
+pub(crate) use check::check_instance;
 pub use check::{CheckReport, Finding, FindingObject, ObjectKind, Rule, Severity};
+pub(crate) use connect::parse_printed;
+pub use connect::DEFAULT_CONNECT_TIMEOUT;
 
 /// The PostgreSQL major versions an inventory may name (those rds-pg supports).
 pub const SUPPORTED_MAJORS: RangeInclusive<u32> = 13..=18;
@@ -324,6 +330,12 @@ pub struct Instance {
     /// The SSH destination (`user@host`, a `~/.ssh/config` alias) through which rds-pg reaches
     /// the instance, when it is reachable only from inside its network (`via`).
     pub via: Option<String>,
+    /// How master's connection uses TLS (`sslmode`; default [`SslMode::VerifyFull`]; `prefer`,
+    /// which may silently go without, is refused).
+    pub sslmode: SslMode,
+    /// The CA certificates the server is verified with (`sslrootcert`; for RDS AWS's
+    /// `global-bundle.pem`); `None` is `PGSSLROOTCERT`'s.
+    pub sslrootcert: Option<PathBuf>,
     /// Where each of its keys is.
     pub locations: Locations,
 }
@@ -384,40 +396,24 @@ impl Instance {
             .and_then(|v| crate::tunnel::SshForward::new(v).ok())
     }
 
-    /// Master's connection to this instance: `base`'s TLS and other settings, with this
-    /// instance's endpoint as host, its port and master user, and the password from where the
-    /// inventory says: a password file (the given one, else `base`'s), an environment variable
-    /// (read now), or a password command that runs for each connection.
+    /// `options` (a connection to this instance) through the SSH forward of `via`, opened now,
+    /// with the tunnel that must outlive every connection made with them (it closes when
+    /// dropped); without `via`, `options` as they are and no tunnel. `fleet plan|apply` and
+    /// `backup run|verify` open one per instance for the length of the operation.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] when `master_password = { env = … }` names a variable that is
-    /// not set (or not UTF-8, or empty).
-    pub fn master_options(&self, base: &crate::ConnectOptions) -> Result<crate::ConnectOptions> {
-        let options = base
-            .clone()
-            .host(self.endpoint.as_str())
-            .port(self.port)
-            .user(self.master_user.as_str());
-        Ok(match &self.master_password {
-            MasterPassword::Pgpass(path) => {
-                let options = options.without_password();
-                match path {
-                    Some(path) => options.passfile(path),
-                    None => options,
-                }
+    /// [`Error::Tool`] with ssh's own message when the forward cannot be opened.
+    pub fn through_via(
+        &self,
+        options: crate::ConnectOptions,
+    ) -> Result<(crate::ConnectOptions, Option<crate::tunnel::SshTunnel>)> {
+        match self.forward() {
+            Some(forward) => {
+                let tunnel = forward.open(&options)?;
+                Ok((tunnel.apply(options), Some(tunnel)))
             }
-            MasterPassword::Env(name) => match std::env::var(name) {
-                Ok(value) if !value.is_empty() => options.password(value),
-                _ => {
-                    return Err(Error::InvalidInput(format!(
-                        "instance {:?}: the environment variable {name} that holds master's \
-                         password is not set",
-                        self.name
-                    )))
-                }
-            },
-            MasterPassword::Command(argv) => options.password_command(argv.iter().cloned()),
-        })
+            None => Ok((options, None)),
+        }
     }
 }
 
@@ -451,6 +447,9 @@ pub struct RoleCredentials {
     pub role: RoleName,
     /// The sink: `{ env_file = "PATH" }`, `{ pgpass = "PATH" }` or `{ command = [ARGV…] }`.
     pub sink: CredentialSink,
+    /// The document a command receives (`format = "rds-pg"`, the default, or
+    /// `"secretsmanager"`, the shape AWS Secrets Manager's rotation functions read).
+    pub format: CredentialFormat,
     /// A program (and arguments, run without a shell) that prints the credentials the sink
     /// holds (`read_command = [ARGV…]`), for `backup run`: a command sink cannot be read back
     /// otherwise. It prints the JSON document the sink received, a `postgresql://` URI, or the
@@ -590,10 +589,12 @@ impl Project {
 
     /// Where `role`'s credentials go, if the inventory says.
     pub fn credentials_for(&self, role: &RoleName) -> Option<&CredentialSink> {
-        self.credentials
-            .iter()
-            .find(|c| &c.role == role)
-            .map(|c| &c.sink)
+        self.credentials_entry(role).map(|c| &c.sink)
+    }
+
+    /// `role`'s credentials entry (sink and format), if the inventory has one.
+    pub fn credentials_entry(&self, role: &RoleName) -> Option<&RoleCredentials> {
+        self.credentials.iter().find(|c| &c.role == role)
     }
 }
 

@@ -422,6 +422,7 @@ pub fn plan_database(
     // owner's to change, and on 16+ master only may SET ROLE to the owner.
     let mut as_owner = Vec::new();
     let mut need = Need::SetRole;
+    let mut previous_owner = None;
     match &cluster.database {
         None => {
             let template = resolve_template(facts, spec);
@@ -479,7 +480,10 @@ pub fn plan_database(
                     });
                 }
                 if !state.master_has_owner_privileges && !facts.is_superuser {
-                    return Err(Error::PermissionDenied {
+                    // ALTER DATABASE … OWNER needs the current owner's privileges: master gains
+                    // them for the operation, as it does the new owner's, when the current owner
+                    // is a project role (never a role that holds more).
+                    let denied = || Error::PermissionDenied {
                         message: format!(
                             "database {:?} is owned by {:?}, whose privileges master does not have",
                             spec.name.as_str(),
@@ -491,8 +495,25 @@ pub fn plan_database(
                             q(&facts.current_user)
                         )),
                         source: None,
-                    });
+                    };
+                    let current = cluster.owner.as_ref().ok_or_else(denied)?;
+                    if current.superuser
+                        || current.is_current_user
+                        || !current.privileges_beyond_a_project_role().is_empty()
+                    {
+                        return Err(denied());
+                    }
+                    previous_owner =
+                        temporary_membership(facts, &state.owner, current, Need::Privileges)?;
                 }
+                plan.notes.push(format!(
+                    "objects inside database {:?} keep their owners: {:?} keeps what it created \
+                     there (REASSIGN OWNED BY {} TO {}, in the database, moves them)",
+                    spec.name.as_str(),
+                    state.owner,
+                    q(&state.owner),
+                    spec.owner.quoted()
+                ));
                 plan.steps.push(step(
                     Change::AlterDatabaseOwner {
                         database: spec.name.clone(),
@@ -552,6 +573,8 @@ pub fn plan_database(
         temporary_membership(facts, spec.owner.as_str(), owner, need)?,
         &mut plan,
     );
+    // Outermost: the owner a taken-over database had.
+    with_membership(previous_owner, &mut plan);
     Ok(plan)
 }
 
@@ -682,6 +705,49 @@ pub(crate) mod tests {
             .unwrap()
             .extension(Extension::Hstore)
             .extension(Extension::Postgis)
+    }
+
+    #[test]
+    fn a_database_of_another_owner_moves_only_when_taken_over() {
+        let f = facts(16);
+        let mut c = cluster(
+            CREATED_BY_MASTER_16,
+            Some(DatabaseState {
+                owner: "old".into(),
+                encoding: "UTF8".into(),
+                connection_limit: -1,
+                public_has_privileges: false,
+                master_has_owner_privileges: false,
+                master_can_connect: true,
+            }),
+        );
+        c.owner = Some(project_role(CREATED_BY_MASTER_16));
+        let spec = DatabaseSpec::new("appdb", "app").unwrap();
+        let db = DatabaseSnapshot::fresh_from_template0(16);
+        let e = plan_database(&f, &c, &db, &spec).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::PolicyViolation);
+        assert!(e.to_string().contains("belongs to \"old\""), "{e}");
+        let plan = plan_database(&f, &c, &db, &spec.clone().take_over(true)).unwrap();
+        assert_eq!(
+            sql(&plan),
+            [
+                "GRANT \"old\" TO \"master\" WITH INHERIT TRUE, SET TRUE",
+                "GRANT \"app\" TO \"master\" WITH INHERIT TRUE, SET TRUE",
+                "ALTER DATABASE \"appdb\" OWNER TO \"app\"",
+                "REVOKE \"app\" FROM \"master\"",
+                "REVOKE \"old\" FROM \"master\"",
+            ],
+            "master gains the old owner's privileges for the move, and gives them up"
+        );
+        assert!(plan.notes.iter().any(|n| n.contains("keep their owners")));
+        // An owner that holds more than a project role is not joined, even for a take-over.
+        c.owner = Some(RoleState {
+            create_db: true,
+            ..project_role(CREATED_BY_MASTER_16)
+        });
+        let e = plan_database(&f, &c, &db, &spec.take_over(true)).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::PermissionDenied);
+        assert_eq!(e.hint(), Some("GRANT \"old\" TO \"master\""));
     }
 
     #[test]

@@ -17,6 +17,12 @@ A fleet's inventory (TOML) is checked against the hosting policies without conne
     for finding in report:  # rule, severity, message, objects (with their lines), fix
         print(finding)
 
+A fleet is converged to it, several instances at a time:
+
+    report = rds_pg.fleet_apply(rds_pg.Inventory.load("fleet.toml"), jobs=4)
+    for instance in report:  # name, summary, items (kind, name, state, plan/report, error)
+        print(instance)
+
 A live instance's isolation is audited as master (`fix=True` revokes what loses no data):
 
     report = rds.audit(inventory=rds_pg.Inventory.load("fleet.toml"))
