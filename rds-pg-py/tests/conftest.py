@@ -48,6 +48,11 @@ def start_sandbox(version: int) -> rds_pg.Sandbox:
             "PostgreSQL 15 sandbox without PostGIS/pgextwlist: run `make setup` (apt-get install "
             "postgresql-15-postgis-3 postgresql-15-pgextwlist)"
         )
+    # As a careful team does first on a new instance (and as the Rust suites' provisioner()
+    # does): on 13 and 14 PUBLIC may create in public of postgres and template1, and rds-pg
+    # refuses to create databases from a template others could have planted objects in.
+    with sandbox.connect() as rds:
+        rds.secure_instance()
     return sandbox
 
 
