@@ -285,13 +285,10 @@ fn setup(ctx: &Ctx, op: Op, pr: &Project) {
     };
     match op {
         Op::EnsureUser | Op::EnsureUserDelivering => {}
-        Op::EnsureDatabase | Op::EnsureDatabasePostgis | Op::RotatePassword => {
-            ok(
-                p.ensure_user(&user(&pr.owner, &pr.owner_pw)),
-                "setup: owner",
-            );
-        }
-        Op::RotatePasswordDelivering => {
+        Op::EnsureDatabase
+        | Op::EnsureDatabasePostgis
+        | Op::RotatePassword
+        | Op::RotatePasswordDelivering => {
             ok(
                 p.ensure_user(&user(&pr.owner, &pr.owner_pw)),
                 "setup: owner",

@@ -331,7 +331,14 @@ impl World<'_> {
             self.counts.borrow_mut().passwords_rejected += 1;
             return;
         }
-        ok(p.ensure_user(&spec), "ensure_user(prop_new)");
+        // Each case on a new role (a failed case may have left the last one).
+        let new = RoleName::new("prop_new").unwrap();
+        ok(
+            p.drop_user(&new, &DropUserOptions::new()),
+            "drop_user(prop_new)",
+        );
+        let report = ok(p.ensure_user(&spec), "ensure_user(prop_new)");
+        assert!(report.changed, "prop_new created");
         connect(&sandbox.options_for("prop_new").password(password.clone()))
             .unwrap_or_else(|e| panic!("the new role logs in with its password: {e}"));
         ok(
@@ -393,9 +400,6 @@ fn finish<T: std::fmt::Debug>(
     started: std::time::Instant,
     result: Result<(), proptest::test_runner::TestError<T>>,
 ) {
-    if let Err(e) = result {
-        panic!("{e}");
-    }
     let sandbox = world.sandbox;
     let log = sandbox.log_text().unwrap();
     let passwords = world.passwords.borrow();
@@ -429,6 +433,12 @@ fn finish<T: std::fmt::Debug>(
             .open(path)
             .unwrap();
         writeln!(f, "{line}").unwrap();
+        if let Err(e) = &result {
+            writeln!(f, "  FAILED {e}").unwrap();
+        }
+    }
+    if let Err(e) = result {
+        panic!("{e}");
     }
 }
 
