@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use rds_pg_core::{connect, Password};
+use rds_pg_tests::reliability::leftover_memberships;
 use rds_pg_tests::reliability::{assert_no_leftover_membership, assert_no_secret};
 use rds_pg_tests::{changes_since, log_mark, per_version, Sandbox};
 
@@ -66,6 +67,21 @@ impl Cli {
             env,
             printed: Default::default(),
         }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rds-pg"));
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("PG") || k == "RDS_PG_SANDBOX_DIR" {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        cmd
     }
 
     fn run(&self, args: &[&str], stdin: Option<&str>) -> Run {
@@ -358,5 +374,91 @@ per_version!(
         assert_eq!(printed.matches(printed_pw.expose()).count(), 1, "printed once");
         let without = printed.replace(printed_pw.expose(), "");
         assert_no_secret(&without, &secrets, true, "what rds-pg printed");
+    }
+);
+
+per_version!(
+    /// The issue's headline: `rds-pg grant readonly` killed with SIGKILL right after its
+    /// `GRANT owner TO master` committed (its next batch waits on a row another session is
+    /// changing). Master is left a member of the owner; the next run of the same command removes
+    /// that membership, says so, and finishes the job.
+    fn a_run_killed_after_its_temporary_grant_is_cleaned_up_by_the_next(sandbox) {
+        let tmp = tempfile::tempdir().unwrap();
+        let cli = Cli::master(sandbox, tmp.path());
+        let owner_pw = Password::new("Killed-owner-pw-1");
+        let reader_pw = Password::new("Killed-reader-pw-1");
+        cli.run(&["instance", "secure"], None).expect(0, "instance secure");
+        cli.run(&["user", "create", "shop", "--password-stdin"], Some(&format!("{}\n", owner_pw.expose())))
+            .expect(0, "user create shop");
+        cli.run(&["db", "create", "shop", "--owner", "shop"], None).expect(0, "db create");
+        cli.run(&["user", "create", "shop_ro", "--password-stdin"], Some(&format!("{}\n", reader_pw.expose())))
+            .expect(0, "user create shop_ro");
+        let owner = sandbox.options_for("shop").dbname("shop").password(owner_pw.clone());
+        rds_pg_tests::login_as_application(&owner)
+            .unwrap()
+            .batch_execute("CREATE TABLE t (id int); INSERT INTO t VALUES (1)")
+            .unwrap();
+
+        // Another session is changing t's privileges and has not committed.
+        let mut holder = sandbox.connect_rdsadmin("shop").unwrap();
+        holder.batch_execute("BEGIN; GRANT INSERT ON TABLE t TO PUBLIC").unwrap();
+        let mut child = cli.command(&["grant", "readonly", "shop", "shop_ro"]).spawn().unwrap();
+        let mut admin = sandbox.connect_rdsadmin("postgres").unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(8);
+        loop {
+            let waiting: i64 = admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity
+                      WHERE usename = $1 AND datname = 'shop' AND wait_event_type = 'Lock'",
+                    &[&sandbox.master_user()],
+                )
+                .unwrap()
+                .get(0);
+            if waiting > 0 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "rds-pg never waited on the row");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let left = leftover_memberships(sandbox);
+        assert!(
+            left.iter().any(|m| m.starts_with("shop ")),
+            "the temporary grant is committed when the process dies: {left:?}"
+        );
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        holder.batch_execute("ROLLBACK").unwrap();
+        // The killed process's sessions go away (its blocked backend may finish its batch first).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE usename = $1",
+                &[&sandbox.master_user()],
+            )
+            .unwrap()
+            .get::<_, i64>(0)
+            > 0
+        {
+            assert!(std::time::Instant::now() < deadline, "the killed run's sessions stay");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let left = leftover_memberships(sandbox);
+        assert!(left.iter().any(|m| m.starts_with("shop ")), "{left:?}");
+
+        // The next run: removes the membership, says so, and finishes.
+        let run = cli.run(&["grant", "readonly", "shop", "shop_ro"], None).expect(0, "the next run");
+        assert!(
+            run.stderr.contains("removed") && run.stderr.contains("\"shop\""),
+            "the removal is reported: {run:#?}"
+        );
+        assert_no_leftover_membership(sandbox, "after the next run");
+        let mut r = rds_pg_tests::login_as_application(
+            &sandbox.options_for("shop_ro").dbname("shop").password(reader_pw.clone()),
+        )
+        .unwrap();
+        let n: i64 = r.query_one("SELECT count(*) FROM t", &[]).unwrap().get(0);
+        assert_eq!(n, 1);
+        assert!(r.batch_execute("INSERT INTO t VALUES (2)").is_err(), "the reader writes");
+        cli.run(&["grant", "readonly", "shop", "shop_ro"], None).expect(0, "a third run");
     }
 );
