@@ -35,6 +35,7 @@ demo:
 
 bench: setup
 	$(CARGO) bench --locked -p rds-pg-benches
+	$(CARGO) bench --locked -p rds-pg-cli --bench cli
 
 clean:
 	$(CARGO) clean

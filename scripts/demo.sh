@@ -6,11 +6,14 @@
 #   database owned by a second project, drop both databases and users — then stop the sandbox.
 # Each command is shown with its outcome. The sandbox is PostgreSQL 15 with PostGIS when it is
 # installed (`make setup`), else the newest version installed (without PostGIS).
-# Needs: cargo, and psql/pg_dump/pg_restore (Debian's postgresql-client-15, from `make setup`).
+# Needs: cargo, and psql/pg_dump/pg_restore (Debian's postgresql-client-15, and for an 18 sandbox
+# the client tools 18 in .cache/postgresql/client-18, both from `make setup`).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
+# rds-pg searches RDS_PG_TOOLS_DIRS for pg_dump/pg_restore before PATH (a value set wins).
+export RDS_PG_TOOLS_DIRS=${RDS_PG_TOOLS_DIRS:-$here/.cache/postgresql/client-18/bin}
 SECONDS=0
 
 if [ -t 2 ]; then
@@ -25,6 +28,7 @@ rds_pg_bin=${CARGO_TARGET_DIR:-$here/target}/debug/rds-pg
 [ -x "$rds_pg_bin" ] || fail "$rds_pg_bin was not built"
 
 psql_bin=$(command -v psql || true)
+[ -x "$RDS_PG_TOOLS_DIRS/psql" ] && psql_bin=$RDS_PG_TOOLS_DIRS/psql
 [ -x /usr/lib/postgresql/15/bin/psql ] && psql_bin=/usr/lib/postgresql/15/bin/psql
 [ -n "$psql_bin" ] || fail "psql is missing: run \`make setup\` as root (installs postgresql-client-15)"
 

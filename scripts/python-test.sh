@@ -4,7 +4,8 @@
 #     tools of rds-pg-py/requirements-test.txt (maturin, pytest, pytest-timeout, fabric);
 #  2. `maturin build` (dev profile: it reuses the workspace's dev build of rds-pg-core and its
 #     dependencies) into .cache/wheels, then `pip install` of that wheel;
-#  3. pytest in rds-pg-py (tests/, settings in pyproject.toml) against the installed wheel.
+#  3. pytest in rds-pg-py (tests/, settings in pyproject.toml) against the installed wheel, with
+#     RDS_PG_TOOLS_DIRS naming the client tools 18 of `make setup`.
 # Needs Python >= 3.9 with venv (PYTHON, default python3), Rust, and the PostgreSQL binaries of
 # `make setup`. Extra arguments go to pytest.
 set -euo pipefail
@@ -14,6 +15,9 @@ cache=$here/.cache
 venv=$cache/venv
 python=${PYTHON:-python3}
 export PIP_CACHE_DIR=$cache/pip PIP_DISABLE_PIP_VERSION_CHECK=1
+# The TLS-capable client tools 18 of `make setup`, for dump/restore on 16-18 (as .cargo/config.toml
+# sets for cargo); a value already set wins.
+export RDS_PG_TOOLS_DIRS=${RDS_PG_TOOLS_DIRS:-$cache/postgresql/client-18/bin}
 
 log() { printf 'python-test: %s\n' "$*" >&2; }
 

@@ -105,6 +105,47 @@ pub fn connect_error(options: &rds_pg_core::ConnectOptions) -> rds_pg_core::Erro
     }
 }
 
+/// Asserts that `error` is a login the server refused with SQLSTATE `code` (kind
+/// [`rds_pg_core::ErrorKind::Connection`], the server's error behind it), and returns the
+/// server's error for the message and detail a user would read.
+pub fn refused_login(
+    error: &rds_pg_core::Error,
+    code: &rds_pg_core::SqlState,
+) -> postgres::error::DbError {
+    assert_eq!(
+        error.kind(),
+        rds_pg_core::ErrorKind::Connection,
+        "a refused login: {error}"
+    );
+    let db = error
+        .postgres_error()
+        .and_then(|e| e.as_db_error())
+        .cloned()
+        .unwrap_or_else(|| panic!("the server refused the login with an error: {error}"));
+    assert_eq!(
+        db.code(),
+        code,
+        "SQLSTATE {} expected, the server said {} {:?}: {error}",
+        code.code(),
+        db.code().code(),
+        db.message()
+    );
+    db
+}
+
+/// Asserts that logging in as `user` failed on a wrong (or no longer valid) password, or a role
+/// that does not exist: the server says the same for both (SQLSTATE 28P01), and rds-pg's message
+/// names the user.
+pub fn assert_password_refused(error: &rds_pg_core::Error, user: &str) {
+    refused_login(error, &rds_pg_core::SqlState::INVALID_PASSWORD);
+    assert!(
+        error
+            .to_string()
+            .contains(&format!("password authentication failed for user {user:?}")),
+        "{error}"
+    );
+}
+
 /// The length of the server log so far: statements after this mark are "new".
 pub fn log_mark(sandbox: &Sandbox) -> usize {
     sandbox.log_text().unwrap().len()

@@ -4,29 +4,29 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use rds_pg_core::dump::{
-    self, plan_restore, restore_with, DumpOptions, Progress, RestoreOptions, SkippedEntry, TocEntry,
+    self, plan_restore, restore_with, DumpOptions, Progress, RestoreOptions, SkippedEntry,
 };
 use rds_pg_core::{ConnectOptions, Error, Provisioner, Result, RoleName};
 use serde_json::{json, Value};
 
 use crate::cli::{DumpArgs, DumpFormat, RestoreArgs};
-use crate::output::{Outcome, Printer};
+use crate::output::{Line, Outcome, Printer};
 
 /// A one-line progress display on standard error, shown only when it is a terminal.
-struct ProgressLine {
+pub(crate) struct ProgressLine {
     shown: bool,
     enabled: bool,
 }
 
 impl ProgressLine {
-    fn new(json: bool) -> Self {
+    pub(crate) fn new(json: bool) -> Self {
         ProgressLine {
             shown: false,
             enabled: !json && std::io::stderr().is_terminal(),
         }
     }
 
-    fn show(&mut self, text: &str) {
+    pub(crate) fn show(&mut self, text: &str) {
         if !self.enabled {
             return;
         }
@@ -37,7 +37,7 @@ impl ProgressLine {
         self.shown = true;
     }
 
-    fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         if self.shown {
             let mut err = std::io::stderr().lock();
             let _ = write!(err, "\r\x1b[K");
@@ -48,7 +48,7 @@ impl ProgressLine {
 }
 
 /// `12.3 MiB`.
-fn human_bytes(bytes: u64) -> String {
+pub(crate) fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
     let mut unit = 0;
@@ -63,24 +63,7 @@ fn human_bytes(bytes: u64) -> String {
     }
 }
 
-/// The size written so far under `path` (a file, or a directory's files), for progress.
-fn size_so_far(path: &std::path::Path) -> u64 {
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_dir() => std::fs::read_dir(path)
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .filter_map(|e| e.metadata().ok())
-                    .map(|m| m.len())
-                    .sum()
-            })
-            .unwrap_or(0),
-        Ok(m) => m.len(),
-        Err(_) => 0,
-    }
-}
-
-fn millis(d: Duration) -> u64 {
+pub(crate) fn millis(d: Duration) -> u64 {
     d.as_millis().try_into().unwrap_or(u64::MAX)
 }
 
@@ -114,7 +97,7 @@ pub fn dump(options: ConnectOptions, args: DumpArgs) -> (Outcome, Result<Outcome
             let (done, total) = *tables.lock().unwrap();
             line.show(&format!(
                 "{title}: table {done}/{total}, {} written, {}s",
-                human_bytes(size_so_far(&args.file)),
+                human_bytes(dump::archive_size(&args.file).unwrap_or(0)),
                 started.elapsed().as_secs()
             ));
             std::thread::sleep(Duration::from_millis(200));
@@ -125,8 +108,8 @@ pub fn dump(options: ConnectOptions, args: DumpArgs) -> (Outcome, Result<Outcome
     let result = result.map(|report| {
         let mut outcome = Outcome::new(title);
         outcome.changed = true;
-        outcome.lines.push((
-            "written".into(),
+        outcome.lines.push(Line::new(
+            "written",
             args.database.as_str().to_owned(),
             format!(
                 "{} {} archive {} by {} (server {})",
@@ -151,23 +134,11 @@ pub fn dump(options: ConnectOptions, args: DumpArgs) -> (Outcome, Result<Outcome
     (base, result)
 }
 
-/// `TABLE public.visits`, `ACL TABLE public.visits`, `COMMENT EXTENSION postgis`.
-fn entry_label(entry: &TocEntry) -> String {
-    match (entry.target(), &entry.schema) {
-        (Some((desc, name)), Some(schema)) => format!("{} {desc} {schema}.{name}", entry.kind),
-        (Some((desc, name)), None) => format!("{} {desc} {name}", entry.kind),
-        (None, Some(schema)) if entry.name.starts_with("DEFAULT PRIVILEGES") => {
-            format!("{} IN SCHEMA {schema}", entry.name)
-        }
-        (None, _) => format!("{} {}", entry.kind, entry.qualified_name()),
-    }
-}
-
 fn skipped_json(skipped: &[SkippedEntry]) -> Value {
     Value::Array(
         skipped
             .iter()
-            .map(|s| json!({"entry": entry_label(&s.entry), "reason": s.reason.to_string()}))
+            .map(|s| json!({"entry": s.entry.to_string(), "reason": s.reason.to_string()}))
             .collect(),
     )
 }
@@ -220,34 +191,47 @@ pub fn restore(options: ConnectOptions, args: RestoreArgs) -> (Outcome, Result<O
     outcome.dry_run = args.change.dry_run;
     let left_out = |outcome: &mut Outcome, skipped: &[SkippedEntry]| {
         for s in skipped {
-            outcome.lines.push((
-                "left out".into(),
+            outcome.lines.push(Line::new(
+                "left out",
                 database.clone(),
-                format!("{}: {}", entry_label(&s.entry), s.reason),
+                format!("{}: {}", s.entry, s.reason),
             ));
         }
     };
+    let identities = match args
+        .identity
+        .as_ref()
+        .map(rds_pg_core::backup::Identities::from_file)
+    {
+        Some(Err(e)) => return (base, Err(e)),
+        Some(Ok(ids)) => Some(ids),
+        None => None,
+    };
+    let identities = identities.as_ref();
     if args.change.dry_run {
-        let result = plan_restore(&restore_options).map(|plan| {
+        let result = decrypting(&restore_options, identities, plan_restore).map(|plan| {
             left_out(&mut outcome, &plan.skipped);
-            outcome.lines.push((
-                "would run".into(),
+            outcome.lines.push(Line::new(
+                "would run",
                 database.clone(),
                 format!(
-                    "{} of {} entries, {}, with {}",
+                    "{} of {} entries, {}, with {}{}",
                     plan.kept.len(),
                     plan.toc.entries.len(),
-                    if restore_options.single_transaction() {
+                    if restore_options.single_transaction()
+                        || plan.route != rds_pg_core::dump::RestoreRoute::Direct
+                    {
                         "in one transaction"
                     } else {
                         "in parallel"
                     },
-                    plan.tool
+                    plan.tool,
+                    route_note(&plan.route)
                 ),
             ));
             for extension in &plan.create_extensions {
-                outcome.lines.push((
-                    "would run".into(),
+                outcome.lines.push(Line::new(
+                    "would run",
                     database.clone(),
                     format!("master creates extension {extension} first"),
                 ));
@@ -284,11 +268,18 @@ pub fn restore(options: ConnectOptions, args: RestoreArgs) -> (Outcome, Result<O
             p.done, p.total, p.message
         ))
     };
-    let result = match &master {
-        Some(master) => Provisioner::connect(master)
-            .and_then(|mut m| restore_with(&restore_options, Some(&mut m), &mut show)),
-        None => restore_with(&restore_options, None, &mut show),
-    };
+    let result = decrypting(&restore_options, identities, |o| match &master {
+        Some(master) => {
+            Provisioner::connect(master).and_then(|mut m| restore_with(o, Some(&mut m), &mut show))
+        }
+        None => restore_with(o, None, &mut show),
+    })
+    .map(|mut report| {
+        // Read through the decrypting pipe: name the archive itself.
+        report.archive = restore_options.archive.clone();
+        report.bytes = dump::archive_size(&report.archive).unwrap_or(report.bytes);
+        report
+    });
     line.clear();
     if let Err(Error::MissingExtensions { extensions, .. }) = &result {
         let named: Vec<String> = extensions
@@ -302,19 +293,19 @@ pub fn restore(options: ConnectOptions, args: RestoreArgs) -> (Outcome, Result<O
     }
     let result = result.map(|report| {
         for extension in &report.created_extensions {
-            outcome.lines.push((
-                "changed".into(),
+            outcome.lines.push(Line::new(
+                "changed",
                 database.clone(),
                 format!("extension {extension} created by master"),
             ));
         }
         left_out(&mut outcome, &report.skipped);
         outcome.changed = report.entries_restored > 0;
-        outcome.lines.push((
-            "restored".into(),
+        outcome.lines.push(Line::new(
+            "restored",
             database.clone(),
             format!(
-                "{} of {} entries from {} ({}), {}, by {}",
+                "{} of {} entries from {} ({}), {}, by {}{}",
                 report.entries_restored,
                 report.entries_total,
                 report.archive.display(),
@@ -324,13 +315,14 @@ pub fn restore(options: ConnectOptions, args: RestoreArgs) -> (Outcome, Result<O
                 } else {
                     format!("{} jobs", report.jobs)
                 },
-                report.tool
+                report.tool,
+                route_note(&report.route)
             ),
         ));
         for w in &report.warnings {
             outcome
                 .lines
-                .push(("warning".into(), database.clone(), w.clone()));
+                .push(Line::new("warning", database.clone(), w.clone()));
         }
         outcome.summary = Some(format!(
             "changed ({} entries restored, {} left out, {:.1?})",
@@ -360,6 +352,23 @@ pub fn restore(options: ConnectOptions, args: RestoreArgs) -> (Outcome, Result<O
     (base, result)
 }
 
+/// Runs `f` on `options`, or, with identities, on the same options reading the archive through a
+/// pipe that decrypts it as pg_restore reads (never to disk).
+fn decrypting<T>(
+    options: &RestoreOptions,
+    identities: Option<&rds_pg_core::backup::Identities>,
+    f: impl FnOnce(&RestoreOptions) -> Result<T>,
+) -> Result<T> {
+    match identities {
+        Some(ids) => rds_pg_core::backup::with_decrypted(&options.archive, ids, |pipe| {
+            let mut through = options.clone();
+            through.archive = pipe.to_owned();
+            f(&through)
+        }),
+        None => f(options),
+    }
+}
+
 /// Prints the outcome of a dump or restore; returns the exit status.
 pub fn print(printer: Printer, database: &str, (base, result): (Outcome, Result<Outcome>)) -> u8 {
     match result {
@@ -368,6 +377,16 @@ pub fn print(printer: Printer, database: &str, (base, result): (Outcome, Result<
             0
         }
         Err(e) => printer.failure(&base, &e, database),
+    }
+}
+
+/// How pg_restore's SQL reached the server, when not directly: `, its script run by psql …`.
+fn route_note(route: &rds_pg_core::dump::RestoreRoute) -> String {
+    match route {
+        rds_pg_core::dump::RestoreRoute::ScriptThroughPsql { psql } => format!(
+            ", its script run by {psql} (pg_restore 17+ cannot connect to a server before 17)"
+        ),
+        _ => String::new(),
     }
 }
 

@@ -108,6 +108,45 @@ pub enum Command {
     /// A fleet of clients, instances and projects described in an inventory file.
     #[command(subcommand)]
     Fleet(FleetCommand),
+    /// Audit the isolation of a live instance, as master: privileged or cross-project roles and
+    /// memberships, master's leftover memberships, grant and admin options, PUBLIC's access,
+    /// schemas open to creation, objects that shadow pg_catalog, SECURITY DEFINER functions of
+    /// privileged roles, who may connect where (against the inventory when given), TLS and
+    /// password settings. One connection per database, --jobs at once. Exit status: 0 clean
+    /// (info findings aside), 1 findings or the audit failed, 2 usage error or invalid input.
+    #[command(after_help = "Examples:\n  \
+                            rds-pg audit\n  \
+                            rds-pg audit --inventory fleet.toml --instance acme-prod --json\n  \
+                            rds-pg audit --fix   # revokes what loses no data, then audits again")]
+    Audit(AuditArgs),
+    /// Logical backups of an inventory's databases, outside RDS: made as each project's role,
+    /// verified by restoring them as a throw-away role, kept under a retention policy.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+}
+
+/// `rds-pg audit`
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Compare with this inventory (TOML; see examples/inventory.toml): who may connect where,
+    /// which roles and databases belong to no project, the limits it sets for roles.
+    #[arg(long, value_name = "INVENTORY")]
+    pub inventory: Option<PathBuf>,
+    /// The inventory instance this server is [default: the one whose endpoint and port are the
+    /// connection's, or the only one].
+    #[arg(long, value_name = "NAME", requires = "inventory")]
+    pub instance: Option<String>,
+    /// Apply the fixes that lose no data (revokes, leftover memberships), list the others, and
+    /// audit again.
+    #[arg(long)]
+    pub fix: bool,
+    /// How many databases to inspect at once, each over its own connection (1-32).
+    #[arg(long, value_name = "N", default_value_t = rds_pg_core::audit::DEFAULT_JOBS,
+          value_parser = audit_jobs)]
+    pub jobs: usize,
+    /// Print one JSON document on standard output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `rds-pg instance …`
@@ -352,8 +391,8 @@ pub struct DumpArgs {
     /// Parallel jobs (directory format only).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub jobs: Option<u32>,
-    /// The directory of the pg_dump to use [default: PATH, then /usr/lib/postgresql/*/bin,
-    /// the first at least as new as the server].
+    /// The directory of the pg_dump to use [default: RDS_PG_TOOLS_DIRS, PATH, then
+    /// /usr/lib/postgresql/*/bin: the server's major, else the nearest newer].
     #[arg(long, value_name = "DIR")]
     pub tools_dir: Option<PathBuf>,
     /// Print one JSON document on standard output.
@@ -373,8 +412,9 @@ pub struct RestoreArgs {
     /// Parallel jobs (above 1: not one transaction, so a failure leaves what was restored).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub jobs: Option<u32>,
-    /// The directory of the pg_restore to use [default: PATH, then
-    /// /usr/lib/postgresql/*/bin, the first at least as new as the server].
+    /// The directory of the pg_restore to use [default: RDS_PG_TOOLS_DIRS, PATH, then
+    /// /usr/lib/postgresql/*/bin: the server's major, else the nearest newer that reads the
+    /// archive].
     #[arg(long, value_name = "DIR")]
     pub tools_dir: Option<PathBuf>,
     /// An extension master creates in the database first when it lacks it (repeat for
@@ -391,6 +431,10 @@ pub struct RestoreArgs {
     /// its password from the password file, as for the other commands).
     #[arg(long, value_name = "USER", value_parser = any_role_name)]
     pub master_user: Option<RoleName>,
+    /// The age identity file that decrypts an encrypted archive (`.dump.age`): it is decrypted
+    /// as pg_restore reads it, never to disk (one job only).
+    #[arg(long, value_name = "FILE", conflicts_with = "jobs")]
+    pub identity: Option<PathBuf>,
     #[command(flatten)]
     pub change: ChangeArgs,
 }
@@ -459,6 +503,162 @@ pub enum FleetCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+fn audit_jobs(s: &str) -> Result<usize, String> {
+    let max = rds_pg_core::audit::MAX_JOBS;
+    match s.parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?} is not a number from 1 to {max}")),
+    }
+}
+
+/// Which databases of the inventory a backup command covers.
+#[derive(Debug, Clone, Args)]
+pub struct SelectionArgs {
+    /// Only the databases on this instance.
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
+    /// Only this project's databases.
+    #[arg(long, value_name = "NAME")]
+    pub project: Option<String>,
+    /// Only databases of this name.
+    #[arg(long, value_name = "NAME")]
+    pub database: Option<String>,
+}
+
+/// `rds-pg backup …`
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Dump every database of the inventory (or of --instance/--project/--database) as its
+    /// owner, with the credentials read back from where the inventory says they were delivered
+    /// (never master's), into DIR/<client>/<instance>/<database>/<UTC timestamp>.dump with a
+    /// manifest next to it (<timestamp>.json: checksum, size, tools, table of contents, row
+    /// counts). A failing database does not stop the others. Exit status: 0 all backed up, 1 a
+    /// database failed, 2 usage error or unreadable inventory.
+    #[command(after_help = "Examples:\n  \
+                            rds-pg backup run fleet.toml --to /srv/backups\n  \
+                            rds-pg backup run fleet.toml --project shop --encrypt-to age1…\n  \
+                            rds-pg backup run fleet.toml --instance acme-prod --jobs 4 --json")]
+    Run {
+        /// The inventory (TOML).
+        inventory: PathBuf,
+        #[command(flatten)]
+        selection: SelectionArgs,
+        /// The backup directory [default: the inventory's [policy] backup_dir].
+        #[arg(long, value_name = "DIR")]
+        to: Option<PathBuf>,
+        /// pg_dump jobs; above 1 the archive is a directory (not encrypted, not uploaded).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+        jobs: Option<u32>,
+        /// Encrypt to this age recipient (age1…; repeat for several) instead of the
+        /// inventory's backup_encrypt_to.
+        #[arg(long = "encrypt-to", value_name = "RECIPIENT", value_parser = recipient)]
+        encrypt_to: Vec<rds_pg_core::backup::Recipient>,
+        /// Do not encrypt, whatever the inventory says.
+        #[arg(long, conflicts_with = "encrypt_to")]
+        no_encrypt: bool,
+        /// Do not upload, whatever the inventory's backup_upload says.
+        #[arg(long)]
+        no_upload: bool,
+        /// Do not count every table's rows in the dump's snapshot (a scan of each table beside
+        /// pg_dump's): the manifest keeps the planner's estimates, and verify then checks that
+        /// each table restores, not its row count.
+        #[arg(long)]
+        no_count: bool,
+        /// The directory of the pg_dump and pg_restore to use [default: searched for].
+        #[arg(long, value_name = "DIR")]
+        tools_dir: Option<PathBuf>,
+        /// Print one JSON document on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore the newest archive of each database (or --archive) into a scratch database
+    /// owned by a throw-away role that master creates for it, as that role; compare checksum,
+    /// table of contents and row counts with the manifest; record the result in the manifest;
+    /// drop the scratch database and role whatever happened. Exit status: 0 all verified, 1 an
+    /// archive failed, 2 usage error.
+    #[command(after_help = "Examples:\n  \
+                            rds-pg backup verify fleet.toml --to /srv/backups\n  \
+                            rds-pg backup verify fleet.toml --archive /srv/backups/acme/acme-prod/shop/20261201T030000Z.dump.age --identity key.txt")]
+    Verify {
+        /// The inventory (TOML): where each instance's master password comes from.
+        inventory: PathBuf,
+        #[command(flatten)]
+        selection: SelectionArgs,
+        /// The backup directory [default: the inventory's [policy] backup_dir].
+        #[arg(long, value_name = "DIR")]
+        to: Option<PathBuf>,
+        /// Verify this archive (or manifest) only.
+        #[arg(long, value_name = "PATH")]
+        archive: Option<PathBuf>,
+        /// The age identity file that decrypts encrypted archives.
+        #[arg(long, value_name = "FILE")]
+        identity: Option<PathBuf>,
+        /// The directory of the pg_restore to use [default: searched for].
+        #[arg(long, value_name = "DIR")]
+        tools_dir: Option<PathBuf>,
+        /// Print one JSON document on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the archives a retention policy does not keep, per database (restic's forget
+    /// rules: an archive kept by any rule is kept), never the newest verified one. The policy
+    /// is the inventory's backup_keep_* keys, each replaced by the option given. Exit status: 0
+    /// done, 1 an archive could not be removed, 2 usage error.
+    #[command(after_help = "Examples:\n  \
+                            rds-pg backup prune fleet.toml --dry-run\n  \
+                            rds-pg backup prune /srv/backups --keep-last 3 --keep-daily 7 --keep-weekly 4 --keep-monthly 12")]
+    Prune {
+        /// The inventory (TOML), or the backup directory itself.
+        target: PathBuf,
+        #[command(flatten)]
+        selection: SelectionArgs,
+        /// The backup directory, with an inventory [default: its [policy] backup_dir].
+        #[arg(long, value_name = "DIR")]
+        to: Option<PathBuf>,
+        /// Keep the newest N archives.
+        #[arg(long, value_name = "N")]
+        keep_last: Option<u32>,
+        /// Keep the newest archive of each of the last N days that have one (UTC).
+        #[arg(long, value_name = "N")]
+        keep_daily: Option<u32>,
+        /// Keep the newest archive of each of the last N ISO weeks that have one.
+        #[arg(long, value_name = "N")]
+        keep_weekly: Option<u32>,
+        /// Keep the newest archive of each of the last N months that have one.
+        #[arg(long, value_name = "N")]
+        keep_monthly: Option<u32>,
+        /// Keep the newest archive of each of the last N years that have one.
+        #[arg(long, value_name = "N")]
+        keep_yearly: Option<u32>,
+        /// List exactly what would be removed, and remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print one JSON document on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the archives with their size and verification state.
+    #[command(after_help = "Examples:\n  \
+                            rds-pg backup list fleet.toml\n  \
+                            rds-pg backup list /srv/backups --database shop --json")]
+    List {
+        /// The inventory (TOML), or the backup directory itself.
+        target: PathBuf,
+        #[command(flatten)]
+        selection: SelectionArgs,
+        /// The backup directory, with an inventory [default: its [policy] backup_dir].
+        #[arg(long, value_name = "DIR")]
+        to: Option<PathBuf>,
+        /// Print one JSON document on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn recipient(s: &str) -> Result<rds_pg_core::backup::Recipient, String> {
+    rds_pg_core::backup::Recipient::parse(s).map_err(|e| e.to_string())
 }
 
 fn parse_sslmode(s: &str) -> Result<SslMode, String> {

@@ -2,6 +2,8 @@
 //! `rds-pg-core`.
 
 mod archive;
+mod audit;
+mod backup;
 mod cli;
 mod fleet;
 mod output;
@@ -84,6 +86,11 @@ fn run(cli: Cli) -> u8 {
         }
         Command::Sandbox(cmd) => sandbox(cmd),
         Command::Fleet(cmd) => fleet::run(cmd),
+        Command::Audit(args) => match connect_options(conn) {
+            Ok(options) => audit::run(&options, &args),
+            Err(e) => audit::failed(&e, args.json),
+        },
+        Command::Backup(cmd) => backup::run(conn, cmd),
     }
 }
 
@@ -114,6 +121,9 @@ fn connect_options(args: &ConnectionArgs) -> Result<ConnectOptions> {
     }
     if let Some(ca) = &args.sslrootcert {
         options = options.sslrootcert(ca);
+    }
+    if let Some(w) = options.pgpass_warning() {
+        eprintln!("WARNING: {w}");
     }
     Ok(options)
 }

@@ -34,7 +34,7 @@ pub struct Outcome {
     /// Where the operation's report says it delivered credentials.
     pub delivered_to: Option<String>,
     /// Lines that are not SQL statements (dump and restore): mark, database, text.
-    pub lines: Vec<(String, String, String)>,
+    pub lines: Vec<Line>,
     /// The summary, when the default one (from the steps) does not fit.
     pub summary: Option<String>,
     /// Extra fields for the JSON document (dump and restore details).
@@ -77,6 +77,33 @@ impl Outcome {
         self.steps = plan.steps;
         self.notes = plan.notes;
         self
+    }
+}
+
+/// A line of the human listing that is not an SQL statement (dump and restore): a mark, the
+/// database, the text.
+#[derive(Debug, Clone)]
+pub struct Line {
+    /// What happened (`written`, `restored`, `warning`, …).
+    pub mark: String,
+    /// The database it is about.
+    pub database: String,
+    /// The text.
+    pub text: String,
+}
+
+impl Line {
+    /// A line.
+    pub fn new(
+        mark: impl Into<String>,
+        database: impl Into<String>,
+        text: impl Into<String>,
+    ) -> Self {
+        Line {
+            mark: mark.into(),
+            database: database.into(),
+            text: text.into(),
+        }
     }
 }
 
@@ -126,7 +153,12 @@ impl Printer {
                 step.sql()
             );
         }
-        for (mark, database, text) in &outcome.lines {
+        for Line {
+            mark,
+            database,
+            text,
+        } in &outcome.lines
+        {
             let _ = writeln!(err, "{mark:<10} {database:<12} {text}");
         }
         for note in &outcome.notes {
@@ -232,29 +264,11 @@ pub fn print_json(doc: &Value) {
 /// The error as a JSON object: kind, message, fix (for permission errors), SQLSTATE.
 pub fn error_json(error: &Error) -> Value {
     json!({
-        "kind": kind_label(error.kind()),
+        "kind": error.kind().as_str(),
         "message": error.to_string(),
         "fix": error.hint(),
         "sqlstate": error.sqlstate().map(|s| s.code()),
     })
-}
-
-/// A stable lower-case name for an error kind.
-pub fn kind_label(kind: ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::InvalidName => "invalid_name",
-        ErrorKind::InvalidInput => "invalid_input",
-        ErrorKind::PermissionDenied => "permission_denied",
-        ErrorKind::NotFound => "not_found",
-        ErrorKind::StillInUse => "still_in_use",
-        ErrorKind::PolicyViolation => "policy_violation",
-        ErrorKind::Connection => "connection",
-        ErrorKind::Tls => "tls",
-        ErrorKind::Server => "server",
-        ErrorKind::Tool => "tool",
-        ErrorKind::Io => "io",
-        _ => "other",
-    }
 }
 
 /// 2 for input rds-pg refused before contacting anything, 1 for everything else.

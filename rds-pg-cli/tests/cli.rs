@@ -8,8 +8,11 @@ use std::process::{Command, Stdio};
 
 use postgres::Client;
 use rds_pg_core::sandbox::{DetachedSandbox, SUPPORTED_VERSIONS};
-use rds_pg_core::{connect, ConnectOptions, Password};
-use rds_pg_tests::{changes_since, log_mark, run_on, selected_versions, statements_since, Sandbox};
+use rds_pg_core::{ConnectOptions, Password};
+use rds_pg_tests::{
+    assert_password_refused, changes_since, connect_error, log_mark, run_on, selected_versions,
+    statements_since, Sandbox,
+};
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------------
@@ -224,8 +227,11 @@ fn printed_password(run: &Run) -> Password {
 }
 
 /// Whether a pg_dump able to dump a server of `major` is installed here.
+/// Whether rds-pg finds a pg_dump for a server of `major` here (RDS_PG_TOOLS_DIRS, which cargo
+/// sets to the client tools 18 of `make setup`, PATH, /usr/lib/postgresql/*/bin).
 fn has_client_tools_for(major: u32) -> bool {
-    (major..=99).any(|m| Path::new(&format!("/usr/lib/postgresql/{m}/bin/pg_dump")).is_file())
+    let found = rds_pg_core::dump::tools::find_all(rds_pg_core::dump::ClientProgram::PgDump, None);
+    rds_pg_core::dump::tools::choose(&found, major).is_some()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -529,8 +535,8 @@ on_15_and_newest!(
         let rotated = printed_password(&run);
         assert_ne!(rotated, password);
         login(sandbox.options_for("app").password(rotated));
-        let old = connect(&sandbox.options_for("app").password(password));
-        assert!(old.is_err(), "the old password is refused");
+        let old = connect_error(&sandbox.options_for("app").password(password));
+        assert_password_refused(&old, "app");
 
         // Piped to a credentials command instead: nothing on stdout, the command got it.
         let received = tmp.path().join("received.json");
@@ -998,7 +1004,13 @@ on_15_and_newest!(
         }
         let tools = tmp.path().join("tools");
         std::fs::create_dir(&tools).unwrap();
-        recording_tools(&tools, Path::new("/usr/lib/postgresql/15/bin"));
+        let found =
+            rds_pg_core::dump::tools::find_all(rds_pg_core::dump::ClientProgram::PgDump, None);
+        let real = rds_pg_core::dump::tools::choose(&found, sandbox.major_version())
+            .expect("checked above")
+            .path
+            .clone();
+        recording_tools(&tools, real.parent().unwrap());
         let tools_arg = tools.to_str().unwrap();
         let as_shop = operator(&as_user(&cli, "shop")).with_env("PGPASSWORD", &shop_password);
         let file = tmp.path().join("shop.dump");

@@ -2,10 +2,11 @@
 //! way an operator runs it. The census reads what the commands themselves send as master; a
 //! project role `hostile` plants shadowing objects for it in its own database (public first on
 //! that database's search path) and, on PostgreSQL 14 and older, in `public` of `postgres` and
-//! `template1`; then every command runs as master (`--json`, and `--dry-run` where it exists) and
-//! each is checked: no planted object ran as anyone but `hostile`, `hostile` gained nothing,
-//! other projects' new databases hold nothing of it, every refusal is a typed error (a JSON
-//! `kind` other than `server`) and nothing crashed.
+//! `template1` (opened to PUBLIC again after the census, which runs `rds-pg instance secure`, as
+//! RDS delivers a 13 or 14 instance); then every command runs as master (`--json`, and
+//! `--dry-run` where it exists) and each is checked: no planted object ran as anyone but
+//! `hostile`, `hostile` gained nothing, other projects' new databases hold nothing of it, every
+//! refusal is a typed error (a JSON `kind` other than `server`) and nothing crashed.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -168,6 +169,9 @@ fn cli_census(sandbox: &Sandbox, cli: &RdsPg, dir: &Path) -> Census {
     let mark = log::mark(sandbox);
     let pw = Password::new("census-cli-pw");
     let stdin = format!("{}\n", pw.expose());
+    // Securing the instance first: before 15, db create refuses an open template1.
+    cli.must(None, &["instance", "secure", "--dry-run"], None);
+    cli.must(None, &["instance", "secure"], None);
     cli.must(None, &["user", "create", "census", "--dry-run"], None);
     cli.must(
         None,
@@ -233,7 +237,25 @@ fn cli_census(sandbox: &Sandbox, cli: &RdsPg, dir: &Path) -> Census {
             &["restore", "census_copy", "--file", a],
             None,
         );
-        copies.push("census_copy");
+        // Into a database without the extensions: master creates the ones named.
+        cli.must(
+            None,
+            &["db", "create", "census_bare", "--owner", "census"],
+            None,
+        );
+        let mut restore = vec!["restore", "census_bare", "--file", a];
+        restore.extend(ext_args(sandbox));
+        restore.extend([
+            "--extension",
+            "citext",
+            "--master-user",
+            sandbox.master_user(),
+        ]);
+        let mut dry = restore.clone();
+        dry.push("--dry-run");
+        cli.must(Some("census"), &dry, None);
+        cli.must(Some("census"), &restore, None);
+        copies.extend(["census_copy", "census_bare"]);
     }
     cli.must(None, &["user", "drop", "census_ro", "--dry-run"], None);
     cli.must(None, &["user", "drop", "census_ro"], None);
@@ -287,7 +309,7 @@ per_version!(
         let v = sandbox.major_version();
         let tmp = tempfile::tempdir().unwrap();
         let cli = RdsPg::new(sandbox, tmp.path());
-        hostile::template1_open_to_public(sandbox, false);
+        // The census secures the instance (rds-pg instance secure); set-up runs on it.
         let census = cli_census(sandbox, &cli, tmp.path());
 
         let pw = Password::new("hostile-cli-pw");
@@ -299,7 +321,9 @@ per_version!(
         cli.password_line(sandbox, "hostile", &pw);
         cli.must(None, &["db", "create", "hostile", "--owner", "hostile"], None);
         cli.must(None, &["user", "create", "hostile_ro"], None);
-        hostile::template1_open_to_public(sandbox, true);
+        // From here on, the instance as RDS delivers it: PUBLIC may create in public of
+        // postgres and template1 on 14 and older.
+        hostile::shared_public_schemas_open(sandbox, true);
         let planter = Planter {
             role: "hostile".into(),
             options: sandbox.options_for("hostile").password(pw),
@@ -379,10 +403,25 @@ per_version!(
                 match e["fix"].as_str() {
                     Some(sql) if hostile::closes_public_create(sql) => {
                         let mut t1 = hostile::pinned(&sandbox.master_options().dbname("template1"));
-                        if let Err(err) = t1.batch_execute(sql) {
-                            attack.finding(format!("the printed fix fails as master in template1: {err}"));
-                        }
+                        let ran = hostile::run_fix(&mut t1, sql);
                         drop(t1);
+                        if let Err(failures) = &ran {
+                            attack.finding(format!(
+                                "the printed fix fails as master in template1: {failures}"
+                            ));
+                        }
+                        let left = hostile::objects_owned_by(sandbox, "template1", &["hostile"]);
+                        if !left.is_empty() {
+                            attack.finding(format!(
+                                "the printed fix left {} objects of hostile in template1: {:?}",
+                                left.len(),
+                                &left[..left.len().min(5)]
+                            ));
+                        }
+                        if ran.is_err() || !left.is_empty() {
+                            // Found already; clean it so that the steps after it still run.
+                            hostile::clean_template1_as_superuser(sandbox, &["hostile"]);
+                        }
                         step(&mut attack, "db create victim (after the fix)", Expect::Ok, &create, None);
                     }
                     other => attack.finding(format!(
@@ -394,13 +433,26 @@ per_version!(
         } else {
             step(&mut attack, "db create victim", Expect::Ok, &create, None);
         }
-        let owned = hostile::objects_owned_by(sandbox, "victim", &["hostile"]);
+        let owned = if hostile::database_exists(sandbox, "victim") {
+            hostile::objects_owned_by(sandbox, "victim", &["hostile"])
+        } else {
+            attack.finding("rds-pg db create victim: no database victim was created");
+            Vec::new()
+        };
         if !owned.is_empty() {
             attack.finding(format!(
                 "the database created for victim holds {} objects of hostile: {:?}…",
                 owned.len(),
                 &owned[..owned.len().min(5)]
             ));
+        }
+        // Securing the instance while hostile's objects are still in postgres.
+        step(&mut attack, "instance secure --dry-run", Expect::Ok, &["instance", "secure", "--dry-run"], None);
+        step(&mut attack, "instance secure", Expect::Ok, &["instance", "secure"], None);
+        for database in ["postgres", "template1"] {
+            if hostile::may_create_in_public(sandbox, database, "hostile") {
+                attack.finding(format!("after instance secure hostile may still create in {database}.public"));
+            }
         }
         step(&mut attack, "ext enable victim citext", Expect::Ok, &["ext", "enable", "victim", "citext"], None);
         step(&mut attack, "grant readonly victim victim_ro", Expect::Ok, &["grant", "readonly", "victim", "victim_ro"], None);
@@ -431,12 +483,7 @@ per_version!(
                 {
                     attack.finding("rds-pg restore hostile as master: pg_restore ran");
                 }
-                let has: Vec<String> = admin(sandbox, "hostile")
-                    .query("SELECT extname::text FROM pg_extension WHERE extname <> 'plpgsql'", &[])
-                    .unwrap()
-                    .iter()
-                    .map(|r| r.get(0))
-                    .collect();
+                let has = hostile::installed_extensions(sandbox, "hostile");
                 let mut create = vec!["db", "create", "hostile_copy", "--owner", "hostile"];
                 for e in &has {
                     create.extend(["--extension", e.as_str()]);
@@ -446,6 +493,31 @@ per_version!(
                     cli.outcome(Some("hostile"), &["restore", "hostile_copy", "--file", a], None).0
                 });
                 step(&mut attack, "db drop hostile_copy", Expect::Ok, &["db", "drop", "hostile_copy", "--force"], None);
+                // Into a database without them: only the extensions named are created.
+                step(&mut attack, "db create hostile_bare", Expect::Ok, &["db", "create", "hostile_bare", "--owner", "hostile"], None);
+                if !has.is_empty() {
+                    attack.run("rds-pg -U hostile restore hostile_bare (extensions not named)", Expect::Refused("not_found"), || {
+                        cli.outcome(Some("hostile"), &["restore", "hostile_bare", "--file", a], None).0
+                    });
+                    let created = hostile::installed_extensions(sandbox, "hostile_bare");
+                    if !created.is_empty() {
+                        attack.finding(format!("a restore naming no extension created {created:?}"));
+                    }
+                }
+                let mut restore = vec!["restore", "hostile_bare", "--file", a];
+                for e in &has {
+                    restore.extend(["--extension", e.as_str()]);
+                }
+                restore.extend(["--master-user", sandbox.master_user()]);
+                let mut dry = restore.clone();
+                dry.push("--dry-run");
+                attack.run("rds-pg -U hostile restore hostile_bare --extension … --dry-run", Expect::Ok, || {
+                    cli.outcome(Some("hostile"), &dry, None).0
+                });
+                attack.run("rds-pg -U hostile restore hostile_bare --extension … --master-user", Expect::Ok, || {
+                    cli.outcome(Some("hostile"), &restore, None).0
+                });
+                step(&mut attack, "db drop hostile_bare", Expect::Ok, &["db", "drop", "hostile_bare", "--force"], None);
             }
         }
         for database in std::iter::once("hostile").chain(shared.iter().copied()) {

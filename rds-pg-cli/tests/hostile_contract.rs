@@ -1,7 +1,6 @@
-//! `rds-pg instance secure [--dry-run] [--json]` (issue 11), gated by this crate's
-//! `issue11-contract` feature until the command exists: it revokes CREATE on schema `public`
-//! from PUBLIC in `postgres` and `template1` where granted (14 and older), drops nothing, and
-//! changes nothing the second time.
+//! `rds-pg instance secure [--dry-run] [--json]` (issue 11): on an instance as RDS delivers it,
+//! it revokes CREATE on schema `public` from PUBLIC in `postgres` and `template1` where granted
+//! (14 and older), drops nothing, and changes nothing the second time.
 
 use std::process::{Command, Stdio};
 

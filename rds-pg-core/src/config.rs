@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use zeroize::Zeroizing;
+
 use crate::error::{Error, Result};
 use crate::secret::Password;
 
@@ -216,55 +218,27 @@ impl ConnectOptions {
         Ok(self)
     }
 
-    /// Sets the host name or IP address.
-    pub fn host(mut self, host: impl Into<String>) -> Self {
-        self.host = host.into();
-        self
-    }
-    /// Sets the TCP port.
-    pub fn port(mut self, port: u16) -> Self {
-        self.port = port;
-        self
-    }
-    /// Sets the role to log in as.
-    pub fn user(mut self, user: impl Into<String>) -> Self {
-        self.user = Some(user.into());
-        self
-    }
-    /// Sets the database to connect to.
-    pub fn dbname(mut self, dbname: impl Into<String>) -> Self {
-        self.dbname = Some(dbname.into());
-        self
-    }
-    /// Sets the password (otherwise pgpass is consulted).
-    pub fn password(mut self, password: impl Into<Password>) -> Self {
-        self.password = Some(password.into());
-        self
-    }
-    /// Sets the pgpass file to search instead of `PGPASSFILE`/`~/.pgpass`.
-    pub fn passfile(mut self, path: impl Into<PathBuf>) -> Self {
-        self.passfile = Some(path.into());
-        self
-    }
-    /// Sets the TLS mode.
-    pub fn sslmode(mut self, mode: SslMode) -> Self {
-        self.sslmode = mode;
-        self
-    }
-    /// Sets the PEM file of trusted CA certificates (for RDS: AWS's `global-bundle.pem`).
-    pub fn sslrootcert(mut self, path: impl Into<PathBuf>) -> Self {
-        self.sslrootcert = Some(path.into());
-        self
-    }
-    /// Sets how long to wait for the connection to be made.
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = Some(timeout);
-        self
-    }
-    /// Sets the `application_name` reported to the server (default `rds-pg`).
-    pub fn application_name(mut self, name: impl Into<String>) -> Self {
-        self.application_name = name.into();
-        self
+    crate::builder::setters! {
+        /// Sets the host name or IP address.
+        host = into String;
+        /// Sets the TCP port.
+        port = u16;
+        /// Sets the role to log in as.
+        user = some_into String;
+        /// Sets the database to connect to.
+        dbname = some_into String;
+        /// Sets the password (otherwise pgpass is consulted).
+        password = some_into Password;
+        /// Sets the pgpass file to search instead of `PGPASSFILE`/`~/.pgpass`.
+        passfile = some_into PathBuf;
+        /// Sets the TLS mode.
+        sslmode = SslMode;
+        /// Sets the PEM file of trusted CA certificates (for RDS: AWS's `global-bundle.pem`).
+        sslrootcert = some_into PathBuf;
+        /// Sets how long to wait for the connection to be made.
+        connect_timeout = some Duration;
+        /// Sets the `application_name` reported to the server (default `rds-pg`).
+        application_name = into String;
     }
 
     /// The host.
@@ -318,12 +292,30 @@ impl ConnectOptions {
 
     /// The password to send: the configured one, else the first matching pgpass entry.
     ///
+    /// A password file that libpq would ignore (not a plain file, or open to the group or
+    /// others) is ignored; [`ConnectOptions::pgpass_warning`] says so.
+    ///
     /// # Errors
     /// An unreadable pgpass file (a missing or too-open one is not an error: libpq ignores it).
     pub fn resolve_password(&self) -> Result<Option<Password>> {
         if let Some(p) = &self.password {
             return Ok(Some(p.clone()));
         }
+        Ok(self.search_passfile()?.password)
+    }
+
+    /// The warning libpq prints when a connection with these options consults a password file
+    /// it then ignores (`password file "…" has group or world access; …`), for the caller to
+    /// show; `None` when a password is set, no file is consulted, or the file is fine (or
+    /// missing, or unreadable: connecting reports that).
+    pub fn pgpass_warning(&self) -> Option<crate::pgpass::PgPassWarning> {
+        if self.password.is_some() {
+            return None;
+        }
+        self.search_passfile().ok()?.warning
+    }
+
+    fn search_passfile(&self) -> Result<crate::pgpass::PgPassLookup> {
         match self.passfile_path() {
             Some(path) => crate::pgpass::lookup(
                 &path,
@@ -332,8 +324,109 @@ impl ConnectOptions {
                 self.get_dbname(),
                 &self.get_user(),
             ),
-            None => Ok(None),
+            None => Ok(crate::pgpass::PgPassLookup::default()),
         }
+    }
+
+    /// The settings a connection string for these options carries, in order, without the
+    /// password: `host`, `port`, `user` and `dbname` (the resolved ones: the OS user and
+    /// `postgres` when unset), `sslmode`, then `sslrootcert`, `passfile` and `connect_timeout`
+    /// when set, and `application_name` when it is not the default `rds-pg`.
+    fn conninfo_pairs(&self) -> Result<Vec<(&'static str, String)>> {
+        let path = |name: &str, path: &Path| {
+            path.to_str().map(str::to_owned).ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "cannot write the {name} path to a connection string: it is not valid UTF-8"
+                ))
+            })
+        };
+        let mut pairs = vec![
+            ("host", self.host.clone()),
+            ("port", self.port.to_string()),
+            ("user", self.get_user()),
+            ("dbname", self.get_dbname().to_owned()),
+            ("sslmode", self.sslmode.as_str().to_owned()),
+        ];
+        if let Some(ca) = &self.sslrootcert {
+            pairs.push(("sslrootcert", path("sslrootcert", ca)?));
+        }
+        if let Some(file) = &self.passfile {
+            pairs.push(("passfile", path("passfile", file)?));
+        }
+        if let Some(timeout) = self.connect_timeout {
+            // libpq counts whole seconds: round a fraction up, as waiting longer is safe.
+            let secs = timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0);
+            pairs.push(("connect_timeout", secs.to_string()));
+        }
+        if self.application_name != ConnectOptions::new().application_name {
+            pairs.push(("application_name", self.application_name.clone()));
+        }
+        Ok(pairs)
+    }
+
+    /// These options as a libpq `key=value` connection string, which `psql`, libpq and
+    /// [`ConnectOptions`]'s [`FromStr`] read back to the same options: `host='db.example'
+    /// port=5432 user='shop' dbname='shop' sslmode=verify-full sslrootcert='/etc/rds.pem'`
+    /// (`passfile`, `connect_timeout` and a non-default `application_name` follow when set).
+    /// Values are single-quoted with `\` and `'` escaped. The password is never written: it is a
+    /// secret (see [`ConnectOptions::to_conninfo_with_password`]). The user and database are
+    /// written as resolved (the OS user and `postgres` when unset), since libpq's defaults
+    /// differ from rds-pg's.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a value no connection string can hold (a NUL character, a
+    /// path that is not valid UTF-8), naming the setting, never its value.
+    pub fn to_conninfo(&self) -> Result<String> {
+        Ok(self
+            .write(crate::conninfo::write_keyword_value, false)?
+            .to_string())
+    }
+
+    /// As [`ConnectOptions::to_conninfo`], with `password='…'` last when a password is set
+    /// (a password file is not read for it), wrapped because it holds the secret.
+    ///
+    /// # Errors
+    /// As [`ConnectOptions::to_conninfo`].
+    pub fn to_conninfo_with_password(&self) -> Result<Password> {
+        let written = self.write(crate::conninfo::write_keyword_value, true)?;
+        Ok(Password::new(written.as_str()))
+    }
+
+    /// These options as a `postgresql://user@host:port/dbname?sslmode=…` URI (the settings of
+    /// [`ConnectOptions::to_conninfo`], every component percent-encoded, the others in the query
+    /// in the same order), which `psql`, libpq and [`FromStr`] read back to the same options. The
+    /// password is never written (see [`ConnectOptions::to_uri_with_password`]).
+    ///
+    /// # Errors
+    /// As [`ConnectOptions::to_conninfo`].
+    pub fn to_uri(&self) -> Result<String> {
+        Ok(self.write(crate::conninfo::write_uri, false)?.to_string())
+    }
+
+    /// As [`ConnectOptions::to_uri`], with the password after the user
+    /// (`postgresql://user:password@…`) when a non-empty one is set, wrapped because it holds
+    /// the secret.
+    ///
+    /// # Errors
+    /// As [`ConnectOptions::to_conninfo`].
+    pub fn to_uri_with_password(&self) -> Result<Password> {
+        let written = self.write(crate::conninfo::write_uri, true)?;
+        Ok(Password::new(written.as_str()))
+    }
+
+    /// [`Self::conninfo_pairs`], and the password last when `with_password` and one is set,
+    /// written by `writer`.
+    fn write(
+        &self,
+        writer: crate::conninfo::Writer,
+        with_password: bool,
+    ) -> Result<Zeroizing<String>> {
+        let pairs = self.conninfo_pairs()?;
+        let mut borrowed: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        if let (true, Some(password)) = (with_password, &self.password) {
+            borrowed.push(("password", password.expose()));
+        }
+        writer(&borrowed)
     }
 
     /// `user@host:port/dbname`, for messages.
@@ -509,5 +602,100 @@ mod tests {
         assert_eq!(other.get_dbname(), "proj");
         assert_eq!(other.get_port(), 7000);
         assert_eq!(other.get_password(), o.get_password());
+    }
+
+    fn every_setting() -> ConnectOptions {
+        ConnectOptions::new()
+            .host("db.example.com")
+            .port(6543)
+            .user("app:o'neil")
+            .dbname("my db")
+            .password("p@ss 'w\\rd' ü")
+            .passfile("/etc/app/pg pass")
+            .sslmode(SslMode::VerifyFull)
+            .sslrootcert("/etc/ssl/rds bundle/global-bundle.pem")
+            .connect_timeout(Duration::from_secs(7))
+            .application_name("deploy tool")
+    }
+
+    #[test]
+    fn conninfo_and_uri_round_trip_without_the_password() {
+        let o = every_setting();
+        let mut without_password = o.clone();
+        without_password.password = None;
+        for written in [o.to_conninfo().unwrap(), o.to_uri().unwrap()] {
+            assert!(
+                !written.contains("p@ss") && !written.contains("p%40ss"),
+                "{written}"
+            );
+            let back: ConnectOptions = written.parse().unwrap();
+            assert_eq!(back, without_password, "{written}");
+        }
+        for written in [
+            o.to_conninfo_with_password().unwrap(),
+            o.to_uri_with_password().unwrap(),
+        ] {
+            assert_eq!(format!("{written:?}"), "Password([redacted])");
+            let back: ConnectOptions = written.expose().parse().unwrap();
+            assert_eq!(back, o);
+        }
+        assert_eq!(
+            o.to_conninfo().unwrap(),
+            "host='db.example.com' port=6543 user='app:o\\'neil' dbname='my db' \
+             sslmode=verify-full sslrootcert='/etc/ssl/rds bundle/global-bundle.pem' \
+             passfile='/etc/app/pg pass' connect_timeout=7 application_name='deploy tool'"
+        );
+        assert_eq!(
+            o.to_uri().unwrap(),
+            "postgresql://app%3Ao%27neil@db.example.com:6543/my%20db?sslmode=verify-full\
+             &sslrootcert=/etc/ssl/rds%20bundle/global-bundle.pem&passfile=/etc/app/pg%20pass\
+             &connect_timeout=7&application_name=deploy%20tool"
+        );
+    }
+
+    #[test]
+    fn defaults_are_written_as_resolved_and_left_out_when_libpq_agrees() {
+        let o = ConnectOptions::new().user("u");
+        assert_eq!(
+            o.to_conninfo().unwrap(),
+            "host='localhost' port=5432 user='u' dbname='postgres' sslmode=prefer"
+        );
+        assert_eq!(
+            o.to_uri().unwrap(),
+            "postgresql://u@localhost:5432/postgres?sslmode=prefer"
+        );
+        let back: ConnectOptions = o.to_conninfo().unwrap().parse().unwrap();
+        assert_eq!(
+            back.get_dbname(),
+            "postgres",
+            "rds-pg's default, not libpq's (the user)"
+        );
+        assert_eq!(back.get_application_name(), "rds-pg");
+        // A fraction of a second is rounded up: libpq counts whole seconds.
+        let o = o.connect_timeout(Duration::from_millis(2500));
+        assert!(o.to_conninfo().unwrap().ends_with("connect_timeout=3"));
+    }
+
+    #[test]
+    fn what_a_connection_string_cannot_hold_is_refused() {
+        let e = ConnectOptions::new()
+            .user("nul\0user")
+            .to_conninfo()
+            .unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidInput);
+        let e = ConnectOptions::new()
+            .password("se\0cret")
+            .to_uri_with_password()
+            .unwrap_err();
+        assert!(!e.to_string().contains("cret"), "{e}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStrExt;
+            let o = ConnectOptions::new().sslrootcert(std::ffi::OsStr::from_bytes(b"/ca\xff.pem"));
+            assert_eq!(
+                o.to_uri().unwrap_err().kind(),
+                crate::ErrorKind::InvalidInput
+            );
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! libpq connection strings, `key=value` lists and `postgresql://` URIs, as keyword/value pairs.
+//! libpq connection strings, `key=value` lists and `postgresql://` URIs, as keyword/value pairs:
+//! read ([`parse`]) and written ([`write_keyword_value`], [`write_uri`]), each the other's inverse.
 //!
 //! The grammar is libpq's (`conninfo_parse`, `conninfo_uri_parse_options`,
 //! `conninfo_uri_parse_params` and `conninfo_uri_decode` in `fe-connect.c`). Error messages never
@@ -7,7 +8,8 @@
 
 use std::fmt;
 
-use percent_encoding::percent_decode_str;
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 
@@ -381,6 +383,137 @@ fn parse_params(query: &str, pairs: &mut Vec<(String, String)>) -> Result<()> {
     Ok(())
 }
 
+/// What a URI component keeps unencoded: RFC 3986's unreserved characters. Everything else,
+/// including every non-ASCII byte, is percent-encoded, which libpq and [`parse`] decode.
+pub(crate) const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// An IPv6 address inside `[…]` keeps its colons (a zone's `%` is encoded as `%25`).
+const IPV6_HOST: &AsciiSet = &COMPONENT.remove(b':');
+
+/// A path in a query value keeps its slashes, for readability; both parsers accept them.
+const QUERY_PATH: &AsciiSet = &COMPONENT.remove(b'/');
+
+/// The keywords whose values [`write_keyword_value`] writes bare: a port, a mode, a number of
+/// seconds (digits and `a-z-` only, which need no quotes).
+const BARE_KEYWORDS: &[&str] = &["port", "sslmode", "connect_timeout"];
+
+/// The keywords a URI carries outside its query: they have their own place in it.
+const URI_PLACED: &[&str] = &["user", "password", "host", "port", "dbname"];
+
+/// A writer of `(keyword, value)` pairs: [`write_keyword_value`] or [`write_uri`].
+pub(crate) type Writer = fn(&[(&str, &str)]) -> Result<Zeroizing<String>>;
+
+/// Refuses a value no connection string can carry (a NUL), naming the keyword only.
+fn check_value(key: &str, value: &str) -> Result<()> {
+    if value.contains('\0') {
+        return Err(Error::InvalidInput(format!(
+            "cannot write the {key} to a connection string: it contains a NUL character"
+        )));
+    }
+    Ok(())
+}
+
+/// `value` quoted for a `key=value` string: `'…'` with `\` and `'` escaped, which libpq (and
+/// [`parse`]) read back to exactly `value`, whatever it holds.
+pub(crate) fn quote_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('\'');
+    for c in value.chars() {
+        if c == '\\' || c == '\'' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('\'');
+    out
+}
+
+/// `pairs` as a `key=value` connection string, in order, separated by spaces: every value is
+/// quoted ([`quote_value`]) except a port, an sslmode and a connect timeout. Wrapped because a
+/// pair may be the password.
+///
+/// # Errors
+/// [`Error::InvalidInput`] for a value holding a NUL (naming the keyword, never the value).
+pub(crate) fn write_keyword_value(pairs: &[(&str, &str)]) -> Result<Zeroizing<String>> {
+    let mut out = Zeroizing::new(String::new());
+    for (key, value) in pairs {
+        check_value(key, value)?;
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(key);
+        out.push('=');
+        let bare = BARE_KEYWORDS.contains(key)
+            && !value.is_empty()
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if bare {
+            out.push_str(value);
+        } else {
+            out.push_str(&Zeroizing::new(quote_value(value)));
+        }
+    }
+    Ok(out)
+}
+
+/// `pairs` as a `postgresql://user:password@host:port/dbname?key=value&…` URI: `user`,
+/// `password` (when not empty: a URI cannot carry an empty one), `host` (an IPv6 address in
+/// `[…]`), `port` and `dbname` in their places, every other pair in the query, in order. Every
+/// component is percent-encoded (only `A-Z a-z 0-9 - . _ ~` stay as they are; an IPv6 address
+/// keeps its colons; a socket directory is encoded whole, `/` as `%2F`; a query value keeps its
+/// `/`). Wrapped because a pair may be the password.
+///
+/// # Errors
+/// [`Error::InvalidInput`] for a value holding a NUL (naming the keyword, never the value).
+pub(crate) fn write_uri(pairs: &[(&str, &str)]) -> Result<Zeroizing<String>> {
+    for (key, value) in pairs {
+        check_value(key, value)?;
+    }
+    let get = |key: &str| pairs.iter().rev().find(|(k, _)| *k == key).map(|(_, v)| *v);
+    let mut url = Zeroizing::new(String::from("postgresql://"));
+    let user = get("user").filter(|u| !u.is_empty());
+    let password = get("password").filter(|p| !p.is_empty());
+    if user.is_some() || password.is_some() {
+        url.extend(utf8_percent_encode(user.unwrap_or_default(), COMPONENT));
+        if let Some(password) = password {
+            url.push(':');
+            url.extend(utf8_percent_encode(password, COMPONENT));
+        }
+        url.push('@');
+    }
+    if let Some(host) = get("host") {
+        if host.contains(':') && !host.starts_with('/') {
+            url.push('[');
+            url.extend(utf8_percent_encode(host, IPV6_HOST));
+            url.push(']');
+        } else {
+            url.extend(utf8_percent_encode(host, COMPONENT));
+        }
+    }
+    if let Some(port) = get("port") {
+        url.push(':');
+        url.extend(utf8_percent_encode(port, COMPONENT));
+    }
+    if let Some(dbname) = get("dbname") {
+        url.push('/');
+        url.extend(utf8_percent_encode(dbname, COMPONENT));
+    }
+    let mut separator = '?';
+    for (key, value) in pairs.iter().filter(|(k, _)| !URI_PLACED.contains(k)) {
+        url.push(separator);
+        separator = '&';
+        url.extend(utf8_percent_encode(key, COMPONENT));
+        url.push('=');
+        url.extend(utf8_percent_encode(value, QUERY_PATH));
+    }
+    Ok(url)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -695,5 +828,113 @@ mod tests {
         assert!(err("postgresql://[::1],[::2]", "").contains("several hosts"));
         // A percent-encoded comma is a host name character here; the caller sees it.
         assert_eq!(ok("postgresql://a%2Cb"), pairs(&[("host", "a,b")]));
+    }
+
+    /// Values a connection string has to carry: quotes, backslashes, spaces, `=`, `&`, `@`,
+    /// `:`, `/`, `%`, `?`, non-ASCII, leading and trailing spaces.
+    const AWKWARD: &[&str] = &[
+        "plain",
+        "it's",
+        "back\\slash \\' both",
+        " lead and trail ",
+        "a=b&c=d",
+        "user@host:5432/db?x=%20",
+        "ünïcødé 🔑",
+        "'",
+        "\\",
+        "tab\tand\nnewline",
+        "#hash",
+    ];
+
+    #[test]
+    fn keyword_value_strings_round_trip() {
+        for value in AWKWARD {
+            let written = write_keyword_value(&[
+                ("host", "db.example"),
+                ("port", "6543"),
+                ("user", *value),
+                ("dbname", *value),
+                ("sslmode", "verify-full"),
+                ("password", *value),
+            ])
+            .unwrap();
+            assert_eq!(
+                ok(&written),
+                pairs(&[
+                    ("host", "db.example"),
+                    ("port", "6543"),
+                    ("user", *value),
+                    ("dbname", *value),
+                    ("sslmode", "verify-full"),
+                    ("password", *value)
+                ]),
+                "{}",
+                *written
+            );
+        }
+        assert_eq!(
+            *write_keyword_value(&[("host", "h"), ("port", "5432"), ("user", "o'neil")]).unwrap(),
+            r"host='h' port=5432 user='o\'neil'"
+        );
+        // A value that is not a plain word is quoted even for a bare keyword.
+        assert_eq!(
+            *write_keyword_value(&[("port", "54 32")]).unwrap(),
+            "port='54 32'"
+        );
+    }
+
+    #[test]
+    fn uris_round_trip() {
+        for value in AWKWARD {
+            let input = [
+                ("user", *value),
+                ("password", *value),
+                ("host", "db.example"),
+                ("port", "6543"),
+                ("dbname", *value),
+                ("sslmode", "verify-ca"),
+                ("sslrootcert", "/etc/ssl/rds bundle/ca.pem"),
+                ("application_name", *value),
+            ];
+            let written = write_uri(&input).unwrap();
+            assert_eq!(ok(&written), pairs(&input), "{}", *written);
+        }
+        for host in ["fe80::1%eth0", "::1", "/var/run/postgresql", "10.0.0.1"] {
+            let written = write_uri(&[("host", host), ("dbname", "d")]).unwrap();
+            assert_eq!(
+                ok(&written),
+                pairs(&[("host", host), ("dbname", "d")]),
+                "{}",
+                *written
+            );
+        }
+        assert_eq!(
+            *write_uri(&[
+                ("user", "u"),
+                ("host", "::1"),
+                ("port", "1"),
+                ("sslmode", "require")
+            ])
+            .unwrap(),
+            "postgresql://u@[::1]:1?sslmode=require"
+        );
+        // No user, and an empty password (which a URI cannot carry): no user-information part.
+        assert_eq!(
+            *write_uri(&[("password", ""), ("host", "h")]).unwrap(),
+            "postgresql://h"
+        );
+    }
+
+    #[test]
+    fn a_nul_cannot_be_written_and_the_message_names_the_keyword_only() {
+        for result in [
+            write_keyword_value(&[("password", "se\0cret")]).map(|_| ()),
+            write_uri(&[("password", "se\0cret")]).map(|_| ()),
+        ] {
+            let e = result.unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidInput);
+            let msg = e.to_string();
+            assert!(msg.contains("password") && !msg.contains("cret"), "{msg}");
+        }
     }
 }

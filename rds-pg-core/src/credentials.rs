@@ -15,28 +15,16 @@ use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use percent_encoding::utf8_percent_encode;
 use zeroize::Zeroizing;
 
 use crate::config::{ConnectOptions, SslMode};
+use crate::conninfo::COMPONENT;
 use crate::error::{Error, Result};
 use crate::ident::{DatabaseName, RoleName};
-use crate::pgpass::{self, PgPassEntry};
+use crate::pgpass::{self, Fields, Key};
+use crate::private_file;
 use crate::secret::Password;
-
-/// What a URI component keeps unencoded: RFC 3986's unreserved characters. Everything else,
-/// including every non-ASCII byte, is percent-encoded, which libpq and our own parser decode.
-const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
-/// An IPv6 address inside `[…]` keeps its colons (a zone's `%` is encoded as `%25`).
-const IPV6_HOST: &AsciiSet = &COMPONENT.remove(b':');
-
-/// A path in a query value keeps its slashes, for readability; both parsers accept them.
-const QUERY_PATH: &AsciiSet = &COMPONENT.remove(b'/');
 
 /// What replaces the password in a failed command's output.
 const REDACTED: &str = "[redacted]";
@@ -121,28 +109,15 @@ impl Credentials {
         Ok(credentials)
     }
 
-    /// Sets the host.
-    pub fn host(mut self, host: impl Into<String>) -> Self {
-        self.host = host.into();
-        self
-    }
-
-    /// Sets the port.
-    pub fn port(mut self, port: u16) -> Self {
-        self.port = port;
-        self
-    }
-
-    /// Sets the TLS mode.
-    pub fn sslmode(mut self, mode: SslMode) -> Self {
-        self.sslmode = mode;
-        self
-    }
-
-    /// Sets the PEM file of trusted CA certificates.
-    pub fn sslrootcert(mut self, path: impl Into<PathBuf>) -> Self {
-        self.sslrootcert = Some(path.into());
-        self
+    crate::builder::setters! {
+        /// Sets the host.
+        host = into String;
+        /// Sets the port.
+        port = u16;
+        /// Sets the TLS mode.
+        sslmode = SslMode;
+        /// Sets the PEM file of trusted CA certificates.
+        sslrootcert = some_into PathBuf;
     }
 
     /// Checks that every output can carry these credentials exactly: a non-empty host and
@@ -212,53 +187,30 @@ impl Credentials {
     /// sslrootcert path keeps its `/`).
     ///
     /// libpq (`psql "$DATABASE_URL"`) and [`ConnectOptions`]'s parser read it back to exactly
-    /// these fields.
+    /// these fields (it is [`ConnectOptions::to_uri_with_password`] of
+    /// [`Credentials::connect_options`]).
     ///
     /// # Errors
     /// As [`Credentials::validate`].
     pub fn database_url(&self) -> Result<Password> {
         self.validate()?;
-        let mut url = Zeroizing::new(String::from("postgresql://"));
-        url.extend(utf8_percent_encode(self.user.as_str(), COMPONENT));
-        url.push(':');
-        url.extend(utf8_percent_encode(self.password.expose(), COMPONENT));
-        url.push('@');
-        if self.host.contains(':') && !self.host.starts_with('/') {
-            url.push('[');
-            url.extend(utf8_percent_encode(&self.host, IPV6_HOST));
-            url.push(']');
-        } else {
-            url.extend(utf8_percent_encode(&self.host, COMPONENT));
-        }
-        url.push(':');
-        url.push_str(&self.port.to_string());
-        url.push('/');
-        url.extend(utf8_percent_encode(self.database.as_str(), COMPONENT));
-        url.push_str("?sslmode=");
-        url.push_str(self.sslmode.as_str());
-        if let Some(path) = self.sslrootcert_str() {
-            url.push_str("&sslrootcert=");
-            url.extend(utf8_percent_encode(path, QUERY_PATH));
-        }
-        Ok(Password::new(url.as_str()))
+        self.connect_options().to_uri_with_password()
     }
 
     /// The host a pgpass line must name to be found: libpq searches an empty host or its default
     /// socket directory (`/tmp`, `/var/run/postgresql`, `/run/postgresql`) as `localhost`.
     fn pgpass_host(&self) -> &str {
-        // Ask pgpass's own matching which host it searches for, rather than repeat its list.
-        let localhost = PgPassEntry {
-            host: "localhost".into(),
-            port: "*".into(),
-            database: "*".into(),
-            username: "*".into(),
-            password: Password::new("*"),
-        };
-        if pgpass::find(&[localhost], &self.host, self.port, "*", "*").is_some() {
-            "localhost"
-        } else {
-            &self.host
-        }
+        pgpass::search_host(&self.host)
+    }
+
+    /// The key libpq searches the password file for with these credentials.
+    fn pgpass_key(&self) -> Key {
+        Key::new(
+            &self.host,
+            self.port,
+            self.database.as_str(),
+            self.user.as_str(),
+        )
     }
 
     /// The password-file line for these credentials (no trailing newline), fields escaped with
@@ -367,12 +319,14 @@ impl Credentials {
         Ok(Password::new(json.as_str()))
     }
 
-    /// Delivers the credentials to `sink` (see [`CredentialSink`]).
+    /// Delivers the credentials to `sink` (see [`CredentialSink`]), after
+    /// [`CredentialSink::check`].
     ///
     /// # Errors
-    /// As [`Credentials::write_env_file`], [`Credentials::write_pgpass`] or
-    /// [`Credentials::send_to_command`].
+    /// As [`CredentialSink::check`], [`Credentials::write_env_file`],
+    /// [`Credentials::write_pgpass`] or [`Credentials::send_to_command`].
     pub fn deliver(&self, sink: &CredentialSink) -> Result<()> {
+        sink.check()?;
         match sink {
             CredentialSink::EnvFile(path) => self.write_env_file(path),
             CredentialSink::Pgpass(path) => self.write_pgpass(path),
@@ -390,7 +344,7 @@ impl Credentials {
     /// As [`Credentials::validate`]; [`Error::Io`] when the file cannot be written.
     pub fn write_env_file(&self, path: &Path) -> Result<()> {
         let text = self.env_file()?;
-        replace_private_file(path, text.expose().as_bytes(), |_| Ok(()))
+        private_file::replace(path, text.expose().as_bytes())
     }
 
     /// Adds the credentials' line to the password file at `path`, or replaces the line for the
@@ -409,7 +363,7 @@ impl Credentials {
     /// unescaped IPv6 address, see [`pgpass::parse`]).
     pub fn write_pgpass(&self, path: &Path) -> Result<()> {
         let line = self.pgpass_line()?;
-        let target = resolve_symlink(path)?;
+        let target = private_file::resolve_symlink(path)?;
         let existing = match std::fs::read(&target) {
             Ok(bytes) => Zeroizing::new(bytes),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Zeroizing::new(Vec::new()),
@@ -421,7 +375,7 @@ impl Credentials {
             }
         };
         let text = self.merge_pgpass(&existing, line.expose());
-        replace_private_file(&target, &text, |written| {
+        private_file::replace_checked(&target, &text, |written| {
             let found = pgpass::lookup(
                 written,
                 &self.host,
@@ -429,7 +383,7 @@ impl Credentials {
                 self.database.as_str(),
                 self.user.as_str(),
             )?;
-            if found.as_ref() == Some(&self.password) {
+            if found.password.as_ref() == Some(&self.password) {
                 Ok(())
             } else {
                 Err(Error::InvalidInput(format!(
@@ -445,11 +399,12 @@ impl Credentials {
         })
     }
 
-    /// The password file `existing` with `line` in place of the lines for the same key.
+    /// The password file `existing` with `line` in place of the lines for the same key: the lines
+    /// naming exactly this host, port, database and user go, and `line` goes where libpq will
+    /// find it first (at the first line that would match, else at the end). Lines are matched
+    /// byte for byte as libpq matches them ([`Key::match_line`]).
     fn merge_pgpass(&self, existing: &[u8], line: &str) -> Zeroizing<Vec<u8>> {
-        let host = self.pgpass_host();
-        let port = self.port.to_string();
-        let (database, user) = (self.database.as_str(), self.user.as_str());
+        let key = self.pgpass_key();
         let mut out = Zeroizing::new(Vec::with_capacity(existing.len() + line.len() + 1));
         let mut placed = false;
         let mut place = |out: &mut Vec<u8>| {
@@ -462,26 +417,13 @@ impl Credentials {
         let body = existing.strip_suffix(b"\n").unwrap_or(existing);
         if !existing.is_empty() {
             for raw in body.split(|&b| b == b'\n') {
-                let entry = std::str::from_utf8(raw)
-                    .ok()
-                    .and_then(|text| pgpass::parse(text).pop());
-                if let Some(entry) = entry {
-                    let same = entry.host == host
-                        && entry.port == port
-                        && entry.database == database
-                        && entry.username == user;
-                    if same {
-                        place(&mut out);
-                        continue;
-                    }
-                    // A line that libpq would find first: the new line goes before it.
-                    let probe = PgPassEntry {
-                        password: Password::new("*"),
-                        ..entry
-                    };
-                    if pgpass::find(&[probe], &self.host, self.port, database, user).is_some() {
-                        place(&mut out);
-                    }
+                if key.match_line(raw, Fields::Exact).is_some() {
+                    place(&mut out);
+                    continue;
+                }
+                // A line that libpq would find first: the new line goes before it.
+                if key.match_line(raw, Fields::Wildcards).is_some() {
+                    place(&mut out);
                 }
                 out.extend_from_slice(raw);
                 out.push(b'\n');
@@ -675,6 +617,36 @@ impl CredentialSink {
     {
         CredentialSink::Command(argv.into_iter().map(Into::into).collect())
     }
+
+    /// Checks, before anything changes, what can be known about the sink without writing to it:
+    /// a file's directory exists (the file itself is created or replaced), a command is not
+    /// empty. Call it before setting a password that is to be delivered here, so that a typo in
+    /// the path fails before the old password stops working; [`Credentials::deliver`] calls it
+    /// too.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the file and its missing directory, or for an empty
+    /// command.
+    pub fn check(&self) -> Result<()> {
+        match self {
+            CredentialSink::EnvFile(path) | CredentialSink::Pgpass(path) => {
+                let dir = private_file::directory_of(path);
+                if dir.is_dir() {
+                    Ok(())
+                } else {
+                    Err(Error::InvalidInput(format!(
+                        "cannot write credentials to {}: {} is not a directory",
+                        path.display(),
+                        dir.display()
+                    )))
+                }
+            }
+            CredentialSink::Command(argv) if argv.is_empty() => Err(Error::InvalidInput(
+                "the credential command is empty: give a program and its arguments".into(),
+            )),
+            CredentialSink::Command(_) => Ok(()),
+        }
+    }
 }
 
 impl fmt::Display for CredentialSink {
@@ -730,131 +702,6 @@ fn push_json_string(out: &mut String, value: &str) {
         }
     }
     out.push('"');
-}
-
-/// The file a write to `path` should replace: the final target of a chain of symbolic links
-/// (which need not exist yet), `path` otherwise.
-fn resolve_symlink(path: &Path) -> Result<PathBuf> {
-    let mut current = path.to_path_buf();
-    // Linux's limit on symbolic links followed in one lookup.
-    for _ in 0..40 {
-        match std::fs::symlink_metadata(&current) {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                let target = std::fs::read_link(&current).map_err(|e| {
-                    Error::io(
-                        format!("cannot read the symbolic link \"{}\"", current.display()),
-                        e,
-                    )
-                })?;
-                // A relative target is relative to the link's directory; an absolute one
-                // replaces the path.
-                current = match current.parent() {
-                    Some(dir) => dir.join(target),
-                    None => target,
-                };
-            }
-            _ => return Ok(current),
-        }
-    }
-    Err(Error::io(
-        format!("cannot follow the symbolic links at \"{}\"", path.display()),
-        io::Error::other("too many levels of symbolic links"),
-    ))
-}
-
-/// Replaces the file at `path` (following a symbolic link) with `contents`, atomically, mode
-/// `0600` from creation; `verify` may inspect the written temporary file before the rename.
-fn replace_private_file(
-    path: &Path,
-    contents: &[u8],
-    verify: impl FnOnce(&Path) -> Result<()>,
-) -> Result<()> {
-    let target = resolve_symlink(path)?;
-    let dir = match target.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = target.file_name().ok_or_else(|| {
-        Error::InvalidInput(format!("\"{}\" does not name a file", path.display()))
-    })?;
-    let mut suffix = [0u8; 8];
-    getrandom::fill(&mut suffix).map_err(|e| {
-        Error::io(
-            "reading the OS random source",
-            io::Error::other(e.to_string()),
-        )
-    })?;
-    let mut temp_name = OsString::from(".");
-    temp_name.push(name);
-    temp_name.push(format!(
-        ".rds-pg-{}.tmp",
-        suffix
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    ));
-    let temp = dir.join(temp_name);
-    let written = write_new_private_file(&temp, &target, contents)
-        .and_then(|()| verify(&temp))
-        .and_then(|()| {
-            std::fs::rename(&temp, &target).map_err(|e| {
-                Error::io(
-                    format!(
-                        "cannot move the new file into place at \"{}\"",
-                        target.display()
-                    ),
-                    e,
-                )
-            })
-        });
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temp);
-        return written;
-    }
-    sync_dir(&dir);
-    Ok(())
-}
-
-/// Creates `temp` (which must not exist) with mode `0600`, writes `contents` and flushes it to
-/// disk, with the owner and group of `like` when it exists and the process may set them.
-fn write_new_private_file(temp: &Path, like: &Path, contents: &[u8]) -> Result<()> {
-    let context = || format!("cannot write \"{}\"", temp.display());
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(temp).map_err(|e| Error::io(context(), e))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        // The umask may have taken away the owner's bits: state the mode exactly.
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| Error::io(context(), e))?;
-        if let (Ok(old), Ok(new)) = (std::fs::metadata(like), file.metadata()) {
-            if (old.uid(), old.gid()) != (new.uid(), new.gid()) {
-                // Best effort: only root (or the owner, for the group) may do this.
-                let _ = std::os::unix::fs::fchown(&file, Some(old.uid()), Some(old.gid()));
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = like;
-    file.write_all(contents)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| Error::io(context(), e))
-}
-
-/// Flushes a directory entry change (a rename) to disk; best effort, Unix only.
-fn sync_dir(dir: &Path) {
-    #[cfg(unix)]
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
 }
 
 #[cfg(test)]
@@ -1286,24 +1133,82 @@ mod tests {
     }
 
     #[test]
-    fn a_line_that_would_still_win_is_reported_and_the_file_left_alone() {
-        // libpq matches an unescaped IPv6 address; the parsed entries cannot see that, so the
-        // new line would land after it. The read-back check catches it.
+    fn lines_are_matched_as_libpq_matches_them() {
+        // libpq matches an unescaped IPv6 address (an unescaped colon may match a colon in the
+        // value), so such a line for the same key is the old line: it is replaced, and its
+        // password is gone from the file.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pgpass");
-        let old = "fe80::1:5432:d:u:old-secret\n";
-        std::fs::write(&path, old).unwrap();
+        std::fs::write(
+            &path,
+            "# mine\nfe80::1:5432:d:u:old-secret\nother:1:x:y:z\n",
+        )
+        .unwrap();
         let c = Credentials::new("fe80::1", 5432, "d", "u", "new-secret").unwrap();
-        let err = c.write_pgpass(&path).unwrap_err();
-        assert_eq!(err.kind(), crate::ErrorKind::InvalidInput, "{err}");
-        assert!(err.to_string().contains("earlier line"), "{err}");
-        assert!(!err.to_string().contains("secret"), "{err}");
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), old);
+        c.write_pgpass(&path).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "# mine\nfe80\\:\\:1:5432:d:u:new-secret\nother:1:x:y:z\n"
+        );
+        // An escaped star is a literal star for libpq, not a wildcard: the new line does not go
+        // before it; a real wildcard line does get the new line in front of it.
+        let c = Credentials::new("h", 5432, "d", "u", "new").unwrap();
+        let line = c.pgpass_line().unwrap();
+        let merged = c.merge_pgpass(b"\\*:*:*:*:lit\n*:*:*:u:wild\n", line.expose());
+        assert_eq!(
+            String::from_utf8_lossy(&merged),
+            "\\*:*:*:*:lit\nh:5432:d:u:new\n*:*:*:u:wild\n"
+        );
         assert_eq!(
             std::fs::read_dir(dir.path()).unwrap().count(),
             1,
             "no temporary file left"
         );
+    }
+
+    #[test]
+    fn a_sink_is_checked_before_anything_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        for sink in [
+            CredentialSink::EnvFile(dir.path().join("app.env")),
+            CredentialSink::Pgpass(dir.path().join("pgpass")),
+            CredentialSink::Pgpass("pgpass-in-the-working-directory".into()),
+            CredentialSink::command(["true"]),
+        ] {
+            sink.check().unwrap_or_else(|e| panic!("{sink}: {e}"));
+        }
+        let missing = dir.path().join("nope").join("app.env");
+        let err = CredentialSink::EnvFile(missing.clone())
+            .check()
+            .unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::InvalidInput);
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "invalid input: cannot write credentials to {}: {} is not a directory",
+                missing.display(),
+                dir.path().join("nope").display()
+            )
+        );
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, "").unwrap();
+        let under_a_file = CredentialSink::Pgpass(file.join("pgpass"));
+        assert_eq!(
+            under_a_file.check().unwrap_err().kind(),
+            crate::ErrorKind::InvalidInput
+        );
+        let empty = CredentialSink::Command(Vec::new());
+        assert_eq!(
+            empty.check().unwrap_err().kind(),
+            crate::ErrorKind::InvalidInput
+        );
+        // deliver checks first: nothing is written, the error is the check's.
+        let c = creds("pw");
+        let err = c
+            .deliver(&CredentialSink::EnvFile(missing.clone()))
+            .unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::InvalidInput, "{err}");
+        assert!(!missing.exists());
     }
 
     #[test]

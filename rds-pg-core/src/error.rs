@@ -57,6 +57,33 @@ pub enum ErrorKind {
     Io,
 }
 
+impl ErrorKind {
+    /// A stable `snake_case` name (`invalid_name`, `permission_denied`, `still_in_use`, …): the
+    /// `kind` of an error in the command line's JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidName => "invalid_name",
+            ErrorKind::InvalidInput => "invalid_input",
+            ErrorKind::PermissionDenied => "permission_denied",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::StillInUse => "still_in_use",
+            ErrorKind::PolicyViolation => "policy_violation",
+            ErrorKind::Connection => "connection",
+            ErrorKind::Tls => "tls",
+            ErrorKind::Server => "server",
+            ErrorKind::Tool => "tool",
+            ErrorKind::Io => "io",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    /// [`ErrorKind::as_str`].
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Every failure of rds-pg.
 ///
 /// Causes are kept (`std::error::Error::source`) and a server's SQLSTATE is reachable through
@@ -168,6 +195,27 @@ pub enum Error {
         /// How to get a client that works.
         fix: String,
     },
+    /// Client tools of a suitable major version were found, but none can restore this archive
+    /// into this server: pg_restore reads only the archive formats of its own and older pg_dump
+    /// versions, and pg_restore 17 and newer set `transaction_timeout`, which servers before 17
+    /// reject (checked before anything changes).
+    #[error(
+        "no pg_restore found can restore the archive {archive} into server {server_version} \
+         (found: {}); fix: {fix}",
+        if found.is_empty() { "none".to_owned() } else { found.join(", ") }
+    )]
+    ArchiveVersion {
+        /// The archive and what wrote it, as its header says: `shop.dump (written by pg_dump
+        /// 18.6, archive format 1.16-0)`.
+        archive: String,
+        /// The target server's version.
+        server_version: String,
+        /// Each pg_restore found that is new enough for the server, as `path version (why it
+        /// cannot)`.
+        found: Vec<String>,
+        /// What would work.
+        fix: String,
+    },
     /// A restore needs extensions the target database lacks and the caller did not name for
     /// master to create (checked before anything changes).
     #[error(
@@ -231,6 +279,28 @@ pub enum Error {
     /// nothing cleaned up (feature `fault-injection` only ever produces it).
     #[error("abandoned at a fault-injection point")]
     Abandoned,
+    /// A role's credentials are not where the inventory says they were delivered, or cannot be
+    /// read back from there (a backup reads them to log in as the project's role). Its kind is
+    /// [`ErrorKind::NotFound`].
+    #[error("no credentials for role {role:?} in the {expected}: {reason}")]
+    MissingCredentials {
+        /// The role.
+        role: String,
+        /// Where they were expected (`password file "/etc/shop/pgpass"`).
+        expected: String,
+        /// What is wrong there, and how to fix it.
+        reason: String,
+    },
+    /// A backup archive failed verification: it changed since it was written, it does not
+    /// restore, or the restored copy differs from what its manifest records. Its kind is
+    /// [`ErrorKind::InvalidInput`] (the archive is bad input).
+    #[error("backup {archive} failed verification: {}", problems.join("; "))]
+    BackupVerification {
+        /// The archive.
+        archive: String,
+        /// Every check that failed.
+        problems: Vec<String>,
+    },
     /// A file-system or process error.
     #[error("{context}: {source}")]
     Io {
@@ -293,12 +363,16 @@ impl Error {
             Error::Connection { .. } => ErrorKind::Connection,
             Error::Tls { .. } => ErrorKind::Tls,
             Error::Server(_) => ErrorKind::Server,
-            Error::Tool { .. } | Error::ToolVersion { .. } => ErrorKind::Tool,
+            Error::Tool { .. } | Error::ToolVersion { .. } | Error::ArchiveVersion { .. } => {
+                ErrorKind::Tool
+            }
             Error::MissingExtensions { .. } => ErrorKind::NotFound,
             Error::Inventory(_) => ErrorKind::InvalidInput,
             Error::NotDelivered { source, .. } => source.kind(),
             Error::Uncommitted { .. } => ErrorKind::Server,
             Error::Abandoned => ErrorKind::Io,
+            Error::MissingCredentials { .. } => ErrorKind::NotFound,
+            Error::BackupVerification { .. } => ErrorKind::InvalidInput,
             Error::Io { .. } => ErrorKind::Io,
         }
     }
@@ -406,5 +480,52 @@ impl Error {
 impl From<postgres::Error> for Error {
     fn from(err: postgres::Error) -> Self {
         Error::from_postgres(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_names_are_snake_case_and_distinct() {
+        let kinds = [
+            ErrorKind::InvalidName,
+            ErrorKind::InvalidInput,
+            ErrorKind::PermissionDenied,
+            ErrorKind::NotFound,
+            ErrorKind::StillInUse,
+            ErrorKind::PolicyViolation,
+            ErrorKind::Connection,
+            ErrorKind::Tls,
+            ErrorKind::Server,
+            ErrorKind::Tool,
+            ErrorKind::Io,
+        ];
+        let names: std::collections::BTreeSet<&str> = kinds.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names.len(), kinds.len());
+        for kind in kinds {
+            let name = kind.as_str();
+            assert!(
+                name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{name}"
+            );
+            assert_eq!(kind.to_string(), name);
+            // The variant's name, in snake_case.
+            let debug = format!("{kind:?}");
+            let snake: String = debug
+                .chars()
+                .enumerate()
+                .flat_map(|(i, c)| {
+                    let lower = c.to_ascii_lowercase();
+                    if c.is_ascii_uppercase() && i > 0 {
+                        vec!['_', lower]
+                    } else {
+                        vec![lower]
+                    }
+                })
+                .collect();
+            assert_eq!(name, snake);
+        }
     }
 }

@@ -19,6 +19,9 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod audit;
+pub mod backup;
+mod builder;
 pub mod config;
 pub mod connect;
 mod conninfo;
@@ -30,6 +33,7 @@ pub mod inspect;
 pub mod inventory;
 pub mod pgpass;
 pub mod plan;
+mod private_file;
 pub mod provision;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
@@ -37,6 +41,7 @@ pub mod secret;
 pub mod spec;
 pub mod tls;
 
+pub use audit::{AuditOptions, AuditReport};
 pub use config::{ConnectOptions, SslMode};
 pub use connect::{connect, ServerVersion};
 pub use credentials::{CredentialSink, Credentials};

@@ -13,10 +13,12 @@
 //! * the connection host is searched as `localhost` when it is empty or libpq's default
 //!   Unix-socket directory;
 //! * the first matching line wins, even when its password is empty (libpq then has no password);
-//! * a file that is not a plain file, or that the group or others may access, is ignored with
-//!   a warning on standard error.
+//! * a file that is not a plain file, or that the group or others may access, is ignored; libpq
+//!   prints a warning on standard error, rds-pg returns it ([`PgPassWarning`]) for the caller to
+//!   show.
 
 use std::ffi::OsString;
+use std::fmt;
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -87,6 +89,21 @@ fn path_from_env(get: impl Fn(&str) -> Option<OsString>) -> Option<PathBuf> {
     }
 }
 
+/// `path` when one is given, else the file libpq would use ([`default_path`]).
+///
+/// # Errors
+/// [`Error::InvalidInput`] when no path is given and no home directory is known (`PGPASSFILE`
+/// and `HOME` unset, and no home directory in the password database).
+pub fn path_or_default(path: Option<PathBuf>) -> Result<PathBuf> {
+    path.or_else(default_path).ok_or_else(|| {
+        Error::InvalidInput(
+            "no home directory for the default password file (~/.pgpass): give the password \
+             file's path, or set PGPASSFILE"
+                .into(),
+        )
+    })
+}
+
 /// Parses the text of a password file (no permission check).
 ///
 /// Comment lines (first character `#`), empty lines and lines with fewer than five fields are
@@ -94,11 +111,12 @@ fn path_from_env(get: impl Fn(&str) -> Option<OsString>) -> Option<PathBuf> {
 /// character in every field; a `\` at the very end of a line is kept as a literal backslash
 /// (libpq keeps it in the password). A NUL character ends a line, as it ends libpq's C string.
 ///
-/// libpq matches the raw text of each line, and two of its corner cases cannot be expressed by
-/// unescaped entries; [`lookup`], which matches the file text itself, keeps both:
+/// The entries are for reading a file's contents, not for matching: libpq matches the raw text
+/// of each line, and two of its corner cases cannot be expressed by unescaped entries.
+/// [`lookup`], which matches the file's bytes as libpq does, keeps both:
 ///
-/// * `\*` unescapes to `*`, so [`find`] treats it as a wildcard, whereas libpq lets it match
-///   only a value that is literally `*`;
+/// * `\*` unescapes to `*`, which reads like a wildcard, whereas libpq lets it match only a
+///   value that is literally `*`;
 /// * libpq ends a field at an unescaped colon only once the searched value is used up, so an
 ///   unescaped colon also matches a colon in the value (`fe80::1:5432:db:user:pw` matches host
 ///   `fe80::1`); this function splits such a line at every unescaped colon.
@@ -152,7 +170,7 @@ fn split_fields(line: &str) -> Vec<String> {
 
 /// The host libpq searches the file for: `localhost` for an empty host or a default socket
 /// directory, the host itself otherwise.
-fn search_host(host: &str) -> &str {
+pub(crate) fn search_host(host: &str) -> &str {
     if host.is_empty() || DEFAULT_SOCKET_DIRS.contains(&host) {
         DEFAULT_HOST
     } else {
@@ -160,47 +178,70 @@ fn search_host(host: &str) -> &str {
     }
 }
 
-/// The password of the first entry matching `(host, port, dbname, user)` with libpq's rules.
-///
-/// A field `*` matches anything; other fields must equal the value exactly. `host` is searched
-/// as `localhost` when it is empty or a default Unix-socket directory (`/tmp`,
-/// `/var/run/postgresql`, `/run/postgresql`); any other socket directory must be written in the
-/// file as it is given. An empty `dbname` or `user` matches nothing (libpq does not search then).
-///
-/// The first matching entry wins: when its password is empty the result is `None` and later
-/// entries are not consulted, because libpq stops at that line and then treats the empty
-/// password as no password.
-pub fn find(
-    entries: &[PgPassEntry],
-    host: &str,
-    port: u16,
-    dbname: &str,
-    user: &str,
-) -> Option<Password> {
-    if dbname.is_empty() || user.is_empty() {
-        return None;
-    }
-    let host = search_host(host);
-    let port = port.to_string();
-    let matches = |field: &str, value: &str| field == "*" || field == value;
-    let entry = entries.iter().find(|e| {
-        matches(&e.host, host)
-            && matches(&e.port, &port)
-            && matches(&e.database, dbname)
-            && matches(&e.username, user)
-    })?;
-    (!entry.password.is_empty()).then(|| entry.password.clone())
+/// Why libpq ignores a password file, with the warning it prints for it (the file's text is
+/// never read then).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PgPassWarning {
+    /// The path names a directory, a FIFO, a device or the like.
+    NotAPlainFile {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file's mode grants the group or others some permission (Unix).
+    GroupOrWorldAccess {
+        /// The file.
+        path: PathBuf,
+    },
 }
 
-/// Reads the password file at `path` and returns the password of the first matching line, with
-/// libpq's rules (see [`find`]), matching the raw text of each line exactly as libpq does (see
-/// [`parse`] for the two corner cases where this differs from [`find`]).
+impl fmt::Display for PgPassWarning {
+    /// libpq's words, without its `WARNING: ` prefix: `password file "/home/me/.pgpass" has
+    /// group or world access; permissions should be u=rw (0600) or less`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PgPassWarning::NotAPlainFile { path } => {
+                write!(
+                    f,
+                    "password file \"{}\" is not a plain file",
+                    path.display()
+                )
+            }
+            PgPassWarning::GroupOrWorldAccess { path } => write!(
+                f,
+                "password file \"{}\" has group or world access; permissions should be u=rw \
+                 (0600) or less",
+                path.display()
+            ),
+        }
+    }
+}
+
+/// What [`lookup`] found in a password file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PgPassLookup {
+    /// The password of the first matching line; `None` when no line matches, the matching line's
+    /// password is empty, or the file was ignored.
+    pub password: Option<Password>,
+    /// Why the file was ignored, when it was (libpq prints this as a warning).
+    pub warning: Option<PgPassWarning>,
+}
+
+/// Reads the password file at `path` and returns the password of the first line matching
+/// `(host, port, dbname, user)`, matching the bytes of each line exactly as libpq does:
 ///
-/// A missing file gives `Ok(None)`. A file that is not a plain file, or whose mode grants the
-/// group or others any permission (`mode & 0o077 != 0`, Unix only), is ignored with `Ok(None)`
-/// after libpq's warning on standard error, for example
-/// `WARNING: password file "/home/me/.pgpass" has group or world access; permissions should be
-/// u=rw (0600) or less`.
+/// * a field `*` matches anything; other fields must equal the value exactly (`\` escapes the
+///   next character; an unescaped colon may match a colon in the value);
+/// * `host` is searched as `localhost` when it is empty or a default Unix-socket directory
+///   (`/tmp`, `/var/run/postgresql`, `/run/postgresql`); any other socket directory must be
+///   written in the file as it is given;
+/// * an empty `dbname` or `user` matches nothing (libpq does not search then);
+/// * the first matching line wins: when its password is empty the result is no password, and
+///   later lines are not consulted, because libpq stops at that line.
+///
+/// A missing file gives no password. A file that is not a plain file, or whose mode grants the
+/// group or others any permission (`mode & 0o077 != 0`, Unix only), is ignored, as libpq
+/// ignores it: [`PgPassLookup::warning`] says why, in libpq's words, for the caller to show.
 ///
 /// # Errors
 /// [`Error::Io`] when the file exists but cannot be read (libpq silently ignores such a file);
@@ -211,49 +252,54 @@ pub fn lookup(
     port: u16,
     dbname: &str,
     user: &str,
-) -> Result<Option<Password>> {
+) -> Result<PgPassLookup> {
+    let found = |password| PgPassLookup {
+        password,
+        warning: None,
+    };
+    let ignored = |warning| PgPassLookup {
+        password: None,
+        warning: Some(warning),
+    };
     if dbname.is_empty() || user.is_empty() {
-        return Ok(None);
+        return Ok(found(None));
     }
     let context = || format!("cannot read password file \"{}\"", path.display());
     // Like libpq: stat first, so that a FIFO or device is never opened.
     let meta = match std::fs::metadata(path) {
         Ok(meta) => meta,
-        Err(e) if is_missing(&e) => return Ok(None),
+        Err(e) if is_missing(&e) => return Ok(found(None)),
         Err(e) => return Err(Error::io(context(), e)),
     };
-    if !usable(path, &meta) {
-        return Ok(None);
+    if let Some(warning) = unusable(path, &meta) {
+        return Ok(ignored(warning));
     }
     let mut file = match File::open(path) {
         Ok(file) => file,
-        Err(e) if is_missing(&e) => return Ok(None),
+        Err(e) if is_missing(&e) => return Ok(found(None)),
         Err(e) => return Err(Error::io(context(), e)),
     };
     // Check the opened file again, in case the path was replaced in between.
     let meta = file.metadata().map_err(|e| Error::io(context(), e))?;
-    if !usable(path, &meta) {
-        return Ok(None);
+    if let Some(warning) = unusable(path, &meta) {
+        return Ok(ignored(warning));
     }
     let mut contents = Zeroizing::new(Vec::new());
     file.read_to_end(&mut contents)
         .map_err(|e| Error::io(context(), e))?;
 
-    let port = port.to_string();
-    let tokens = [
-        search_host(host).as_bytes(),
-        port.as_bytes(),
-        dbname.as_bytes(),
-        user.as_bytes(),
-    ];
-    let Some(password) = search(&contents, &tokens) else {
-        return Ok(None);
+    let key = Key::new(host, port, dbname, user);
+    let Some(password) = contents
+        .split(|&b| b == b'\n')
+        .find_map(|line| key.match_line(line, Fields::Wildcards))
+    else {
+        return Ok(found(None));
     };
     if password.is_empty() {
-        return Ok(None);
+        return Ok(found(None));
     }
     match std::str::from_utf8(&password) {
-        Ok(p) => Ok(Some(Password::new(p))),
+        Ok(p) => Ok(found(Some(Password::new(p)))),
         Err(_) => Err(Error::InvalidInput(format!(
             "the password of the matching line of password file \"{}\" is not valid UTF-8",
             path.display()
@@ -268,38 +314,63 @@ fn is_missing(e: &io::Error) -> bool {
     )
 }
 
-/// Whether libpq would read a file with this metadata; prints libpq's warning when not.
-fn usable(path: &Path, meta: &Metadata) -> bool {
+/// Why libpq would not read a file with this metadata, if it would not.
+fn unusable(path: &Path, meta: &Metadata) -> Option<PgPassWarning> {
     if !meta.is_file() {
-        eprintln!(
-            "WARNING: password file \"{}\" is not a plain file",
-            path.display()
-        );
-        return false;
+        return Some(PgPassWarning::NotAPlainFile {
+            path: path.to_owned(),
+        });
     }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         if meta.permissions().mode() & 0o077 != 0 {
-            eprintln!(
-                "WARNING: password file \"{}\" has group or world access; permissions should be \
-                 u=rw (0600) or less",
-                path.display()
-            );
-            return false;
+            return Some(PgPassWarning::GroupOrWorldAccess {
+                path: path.to_owned(),
+            });
         }
     }
-    true
+    None
 }
 
-/// libpq's read loop over the file's bytes: the unescaped password of the first line whose
-/// first four fields match `tokens`.
-fn search(contents: &[u8], tokens: &[&[u8]; 4]) -> Option<Zeroizing<Vec<u8>>> {
-    for line in contents.split(|&b| b == b'\n') {
+/// How the first four fields of a line are compared.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fields {
+    /// As libpq does: a field `*` matches any value.
+    Wildcards,
+    /// A field matches only the value written out (a `*` only the value `*`): the line names
+    /// exactly this host, port, database and user.
+    Exact,
+}
+
+/// The four values a line of a password file is matched against: the searched host (see
+/// [`search_host`]), the port as text, the database and the user.
+pub(crate) struct Key {
+    host: String,
+    port: String,
+    database: String,
+    user: String,
+}
+
+impl Key {
+    /// The key libpq searches for when connecting to `host:port` as `user` to `dbname`.
+    pub(crate) fn new(host: &str, port: u16, dbname: &str, user: &str) -> Key {
+        Key {
+            host: search_host(host).to_owned(),
+            port: port.to_string(),
+            database: dbname.to_owned(),
+            user: user.to_owned(),
+        }
+    }
+
+    /// libpq's match of one line of the file (without its `\n`): the unescaped password when
+    /// the line's first four fields match, compared as `fields` says. Comments, blank lines and
+    /// lines with fewer than five fields match nothing.
+    pub(crate) fn match_line(&self, line: &[u8], fields: Fields) -> Option<Zeroizing<Vec<u8>>> {
         // A C string ends at the first NUL.
         let line = line.split(|&b| b == 0).next().unwrap_or_default();
         if line.first() == Some(&b'#') {
-            continue;
+            return None;
         }
         let mut end = line.len();
         while end > 0 && matches!(line[end - 1], b'\r' | b'\n') {
@@ -307,26 +378,24 @@ fn search(contents: &[u8], tokens: &[&[u8]; 4]) -> Option<Zeroizing<Vec<u8>>> {
         }
         let line = &line[..end];
         if line.is_empty() {
-            continue;
+            return None;
         }
+        let tokens = [&self.host, &self.port, &self.database, &self.user];
         let mut rest = Some(line);
         for token in tokens {
-            rest = rest.and_then(|r| match_field(r, token));
+            rest = rest.and_then(|r| match_field(r, token.as_bytes(), fields));
         }
-        if let Some(rest) = rest {
-            return Some(unescape_password(rest));
-        }
+        rest.map(unescape_password)
     }
-    None
 }
 
 /// `pwdfMatchesString`: if the field at the start of `buf` matches `token`, the rest of the
 /// line after the field's colon.
 ///
-/// A field that is exactly `*` (unescaped) matches any token; otherwise the field, with `\`
-/// escaping the next byte, must equal the token.
-fn match_field<'a>(buf: &'a [u8], token: &[u8]) -> Option<&'a [u8]> {
-    if buf.starts_with(b"*:") {
+/// With [`Fields::Wildcards`], a field that is exactly `*` (unescaped) matches any token;
+/// otherwise the field, with `\` escaping the next byte, must equal the token.
+fn match_field<'a>(buf: &'a [u8], token: &[u8], fields: Fields) -> Option<&'a [u8]> {
+    if fields == Fields::Wildcards && buf.starts_with(b"*:") {
         return Some(&buf[2..]);
     }
     let mut i = 0;
@@ -461,20 +530,23 @@ mod tests {
     #[cfg(not(unix))]
     fn set_mode(_path: &Path, _mode: u32) {}
 
-    /// Both ways of searching: the parsed entries and the file text.
-    fn both(
-        text: &str,
-        host: &str,
-        port: u16,
-        db: &str,
-        user: &str,
-    ) -> (Option<String>, Option<String>) {
-        let parsed = find(&parse(text), host, port, db, user).map(|p| p.expose().to_owned());
+    /// The password `lookup` finds in a file holding `text`.
+    fn found(text: &str, host: &str, port: u16, db: &str, user: &str) -> Option<String> {
         let (_dir, path) = write_file(text.as_bytes(), 0o600);
-        let looked = lookup(&path, host, port, db, user)
-            .unwrap()
-            .map(|p| p.expose().to_owned());
-        (parsed, looked)
+        let result = lookup(&path, host, port, db, user).unwrap();
+        assert_eq!(result.warning, None);
+        result.password.map(|p| p.expose().to_owned())
+    }
+
+    /// A reference for the plain cases: the first parsed entry whose fields are `*` or equal.
+    fn reference(text: &str, host: &str, port: u16, db: &str, user: &str) -> Option<String> {
+        let port = port.to_string();
+        let host = search_host(host);
+        let ok = |field: &str, value: &str| field == "*" || field == value;
+        let entry = parse(text).into_iter().find(|e| {
+            ok(&e.host, host) && ok(&e.port, &port) && ok(&e.database, db) && ok(&e.username, user)
+        })?;
+        Some(entry.password.expose().to_owned()).filter(|p| !p.is_empty())
     }
 
     #[test]
@@ -536,35 +608,32 @@ mod tests {
     #[test]
     fn wildcards_and_exact_fields() {
         let text = "*:*:*:*:any\n";
-        assert_eq!(
-            both(text, "h", 1, "d", "u"),
-            (Some("any".into()), Some("any".into()))
-        );
+        assert_eq!(found(text, "h", 1, "d", "u"), Some("any".into()));
         let text = "db.example:5432:app:alice:exact\n*:5433:*:*:other-port\n";
         assert_eq!(
-            both(text, "db.example", 5432, "app", "alice").0.as_deref(),
+            found(text, "db.example", 5432, "app", "alice").as_deref(),
             Some("exact")
         );
         assert_eq!(
-            both(text, "db.example", 5432, "app", "alice").1.as_deref(),
+            found(text, "db.example", 5432, "app", "alice").as_deref(),
             Some("exact")
         );
-        assert_eq!(both(text, "db.example", 5432, "app", "bob"), (None, None));
+        assert_eq!(found(text, "db.example", 5432, "app", "bob"), None);
         assert_eq!(
-            both(text, "DB.example", 5432, "app", "alice"),
-            (None, None),
+            found(text, "DB.example", 5432, "app", "alice"),
+            None,
             "case matters"
         );
         assert_eq!(
-            both(text, "db.example", 5433, "x", "y").1.as_deref(),
+            found(text, "db.example", 5433, "x", "y").as_deref(),
             Some("other-port")
         );
         // The port is compared as text, as libpq does.
-        assert_eq!(both("h:05432:d:u:pw\n", "h", 5432, "d", "u"), (None, None));
+        assert_eq!(found("h:05432:d:u:pw\n", "h", 5432, "d", "u"), None);
         // "**" or "*x" are not wildcards.
-        assert_eq!(both("**:*:*:*:pw\n", "h", 1, "d", "u"), (None, None));
+        assert_eq!(found("**:*:*:*:pw\n", "h", 1, "d", "u"), None);
         assert_eq!(
-            both("**:*:*:*:pw\n", "**", 1, "d", "u").1.as_deref(),
+            found("**:*:*:*:pw\n", "**", 1, "d", "u").as_deref(),
             Some("pw")
         );
     }
@@ -574,9 +643,13 @@ mod tests {
         let text = "\\*:*:*:*:literal\n*:*:*:*:wild\n";
         let (_dir, path) = write_file(text.as_bytes(), 0o600);
         let found = lookup(&path, "db.example", 5432, "d", "u").unwrap();
-        assert_eq!(pw(&found), Some("wild"), "\\* must not match db.example");
+        assert_eq!(
+            pw(&found.password),
+            Some("wild"),
+            "\\* must not match db.example"
+        );
         let found = lookup(&path, "*", 5432, "d", "u").unwrap();
-        assert_eq!(pw(&found), Some("literal"));
+        assert_eq!(pw(&found.password), Some("literal"));
         // The parsed entries cannot tell them apart (documented on `parse`).
         assert_eq!(parse(text)[0].host, "*");
     }
@@ -586,28 +659,22 @@ mod tests {
         // libpq compares byte by byte and only ends a field at a colon once the value is used up,
         // so an unescaped IPv6 address still matches. The parsed entries split it into fields.
         let text = "fe80::1:5432:d:u:pw\n";
-        assert_eq!(
-            both(text, "fe80::1", 5432, "d", "u"),
-            (None, Some("pw".into()))
-        );
+        assert_eq!(found(text, "fe80::1", 5432, "d", "u"), Some("pw".into()));
         assert_eq!(parse(text)[0].host, "fe80");
     }
 
     #[test]
     fn first_match_wins() {
         let text = "*:*:app:*:first\nh:5432:app:alice:second\n";
-        assert_eq!(
-            both(text, "h", 5432, "app", "alice"),
-            (Some("first".into()), Some("first".into()))
-        );
+        assert_eq!(found(text, "h", 5432, "app", "alice"), Some("first".into()));
     }
 
     #[test]
     fn empty_password_stops_the_search_and_means_no_password() {
         let text = "h:5432:app:alice:\n*:*:*:*:later\n";
-        assert_eq!(both(text, "h", 5432, "app", "alice"), (None, None));
+        assert_eq!(found(text, "h", 5432, "app", "alice"), None);
         assert_eq!(
-            both(text, "h", 5432, "app", "bob").1.as_deref(),
+            found(text, "h", 5432, "app", "bob").as_deref(),
             Some("later")
         );
     }
@@ -615,8 +682,8 @@ mod tests {
     #[test]
     fn empty_database_or_user_matches_nothing() {
         let text = "*:*:*:*:pw\n";
-        assert_eq!(both(text, "h", 5432, "", "u"), (None, None));
-        assert_eq!(both(text, "h", 5432, "d", ""), (None, None));
+        assert_eq!(found(text, "h", 5432, "", "u"), None);
+        assert_eq!(found(text, "h", 5432, "d", ""), None);
     }
 
     #[test]
@@ -624,29 +691,26 @@ mod tests {
         let text = "localhost:5432:app:alice:local\n/custom/sock:5432:app:alice:custom\n";
         for host in ["", "/tmp", "/var/run/postgresql", "/run/postgresql"] {
             assert_eq!(
-                both(text, host, 5432, "app", "alice"),
-                (Some("local".into()), Some("local".into())),
+                found(text, host, 5432, "app", "alice"),
+                Some("local".into()),
                 "host {host:?}"
             );
         }
         // Any other socket directory is matched as written, like libpq.
-        let found = both(text, "/custom/sock", 5432, "app", "alice");
-        assert_eq!(found, (Some("custom".into()), Some("custom".into())));
-        assert_eq!(both(text, "/elsewhere", 5432, "app", "alice"), (None, None));
         assert_eq!(
-            both(text, "/tmp/", 5432, "app", "alice"),
-            (None, None),
+            found(text, "/custom/sock", 5432, "app", "alice"),
+            Some("custom".into())
+        );
+        assert_eq!(found(text, "/elsewhere", 5432, "app", "alice"), None);
+        assert_eq!(
+            found(text, "/tmp/", 5432, "app", "alice"),
+            None,
             "strcmp, no canonicalization"
         );
         // A line naming a default socket directory is never reached: it is searched as localhost.
+        assert_eq!(found("/tmp:5432:d:u:pw\n", "/tmp", 5432, "d", "u"), None);
         assert_eq!(
-            both("/tmp:5432:d:u:pw\n", "/tmp", 5432, "d", "u"),
-            (None, None)
-        );
-        assert_eq!(
-            both("localhost:5432:d:u:pw\n", "localhost", 5432, "d", "u")
-                .1
-                .as_deref(),
+            found("localhost:5432:d:u:pw\n", "localhost", 5432, "d", "u").as_deref(),
             Some("pw")
         );
     }
@@ -655,14 +719,14 @@ mod tests {
     fn escapes_in_host_and_password_match() {
         let text = "fe80\\:\\:1:5432:d:u:p\\:w\\\\d\n";
         assert_eq!(
-            both(text, "fe80::1", 5432, "d", "u"),
-            (Some(r"p:w\d".into()), Some(r"p:w\d".into()))
+            found(text, "fe80::1", 5432, "d", "u"),
+            Some(r"p:w\d".into())
         );
-        assert_eq!(both(text, "fe80", 5432, "d", "u"), (None, None));
+        assert_eq!(found(text, "fe80", 5432, "d", "u"), None);
     }
 
     #[test]
-    fn parse_and_lookup_agree() {
+    fn lookup_agrees_with_the_parsed_entries_outside_the_corner_cases() {
         let text = "# c\n\
                     a:1:d:u:one\n\
                     a\\:b:1:d:u:two\n\
@@ -681,15 +745,18 @@ mod tests {
             ("nope", 9, "d", "u"),
         ];
         for (host, port, db, user) in cases {
-            let (parsed, looked) = both(text, host, port, db, user);
-            assert_eq!(parsed, looked, "{host} {port} {db} {user}");
+            assert_eq!(
+                found(text, host, port, db, user),
+                reference(text, host, port, db, user),
+                "{host} {port} {db} {user}"
+            );
         }
         assert_eq!(
-            both(text, "zz", 2, "d\\x", "u").1.as_deref(),
+            found(text, "zz", 2, "d\\x", "u").as_deref(),
             Some("three\\")
         );
-        assert_eq!(both(text, "b", 4, "d", "u").1.as_deref(), Some("five"));
-        assert_eq!(both(text, "c", 5, "any", "xy").1.as_deref(), Some("seven"));
+        assert_eq!(found(text, "b", 4, "d", "u").as_deref(), Some("five"));
+        assert_eq!(found(text, "c", 5, "any", "xy").as_deref(), Some("seven"));
     }
 
     #[cfg(unix)]
@@ -699,13 +766,27 @@ mod tests {
         for mode in [0o644, 0o640, 0o604, 0o660, 0o606, 0o610, 0o601, 0o777] {
             let (_dir, path) = write_file(text, mode);
             let found = lookup(&path, "h", 5432, "d", "u").unwrap();
-            assert!(found.is_none(), "mode {mode:o} must be refused");
+            assert!(found.password.is_none(), "mode {mode:o} must be refused");
+            assert_eq!(
+                found.warning,
+                Some(PgPassWarning::GroupOrWorldAccess { path: path.clone() })
+            );
+            assert_eq!(
+                found.warning.unwrap().to_string(),
+                format!(
+                    "password file \"{}\" has group or world access; permissions should be \
+                     u=rw (0600) or less",
+                    path.display()
+                ),
+                "libpq's words"
+            );
         }
         // The owner's own bits do not matter, as in libpq.
         for mode in [0o600, 0o400, 0o700] {
             let (_dir, path) = write_file(text, mode);
             let found = lookup(&path, "h", 5432, "d", "u").unwrap();
-            assert_eq!(pw(&found), Some("secret"), "mode {mode:o}");
+            assert_eq!(pw(&found.password), Some("secret"), "mode {mode:o}");
+            assert_eq!(found.warning, None);
         }
     }
 
@@ -716,7 +797,7 @@ mod tests {
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&path, &link).unwrap();
         assert_eq!(
-            pw(&lookup(&link, "h", 5432, "d", "u").unwrap()),
+            pw(&lookup(&link, "h", 5432, "d", "u").unwrap().password),
             Some("linked")
         );
     }
@@ -725,11 +806,23 @@ mod tests {
     fn missing_file_and_directory_are_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope");
-        assert!(lookup(&missing, "h", 5432, "d", "u").unwrap().is_none());
-        assert!(lookup(&missing.join("below"), "h", 5432, "d", "u")
-            .unwrap()
-            .is_none());
-        assert!(lookup(dir.path(), "h", 5432, "d", "u").unwrap().is_none());
+        for path in [missing.clone(), missing.join("below")] {
+            let found = lookup(&path, "h", 5432, "d", "u").unwrap();
+            assert_eq!(
+                found,
+                PgPassLookup::default(),
+                "a missing file: no password, no warning"
+            );
+        }
+        let found = lookup(dir.path(), "h", 5432, "d", "u").unwrap();
+        assert!(found.password.is_none());
+        assert_eq!(
+            found.warning.unwrap().to_string(),
+            format!(
+                "password file \"{}\" is not a plain file",
+                dir.path().display()
+            )
+        );
     }
 
     #[test]
@@ -737,7 +830,10 @@ mod tests {
         let mut text = b"h\xff:1:d:u:x\n".to_vec();
         text.extend_from_slice(b"h:1:d:u:ok\n");
         let (_dir, path) = write_file(&text, 0o600);
-        assert_eq!(pw(&lookup(&path, "h", 1, "d", "u").unwrap()), Some("ok"));
+        assert_eq!(
+            pw(&lookup(&path, "h", 1, "d", "u").unwrap().password),
+            Some("ok")
+        );
 
         let (_dir, path) = write_file(b"h:1:d:u:bad\xff\n", 0o600);
         let err = lookup(&path, "h", 1, "d", "u").unwrap_err();
@@ -790,8 +886,8 @@ mod tests {
             let text = format!("{}\n", line.expose());
             let expected = Some(secret.to_owned());
             assert_eq!(
-                both(&text, "db:host\\x", 6543, "my:db", "us\\er"),
-                (expected.clone(), expected)
+                found(&text, "db:host\\x", 6543, "my:db", "us\\er"),
+                expected
             );
         }
     }
@@ -803,9 +899,7 @@ mod tests {
         let line = format_line("#weird", 5432, "d", "u", &Password::new("pw")).unwrap();
         assert_eq!(line.expose(), "\\#weird:5432:d:u:pw");
         assert_eq!(
-            both(&format!("{}\n", line.expose()), "#weird", 5432, "d", "u")
-                .1
-                .as_deref(),
+            found(&format!("{}\n", line.expose()), "#weird", 5432, "d", "u").as_deref(),
             Some("pw")
         );
         assert_eq!(format!("{line:?}"), "Password([redacted])");
@@ -827,6 +921,41 @@ mod tests {
             assert_eq!(err.kind(), crate::ErrorKind::InvalidInput);
             assert!(!err.to_string().contains("secret"), "{err}");
         }
+    }
+
+    #[test]
+    fn exact_fields_take_no_wildcard() {
+        let key = Key::new("/tmp", 5432, "d", "u");
+        let pw = |line: &str, fields| {
+            key.match_line(line.as_bytes(), fields)
+                .map(|p| String::from_utf8(p.to_vec()).unwrap())
+        };
+        assert_eq!(
+            pw("localhost:5432:d:u:a", Fields::Exact).as_deref(),
+            Some("a")
+        );
+        assert_eq!(pw("*:5432:d:u:a", Fields::Exact), None);
+        assert_eq!(pw("*:5432:d:u:a", Fields::Wildcards).as_deref(), Some("a"));
+        assert_eq!(pw("localhost:*:d:u:a", Fields::Exact), None);
+        assert_eq!(pw("# localhost:5432:d:u:a", Fields::Wildcards), None);
+        assert_eq!(
+            pw("localhost:5432:d:u:a\r", Fields::Exact).as_deref(),
+            Some("a")
+        );
+        let star = Key::new("h", 1, "*", "u");
+        assert!(
+            star.match_line(b"h:1:*:u:x", Fields::Exact).is_some(),
+            "a literal * value"
+        );
+    }
+
+    #[test]
+    fn path_or_default_prefers_the_given_path() {
+        assert_eq!(
+            path_or_default(Some(PathBuf::from("/etc/app/pgpass"))).unwrap(),
+            PathBuf::from("/etc/app/pgpass")
+        );
+        assert_eq!(path_or_default(None).ok(), default_path());
     }
 
     #[test]

@@ -398,10 +398,9 @@ impl Provisioner {
         plan: Plan,
         before_commit: BeforeCommit<'_>,
     ) -> Result<Report> {
-        debug_assert!(plan
-            .steps
-            .iter()
-            .all(|s| s.database.is_none() && !s.standalone() && s.temporary_role().is_none()));
+        debug_assert!(plan.steps.iter().all(|s| s.database.is_none()
+            && !s.standalone()
+            && s.kind() != StepKind::TemporaryGrant));
         let mut report = Report {
             changed: !plan.steps.is_empty(),
             notes: plan.notes.clone(),
@@ -885,7 +884,7 @@ impl Provisioner {
     }
 
     /// Drops a project database from the maintenance database. Master gains the owner's
-    /// privileges for the operation when it lacks them (the seed's "alter owner to master, then
+    /// privileges for the operation when it lacks them (the usual "alter owner to master, then
     /// drop" fails without them). A missing database is no change.
     ///
     /// # Errors
@@ -948,7 +947,7 @@ impl Provisioner {
         plan::plan_drop_user(&self.facts, &cluster, &per_database, name, options)
     }
 
-    /// Drops a project role the way the seed's `dropuser` cannot: in every database where it owns
+    /// Drops a project role the way a plain `dropuser` cannot: in every database where it owns
     /// objects or holds privileges, `REASSIGN OWNED BY … TO <reassign_to>` (when given) and `DROP
     /// OWNED BY …`; then `DROP ROLE`, which also removes its memberships. Master gains, for the
     /// operation, the role, the heir and every role that granted the role privileges. The report's
@@ -1075,23 +1074,7 @@ impl CredentialDelivery {
     /// # Errors
     /// [`Error::InvalidInput`] naming the missing directory.
     pub fn check(&self) -> Result<()> {
-        let path = match &self.sink {
-            CredentialSink::EnvFile(p) | CredentialSink::Pgpass(p) => p,
-            CredentialSink::Command(_) => return Ok(()),
-        };
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => std::path::Path::new("."),
-        };
-        if dir.is_dir() {
-            Ok(())
-        } else {
-            Err(Error::InvalidInput(format!(
-                "cannot write credentials to {}: {} is not a directory",
-                path.display(),
-                dir.display()
-            )))
-        }
+        self.sink.check()
     }
 }
 
@@ -1146,7 +1129,9 @@ fn template1() -> DatabaseName {
     DatabaseName::new("template1").expect("a valid name")
 }
 
-fn lock_key(kind: &str, name: &str) -> String {
+/// The advisory lock key of an operation on the role or database `name` (`kind`: `role`,
+/// `database`, `instance`), taken in [`LOCK_DATABASE`].
+pub(crate) fn lock_key(kind: &str, name: &str) -> String {
     format!("rds-pg:{kind}:{name}")
 }
 

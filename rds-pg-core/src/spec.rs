@@ -139,6 +139,12 @@ const KNOWN: &[(&str, Extension)] = &[
 ];
 
 impl Extension {
+    /// Every extension rds-pg knows by name (the named variants), with its name, in a fixed
+    /// order.
+    pub fn known() -> impl Iterator<Item = (&'static str, Extension)> {
+        KNOWN.iter().cloned()
+    }
+
     /// The extension's name in `pg_extension`.
     pub fn name(&self) -> &str {
         match self {

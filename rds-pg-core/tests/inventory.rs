@@ -709,7 +709,7 @@ fn an_unknown_key_lists_every_key_the_entry_takes() {
     assert!(
         unknown
             .2
-            .ends_with("`secrets`, or `database`, `credentials`"),
+            .ends_with("`secrets`, or `database`, `credentials`, `roles`"),
         "{got:#?}"
     );
 }
@@ -790,4 +790,80 @@ fn an_unreadable_file_is_an_io_error() {
     let err = Inventory::load(fixture("no-such-inventory.toml")).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Io);
     assert!(err.to_string().contains("no-such-inventory.toml"), "{err}");
+}
+
+#[test]
+fn role_settings_are_read_and_checked() {
+    let base = r#"
+[[client]]
+name = "acme"
+account_id = "111122223333"
+
+[[instance]]
+name = "acme-prod"
+client = "acme"
+environment = "production"
+region = "eu-west-1"
+postgres_major = 16
+endpoint = "db.example.com"
+master_user = "acme_admin"
+
+[[project]]
+name = "shop"
+client = "acme"
+environment = "production"
+region = "eu-west-1"
+instance = "acme-prod"
+
+[[project.database]]
+name = "shop"
+owner = "shop"
+readers = ["shop_ro"]
+"#;
+    let good = format!(
+        "{base}\n[project.roles]\nshop = {{ connection_limit = 20, valid_until = \"2027-06-30\" }}\nshop_ro = {{ valid_until = \"2027-06-30 12:00:00+00\" }}\n"
+    );
+    let inventory = Inventory::from_str(&good, "fleet.toml").unwrap();
+    let project = inventory.project("shop").unwrap();
+    let shop = project
+        .settings_for(&rds_pg_core::RoleName::new("shop").unwrap())
+        .unwrap();
+    assert_eq!(shop.connection_limit, Some(20));
+    assert_eq!(shop.valid_until.as_deref(), Some("2027-06-30"));
+    assert_eq!(
+        (shop.location.line, shop.location.column),
+        (Some(28), Some(1))
+    );
+    let ro = &project.role_settings[1];
+    assert_eq!(ro.role.as_str(), "shop_ro");
+    assert_eq!(ro.connection_limit, None);
+    assert_eq!(ro.valid_until.as_deref(), Some("2027-06-30 12:00:00+00"));
+
+    let bad = format!(
+        "{base}\n[project.roles]\nshop = {{ connection_limit = -1, valid_until = \"soon\", colour = 1 }}\nstranger = {{ connection_limit = 1 }}\n"
+    );
+    let got = problems(&bad);
+    let messages: Vec<&str> = got.iter().map(|p| p.2.as_str()).collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("connection_limit = -1 is out of range")),
+        "{got:#?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("valid_until = \"soon\" is not a date")),
+        "{got:#?}"
+    );
+    assert!(
+        messages.iter().any(|m| m.contains("unknown key `colour`")),
+        "{got:#?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("\"stranger\": no database of the project is owned or read by it")),
+        "{got:#?}"
+    );
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use pyo3::prelude::*;
 use rds_pg_core as core;
-use rds_pg_core::SslMode;
+use rds_pg_core::{CredentialSink, SslMode};
 
 use crate::errors::IntoPyResult;
 use crate::secret::{password_arg, Secret};
@@ -25,6 +25,13 @@ pub struct Credentials {
 
 pub(crate) fn sslmode_arg(py: Python<'_>, value: &str) -> PyResult<SslMode> {
     value.parse::<SslMode>().py_result(py)
+}
+
+impl Credentials {
+    /// Delivers to `sink` without the GIL, after the core's check of the sink.
+    fn deliver(&self, py: Python<'_>, sink: CredentialSink) -> PyResult<()> {
+        py.detach(|| self.inner.deliver(&sink)).py_result(py)
+    }
 }
 
 #[pymethods]
@@ -115,27 +122,21 @@ impl Credentials {
         Secret::wrap(py, self.inner.json().py_result(py)?)
     }
 
-    /// Writes the env file to `path`, atomically and with mode 0600. Raises `IoError`.
+    /// Writes the env file to `path`, atomically and with mode 0600. Raises `InvalidInput` when
+    /// the file's directory does not exist (nothing is written), `IoError` when the file
+    /// cannot be written.
     fn write_env_file(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        py.detach(|| self.inner.write_env_file(&path)).py_result(py)
+        self.deliver(py, CredentialSink::EnvFile(path))
     }
 
     /// Adds (or replaces) the credentials' line in the password file at `path` (default:
     /// `PGPASSFILE` or `~/.pgpass`), atomically and with mode 0600; other lines are kept.
+    /// Raises `InvalidInput` when the file's directory does not exist (nothing is written),
+    /// `IoError` when the file cannot be written.
     #[pyo3(signature = (path=None))]
     fn write_pgpass(&self, py: Python<'_>, path: Option<PathBuf>) -> PyResult<()> {
-        let path = match path.or_else(core::pgpass::default_path) {
-            Some(path) => path,
-            None => {
-                return Err(crate::errors::to_py_err(
-                    py,
-                    core::Error::InvalidInput(
-                        "no home directory: give the password file's path".into(),
-                    ),
-                ))
-            }
-        };
-        py.detach(|| self.inner.write_pgpass(&path)).py_result(py)
+        let path = core::pgpass::path_or_default(path).py_result(py)?;
+        self.deliver(py, CredentialSink::Pgpass(path))
     }
 
     /// Runs `argv` (a program and its arguments, no shell) with the credentials as JSON on its
@@ -145,8 +146,7 @@ impl Credentials {
     /// is captured. Raises `NotFound` for a missing program and `ToolError` (password redacted
     /// from its output) when it fails.
     fn send_to_command(&self, py: Python<'_>, argv: Vec<PathBuf>) -> PyResult<()> {
-        py.detach(|| self.inner.send_to_command(&argv))
-            .py_result(py)
+        self.deliver(py, CredentialSink::command(argv))
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {

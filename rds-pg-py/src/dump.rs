@@ -40,325 +40,273 @@ fn connection_arg(
     if let Some(password) = optional_password_arg(password)? {
         options = options.password(password);
     }
+    crate::errors::warn_about_pgpass(py, &options)?;
     Ok(options)
 }
 
+/// `True`/`False` for a repr.
+fn py_bool(value: bool) -> &'static str {
+    if value {
+        "True"
+    } else {
+        "False"
+    }
+}
+
 /// What `dump` wrote.
-#[pyclass(frozen, module = "rds_pg", name = "DumpReport")]
+#[pyclass(frozen, get_all, module = "rds_pg", name = "DumpReport")]
 pub struct DumpReport {
-    inner: core::DumpReport,
+    /// The archive written.
+    path: PathBuf,
+    /// Its format: `"custom"` or `"directory"`.
+    format: &'static str,
+    /// Its size in bytes.
+    bytes: u64,
+    /// How long pg_dump ran, in seconds.
+    duration: f64,
+    /// The pg_dump that ran (`"/usr/lib/postgresql/15/bin/pg_dump 15.18"`).
+    tool: String,
+    /// The server's version.
+    server_version: String,
+}
+
+impl From<core::DumpReport> for DumpReport {
+    fn from(r: core::DumpReport) -> Self {
+        DumpReport {
+            format: r.format.as_str(),
+            bytes: r.bytes,
+            duration: r.duration.as_secs_f64(),
+            tool: r.tool.to_string(),
+            server_version: r.server_version,
+            path: r.path,
+        }
+    }
 }
 
 #[pymethods]
 impl DumpReport {
-    /// The archive written.
-    #[getter]
-    fn path(&self) -> PathBuf {
-        self.inner.path.clone()
-    }
-
-    /// Its format: `"custom"` or `"directory"`.
-    #[getter]
-    fn format(&self) -> &'static str {
-        self.inner.format.as_str()
-    }
-
-    /// Its size in bytes.
-    #[getter]
-    fn bytes(&self) -> u64 {
-        self.inner.bytes
-    }
-
-    /// How long pg_dump ran, in seconds.
-    #[getter]
-    fn duration(&self) -> f64 {
-        self.inner.duration.as_secs_f64()
-    }
-
-    /// The pg_dump that ran (`"/usr/lib/postgresql/15/bin/pg_dump 15.18"`).
-    #[getter]
-    fn tool(&self) -> String {
-        self.inner.tool.to_string()
-    }
-
-    /// The server's version.
-    #[getter]
-    fn server_version(&self) -> &str {
-        &self.inner.server_version
-    }
-
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         Ok(format!(
             "DumpReport(path={}, format={}, bytes={}, tool={})",
-            str_repr(py, &self.inner.path.to_string_lossy())?,
-            str_repr(py, self.inner.format.as_str())?,
-            self.inner.bytes,
-            str_repr(py, &self.inner.tool.to_string())?,
+            str_repr(py, &self.path.to_string_lossy())?,
+            str_repr(py, self.format)?,
+            self.bytes,
+            str_repr(py, &self.tool)?,
         ))
     }
 }
 
 /// An archive entry `restore` left out, and why.
-#[pyclass(frozen, module = "rds_pg", name = "SkippedEntry")]
+#[pyclass(frozen, get_all, module = "rds_pg", name = "SkippedEntry")]
+#[derive(Clone)]
 pub struct SkippedEntry {
-    inner: core_dump::SkippedEntry,
+    /// What the entry is (`"TABLE DATA public.spatial_ref_sys"`, `"COMMENT EXTENSION
+    /// postgis"`), as the command line's restore names it.
+    entry: String,
+    /// The entry as `pg_restore --list` shows it.
+    list_line: String,
+    /// Why it was left out.
+    reason: String,
+}
+
+impl From<&core_dump::SkippedEntry> for SkippedEntry {
+    fn from(s: &core_dump::SkippedEntry) -> Self {
+        SkippedEntry {
+            entry: s.entry.to_string(),
+            list_line: s.entry.list_line(),
+            reason: s.reason.to_string(),
+        }
+    }
 }
 
 #[pymethods]
 impl SkippedEntry {
-    /// The entry, as `pg_restore --list` shows it.
-    #[getter]
-    fn entry(&self) -> String {
-        self.inner.entry.to_string()
-    }
-
-    /// Why it was left out.
-    #[getter]
-    fn reason(&self) -> String {
-        self.inner.reason.to_string()
-    }
-
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         Ok(format!(
             "SkippedEntry(entry={}, reason={})",
-            str_repr(py, &self.entry())?,
-            str_repr(py, &self.reason())?,
+            str_repr(py, &self.entry)?,
+            str_repr(py, &self.reason)?,
         ))
     }
 }
 
 /// What `restore` did.
-#[pyclass(frozen, module = "rds_pg", name = "RestoreReport")]
+#[pyclass(frozen, get_all, module = "rds_pg", name = "RestoreReport")]
+#[derive(Clone)]
 pub struct RestoreReport {
-    inner: core::RestoreReport,
+    /// The target database.
+    database: String,
+    /// The archive restored.
+    archive: PathBuf,
+    /// Entries in the archive.
+    entries_total: usize,
+    /// Entries restored.
+    entries_restored: usize,
+    /// Entries left out, and why.
+    skipped: Vec<SkippedEntry>,
+    /// Extensions master created in the target first.
+    created_extensions: Vec<String>,
+    /// Whether it ran as one transaction.
+    single_transaction: bool,
+    /// Parallel jobs.
+    jobs: u32,
+    /// The archive's size in bytes.
+    bytes: u64,
+    /// How long pg_restore ran, in seconds.
+    duration: f64,
+    /// The pg_restore that ran.
+    tool: String,
+    /// Warnings pg_restore printed; empty for a clean restore.
+    warnings: Vec<String>,
+}
+
+impl From<core::RestoreReport> for RestoreReport {
+    fn from(r: core::RestoreReport) -> Self {
+        RestoreReport {
+            skipped: r.skipped.iter().map(SkippedEntry::from).collect(),
+            duration: r.duration.as_secs_f64(),
+            tool: r.tool.to_string(),
+            database: r.database,
+            archive: r.archive,
+            entries_total: r.entries_total,
+            entries_restored: r.entries_restored,
+            created_extensions: r.created_extensions,
+            single_transaction: r.single_transaction,
+            jobs: r.jobs,
+            bytes: r.bytes,
+            warnings: r.warnings,
+        }
+    }
 }
 
 #[pymethods]
 impl RestoreReport {
-    /// The target database.
-    #[getter]
-    fn database(&self) -> &str {
-        &self.inner.database
-    }
-
-    /// The archive restored.
-    #[getter]
-    fn archive(&self) -> PathBuf {
-        self.inner.archive.clone()
-    }
-
-    /// Entries in the archive.
-    #[getter]
-    fn entries_total(&self) -> usize {
-        self.inner.entries_total
-    }
-
-    /// Entries restored.
-    #[getter]
-    fn entries_restored(&self) -> usize {
-        self.inner.entries_restored
-    }
-
-    /// Entries left out, and why.
-    #[getter]
-    fn skipped(&self, py: Python<'_>) -> PyResult<Vec<Py<SkippedEntry>>> {
-        self.inner
-            .skipped
-            .iter()
-            .map(|s| Py::new(py, SkippedEntry { inner: s.clone() }))
-            .collect()
-    }
-
-    /// Extensions master created in the target first.
-    #[getter]
-    fn created_extensions(&self) -> Vec<String> {
-        self.inner.created_extensions.clone()
-    }
-
-    /// Whether it ran as one transaction.
-    #[getter]
-    fn single_transaction(&self) -> bool {
-        self.inner.single_transaction
-    }
-
-    /// Parallel jobs.
-    #[getter]
-    fn jobs(&self) -> u32 {
-        self.inner.jobs
-    }
-
-    /// The archive's size in bytes.
-    #[getter]
-    fn bytes(&self) -> u64 {
-        self.inner.bytes
-    }
-
-    /// How long pg_restore ran, in seconds.
-    #[getter]
-    fn duration(&self) -> f64 {
-        self.inner.duration.as_secs_f64()
-    }
-
-    /// The pg_restore that ran.
-    #[getter]
-    fn tool(&self) -> String {
-        self.inner.tool.to_string()
-    }
-
-    /// Warnings pg_restore printed; empty for a clean restore.
-    #[getter]
-    fn warnings(&self) -> Vec<String> {
-        self.inner.warnings.clone()
-    }
-
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         Ok(format!(
             "RestoreReport(database={}, entries_restored={}, skipped={}, single_transaction={})",
-            str_repr(py, &self.inner.database)?,
-            self.inner.entries_restored,
-            self.inner.skipped.len(),
-            if self.inner.single_transaction {
-                "True"
-            } else {
-                "False"
-            }
+            str_repr(py, &self.database)?,
+            self.entries_restored,
+            self.skipped.len(),
+            py_bool(self.single_transaction)
         ))
     }
 }
 
 /// A table's row count in the source and in the restored copy (None: missing there).
 #[pyclass(frozen, module = "rds_pg", name = "TableRowCount")]
+#[derive(Clone)]
 pub struct TableRowCount {
-    inner: core_dump::TableRowCount,
+    /// The schema.
+    #[pyo3(get)]
+    schema: String,
+    /// The table.
+    #[pyo3(get)]
+    table: String,
+    /// Rows in the source database now.
+    #[pyo3(get)]
+    source: Option<i64>,
+    /// Rows in the restored copy.
+    #[pyo3(get)]
+    restored: Option<i64>,
+    matches: bool,
+}
+
+impl From<&core_dump::TableRowCount> for TableRowCount {
+    fn from(t: &core_dump::TableRowCount) -> Self {
+        TableRowCount {
+            schema: t.schema.clone(),
+            table: t.table.clone(),
+            source: t.source,
+            restored: t.restored,
+            matches: t.matches(),
+        }
+    }
 }
 
 #[pymethods]
 impl TableRowCount {
-    /// The schema.
-    #[getter]
-    fn schema(&self) -> &str {
-        &self.inner.schema
-    }
-
-    /// The table.
-    #[getter]
-    fn table(&self) -> &str {
-        &self.inner.table
-    }
-
-    /// Rows in the source database now.
-    #[getter]
-    fn source(&self) -> Option<i64> {
-        self.inner.source
-    }
-
-    /// Rows in the restored copy.
-    #[getter]
-    fn restored(&self) -> Option<i64> {
-        self.inner.restored
-    }
-
     /// Whether both sides have the table with the same number of rows.
     fn matches(&self) -> bool {
-        self.inner.matches()
+        self.matches
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let count = |n: Option<i64>| n.map_or("None".to_owned(), |n| n.to_string());
         Ok(format!(
             "TableRowCount(schema={}, table={}, source={}, restored={})",
-            str_repr(py, &self.inner.schema)?,
-            str_repr(py, &self.inner.table)?,
-            count(self.inner.source),
-            count(self.inner.restored),
+            str_repr(py, &self.schema)?,
+            str_repr(py, &self.table)?,
+            count(self.source),
+            count(self.restored),
         ))
     }
 }
 
 /// What `verify_backup` found.
-#[pyclass(frozen, module = "rds_pg", name = "VerifyReport")]
+#[pyclass(frozen, get_all, module = "rds_pg", name = "VerifyReport")]
 pub struct VerifyReport {
-    inner: core::VerifyReport,
+    /// The scratch database the archive was restored into.
+    scratch_database: String,
+    /// The restore into it.
+    restore: RestoreReport,
+    /// Row counts of every table the archive holds rows for.
+    tables: Vec<TableRowCount>,
+    /// The tables whose counts differ or that are missing on one side.
+    mismatches: Vec<TableRowCount>,
+    /// Whether every table matched.
+    verified: bool,
+    /// Whether the scratch database was dropped afterwards.
+    scratch_dropped: bool,
+}
+
+impl From<core::VerifyReport> for VerifyReport {
+    fn from(r: core::VerifyReport) -> Self {
+        VerifyReport {
+            mismatches: r
+                .mismatches()
+                .into_iter()
+                .map(TableRowCount::from)
+                .collect(),
+            verified: r.is_verified(),
+            tables: r.tables.iter().map(TableRowCount::from).collect(),
+            scratch_database: r.scratch_database,
+            restore: r.restore.into(),
+            scratch_dropped: r.scratch_dropped,
+        }
+    }
 }
 
 #[pymethods]
 impl VerifyReport {
-    /// The scratch database the archive was restored into.
-    #[getter]
-    fn scratch_database(&self) -> &str {
-        &self.inner.scratch_database
-    }
-
-    /// The restore into it.
-    #[getter]
-    fn restore(&self) -> RestoreReport {
-        RestoreReport {
-            inner: self.inner.restore.clone(),
-        }
-    }
-
-    /// Row counts of every table the archive holds rows for.
-    #[getter]
-    fn tables(&self, py: Python<'_>) -> PyResult<Vec<Py<TableRowCount>>> {
-        self.inner
-            .tables
-            .iter()
-            .map(|t| Py::new(py, TableRowCount { inner: t.clone() }))
-            .collect()
-    }
-
-    /// The tables whose counts differ or that are missing on one side.
-    #[getter]
-    fn mismatches(&self, py: Python<'_>) -> PyResult<Vec<Py<TableRowCount>>> {
-        self.inner
-            .mismatches()
-            .into_iter()
-            .map(|t| Py::new(py, TableRowCount { inner: t.clone() }))
-            .collect()
-    }
-
-    /// Whether every table matched.
-    #[getter]
-    fn verified(&self) -> bool {
-        self.inner.is_verified()
-    }
-
-    /// Whether the scratch database was dropped afterwards.
-    #[getter]
-    fn scratch_dropped(&self) -> bool {
-        self.inner.scratch_dropped
-    }
-
     fn __repr__(&self) -> String {
         format!(
             "VerifyReport(verified={}, tables={}, mismatches={}, scratch_dropped={})",
-            if self.inner.is_verified() {
-                "True"
-            } else {
-                "False"
-            },
-            self.inner.tables.len(),
-            self.inner.mismatches().len(),
-            if self.inner.scratch_dropped {
-                "True"
-            } else {
-                "False"
-            }
+            py_bool(self.verified),
+            self.tables.len(),
+            self.mismatches.len(),
+            py_bool(self.scratch_dropped)
         )
     }
 }
 
-/// A Python `progress(done, total, message)` called from Rust with the GIL taken only for the
-/// call; the first exception it raises is kept and raised once the operation has finished.
+/// A Python `progress(done, total, message)` (or `progress(done, total, message, bytes)`, when
+/// it takes a fourth argument) called from Rust with the GIL taken only for the call; the first
+/// exception it raises is kept and raised once the operation has finished.
 struct PyProgress {
     callback: Option<Py<PyAny>>,
+    /// Whether the callback takes the byte count as a fourth argument.
+    with_bytes: bool,
     error: Option<PyErr>,
 }
 
 impl PyProgress {
-    fn new(callback: Option<Py<PyAny>>) -> Self {
+    fn new(py: Python<'_>, callback: Option<Py<PyAny>>) -> Self {
+        let with_bytes = callback
+            .as_ref()
+            .is_some_and(|f| takes_four_arguments(f.bind(py)));
         PyProgress {
             callback,
+            with_bytes,
             error: None,
         }
     }
@@ -366,7 +314,12 @@ impl PyProgress {
     fn report(&mut self, p: &core_dump::Progress) {
         if let Some(f) = &self.callback {
             Python::attach(|py| {
-                if let Err(e) = f.call1(py, (p.done, p.total, p.message.as_str())) {
+                let called = if self.with_bytes {
+                    f.call1(py, (p.done, p.total, p.message.as_str(), p.bytes))
+                } else {
+                    f.call1(py, (p.done, p.total, p.message.as_str()))
+                };
+                if let Err(e) = called {
                     self.error.get_or_insert(e);
                 }
             });
@@ -378,14 +331,26 @@ impl PyProgress {
     }
 }
 
+/// Whether `callback` accepts four positional arguments (`inspect.signature(…).bind`); a
+/// callable without a signature is called with three.
+fn takes_four_arguments(callback: &Bound<'_, PyAny>) -> bool {
+    let py = callback.py();
+    py.import("inspect")
+        .and_then(|inspect| inspect.call_method1("signature", (callback,)))
+        .and_then(|signature| signature.call_method1("bind", (0, 0, "", py.None())))
+        .is_ok()
+}
+
 /// Dumps a database as the project user with a pg_dump at least as new as the server.
 ///
 /// `connection` is the project user's `Credentials`, a DSN (read over the libpq environment) or
 /// None (the environment alone); `password` overrides its password. The password reaches
 /// pg_dump through a private 0600 passfile, never argv or `PGPASSWORD`. `format` is `"custom"`
 /// (default, one file) or `"directory"` (needed for `jobs` > 1). `progress(done, total,
-/// message)` is called as pg_dump starts on each table's rows (`total`: the tables to dump); an
-/// exception it raises is raised when the dump has finished. Raises `ToolError` with pg_dump's
+/// message)` is called as pg_dump starts on each table's rows (`total`: the tables to dump), and
+/// once more when it has finished; a callback that takes a fourth argument also gets the
+/// archive's size in bytes so far (`progress(done, total, message, bytes)`). An exception it
+/// raises is raised when the dump has finished. Raises `ToolError` with pg_dump's
 /// `stderr` when it fails, or naming the missing client when none is new enough.
 #[pyfunction]
 #[pyo3(signature = (
@@ -410,21 +375,17 @@ pub(crate) fn dump(
     if let Some(database) = database {
         options = options.database(database);
     }
-    if let Some(jobs) = jobs {
-        options = options.jobs(jobs);
-    }
     for schema in exclude_schemas.unwrap_or_default() {
         options = options.exclude_schema(schema).py_result(py)?;
     }
-    if let Some(dir) = tools_dir {
-        options = options.tools_dir(dir);
-    }
-    let mut progress = PyProgress::new(progress);
-    let inner = py
+    options.jobs = jobs;
+    options.tools_dir = tools_dir;
+    let mut progress = PyProgress::new(py, progress);
+    let report = py
         .detach(|| core_dump::dump_with(&options, &mut |p| progress.report(p)))
         .py_result(py)?;
     progress.finish()?;
-    Ok(DumpReport { inner })
+    Ok(report.into())
 }
 
 /// Restores an archive into an existing database owned by the project user, in one transaction
@@ -440,7 +401,8 @@ pub(crate) fn dump(
 /// `Provisioner`, then required) when the target lacks them; an extension the archive uses that
 /// the target lacks and that is not named raises `NotFound` before anything changes. `jobs` > 1
 /// restores in parallel (not one transaction). `progress(done, total, message)` is called as
-/// pg_restore works through the entries; an exception it raises is raised when the restore has
+/// pg_restore works through the entries (a callback that takes a fourth argument gets None
+/// there: a restore writes no archive); an exception it raises is raised when the restore has
 /// finished. Raises `ToolError` with pg_restore's `stderr` when an entry fails.
 #[pyfunction]
 #[pyo3(signature = (
@@ -467,13 +429,9 @@ pub(crate) fn restore(
     if let Some(database) = database {
         options = options.database(database);
     }
-    if let Some(jobs) = jobs {
-        options = options.jobs(jobs);
-    }
-    if let Some(dir) = tools_dir {
-        options = options.tools_dir(dir);
-    }
-    let mut progress = PyProgress::new(progress);
+    options.jobs = jobs;
+    options.tools_dir = tools_dir;
+    let mut progress = PyProgress::new(py, progress);
     let mut on_progress = |p: &core_dump::Progress| progress.report(p);
     let report = match master {
         None => py
@@ -484,7 +442,7 @@ pub(crate) fn restore(
         })?,
     };
     progress.finish()?;
-    Ok(RestoreReport { inner: report })
+    Ok(report.into())
 }
 
 /// Verifies a backup: restores `archive` into a scratch database owned by the project user
@@ -517,19 +475,15 @@ pub(crate) fn verify_backup(
     if let Some(extensions) = extensions.filter(|e| !e.is_none()) {
         options = options.extensions(extensions_arg(extensions)?);
     }
-    if let Some(jobs) = jobs {
-        options = options.jobs(jobs);
-    }
-    if let Some(dir) = tools_dir {
-        options = options.tools_dir(dir);
-    }
+    options.jobs = jobs;
+    options.tools_dir = tools_dir;
     if let Some(name) = scratch_database {
         options = options.scratch_database(name).py_result(py)?;
     }
-    let mut progress = PyProgress::new(progress);
-    let inner = master.call(py, |m| {
+    let mut progress = PyProgress::new(py, progress);
+    let report = master.call(py, |m| {
         core_dump::verify_backup_with(m, &options, &mut |p| progress.report(p))
     })?;
     progress.finish()?;
-    Ok(VerifyReport { inner })
+    Ok(report.into())
 }

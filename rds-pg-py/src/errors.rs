@@ -9,8 +9,9 @@ create_exception!(
     rds_pg,
     RdsPgError,
     PyException,
-    "Base class of every rds_pg error. `sqlstate` is the server's SQLSTATE code when the server \
-     reported the error, else None."
+    "Base class of every rds_pg error. `kind` names the error's kind as the command line's JSON \
+     does (`not_found`, `still_in_use`, ...); `sqlstate` is the server's SQLSTATE code when the \
+     server reported the error, else None."
 );
 create_exception!(
     rds_pg,
@@ -94,6 +95,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     let base = py.get_type::<RdsPgError>();
     base.setattr("sqlstate", py.None())?;
+    base.setattr("kind", py.None())?;
     py.get_type::<PermissionDenied>()
         .setattr("hint", py.None())?;
     py.get_type::<PolicyViolation>()
@@ -146,6 +148,7 @@ pub(crate) fn to_py_err(py: Python<'_>, err: Error) -> PyErr {
 
 fn set_attributes(py: Python<'_>, exc: &PyErr, err: &Error) -> PyResult<()> {
     let value = exc.value(py);
+    value.setattr("kind", err.kind().as_str())?;
     if let Some(code) = err.sqlstate() {
         value.setattr("sqlstate", code.code())?;
     }
@@ -164,6 +167,9 @@ fn set_attributes(py: Python<'_>, exc: &PyErr, err: &Error) -> PyResult<()> {
     }
     if let Error::ToolVersion { tool, .. } = err {
         value.setattr("tool", tool.as_str())?;
+    }
+    if let Error::ArchiveVersion { .. } = err {
+        value.setattr("tool", "pg_restore")?;
     }
     if let Error::Inventory(inventory) = err {
         value.setattr("problems", crate::inventory::problems(py, inventory)?)?;
@@ -186,4 +192,24 @@ impl<T> IntoPyResult<T> for Result<T, Error> {
 /// The error of a call on a closed provisioner or a stopped sandbox.
 pub(crate) fn closed(what: &str) -> PyErr {
     ConnectionError::new_err(format!("{what} is closed"))
+}
+
+/// Shows, as a Python `UserWarning`, what libpq would print on standard error when `options`
+/// consult a password file it then ignores (open to the group or others, not a plain file): the
+/// core returns the warning instead of printing it.
+///
+/// # Errors
+/// The warning raised as an exception, when the warnings filter says so (`-W error`).
+pub(crate) fn warn_about_pgpass(
+    py: Python<'_>,
+    options: &rds_pg_core::ConnectOptions,
+) -> PyResult<()> {
+    let Some(warning) = options.pgpass_warning() else {
+        return Ok(());
+    };
+    // A path cannot hold a NUL, so neither can the message; be safe anyway.
+    let message = std::ffi::CString::new(warning.to_string().replace('\0', "?"))
+        .expect("NUL characters were replaced");
+    let category = py.get_type::<pyo3::exceptions::PyUserWarning>();
+    PyErr::warn(py, category.as_any(), &message, 1)
 }

@@ -290,7 +290,7 @@ impl CheckReport {
 /// describe-db-instances` and `aws ec2 describe-security-groups` printed. Nothing connects.
 #[pyclass(frozen, module = "rds_pg", name = "Inventory")]
 pub struct Inventory {
-    inner: inv::Inventory,
+    pub(crate) inner: inv::Inventory,
 }
 
 #[pymethods]

@@ -4,6 +4,8 @@
 
 use pyo3::prelude::*;
 
+mod audit;
+mod backup;
 mod credentials;
 mod dump;
 mod errors;
@@ -45,5 +47,19 @@ fn _rds_pg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<inventory::FindingObject>()?;
     m.add_class::<inventory::Location>()?;
     m.add_class::<inventory::InventoryProblem>()?;
+    audit::register(m)?;
+    m.add_class::<backup::BackupTable>()?;
+    m.add_class::<backup::BackupArchive>()?;
+    m.add_class::<backup::DatabaseBackup>()?;
+    m.add_class::<backup::BackupRunReport>()?;
+    m.add_class::<backup::BackupTableCheck>()?;
+    m.add_class::<backup::ArchiveVerification>()?;
+    m.add_class::<backup::BackupVerifyReport>()?;
+    m.add_class::<backup::PruneDecision>()?;
+    m.add_class::<backup::PruneReport>()?;
+    m.add_function(wrap_pyfunction!(backup::backup_run, m)?)?;
+    m.add_function(wrap_pyfunction!(backup::backup_verify, m)?)?;
+    m.add_function(wrap_pyfunction!(backup::backup_prune, m)?)?;
+    m.add_function(wrap_pyfunction!(backup::backup_list, m)?)?;
     Ok(())
 }

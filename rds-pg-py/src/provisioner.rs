@@ -92,6 +92,7 @@ pub(crate) fn open(
     options: ConnectOptions,
     lock_timeout: Option<Duration>,
 ) -> PyResult<Provisioner> {
+    crate::errors::warn_about_pgpass(py, &options)?;
     let inner = py
         .detach(move || {
             let p = core::Provisioner::connect(&options)?;
@@ -508,6 +509,42 @@ impl Provisioner {
             }),
             None => self.report(py, move |p| p.rotate_password(&user, password)),
         }
+    }
+
+    /// Audits the instance's isolation (roles and memberships, PUBLIC's access, schemas open to
+    /// creation, objects that shadow pg_catalog, who may connect where, TLS and password
+    /// settings) and returns an `AuditReport`. `inventory` (an `Inventory`) adds what it says:
+    /// which roles and databases belong to which project (`instance` names the inventory's
+    /// instance; default: the one at this connection's endpoint and port, or the only one).
+    /// `fix=True` applies the fixes that lose no data (revokes, leftover memberships) and
+    /// returns the audit made after them, with `fixed`. `jobs` databases are inspected at once
+    /// (default 4). Raises `InvalidInput` for bad options or an instance that cannot be chosen,
+    /// and the connection errors.
+    #[pyo3(signature = (inventory=None, fix=false, *, instance=None, jobs=None))]
+    fn audit(
+        &self,
+        py: Python<'_>,
+        inventory: Option<&crate::inventory::Inventory>,
+        fix: bool,
+        instance: Option<String>,
+        jobs: Option<usize>,
+    ) -> PyResult<crate::audit::AuditReport> {
+        let mut options = core::AuditOptions::new().fix(fix);
+        if let Some(jobs) = jobs {
+            options = options.jobs(jobs);
+        }
+        match inventory {
+            Some(inv) => options = options.inventory(inv.inner.clone(), instance.as_deref()),
+            None if instance.is_some() => {
+                return Err(to_py_err(
+                    py,
+                    Error::InvalidInput("instance= needs an inventory".into()),
+                ))
+            }
+            None => {}
+        }
+        self.call(py, move |p| p.audit(&options))
+            .map(|inner| crate::audit::AuditReport { inner })
     }
 
     /// `Credentials` for `user` on `database` with `password` (a `str` or `Secret`, for example

@@ -10,43 +10,6 @@ use crate::errors::{closed, IntoPyResult};
 use crate::provisioner::{duration_arg, open, Provisioner};
 use crate::secret::Secret;
 
-/// A value in a libpq `key=value` connection string: quoted, with `\` and `'` escaped.
-fn conninfo_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push('\'');
-    for c in value.chars() {
-        if c == '\\' || c == '\'' {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('\'');
-    out
-}
-
-/// `options` as a libpq connection string (the password only when `with_password`).
-fn conninfo(options: &ConnectOptions, with_password: bool) -> String {
-    let mut parts = vec![
-        format!("host={}", conninfo_value(options.get_host())),
-        format!("port={}", options.get_port()),
-        format!("user={}", conninfo_value(&options.get_user())),
-        format!("dbname={}", conninfo_value(options.get_dbname())),
-        format!("sslmode={}", options.get_sslmode().as_str()),
-    ];
-    if let Some(ca) = options.get_sslrootcert() {
-        parts.push(format!(
-            "sslrootcert={}",
-            conninfo_value(&ca.to_string_lossy())
-        ));
-    }
-    if with_password {
-        if let Some(p) = options.get_password() {
-            parts.push(format!("password={}", conninfo_value(p.expose())));
-        }
-    }
-    parts.join(" ")
-}
-
 /// A throw-away PostgreSQL server laid out like RDS (non-superuser master, `rds_superuser`,
 /// TLS-only logins on 15+, the extension whitelist where pgextwlist is installed, every
 /// statement logged). For tests and practice.
@@ -59,6 +22,8 @@ fn conninfo(options: &ConnectOptions, with_password: bool) -> String {
 pub struct Sandbox {
     inner: Mutex<Option<core_sandbox::Sandbox>>,
     master: ConnectOptions,
+    /// What a client is told to connect with (no user, password or password file).
+    client: ConnectOptions,
     version: String,
     major: u32,
     has_postgis: bool,
@@ -87,6 +52,7 @@ impl Sandbox {
             .py_result(py)?;
         Ok(Sandbox {
             master: sandbox.master_options(),
+            client: sandbox.client_options(),
             version: sandbox.version().to_owned(),
             major: sandbox.major_version(),
             has_postgis: sandbox.has_postgis(),
@@ -104,15 +70,26 @@ impl Sandbox {
     /// throw-away master password included): `rds_pg.connect(sb.master_dsn)` and `psql` both
     /// take it.
     #[getter]
-    fn master_dsn(&self) -> String {
-        conninfo(&self.master, true)
+    fn master_dsn(&self, py: Python<'_>) -> PyResult<String> {
+        let master = self.client.clone().user(self.master.get_user());
+        let master = match self.master.get_password() {
+            Some(password) => master.password(password.clone()),
+            None => master,
+        };
+        let dsn = master.to_conninfo_with_password().py_result(py)?;
+        Ok(dsn.expose().to_owned())
     }
 
     /// A connection string for `user` on this server (no password; add one, or use a pgpass
     /// file).
     #[pyo3(signature = (user, dbname="postgres"))]
-    fn dsn_for(&self, user: &str, dbname: &str) -> String {
-        conninfo(&self.master.clone().user(user).dbname(dbname), false)
+    fn dsn_for(&self, py: Python<'_>, user: &str, dbname: &str) -> PyResult<String> {
+        self.client
+            .clone()
+            .user(user)
+            .dbname(dbname)
+            .to_conninfo()
+            .py_result(py)
     }
 
     /// The master user's name.

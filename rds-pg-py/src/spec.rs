@@ -8,89 +8,66 @@ use rds_pg_core as core;
 use crate::errors::IntoPyResult;
 use crate::secret::{optional_password_arg, Secret};
 
-/// An extension known by name. Every argument that takes extensions also accepts their names as
-/// strings (`"postgis"`, `"uuid-ossp"`), including extensions not listed here.
-#[pyclass(eq, frozen, hash, module = "rds_pg", name = "Extension")]
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Extension {
-    /// `postgis`; its `spatial_ref_sys` table is handed to the database owner.
-    #[pyo3(name = "POSTGIS")]
-    Postgis,
-    /// `postgis_topology` (needs `postgis`); its schema and tables are handed to the owner.
-    #[pyo3(name = "POSTGIS_TOPOLOGY")]
-    PostgisTopology,
-    /// `hstore`.
-    #[pyo3(name = "HSTORE")]
-    Hstore,
-    /// `citext`.
-    #[pyo3(name = "CITEXT")]
-    Citext,
-    /// `pg_trgm`.
-    #[pyo3(name = "PG_TRGM")]
-    PgTrgm,
-    /// `uuid-ossp`.
-    #[pyo3(name = "UUID_OSSP")]
-    UuidOssp,
-    /// `pgcrypto`.
-    #[pyo3(name = "PGCRYPTO")]
-    Pgcrypto,
-    /// `unaccent`.
-    #[pyo3(name = "UNACCENT")]
-    Unaccent,
-    /// `btree_gist`.
-    #[pyo3(name = "BTREE_GIST")]
-    BtreeGist,
-    /// `btree_gin`.
-    #[pyo3(name = "BTREE_GIN")]
-    BtreeGin,
-    /// `ltree`.
-    #[pyo3(name = "LTREE")]
-    Ltree,
-    /// `fuzzystrmatch`.
-    #[pyo3(name = "FUZZYSTRMATCH")]
-    Fuzzystrmatch,
-    /// `pg_stat_statements`.
-    #[pyo3(name = "PG_STAT_STATEMENTS")]
-    PgStatStatements,
+/// Defines the Python `Extension` class from one list of (Python name, core variant) pairs, with
+/// its conversions to and from the core's `Extension`.
+macro_rules! known_extensions {
+    ($($(#[doc = $doc:literal])* $name:literal => $variant:ident,)*) => {
+        /// An extension known by name. Every argument that takes extensions also accepts their
+        /// names as strings (`"postgis"`, `"uuid-ossp"`), including extensions not listed here.
+        #[pyclass(eq, frozen, hash, module = "rds_pg", name = "Extension")]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Extension {
+            $($(#[doc = $doc])* #[pyo3(name = $name)] $variant,)*
+        }
+
+        impl Extension {
+            /// Every member, in the class's order.
+            #[cfg(test)]
+            const ALL: &'static [(&'static str, Extension)] = &[$(($name, Extension::$variant),)*];
+
+            fn to_core(self) -> core::Extension {
+                match self {
+                    $(Extension::$variant => core::Extension::$variant,)*
+                }
+            }
+
+            fn from_core(extension: &core::Extension) -> Option<Self> {
+                match extension {
+                    $(core::Extension::$variant => Some(Extension::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
 }
 
-impl Extension {
-    fn to_core(self) -> core::Extension {
-        match self {
-            Extension::Postgis => core::Extension::Postgis,
-            Extension::PostgisTopology => core::Extension::PostgisTopology,
-            Extension::Hstore => core::Extension::Hstore,
-            Extension::Citext => core::Extension::Citext,
-            Extension::PgTrgm => core::Extension::PgTrgm,
-            Extension::UuidOssp => core::Extension::UuidOssp,
-            Extension::Pgcrypto => core::Extension::Pgcrypto,
-            Extension::Unaccent => core::Extension::Unaccent,
-            Extension::BtreeGist => core::Extension::BtreeGist,
-            Extension::BtreeGin => core::Extension::BtreeGin,
-            Extension::Ltree => core::Extension::Ltree,
-            Extension::Fuzzystrmatch => core::Extension::Fuzzystrmatch,
-            Extension::PgStatStatements => core::Extension::PgStatStatements,
-        }
-    }
-
-    fn from_core(extension: &core::Extension) -> Option<Self> {
-        Some(match extension {
-            core::Extension::Postgis => Extension::Postgis,
-            core::Extension::PostgisTopology => Extension::PostgisTopology,
-            core::Extension::Hstore => Extension::Hstore,
-            core::Extension::Citext => Extension::Citext,
-            core::Extension::PgTrgm => Extension::PgTrgm,
-            core::Extension::UuidOssp => Extension::UuidOssp,
-            core::Extension::Pgcrypto => Extension::Pgcrypto,
-            core::Extension::Unaccent => Extension::Unaccent,
-            core::Extension::BtreeGist => Extension::BtreeGist,
-            core::Extension::BtreeGin => Extension::BtreeGin,
-            core::Extension::Ltree => Extension::Ltree,
-            core::Extension::Fuzzystrmatch => Extension::Fuzzystrmatch,
-            core::Extension::PgStatStatements => Extension::PgStatStatements,
-            _ => return None,
-        })
-    }
+known_extensions! {
+    /// `postgis`; its `spatial_ref_sys` table is handed to the database owner.
+    "POSTGIS" => Postgis,
+    /// `postgis_topology` (needs `postgis`); its schema and tables are handed to the owner.
+    "POSTGIS_TOPOLOGY" => PostgisTopology,
+    /// `hstore`.
+    "HSTORE" => Hstore,
+    /// `citext`.
+    "CITEXT" => Citext,
+    /// `pg_trgm`.
+    "PG_TRGM" => PgTrgm,
+    /// `uuid-ossp`.
+    "UUID_OSSP" => UuidOssp,
+    /// `pgcrypto`.
+    "PGCRYPTO" => Pgcrypto,
+    /// `unaccent`.
+    "UNACCENT" => Unaccent,
+    /// `btree_gist`.
+    "BTREE_GIST" => BtreeGist,
+    /// `btree_gin`.
+    "BTREE_GIN" => BtreeGin,
+    /// `ltree`.
+    "LTREE" => Ltree,
+    /// `fuzzystrmatch`.
+    "FUZZYSTRMATCH" => Fuzzystrmatch,
+    /// `pg_stat_statements`.
+    "PG_STAT_STATEMENTS" => PgStatStatements,
 }
 
 #[pymethods]
@@ -470,5 +447,42 @@ impl ReadOnlyGrant {
             .cast::<ReadOnlyGrant>()
             .map(|o| o.get().inner == self.inner)
             .unwrap_or(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every Python member is one of the core's named extensions (not `Other`), under the name
+    /// the core gives it, spelled as a Python constant.
+    #[test]
+    fn every_member_is_a_core_extension_under_its_core_name() {
+        for (python_name, member) in Extension::ALL {
+            let core = member.to_core();
+            assert_eq!(
+                core::Extension::from_name(core.name()).unwrap(),
+                core,
+                "{python_name}: the core knows it by name"
+            );
+            assert!(!matches!(core, core::Extension::Other(_)), "{python_name}");
+            assert_eq!(Extension::from_core(&core), Some(*member));
+            assert_eq!(*python_name, core.name().to_uppercase().replace('-', "_"));
+        }
+        let names: std::collections::BTreeSet<&str> =
+            Extension::ALL.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names.len(), Extension::ALL.len(), "no member twice");
+    }
+
+    /// And the other way round: every extension the core knows by name is a Python member.
+    #[test]
+    fn every_core_extension_is_a_member() {
+        for (name, core) in core::Extension::known() {
+            assert!(
+                Extension::from_core(&core).is_some(),
+                "core's {name} has no Python member: add it to known_extensions!"
+            );
+        }
+        assert_eq!(core::Extension::known().count(), Extension::ALL.len());
     }
 }

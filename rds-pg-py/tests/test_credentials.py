@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import warnings
 
 import pytest
 
 import rds_pg
+from conftest import newest_pg_dump_major
 
 
 @pytest.fixture(scope="module")
@@ -35,29 +38,49 @@ def test_repr_never_shows_the_password(shop):
         assert shop.password.reveal() in output.reveal()
 
 
-def test_database_url_and_pgpass_line_log_in(sandbox, shop, tmp_path, monkeypatch):
-    rds_pg.connect(shop.database_url().reveal()).close()
+WHO = "SELECT current_user || '@' || current_database() || ' ssl=' || coalesce((SELECT ssl::text FROM pg_stat_ssl WHERE pid = pg_backend_pid()), 'f')"
+
+
+def who(sandbox, user, database):
+    """What WHO prints for `user` on `database`: TLS in use exactly where the sandbox requires it."""
+    return f"{user}@{database} ssl={'true' if sandbox.ca_cert_path else 'false'}"
+
+
+def test_database_url_and_pgpass_line_log_in(sandbox, shop, psql, tmp_path, monkeypatch):
+    # psql (libpq) given the URL alone logs in: user, password, database and TLS are all in it.
+    assert psql.login(shop.database_url().reveal(), WHO) == who(sandbox, "shop", "shop")
     pgpass = tmp_path / "pgpass"
     shop.write_pgpass(pgpass)
     assert pgpass.stat().st_mode & 0o777 == 0o600
     assert pgpass.read_text() == shop.pgpass_line().reveal() + "\n"
-    rds_pg.connect(sandbox.dsn_for("shop", "shop"), passfile=pgpass).close()
+    # psql finds the password in the file written (by libpq's rules, not rds_pg's).
+    assert psql.login(sandbox.dsn_for("shop", "shop"), WHO, passfile=pgpass) == who(sandbox, "shop", "shop")
     # The default file is PGPASSFILE (else ~/.pgpass), as libpq reads it.
     monkeypatch.setenv("PGPASSFILE", str(tmp_path / "default-pgpass"))
     shop.write_pgpass()
     assert (tmp_path / "default-pgpass").read_text() == pgpass.read_text()
 
 
-def test_env_file_and_command_sinks(sandbox, shop, tmp_path):
+def test_env_file_and_command_sinks(sandbox, shop, psql, tmp_path):
     env_file = tmp_path / "shop.env"
     shop.write_env_file(env_file)
     assert env_file.stat().st_mode & 0o777 == 0o600
     assert env_file.read_text() == shop.env_file().reveal()
+    # The env file, loaded by sh as a service would, is all psql needs (PGPASSWORD, PGSSLMODE, ...).
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    r = subprocess.run(
+        ["sh", "-c", f'set -a; . "$1"; set +a; exec {psql.binary} --no-psqlrc -tAc "$2"', "sh", str(env_file), WHO],
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0 and r.stdout.strip() == who(sandbox, "shop", "shop"), r.stderr
     received = tmp_path / "received.json"
     shop.send_to_command([sys.executable, "-c", f"import sys; open({str(received)!r}, 'w').write(sys.stdin.read())"])
     data = json.loads(received.read_text())
     assert data["user"] == "shop" and data["password"] == shop.password.reveal()
-    rds_pg.connect(data["database_url"]).close()
+    assert psql.login(data["database_url"], WHO) == who(sandbox, "shop", "shop")
     with pytest.raises(rds_pg.NotFound):
         shop.send_to_command([str(tmp_path / "no-such-program")])
 
@@ -93,3 +116,21 @@ def test_a_command_sink_gets_none_of_masters_credentials(sandbox, tmp_path):
     assert master_password not in seen.read_text()
     assert received["AWS_REGION"] == "eu-west-1" and received["HOME"] == str(tmp_path) and "PATH" in received
     assert json.loads((tmp_path / "sink.env.json").read_text())["password"] == "project-pw"
+
+
+def test_a_password_file_open_to_others_is_ignored_with_libpqs_warning(sandbox, shop, tmp_path, monkeypatch):
+    # As libpq does: the file is not read, and the warning says why (as a UserWarning here).
+    pgpass = tmp_path / "pgpass"
+    shop.write_pgpass(pgpass)
+    pgpass.chmod(0o644)
+    monkeypatch.setenv("PGPASSFILE", str(pgpass))
+    warning = f'password file "{pgpass}" has group or world access; permissions should be u=rw (0600) or less'
+    with pytest.warns(UserWarning, match=re.escape(warning)):
+        # The file was not read: the login had no password to send.
+        with pytest.raises(rds_pg.ConnectionError, match="password missing"):
+            rds_pg.dump(sandbox.dsn_for("shop", "shop"), tmp_path / "shop.dump")
+    pgpass.chmod(0o600)
+    if sandbox.major_version <= newest_pg_dump_major():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert rds_pg.dump(sandbox.dsn_for("shop", "shop"), tmp_path / "shop.dump").bytes > 0

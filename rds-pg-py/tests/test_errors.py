@@ -28,7 +28,7 @@ ALL = [
 def test_every_class_derives_from_rds_pg_error_and_has_the_attributes():
     for cls in ALL:
         assert issubclass(cls, rds_pg.RdsPgError) and cls.__module__ == "rds_pg", cls
-        assert cls.sqlstate is None and cls.__doc__
+        assert cls.sqlstate is None and cls.kind is None and cls.__doc__
     assert rds_pg.PermissionDenied.hint is None
     assert rds_pg.PolicyViolation.hint is None
     assert rds_pg.ToolError.stderr is None
@@ -123,7 +123,7 @@ def test_still_in_use_sessions(sandbox, project):
     with sandbox.connect() as rds, rds_pg.connect(sandbox.dsn_for("shop", "shop"), password=project):
         with pytest.raises(rds_pg.StillInUse, match="connected session") as e:
             rds.drop_database("shop")
-        assert e.value.sqlstate is None
+        assert e.value.sqlstate is None and e.value.kind == "still_in_use"
     with sandbox.connect() as rds:
         assert not rds.plan_ensure_database(DatabaseSpec("shop", "shop")), "still there, unchanged"
 
@@ -131,7 +131,7 @@ def test_still_in_use_sessions(sandbox, project):
 def test_still_in_use_lock_timeout(sandbox, project, tmp_path):
     # Another deploy holds the lock on this database: after lock_timeout, StillInUse with the
     # server's lock_not_available.
-    holder = hold_database_lock(sandbox, tmp_path, "shop", 60)
+    holder = hold_database_lock(sandbox, tmp_path, "shop", "shop", project, 60)
     try:
         with sandbox.connect(lock_timeout=0.5) as rds:
             started = time.monotonic()
@@ -203,13 +203,30 @@ def test_server_error(sandbox):
         assert rds.ensure_user("expiring").changed, "the failed statement left nothing behind"
 
 
-def test_tool_error_carries_stderr(sandbox, project, tmp_path):
+def test_tool_error_carries_stderr(sandbox, project, tmp_path, psql):
     garbage = tmp_path / "not-a-dump"
     garbage.write_bytes(b"this is not a pg_dump archive\n")
-    with pytest.raises(rds_pg.ToolError) as e:
+    # Not an archive at all: refused before any program runs.
+    with pytest.raises(rds_pg.InvalidInput, match="not a pg_dump archive"):
         rds_pg.restore(sandbox.dsn_for("shop", "shop"), garbage, password=project)
+    # An archive whose data is cut short: its table of contents reads, pg_restore's error comes back.
+    psql.ok(
+        "shop",
+        project,
+        "shop",
+        "CREATE TABLE IF NOT EXISTS filler AS SELECT g, md5(g::text) AS h FROM generate_series(1, 20000) g",
+    )
+    archive = tmp_path / "shop.dump"
+    rds_pg.dump(sandbox.dsn_for("shop", "shop"), archive, password=project)
+    data = archive.read_bytes()
+    truncated = tmp_path / "truncated.dump"
+    truncated.write_bytes(data[: len(data) // 2])
+    with sandbox.connect() as rds:
+        rds.ensure_database(DatabaseSpec("shop_cut", "shop"))
+    with pytest.raises(rds_pg.ToolError) as e:
+        rds_pg.restore(sandbox.dsn_for("shop", "shop_cut"), truncated, password=project)
     assert e.value.tool and "pg_restore" in e.value.tool
-    assert "does not appear to be a valid archive" in e.value.stderr
+    assert "could not read from input file" in e.value.stderr or "end of file" in e.value.stderr, e.value.stderr
     assert e.value.status and e.value.sqlstate is None
     # A program that fails while receiving credentials: its output comes back, password redacted.
     creds = rds_pg.Credentials(sandbox.host, sandbox.port, "shop", "shop", project)
@@ -220,10 +237,18 @@ def test_tool_error_carries_stderr(sandbox, project, tmp_path):
 
 def test_io_error(sandbox, project, tmp_path):
     creds = rds_pg.Credentials(sandbox.host, sandbox.port, "shop", "shop", project)
+    # A directory where the file should go: the new file cannot replace it.
+    (tmp_path / "shop.env").mkdir()
     with pytest.raises(rds_pg.IoError) as e:
-        creds.write_env_file(tmp_path / "no-such-dir" / "shop.env")
-    assert e.value.sqlstate is None
+        creds.write_env_file(tmp_path / "shop.env")
+    assert e.value.sqlstate is None and e.value.kind == "io"
     assert project.reveal() not in str(e.value)
+    assert list((tmp_path / "shop.env").iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["shop.env"]
+    # A directory that does not exist is refused before anything is written, as the command
+    # line refuses it before it changes the password.
+    with pytest.raises(rds_pg.InvalidInput, match="is not a directory") as e:
+        creds.write_pgpass(tmp_path / "no-such-dir" / "pgpass")
+    assert e.value.kind == "invalid_input"
 
 
 def test_an_exception_in_the_progress_callback_is_raised_after_the_restore(sandbox, project, tmp_path, psql):
@@ -276,4 +301,5 @@ def test_a_progress_callback_that_uses_the_same_provisioner_gets_an_error_not_a_
         # The provisioner is still open and usable once the restore returned.
         assert not rds.closed
         assert rds.plan_ensure_user("someone").steps
-    assert psql.ok("shop", project, "shop_reentry", "SELECT count(*) FROM kept") == "1"
+    rows = psql.ok("shop", project, "shop", "SELECT count(*) FROM kept")
+    assert psql.ok("shop", project, "shop_reentry", "SELECT count(*) FROM kept") == rows

@@ -51,7 +51,7 @@ def max_concurrency(intervals: list[tuple[float, float]]) -> int:
 
 def test_a_call_in_flight_lets_python_threads_run_and_serialises_a_shared_provisioner(sandbox, tmp_path):
     with sandbox.connect() as setup:
-        setup.ensure_user("waiter")
+        waiter = setup.ensure_user("waiter").generated_password
         setup.ensure_database(DatabaseSpec("waiter", "waiter"))
     shared = sandbox.connect(lock_timeout=20)
     separate = sandbox.connect()
@@ -62,10 +62,10 @@ def test_a_call_in_flight_lets_python_threads_run_and_serialises_a_shared_provis
         call()
         times[name] = (start, time.perf_counter())
 
-    holder = hold_database_lock(sandbox, tmp_path, "waiter", 2.0)
+    holder = hold_database_lock(sandbox, tmp_path, "waiter", "waiter", waiter, 3.0)
     try:
         with Ticker() as ticker:
-            # A: waits (in Rust) for the lock another session holds for about 2 s.
+            # A: waits (in Rust) for the lock another deploy holds for about 2 s more.
             a = threading.Thread(target=timed, args=("a", lambda: shared.ensure_extensions("waiter", ["citext"])))
             a.start()
             time.sleep(0.3)

@@ -60,7 +60,26 @@ fn raw_connect(options: &ConnectOptions, startup: Option<&str>) -> Result<Client
         .map_err(|e| e.to_string())?;
     config
         .connect(tls)
-        .map_err(|e| format!("{}: {e}", options.target()))
+        .map_err(|e| format!("{}: {}", options.target(), error_text(&e)))
+}
+
+/// A client error in words: the server's message (and detail) for a server error, the error and
+/// its causes otherwise (`postgres::Error`'s own text is only "db error").
+pub fn error_text(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut s = format!("{}: {}", db.severity(), db.message());
+        if let Some(d) = db.detail() {
+            s.push_str(&format!(" ({d})"));
+        }
+        return s;
+    }
+    let mut s = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        s.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    s
 }
 
 /// A session with `search_path = pg_catalog, pg_temp` from the startup packet on: nothing it
@@ -174,7 +193,7 @@ pub fn plant(
 /// A server error with the part of `sql` it points at.
 pub fn describe_error(e: &postgres::Error, sql: &str) -> String {
     let Some(db) = e.as_db_error() else {
-        return e.to_string();
+        return error_text(e);
     };
     let mut s = format!("{}: {}", db.severity(), db.message());
     if let Some(d) = db.detail() {
@@ -446,12 +465,13 @@ pub fn may_create_in_public(sandbox: &Sandbox, database: &str, role: &str) -> bo
         .get(0)
 }
 
-/// On PostgreSQL 14 and older, opens (`true`, RDS's default) or closes CREATE on `public` of
-/// `template1` for PUBLIC, as the superuser. The fixed rds-pg refuses to create a database from
-/// a `template1` others may create in; the suites close it while they set up clean projects
-/// (the census, the hostile project's own database) and open it again before planting, as an
-/// RDS instance has it.
-pub fn template1_open_to_public(sandbox: &Sandbox, open: bool) {
+/// On PostgreSQL 14 and older, opens (`true`, as RDS delivers an instance) or closes (`false`,
+/// as `secure_instance` leaves it) CREATE on `public` of `postgres` and `template1` for PUBLIC,
+/// as the superuser. rds-pg refuses to create a database from a `template1` others may create
+/// in, so the suites set up clean projects (the census, the hostile project's own database) on
+/// a secured instance, then open both schemas again before planting: the attack runs against
+/// an instance as RDS delivers it.
+pub fn shared_public_schemas_open(sandbox: &Sandbox, open: bool) {
     if sandbox.major_version() >= 15 {
         return;
     }
@@ -460,7 +480,97 @@ pub fn template1_open_to_public(sandbox: &Sandbox, open: bool) {
     } else {
         "REVOKE CREATE ON SCHEMA public FROM PUBLIC"
     };
-    admin(sandbox, "template1").batch_execute(sql).unwrap();
+    for database in ["postgres", "template1"] {
+        admin(sandbox, database).batch_execute(sql).unwrap();
+    }
+}
+
+/// Runs `sql` (statements separated by `;\n`, as rds-pg prints a fix) over `client` as one
+/// batch, as an operator pasting it into psql would. When the batch fails (and so changed
+/// nothing), each statement is tried again in order under a savepoint, all of it rolled back,
+/// and the failures are described: `n of m statements fail`, then one example per distinct
+/// error.
+pub fn run_fix(client: &mut Client, sql: &str) -> Result<(), String> {
+    let Err(first) = client.batch_execute(sql) else {
+        return Ok(());
+    };
+    let statements: Vec<&str> = sql
+        .split(";\n")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    let mut failures: Vec<(String, String)> = Vec::new();
+    let tried = client.batch_execute("BEGIN").and_then(|_| {
+        for statement in &statements {
+            client.batch_execute("SAVEPOINT rds_pg_fix")?;
+            if let Err(e) = client.batch_execute(statement) {
+                failures.push(((*statement).to_owned(), error_text(&e)));
+                client.batch_execute("ROLLBACK TO SAVEPOINT rds_pg_fix")?;
+            }
+        }
+        client.batch_execute("ROLLBACK")
+    });
+    let mut s = format!(
+        "{} of {} statements fail (as one batch: {})",
+        failures.len(),
+        statements.len(),
+        error_text(&first)
+    );
+    if let Err(e) = tried {
+        s.push_str(&format!(
+            "; trying them one by one failed: {}",
+            error_text(&e)
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    for (statement, error) in &failures {
+        // One example per error, the object's own name left out.
+        let class: String = error.split(['"', '(']).next().unwrap_or("").to_owned();
+        let class = if error.contains("does not exist") {
+            "does not exist".to_owned()
+        } else {
+            class
+        };
+        if seen.insert(class) {
+            s.push_str(&format!("\n  {statement}: {error}"));
+        }
+    }
+    Err(s)
+}
+
+/// Cleans `template1` as the superuser: drops what `planters` own there and closes CREATE on
+/// its `public`. Only for going on after the printed cleaning SQL failed (which is a finding
+/// of its own), so that the steps after it still run.
+pub fn clean_template1_as_superuser(sandbox: &Sandbox, planters: &[&str]) {
+    let mut sql = String::new();
+    for p in planters {
+        sql.push_str(&format!("DROP OWNED BY {};\n", escape_identifier(p)));
+    }
+    sql.push_str("REVOKE CREATE ON SCHEMA public FROM PUBLIC;");
+    admin(sandbox, "template1")
+        .batch_execute(&sql)
+        .unwrap_or_else(|e| panic!("cleaning template1 as the superuser: {}", error_text(&e)));
+}
+
+/// Whether `database` exists.
+pub fn database_exists(sandbox: &Sandbox, database: &str) -> bool {
+    admin(sandbox, "postgres")
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
+        .unwrap()
+        .is_some()
+}
+
+/// The extensions installed in `database`, `plpgsql` left out.
+pub fn installed_extensions(sandbox: &Sandbox, database: &str) -> Vec<String> {
+    admin(sandbox, database)
+        .query(
+            "SELECT extname::text FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
 }
 
 /// A database's setting for `search_path`, when one is set.
@@ -761,15 +871,25 @@ pub fn grant_as_admin(admin: &mut Client, role: &str, to: &str) {
         .unwrap();
 }
 
-/// `REVOKE`s what [`grant_as_admin`] granted.
+/// `REVOKE`s what [`grant_as_admin`] granted. On 16+ the superuser's grant lands on the same
+/// `pg_auth_members` row as the ADMIN membership PostgreSQL gave the role's creator (both have the
+/// bootstrap superuser as grantor), so only the options it added are taken back: a plain REVOKE
+/// would take master's ADMIN on the role with it.
 pub fn revoke_as_admin(admin: &mut Client, role: &str, from: &str) {
-    admin
-        .batch_execute(&format!(
-            "REVOKE {} FROM {}",
-            escape_identifier(role),
-            escape_identifier(from)
-        ))
-        .unwrap();
+    let version: i32 = admin
+        .query_one(
+            "SELECT pg_catalog.current_setting('server_version_num')::pg_catalog.int4",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let (role, from) = (escape_identifier(role), escape_identifier(from));
+    let sql = if version >= 160000 {
+        format!("REVOKE INHERIT OPTION FOR {role} FROM {from}; REVOKE SET OPTION FOR {role} FROM {from}")
+    } else {
+        format!("REVOKE {role} FROM {from}")
+    };
+    admin.batch_execute(&sql).unwrap();
 }
 
 /// Whether `planter` may create in `public` of `database`: tries it, as the planter would.

@@ -221,7 +221,9 @@ impl PlantSet {
                 "SELECT p.proname::text, p.prokind::text, p.proargtypes::oid[], p.provariadic,
                         p.prorettype, p.proretset, p.pronargdefaults::int4,
                         coalesce(a.aggkind::text, ''),
-                        p.proallargtypes IS NULL
+                        -- Input arguments only (IN and VARIADIC: a variadic function has
+                        -- proallargtypes too); OUT, INOUT and TABLE columns are not planted.
+                        p.proargmodes IS NULL OR p.proargmodes::text[] <@ ARRAY['i', 'v']
                    FROM pg_proc p LEFT JOIN pg_aggregate a ON a.aggfnoid = p.oid
                   WHERE p.pronamespace = 'pg_catalog'::regnamespace AND p.proname::text = ANY($1)
                   ORDER BY p.proname, p.oid",

@@ -1,8 +1,10 @@
 //! Dump and restore as the project user (issue 5): the seed's "Dump the database" and "Restore a
 //! dump to a new database", done so that the restore runs in one transaction and fails loudly.
 //!
-//! Only PostgreSQL 15 client tools exist on this machine (Debian), so round trips run on 13–15
-//! (client ≥ server) and 16–18 must give the version error. Everything is checked the way a user
+//! Round trips run on every version: Debian's 15 client tools serve 13–15 (the nearest newer
+//! client), the TLS-capable 18 tools `make setup` installs (RDS_PG_TOOLS_DIRS, set for cargo in
+//! `.cargo/config.toml`) serve 16–18; 16 has no pg_restore that connects to it itself, so its
+//! restores go through pg_restore 18's script and psql 18. Everything is checked the way a user
 //! would: the restored rows, geometries and sequence values are compared with the source's.
 
 use std::collections::BTreeMap;
@@ -12,50 +14,68 @@ use std::time::{Duration, Instant};
 use postgres::Client;
 use postgres_protocol::escape::escape_identifier;
 use rds_pg_core::dump::{
-    dump_with, plan_restore, restore_with, tools, verify_backup_with, ClientProgram, DumpFormat,
-    Progress, SkipReason, ToolWorkDir,
+    dump_with, plan_restore, read_toc, restore_with, tools, verify_backup_with, ClientProgram,
+    DumpFormat, Progress, RestoreRoute, SkipReason, Toc, ToolWorkDir,
 };
 use rds_pg_core::{
-    connect, dump, restore, verify_backup, ConnectOptions, DatabaseSpec, DumpOptions, Error,
-    ErrorKind, Extension, Password, Provisioner, RestoreOptions, UserSpec, VerifyOptions,
+    dump, restore, verify_backup, ConnectOptions, DatabaseSpec, DumpOptions, Error, ErrorKind,
+    Extension, Password, Provisioner, RestoreOptions, SqlState, UserSpec, VerifyOptions,
 };
 use rds_pg_tests::{
-    changes_since, err, log_mark, login_as_application, ok, provisioner, run_on, statements_since,
-    Sandbox,
+    changes_since, connect_error, err, log_mark, login_as_application, ok, per_version,
+    provisioner, refused_login, run_on, statements_since, Sandbox,
 };
 
 /// The client tools Debian installs for PostgreSQL 15 (`make setup`).
 const CLIENT_15: &str = "/usr/lib/postgresql/15/bin";
 
-/// Defines one `#[test]` per version whose server the installed client tools (15) can dump.
-macro_rules! on_client_versions {
-    ($(#[$meta:meta])* fn $name:ident($sb:ident) $body:block) => {
-        $(#[$meta])*
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-            fn body($sb: &Sandbox) {
-                require_client_15();
-                $body
-            }
-            #[test] fn pg13() { run_on(13, body) }
-            #[test] fn pg14() { run_on(14, body) }
-            #[test] fn pg15() { run_on(15, body) }
-        }
-    };
-}
-
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-fn require_client_15() {
-    for tool in ["pg_dump", "pg_restore"] {
+/// The directory of the client tools 18 `make setup` installs (first entry of RDS_PG_TOOLS_DIRS).
+fn client_18() -> PathBuf {
+    let dirs = std::env::var_os(tools::TOOLS_DIRS_ENV).unwrap_or_default();
+    let dir = std::env::split_paths(&dirs)
+        .find(|d| d.join("pg_dump").is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "{} names no directory with pg_dump: run `make setup` (scripts/setup-postgres.sh \
+                 installs .cache/postgresql/client-18) and run the tests through cargo, which sets \
+                 it (.cargo/config.toml)",
+                tools::TOOLS_DIRS_ENV
+            )
+        });
+    let tool = ok(
+        tools::probe(ClientProgram::PgDump, &dir.join("pg_dump")),
+        "probe pg_dump 18",
+    );
+    assert_eq!(tool.major, 18, "{tool}");
+    dir
+}
+
+/// Fails with the setup command unless both client tool sets are installed: every version's
+/// round trip needs one of them.
+fn require_clients() {
+    for tool in ["pg_dump", "pg_restore", "psql"] {
         assert!(
             Path::new(CLIENT_15).join(tool).is_file(),
-            "{CLIENT_15}/{tool} is missing: run `make setup` \
-             (apt-get install postgresql-client-15)"
+            "{CLIENT_15}/{tool} is missing: run `make setup` (apt-get install postgresql-client-15)"
         );
+        assert!(
+            client_18().join(tool).is_file(),
+            "{tool} 18 is missing: run `make setup`"
+        );
+    }
+}
+
+/// The client major rds-pg must pick for `server_major` here: 15 (Debian's) for 13–15, 18 (the
+/// installed wheels) for 16–18.
+fn expected_client_major(server_major: u32) -> u32 {
+    if server_major <= 15 {
+        15
+    } else {
+        18
     }
 }
 
@@ -255,11 +275,12 @@ fn skipped_reasons(report: &rds_pg_core::RestoreReport) -> Vec<String> {
 // Round trip as another project user
 // ---------------------------------------------------------------------------------------------
 
-on_client_versions!(
+per_version!(
     /// Dumped as its owner, restored as another project user into a fresh database: clean, in
     /// one transaction, identical data. On 15 with PostGIS, the seed's plain `pg_restore
     /// --no-owner --no-acl` of the same archive shows the errors the filter removes.
     fn round_trip_as_another_project_user(sandbox) {
+        require_clients();
         let postgis = sandbox.has_postgis();
         let exts = extensions(sandbox);
         let mut master = provisioner(sandbox);
@@ -277,11 +298,33 @@ on_client_versions!(
             }),
             "dump",
         );
-        assert_dump_progress(&dump_progress, &["public.places", "public.big"]);
+        assert_dump_progress(&dump_progress, &["public.places", "public.big"], dumped.bytes);
         assert_eq!(dumped.format, DumpFormat::Custom);
         assert!(dumped.bytes > 0 && dumped.bytes == std::fs::metadata(&archive).unwrap().len());
         assert_eq!(mode(&archive), 0o600, "the archive is private whatever the umask");
-        assert_eq!(dumped.tool.major, 15, "the only client tools here: {}", dumped.tool);
+        assert_eq!(
+            dumped.tool.major,
+            expected_client_major(sandbox.major_version()),
+            "the server's major, else the nearest newer one: {}",
+            dumped.tool
+        );
+        // The pg_dump that ran is one of those installed, new enough for the server, and the
+        // archive itself says that this pg_dump wrote it, from this server.
+        assert!(dumped.tool.major >= sandbox.major_version(), "{}", dumped.tool);
+        let installed = tools::find_all(ClientProgram::PgDump, None);
+        assert!(installed.contains(&dumped.tool), "{} not in {installed:?}", dumped.tool);
+        let pg_restore = ok(
+            tools::probe(ClientProgram::PgRestore, &dumped.tool.path.with_file_name("pg_restore")),
+            "the pg_restore next to the pg_dump that ran",
+        );
+        let header = ok(read_toc(&pg_restore, &archive), "read the archive's header").header;
+        let dumped_by = header.dumped_by.unwrap_or_default();
+        assert!(
+            dumped_by.split_whitespace().next() == Some(dumped.tool.version.as_str()),
+            "the archive was written by {dumped_by:?}, the report says {}",
+            dumped.tool
+        );
+        assert_eq!(header.dumped_from.as_deref().and_then(|v| v.split_whitespace().next()), Some(sandbox.version()));
         assert!(dumped.server_version.starts_with(&sandbox.major_version().to_string()));
 
         // A fresh database owned by bob, extensions made by master, as rds-pg provisions it.
@@ -312,7 +355,8 @@ on_client_versions!(
                 "COMMENT ON EXTENSION {name} left out: {reasons:#?}"
             );
         }
-        // Progress went up one entry at a time to the total.
+        // Progress went up one entry at a time to the total; a restore writes no archive.
+        assert!(seen.iter().all(|p| p.bytes.is_none()), "{seen:?}");
         let last = seen.last().expect("progress was reported");
         assert_eq!((last.done, last.total), (report.entries_restored, report.entries_restored));
         assert!(seen.windows(2).all(|w| w[0].done <= w[1].done));
@@ -333,7 +377,12 @@ on_client_versions!(
         let mut c = login(&bob, "shop_copy");
         c.batch_execute("INSERT INTO places (name) VALUES ('new'); DROP VIEW early_places;")
             .unwrap();
-        assert!(connect(&alice.for_database("shop_copy")).is_err());
+        let refused = refused_login(
+            &connect_error(&alice.for_database("shop_copy")),
+            &SqlState::INSUFFICIENT_PRIVILEGE,
+        );
+        assert_eq!(refused.message(), "permission denied for database \"shop_copy\"");
+        assert_eq!(refused.detail(), Some("User does not have CONNECT privilege."));
 
         missing_extensions_are_listed_or_created_by_master(sandbox, &mut master, &bob, &archive);
 
@@ -551,10 +600,11 @@ fn database_state(sandbox: &Sandbox, db: &str) -> String {
     format!("{parts:?}")
 }
 
-on_client_versions!(
+per_version!(
     /// A truncated archive: its table of contents still reads, the restore fails with pg_restore's
     /// error, and the target is exactly as it was (one transaction).
     fn truncated_archive_fails_and_changes_nothing(sandbox) {
+        require_clients();
         let exts = extensions(sandbox);
         let mut master = provisioner(sandbox);
         let alice = project_user(sandbox, &mut master, "alice");
@@ -651,12 +701,13 @@ fn assert_refused<T: std::fmt::Debug>(
     );
 }
 
-on_client_versions!(
+per_version!(
     /// Restoring as master into a project's database is refused before pg_restore starts (the
     /// archive's content would run with master's privileges); so is restoring as a role that
     /// does not own the target, or that owns it but holds a privileged attribute or membership
     /// (directly or through a chain). As the unprivileged owner the same restore works.
     fn restore_only_as_the_unprivileged_owner(sandbox) {
+        require_clients();
         let exts = extensions(sandbox);
         let mut master = provisioner(sandbox);
         let alice = project_user(sandbox, &mut master, "alice");
@@ -743,12 +794,13 @@ fn database_state_without_kept(sandbox: &Sandbox, db: &str) -> String {
     format!("{parts:?}")
 }
 
-on_client_versions!(
+per_version!(
     /// `verify_backup` gives the scratch database the extensions installed in the source (or
     /// those named), not the archive's list, and counts rows as the project user: a table whose
     /// row-level security policy calls the project's code is counted without master ever
     /// running it.
     fn verify_takes_extensions_from_the_source_and_counts_as_the_project_user(sandbox) {
+        require_clients();
         let mut master = provisioner(sandbox);
         let alice = project_user(sandbox, &mut master, "alice");
         create_database(&mut master, "shop", "alice", &[Extension::Hstore]);
@@ -828,9 +880,24 @@ on_client_versions!(
 );
 
 /// Asserts that a dump's progress counted up to its total and named each of `tables`.
-fn assert_dump_progress(seen: &[Progress], tables: &[&str]) {
+/// Asserts what a dump's progress said: tables counted up to the total, each table named, and
+/// the archive's size growing to its final `bytes`.
+fn assert_dump_progress(seen: &[Progress], tables: &[&str], bytes: u64) {
     let last = seen.last().expect("dump reports progress");
     assert_eq!(last.done, last.total, "{seen:#?}");
+    assert_eq!(
+        last.bytes,
+        Some(bytes),
+        "the last report has the archive's size"
+    );
+    let sizes: Vec<u64> = seen
+        .iter()
+        .map(|p| p.bytes.expect("a dump's progress has its size so far"))
+        .collect();
+    assert!(
+        sizes.windows(2).all(|w| w[0] <= w[1]),
+        "the archive only grows: {sizes:?}"
+    );
     assert!(last.total >= tables.len(), "{seen:#?}");
     assert!(
         seen.windows(2).all(|w| w[0].done <= w[1].done),
@@ -848,10 +915,11 @@ fn assert_dump_progress(seen: &[Progress], tables: &[&str]) {
 // Directory format, parallel jobs, verify_backup
 // ---------------------------------------------------------------------------------------------
 
-on_client_versions!(
+per_version!(
     /// Directory format with 2 jobs, restored with 2 jobs; `verify_backup` restores it into a
     /// scratch database, reports equal counts and drops the scratch database.
     fn directory_format_with_two_jobs_and_verify_backup(sandbox) {
+        require_clients();
         let exts = extensions(sandbox);
         let postgis = sandbox.has_postgis();
         let mut master = provisioner(sandbox);
@@ -860,14 +928,23 @@ on_client_versions!(
         fill_source(&alice, "shop", postgis, 5000);
         let dir = tempfile::tempdir().unwrap();
         let archive = dir.path().join("shop.dir");
+        let mut dump_progress: Vec<Progress> = Vec::new();
         let dumped = ok(
-            dump(
+            dump_with(
                 &DumpOptions::new(alice.for_database("shop"), &archive)
                     .format(DumpFormat::Directory)
                     .jobs(2),
+                &mut |p| dump_progress.push(p.clone()),
             ),
             "directory dump with 2 jobs",
         );
+        // The size of a directory archive is the sum of its files'.
+        assert_dump_progress(&dump_progress, &["public.big"], dumped.bytes);
+        let files: u64 = std::fs::read_dir(&archive)
+            .unwrap()
+            .map(|f| f.unwrap().metadata().unwrap().len())
+            .sum();
+        assert_eq!(dumped.bytes, files);
         assert!(archive.join("toc.dat").is_file());
         assert!(dumped.bytes > std::fs::metadata(archive.join("toc.dat")).unwrap().len());
         assert_eq!(mode(&archive), 0o700, "the directory archive is private");
@@ -881,7 +958,13 @@ on_client_versions!(
             restore(&RestoreOptions::new(alice.for_database("shop_copy"), &archive).jobs(2)),
             "parallel restore",
         );
-        assert!(!report.single_transaction && report.jobs == 2);
+        if sandbox.major_version() == 16 {
+            // pg_restore 18's script through psql: one transaction, no parallel jobs.
+            assert!(matches!(report.route, RestoreRoute::ScriptThroughPsql { .. }), "{report:?}");
+            assert!(report.single_transaction && report.jobs == 1);
+        } else {
+            assert!(!report.single_transaction && report.jobs == 2);
+        }
         assert!(report.warnings.is_empty(), "{:?}", report.warnings);
         assert_eq!(table_checksums(sandbox, "shop_copy"), table_checksums(sandbox, "shop"));
         assert_eq!(
@@ -977,7 +1060,7 @@ fn children_named(name: &str) -> Vec<u32> {
 #[test]
 fn password_is_never_on_argv_or_in_the_environment() {
     run_on(15, |sandbox| {
-        require_client_15();
+        require_clients();
         let mut master = provisioner(sandbox);
         let user = project_user(sandbox, &mut master, "carol");
         let password = user.get_password().unwrap().expose().to_owned();
@@ -1068,103 +1151,99 @@ fn password_is_never_on_argv_or_in_the_environment() {
 // Servers newer than the client tools
 // ---------------------------------------------------------------------------------------------
 
-fn newer_server_gives_the_version_error(sandbox: &Sandbox) {
-    require_client_15();
-    let major = sandbox.major_version();
-    let mut master = provisioner(sandbox);
-    let alice = project_user(sandbox, &mut master, "alice");
-    create_database(&mut master, "shop", "alice", &[Extension::Hstore]);
-    let dir = tempfile::tempdir().unwrap();
-    let archive = dir.path().join("shop.dump");
+/// A server newer than every client found (a tools directory holding only Debian's 15 client,
+/// against an 18 server): dump, restore and verify give the version error before anything runs.
+#[test]
+fn newer_server_than_every_client_gives_the_version_error() {
+    run_on(18, |sandbox| {
+        require_clients();
+        let major = sandbox.major_version();
+        let mut master = provisioner(sandbox);
+        let alice = project_user(sandbox, &mut master, "alice");
+        create_database(&mut master, "shop", "alice", &[Extension::Hstore]);
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("shop.dump");
 
-    // With only Debian's 15 client (the tools directory is the only place searched).
-    let options = DumpOptions::new(alice.for_database("shop"), &archive).tools_dir(CLIENT_15);
-    let e = err(dump(&options), "dump with a 15 client");
-    assert_eq!(e.kind(), ErrorKind::Tool);
-    let Error::ToolVersion {
-        tool,
-        server_version,
-        server_major,
-        found,
-        fix,
-    } = &e
-    else {
-        panic!("expected the version error, got {e:?}");
-    };
-    assert_eq!((tool.as_str(), *server_major), ("pg_dump", major));
-    assert_eq!(server_version, sandbox.version());
-    assert_eq!(found.len(), 1, "{found:?}");
-    assert!(
-        found[0].contains("15/bin/pg_dump") && found[0].contains("15."),
-        "{found:?}"
-    );
-    assert!(fix.contains(&format!("postgresql-client-{major}")), "{fix}");
-    let text = e.to_string();
-    assert!(
-        text.contains(sandbox.version()) && text.contains("15/bin/pg_dump"),
-        "{text}"
-    );
-    assert!(!archive.exists(), "nothing was written");
+        // The tools directory is the only place searched.
+        let options = DumpOptions::new(alice.for_database("shop"), &archive).tools_dir(CLIENT_15);
+        let e = err(dump(&options), "dump with a 15 client");
+        assert_eq!(e.kind(), ErrorKind::Tool);
+        let Error::ToolVersion {
+            tool,
+            server_version,
+            server_major,
+            found,
+            fix,
+        } = &e
+        else {
+            panic!("expected the version error, got {e:?}");
+        };
+        assert_eq!((tool.as_str(), *server_major), ("pg_dump", major));
+        assert_eq!(server_version, sandbox.version());
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].contains("15/bin/pg_dump") && found[0].contains("15."),
+            "{found:?}"
+        );
+        assert!(fix.contains(&format!("postgresql-client-{major}")), "{fix}");
+        assert!(fix.contains(tools::TOOLS_DIRS_ENV), "{fix}");
+        let text = e.to_string();
+        assert!(
+            text.contains(sandbox.version()) && text.contains("15/bin/pg_dump"),
+            "{text}"
+        );
+        assert!(!archive.exists(), "nothing was written");
 
-    // The default search finds what this machine has; unless a client ≥ the server was
-    // installed, that is the same error.
-    let newest = tools::find_all(ClientProgram::PgDump, None)
-        .into_iter()
-        .map(|t| t.major)
-        .max();
-    let result = dump(&DumpOptions::new(alice.for_database("shop"), &archive));
-    match newest {
-        Some(m) if m >= major => {
-            ok(result, "dump with a client new enough");
-        }
-        _ => assert!(
-            matches!(
-                err(result, "dump with the default search"),
-                Error::ToolVersion { .. }
+        // What the version check prevents: pg_dump 15 itself refuses the server.
+        let tool = ok(
+            tools::probe(ClientProgram::PgDump, &Path::new(CLIENT_15).join("pg_dump")),
+            "probe",
+        );
+        let conn = alice.for_database("shop");
+        let work = ok(ToolWorkDir::create(&conn), "work dir");
+        let out = tools::connection_command(&tool, &conn, work.passfile())
+            .arg("--format=custom")
+            .arg(tools_file_arg(&dir.path().join("raw.dump")))
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("server version mismatch"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        // Restore and verify need a pg_restore as new as the server as well (checked before the
+        // archive is even looked at, and before anything changes).
+        ok(
+            dump(&DumpOptions::new(alice.for_database("shop"), &archive)),
+            "dump with 18",
+        );
+        let mark = log_mark(sandbox);
+        let e = err(
+            plan_restore(
+                &RestoreOptions::new(alice.for_database("shop"), &archive).tools_dir(CLIENT_15),
             ),
-            "the default search gives the version error too"
-        ),
-    }
-
-    // What the version check prevents: pg_dump 15 itself refuses the server.
-    let tool = ok(
-        tools::probe(ClientProgram::PgDump, &Path::new(CLIENT_15).join("pg_dump")),
-        "probe",
-    );
-    let conn = alice.for_database("shop");
-    let work = ok(ToolWorkDir::create(&conn), "work dir");
-    let out = tools::connection_command(&tool, &conn, work.passfile())
-        .arg("--format=custom")
-        .arg(tools_file_arg(&dir.path().join("raw.dump")))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("server version mismatch"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-
-    // Restore and verify need a pg_restore as new as the server as well.
-    std::fs::write(&archive, b"not used: the tool check comes first").unwrap();
-    let e = err(
-        plan_restore(
-            &RestoreOptions::new(alice.for_database("shop"), &archive).tools_dir(CLIENT_15),
-        ),
-        "restore with a 15 client",
-    );
-    assert!(
-        matches!(&e, Error::ToolVersion { tool, .. } if tool == "pg_restore"),
-        "{e:?}"
-    );
-    let e = err(
-        verify_backup(
-            &mut master,
-            &VerifyOptions::new(alice.for_database("shop"), &archive).tools_dir(CLIENT_15),
-        ),
-        "verify_backup with a 15 client",
-    );
-    assert!(matches!(&e, Error::ToolVersion { .. }), "{e:?}");
+            "restore with a 15 client",
+        );
+        assert!(
+            matches!(&e, Error::ToolVersion { tool, .. } if tool == "pg_restore"),
+            "{e:?}"
+        );
+        let e = err(
+            verify_backup(
+                &mut master,
+                &VerifyOptions::new(alice.for_database("shop"), &archive).tools_dir(CLIENT_15),
+            ),
+            "verify_backup with a 15 client",
+        );
+        assert!(matches!(&e, Error::ToolVersion { .. }), "{e:?}");
+        assert!(
+            changes_since(sandbox, mark).is_empty(),
+            "{:#?}",
+            changes_since(sandbox, mark)
+        );
+    });
 }
 
 fn tools_file_arg(path: &Path) -> std::ffi::OsString {
@@ -1173,20 +1252,265 @@ fn tools_file_arg(path: &Path) -> std::ffi::OsString {
     arg
 }
 
-mod newer_server_than_client {
-    use super::*;
-    #[test]
-    fn pg16() {
-        run_on(16, newer_server_gives_the_version_error)
+/// A directory holding `tool` of `from` under `name`/ (a symbolic link): a tools layout as PGDG
+/// installs it, several majors side by side.
+fn tools_layout(root: &Path, dirs: &[(&str, &Path)]) -> Vec<PathBuf> {
+    dirs.iter()
+        .map(|(name, from)| {
+            let dir = root.join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            for tool in ["pg_dump", "pg_restore", "psql"] {
+                let target = std::fs::canonicalize(from.join(tool)).unwrap();
+                let link = dir.join(tool);
+                if !link.exists() {
+                    std::os::unix::fs::symlink(target, link).unwrap();
+                }
+            }
+            dir
+        })
+        .collect()
+}
+
+/// With several majors side by side, the one whose major equals the server's wins whatever the
+/// search order, else the nearest newer one; never an older one.
+#[test]
+fn client_choice_prefers_the_servers_major_then_the_nearest_newer() {
+    require_clients();
+    let root = tempfile::tempdir().unwrap();
+    let c18 = client_18();
+    let c15 = PathBuf::from(CLIENT_15);
+    for order in [
+        vec![("a18", c18.as_path()), ("b15", c15.as_path())],
+        vec![("b15", c15.as_path()), ("a18", c18.as_path())],
+    ] {
+        let dirs = tools_layout(root.path(), &order);
+        for program in [ClientProgram::PgDump, ClientProgram::PgRestore] {
+            let found = tools::find_all_in(program, &dirs);
+            assert_eq!(found.len(), 2, "{found:?}");
+            for (server, expected) in [
+                (13, Some(15)),
+                (15, Some(15)),
+                (16, Some(18)),
+                (18, Some(18)),
+                (19, None),
+            ] {
+                let chosen = tools::choose(&found, server).map(|t| t.major);
+                assert_eq!(chosen, expected, "{program} for {server} among {found:?}");
+            }
+        }
     }
-    #[test]
-    fn pg17() {
-        run_on(17, newer_server_gives_the_version_error)
+}
+
+per_version!(
+    /// The report says which client ran (path and version), and it is the one the choice rule
+    /// names; on 16 the restore goes through pg_restore 18's script and psql 18 (pg_restore 18
+    /// cannot connect to 16 itself), in one transaction, with identical data.
+    fn the_report_names_the_client_chosen_for_the_server(sandbox) {
+        require_clients();
+        let major = sandbox.major_version();
+        let mut master = provisioner(sandbox);
+        let alice = project_user(sandbox, &mut master, "alice");
+        create_database(&mut master, "shop", "alice", &[Extension::Hstore]);
+        login(&alice, "shop")
+            .batch_execute("CREATE TABLE t AS SELECT g AS n, hstore('k', g::text) AS h FROM generate_series(1, 300) g")
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("shop.dump");
+        let dumped = ok(dump(&DumpOptions::new(alice.for_database("shop"), &archive)), "dump");
+        assert_eq!(dumped.tool.major, expected_client_major(major), "{}", dumped.tool);
+        assert!(dumped.tool.to_string().contains(&dumped.tool.version));
+        let toc = ok(Toc::read_archive(&archive), "read the archive");
+        assert_eq!(
+            toc.header.dumped_by.as_deref().and_then(rds_pg_core::dump::major_of),
+            Some(dumped.tool.major),
+            "{:?}",
+            toc.header
+        );
+        create_database(&mut master, "copy", "alice", &[Extension::Hstore]);
+        let options = RestoreOptions::new(alice.for_database("copy"), &archive);
+        let plan = ok(plan_restore(&options), "plan");
+        // With plain names, the archive read field by field and pg_restore --list agree.
+        let listed = ok(rds_pg_core::dump::read_toc(&plan.tool, &archive), "pg_restore --list");
+        assert_eq!(listed.entries, toc.entries);
+        assert_eq!(listed.header, toc.header);
+        let report = ok(restore(&options), "restore");
+        assert_eq!(report.tool, plan.tool);
+        assert_eq!(report.tool.major, expected_client_major(major), "{}", report.tool);
+        match (&plan.route, major) {
+            (RestoreRoute::ScriptThroughPsql { psql }, 16) => assert_eq!(psql.major, 18),
+            (RestoreRoute::Direct, m) if m != 16 => {}
+            (route, m) => panic!("route {route:?} on {m}"),
+        }
+        assert!(report.single_transaction && report.warnings.is_empty(), "{report:?}");
+        assert_eq!(table_checksums(sandbox, "copy"), table_checksums(sandbox, "shop"));
     }
-    #[test]
-    fn pg18() {
-        run_on(18, newer_server_gives_the_version_error)
-    }
+);
+
+/// An archive made by a newer pg_dump (18, of a 15 server): pg_restore 15 cannot read it, so
+/// with only the 15 client the restore fails with the typed error before any change; found
+/// with the 18 tools, it is restored through pg_restore 18's script and psql (pg_restore 18
+/// itself would fail on `transaction_timeout`), in one transaction: a failing entry rolls back.
+#[test]
+fn archive_from_a_newer_pg_dump_restores_into_an_older_server() {
+    run_on(15, |sandbox| {
+        require_clients();
+        let mut master = provisioner(sandbox);
+        let alice = project_user(sandbox, &mut master, "alice");
+        create_database(
+            &mut master,
+            "shop",
+            "alice",
+            &[Extension::Hstore, Extension::Citext],
+        );
+        fill_source(&alice, "shop", false, 20_000);
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("shop18.dump");
+        let dumped = ok(
+            dump(&DumpOptions::new(alice.for_database("shop"), &archive).tools_dir(client_18())),
+            "dump with pg_dump 18",
+        );
+        assert_eq!(dumped.tool.major, 18);
+        let toc = ok(Toc::read_archive(&archive), "read");
+        assert_eq!(
+            toc.header.archive_version.map(|v| v.to_string()).as_deref(),
+            Some("1.16-0")
+        );
+
+        create_database(
+            &mut master,
+            "copy",
+            "alice",
+            &[Extension::Hstore, Extension::Citext],
+        );
+        let mark = log_mark(sandbox);
+        let only_15 =
+            RestoreOptions::new(alice.for_database("copy"), &archive).tools_dir(CLIENT_15);
+        let e = err(restore(&only_15), "restore with only pg_restore 15");
+        assert_eq!(e.kind(), ErrorKind::Tool, "{e}");
+        let Error::ArchiveVersion {
+            archive: written_by,
+            found,
+            fix,
+            ..
+        } = &e
+        else {
+            panic!("expected the archive version error, got {e:?}");
+        };
+        assert!(
+            written_by.contains("pg_dump 18.") && written_by.contains("1.16-0"),
+            "{e}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|f| f.contains("reads archive formats up to 1.14")),
+            "{e}"
+        );
+        assert!(fix.contains("pg_dump 15"), "{e}");
+        assert!(
+            pg_restore_statements_since(sandbox, mark).is_empty(),
+            "pg_restore never ran"
+        );
+        assert!(
+            changes_since(sandbox, mark).is_empty(),
+            "{:#?}",
+            changes_since(sandbox, mark)
+        );
+
+        // What the script route avoids: pg_restore 18 connected to 15 itself fails.
+        let conn = alice.for_database("copy");
+        let work = ok(ToolWorkDir::create(&conn), "work dir");
+        let pg_restore_18 = ok(
+            tools::probe(ClientProgram::PgRestore, &client_18().join("pg_restore")),
+            "probe",
+        );
+        let out = tools::connection_command(&pg_restore_18, &conn, work.passfile())
+            .args(["--no-owner", "--no-acl", "--single-transaction"])
+            .arg(&archive)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("transaction_timeout"),
+            "{out:?}"
+        );
+        drop(work);
+
+        // The default search finds both: the script route, one transaction, identical data.
+        let options = RestoreOptions::new(alice.for_database("copy"), &archive);
+        let plan = ok(plan_restore(&options), "plan");
+        assert_eq!(plan.tool.major, 18);
+        assert!(
+            matches!(&plan.route, RestoreRoute::ScriptThroughPsql { psql } if psql.major == 18),
+            "{:?}",
+            plan.route
+        );
+        let mut seen = Vec::new();
+        let report = ok(
+            restore_with(&options, None, &mut |p| seen.push(p.clone())),
+            "restore",
+        );
+        assert!(
+            report.single_transaction && report.warnings.is_empty(),
+            "{report:?}"
+        );
+        assert_eq!(
+            seen.last().map(|p| (p.done, p.total)),
+            Some((report.entries_restored, report.entries_restored))
+        );
+        assert_eq!(
+            table_checksums(sandbox, "copy"),
+            table_checksums(sandbox, "shop")
+        );
+        assert_eq!(
+            object_facts(&alice, "copy", false),
+            object_facts(&alice, "shop", false)
+        );
+
+        // A failing entry (the table exists already) rolls everything back, psql never commits.
+        create_database(
+            &mut master,
+            "target",
+            "alice",
+            &[Extension::Hstore, Extension::Citext],
+        );
+        login(&alice, "target")
+            .batch_execute("CREATE TABLE kept (k int PRIMARY KEY); INSERT INTO kept VALUES (1); CREATE TABLE big (other text)")
+            .unwrap();
+        let before = database_state(sandbox, "target");
+        let e = err(
+            restore(&RestoreOptions::new(alice.for_database("target"), &archive)),
+            "restore over an existing table",
+        );
+        assert_eq!(e.kind(), ErrorKind::Tool, "{e}");
+        assert!(e.to_string().contains("already exists"), "{e}");
+        assert_eq!(
+            database_state(sandbox, "target"),
+            before,
+            "everything rolled back"
+        );
+        // And a truncated archive: pg_restore fails mid-script, psql is killed, nothing stays.
+        let bytes = std::fs::read(&archive).unwrap();
+        let truncated = dir.path().join("truncated.dump");
+        std::fs::write(&truncated, &bytes[..bytes.len() * 2 / 3]).unwrap();
+        login(&alice, "target")
+            .batch_execute("DROP TABLE big")
+            .unwrap();
+        let before = database_state(sandbox, "target");
+        let e = err(
+            restore(&RestoreOptions::new(
+                alice.for_database("target"),
+                &truncated,
+            )),
+            "truncated",
+        );
+        assert_eq!(e.kind(), ErrorKind::Tool, "{e}");
+        assert_eq!(
+            database_state(sandbox, "target"),
+            before,
+            "everything rolled back"
+        );
+    });
 }
 
 /// Bad options fail before anything connects.
@@ -1215,4 +1539,285 @@ fn bad_options_fail_before_connecting() {
         "zero jobs",
     );
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// verify_backup leaves nothing behind, whatever fails
+// ---------------------------------------------------------------------------------------------
+
+/// Databases named like a scratch database of `source`, and memberships of `owner` that master
+/// holds beyond the one PostgreSQL 16+ gives a role's creator (ADMIN only: no INHERIT, no SET).
+fn leftovers(sandbox: &Sandbox, source: &str, owner: &str) -> (Vec<String>, i64) {
+    let mut admin = sandbox.connect_rdsadmin("postgres").unwrap();
+    let pattern = format!("{}\\_verify\\_%", source.replace('_', "\\_"));
+    let scratch: Vec<String> = admin
+        .query("SELECT datname::text FROM pg_database WHERE datname LIKE $1 OR datname = 'scratch' ORDER BY 1", &[&pattern])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let options = if sandbox.major_version() >= 16 {
+        "AND (m.inherit_option OR m.set_option)"
+    } else {
+        ""
+    };
+    let memberships: i64 = admin
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM pg_auth_members m
+                  WHERE m.member = 'master'::regrole AND m.roleid = $1::text::regrole {options}"
+            ),
+            &[&owner],
+        )
+        .unwrap()
+        .get(0);
+    (scratch, memberships)
+}
+
+/// Kills the pg_restore (or, on the script route, the psql) this process runs for `database` as
+/// soon as it appears.
+fn kill_pg_restore_when_it_starts(database: &'static str) -> std::thread::JoinHandle<bool> {
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            for pid in children_named("pg_restore")
+                .into_iter()
+                .chain(children_named("psql"))
+            {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                if String::from_utf8_lossy(&cmdline).contains(database) {
+                    let _ = std::process::Command::new("kill")
+                        .arg("-9")
+                        .arg(pid.to_string())
+                        .status();
+                    return true;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    })
+}
+
+per_version!(
+    /// Every way verify_backup can fail once its scratch database may exist — an extension that
+    /// cannot be created after CREATE DATABASE, a truncated archive, a pg_restore killed
+    /// mid-restore — ends in a typed error with the scratch database dropped and no membership of
+    /// the project user left to master; a garbage archive fails before anything is created.
+    fn verify_backup_drops_its_scratch_database_on_every_failure(sandbox) {
+        require_clients();
+        let mut master = provisioner(sandbox);
+        let alice = project_user(sandbox, &mut master, "alice");
+        create_database(&mut master, "shop", "alice", &[Extension::Hstore, Extension::Citext]);
+        fill_source(&alice, "shop", false, 30_000);
+        // A row whose CHECK sleeps: restoring it takes 1.5 s whatever the machine's speed, so
+        // the restoring program is surely still running when case 3 kills it.
+        login(&alice, "shop")
+            .batch_execute(
+                "CREATE TABLE slow (n int CHECK ((pg_catalog.pg_sleep(1.5))::text = ''));
+                 INSERT INTO slow VALUES (1);",
+            )
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("shop.dump");
+        ok(dump(&DumpOptions::new(alice.for_database("shop"), &archive)), "dump");
+        let source = alice.for_database("shop");
+        let clean = (Vec::<String>::new(), 0);
+        assert_eq!(leftovers(sandbox, "shop", "alice"), clean);
+        let mut failures = 0;
+
+        // 1. The extensions fail after CREATE DATABASE: master's new sessions are read-only.
+        sandbox
+            .connect_rdsadmin("postgres")
+            .unwrap()
+            .batch_execute("ALTER ROLE master SET default_transaction_read_only = on")
+            .unwrap();
+        let mark = log_mark(sandbox);
+        let e = err(
+            verify_backup(&mut master, &VerifyOptions::new(source.clone(), &archive).scratch_database("scratch").unwrap()),
+            "verify with extensions that cannot be created",
+        );
+        assert!(e.to_string().contains("read-only"), "{e}");
+        assert!(
+            statements_since(sandbox, mark).iter().any(|s| s.contains("CREATE DATABASE \"scratch\"")),
+            "the failure came after CREATE DATABASE"
+        );
+        sandbox
+            .connect_rdsadmin("postgres")
+            .unwrap()
+            .batch_execute("ALTER ROLE master RESET default_transaction_read_only")
+            .unwrap();
+        assert_eq!(leftovers(sandbox, "shop", "alice"), clean, "after: {e}");
+        failures += 1;
+
+        // 2. A truncated archive: its table of contents reads, the restore fails.
+        let bytes = std::fs::read(&archive).unwrap();
+        let truncated = dir.path().join("truncated.dump");
+        std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+        let e = err(verify_backup(&mut master, &VerifyOptions::new(source.clone(), &truncated)), "truncated");
+        assert_eq!(e.kind(), ErrorKind::Tool, "{e}");
+        assert_eq!(leftovers(sandbox, "shop", "alice"), clean, "after: {e}");
+        failures += 1;
+
+        // 3. The restoring program killed while it restores into the scratch database.
+        let killer = kill_pg_restore_when_it_starts("scratch");
+        let e = err(
+            verify_backup(&mut master, &VerifyOptions::new(source.clone(), &archive).scratch_database("scratch").unwrap()),
+            "killed pg_restore",
+        );
+        assert!(killer.join().unwrap(), "pg_restore was seen and killed");
+        assert_eq!(e.kind(), ErrorKind::Tool, "{e}");
+        assert_eq!(leftovers(sandbox, "shop", "alice"), clean, "after: {e}");
+        failures += 1;
+
+        // 4. Not an archive: refused before anything is created.
+        let garbage = dir.path().join("garbage.dump");
+        std::fs::write(&garbage, b"PGDMP\x01\x0e\x00garbage").unwrap();
+        let mark = log_mark(sandbox);
+        let e = err(verify_backup(&mut master, &VerifyOptions::new(source.clone(), &garbage)), "garbage");
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+        assert!(changes_since(sandbox, mark).is_empty(), "{:#?}", changes_since(sandbox, mark));
+        failures += 1;
+
+        // And the same verification then succeeds.
+        let verified = ok(verify_backup(&mut master, &VerifyOptions::new(source, &archive)), "verify");
+        assert!(verified.is_verified() && verified.scratch_dropped, "{verified:#?}");
+        assert_eq!(leftovers(sandbox, "shop", "alice"), clean);
+        eprintln!("verify_backup: {failures} injected failures, scratch database dropped each time");
+    }
+);
+
+// ---------------------------------------------------------------------------------------------
+// Any name survives dump → table of contents → filter → restore → verify
+// ---------------------------------------------------------------------------------------------
+
+/// Names rds-pg's `ident` accepts: 1–63 bytes, no NUL, no `pg_` prefix; spaces, quotes,
+/// backslashes, `$$`, semicolons, line breaks and any unicode.
+fn any_ident() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    proptest::collection::vec(
+        prop_oneof![
+            3 => proptest::char::range('a', 'z'),
+            1 => Just(' '),
+            1 => Just('"'),
+            1 => Just('\''),
+            1 => Just('\\'),
+            1 => Just('$'),
+            1 => Just(';'),
+            1 => Just('\n'),
+            1 => Just('-'),
+            2 => proptest::char::any(),
+        ],
+        1..24,
+    )
+    .prop_map(|chars| {
+        let mut s: String = chars.into_iter().collect();
+        while s.len() > 63 {
+            s.pop();
+        }
+        s
+    })
+    .prop_filter("a name ident accepts", |s| {
+        rds_pg_core::SchemaName::new(s.clone()).is_ok()
+    })
+}
+
+/// The number of generated cases (each a real dump, restore and verification): CI time.
+const NAME_CASES: u32 = 24;
+
+/// A schema, a table and a column with generated names (and a comment on the schema) survive
+/// the round trip: the archive's table of contents names them exactly, the restore as another
+/// project user creates them with their rows, and verify_backup counts the same rows on both
+/// sides. Runs on the newest selected version.
+#[test]
+fn any_name_survives_dump_restore_and_verify() {
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+    let version = *rds_pg_tests::selected_versions().iter().max().unwrap();
+    run_on(version, |sandbox| {
+        require_clients();
+        let master = std::cell::RefCell::new(provisioner(sandbox));
+        let alice = project_user(sandbox, &mut master.borrow_mut(), "alice");
+        let bob = project_user(sandbox, &mut master.borrow_mut(), "bob");
+        let dir = tempfile::tempdir().unwrap();
+        let mut runner = TestRunner::new(Config {
+            cases: NAME_CASES,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let cases = std::cell::Cell::new(0);
+        let strategy = (any_ident(), any_ident(), any_ident(), 0i32..40);
+        runner
+            .run(&strategy, |(schema, table, column, rows)| {
+                let case = cases.get() + 1;
+                cases.set(case);
+                let db = format!("src{case}");
+                create_database(&mut master.borrow_mut(), &db, "alice", &[]);
+                let mut c = login(&alice, &db);
+                let (s, t, col) = (
+                    escape_identifier(&schema),
+                    escape_identifier(&table),
+                    escape_identifier(&column),
+                );
+                c.batch_execute(&format!(
+                    "CREATE SCHEMA {s}; COMMENT ON SCHEMA {s} IS 'odd';
+                     CREATE TABLE {s}.{t} ({col} int PRIMARY KEY);
+                     INSERT INTO {s}.{t} SELECT generate_series(1, {rows});
+                     CREATE TABLE public.plain AS SELECT 1 AS x"
+                ))
+                .map_err(|e| TestCaseError::fail(format!("creating {schema:?}.{table:?}: {e}")))?;
+                drop(c);
+                let archive = dir.path().join(format!("{case}.dump"));
+                ok(
+                    dump(&DumpOptions::new(alice.for_database(&db), &archive)),
+                    "dump",
+                );
+
+                let toc = ok(Toc::read_archive(&archive), "read the archive");
+                let data: Vec<(&str, &str)> = toc.tables_with_data();
+                proptest::prop_assert!(
+                    data.contains(&(schema.as_str(), table.as_str())),
+                    "the table of contents names {schema:?}.{table:?} exactly: {data:?}"
+                );
+                proptest::prop_assert!(toc
+                    .entries
+                    .iter()
+                    .any(|e| e.kind == rds_pg_core::dump::EntryKind::Schema && e.name == schema));
+
+                let copy = format!("copy{case}");
+                create_database(&mut master.borrow_mut(), &copy, "bob", &[]);
+                let report = ok(
+                    restore(&RestoreOptions::new(bob.for_database(&copy), &archive)),
+                    "restore",
+                );
+                proptest::prop_assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+                let restored: i64 = login(&bob, &copy)
+                    .query_one(&format!("SELECT count(*) FROM {s}.{t}"), &[])
+                    .unwrap()
+                    .get(0);
+                proptest::prop_assert_eq!(restored, i64::from(rows));
+
+                let verified = ok(
+                    verify_backup(
+                        &mut master.borrow_mut(),
+                        &VerifyOptions::new(alice.for_database(&db), &archive),
+                    ),
+                    "verify",
+                );
+                proptest::prop_assert!(verified.is_verified(), "{:#?}", verified.tables);
+                let counted = verified
+                    .tables
+                    .iter()
+                    .find(|r| r.schema == schema && r.table == table);
+                proptest::prop_assert_eq!(
+                    counted.map(|r| (r.source, r.restored)),
+                    Some((Some(i64::from(rows)), Some(i64::from(rows))))
+                );
+                Ok(())
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        eprintln!(
+            "names: {} generated cases, each dumped, restored and verified",
+            cases.get()
+        );
+    });
 }

@@ -221,6 +221,7 @@ fn login_with_passfile(sandbox: &Sandbox, user: &str, passfile: &Path) -> postgr
 fn delivered_password(passfile: &Path, sandbox: &Sandbox, user: &str) -> Password {
     rds_pg_core::pgpass::lookup(passfile, "127.0.0.1", sandbox.port(), "postgres", user)
         .unwrap()
+        .password
         .unwrap_or_else(|| panic!("no line for {user:?} in {}", passfile.display()))
 }
 

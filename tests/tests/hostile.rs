@@ -3,7 +3,11 @@
 //! SQL uses (the census reads them from the statement log), wherever a master session could
 //! resolve a name: `public` of its own database (with `public` first on the database's search
 //! path) and, on PostgreSQL 14 and older, `public` of `postgres` and `template1`. A second role,
-//! the squatter, has no database at all and plants in `postgres` and `template1` only.
+//! the squatter, has no database at all and plants in `postgres` and `template1` only. The census
+//! and the set-up of the hostile project run on a secured instance (`secure_instance`: rds-pg
+//! refuses to copy an open `template1`); before planting, `postgres` and `template1` are opened
+//! to PUBLIC again, as RDS delivers a 13 or 14 instance, and `secure_instance` is one of the
+//! steps attacked.
 //!
 //! Then every operation of the library runs as master, on the hostile project and on clean ones,
 //! and each step is checked: no planted object ran as anyone but its planter (the server log
@@ -25,7 +29,7 @@ use rds_pg_core::{
 use rds_pg_tests::hostile::census::{self, Census};
 use rds_pg_tests::hostile::plant::{PlantKind, PlantSet};
 use rds_pg_tests::hostile::{self, admin, log, Attack, Expect, Planter};
-use rds_pg_tests::{ok, per_version, provisioner, Sandbox};
+use rds_pg_tests::{ok, per_version, provisioner, unsecured_provisioner, Sandbox};
 
 /// Fewer names than this means the extractor is broken, not that rds-pg uses so few.
 const CENSUS_MINIMUM: usize = 10;
@@ -79,7 +83,9 @@ fn project_user(
 fn library_census(sandbox: &Sandbox) -> Census {
     let tmp = tempfile::tempdir().unwrap();
     let mark = log::mark(sandbox);
+    // Securing the instance is part of the census (provisioner runs secure_instance).
     let mut rds = provisioner(sandbox);
+    ok(rds.plan_secure_instance(), "plan_secure_instance");
     let spec = UserSpec::new("census").unwrap();
     ok(rds.plan_ensure_user(&spec), "plan_ensure_user");
     let owner = project_user(sandbox, &mut rds, "census");
@@ -150,11 +156,13 @@ fn library_census(sandbox: &Sandbox) -> Census {
         );
         ok(
             restore_with(
-                &RestoreOptions::new(owner.for_database("census_bare"), &archive),
+                &RestoreOptions::new(owner.for_database("census_bare"), &archive)
+                    .create_extensions(extensions(sandbox))
+                    .create_extensions([Extension::Citext]),
                 Some(&mut rds),
                 &mut |_| {},
             ),
-            "restore_with master (creates the extensions)",
+            "restore_with master (creates the extensions named)",
         );
         ok(
             verify_backup(
@@ -379,12 +387,13 @@ fn clean_project(
                         }
                         // The operator runs the printed SQL as master in template1.
                         let mut t1 = hostile::pinned(&sandbox.master_options().dbname("template1"));
-                        if let Err(err) = t1.batch_execute(sql) {
+                        let ran = hostile::run_fix(&mut t1, sql);
+                        drop(t1);
+                        if let Err(failures) = &ran {
                             attack.finding(format!(
-                                "the cleaning SQL fails as master in template1: {err}\n{sql}"
+                                "the cleaning SQL fails as master in template1: {failures}"
                             ));
                         }
-                        drop(t1);
                         let left = hostile::objects_owned_by(sandbox, "template1", planters);
                         if !left.is_empty() {
                             attack.finding(format!(
@@ -392,6 +401,10 @@ fn clean_project(
                                 left.len(),
                                 &left[..left.len().min(5)]
                             ));
+                        }
+                        if ran.is_err() || !left.is_empty() {
+                            // Found already; clean it so that the steps after it still run.
+                            hostile::clean_template1_as_superuser(sandbox, planters);
                         }
                         for p in planters {
                             if hostile::may_create_in_public(sandbox, "template1", p) {
@@ -418,7 +431,7 @@ fn clean_project(
             rds.ensure_database(&spec)
         });
     }
-    if sandbox_has_database(sandbox, "victim") {
+    if hostile::database_exists(sandbox, "victim") {
         let owned = hostile::objects_owned_by(sandbox, "victim", planters);
         if !owned.is_empty() {
             attack.finding(format!(
@@ -449,11 +462,28 @@ fn clean_project(
     });
 }
 
-fn sandbox_has_database(sandbox: &Sandbox, name: &str) -> bool {
-    admin(sandbox, "postgres")
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
-        .unwrap()
-        .is_some()
+/// `plan_secure_instance` and `secure_instance` while the planters' objects are still in
+/// `postgres` (and wherever else they planted): they run, and afterwards no planter may create in
+/// `public` of `postgres` or `template1`.
+fn secure_instance(
+    sandbox: &Sandbox,
+    attack: &mut Attack,
+    rds: &mut Provisioner,
+    planters: &[&str],
+) {
+    attack.lib("plan_secure_instance", Expect::Ok, || {
+        rds.plan_secure_instance()
+    });
+    attack.lib("secure_instance", Expect::Ok, || rds.secure_instance());
+    for database in ["postgres", "template1"] {
+        for p in planters {
+            if hostile::may_create_in_public(sandbox, database, p) {
+                attack.finding(format!(
+                    "after secure_instance {p} may still create in {database}.public"
+                ));
+            }
+        }
+    }
 }
 
 /// Dump, restore and verification around a project `owner` owning `database`: the dump and
@@ -496,14 +526,9 @@ fn archives(
         "into the project's own database",
     );
     // The same extensions as the source, so that only the role can make it refuse.
-    let extensions: Vec<Extension> = admin(sandbox, database)
-        .query(
-            "SELECT extname::text FROM pg_extension WHERE extname <> 'plpgsql'",
-            &[],
-        )
-        .unwrap()
+    let extensions: Vec<Extension> = hostile::installed_extensions(sandbox, database)
         .iter()
-        .map(|r| Extension::from_name(r.get(0)).unwrap())
+        .map(|e| Extension::from_name(e).unwrap())
         .collect();
     let copy_m = format!("{database}_copy_m");
     attack.lib(&format!("ensure_database({copy_m})"), Expect::Ok, || {
@@ -527,12 +552,33 @@ fn archives(
     attack.lib(&format!("ensure_database({copy})"), Expect::Ok, || {
         rds.ensure_database(&DatabaseSpec::new(copy.as_str(), owner.role.as_str()).unwrap())
     });
+    // Extensions are created on the restore's behalf only when named, never from the archive.
+    if !extensions.is_empty() {
+        attack.lib(
+            &format!("restore into {copy} as its owner, its extensions not named"),
+            Expect::Refused("not_found"),
+            || {
+                restore_with(
+                    &RestoreOptions::new(owner.options.for_database(&copy), &archive),
+                    Some(&mut *rds),
+                    &mut |_| {},
+                )
+            },
+        );
+        let created = hostile::installed_extensions(sandbox, &copy);
+        if !created.is_empty() {
+            attack.finding(format!(
+                "restore into {copy} with no extension named created {created:?}"
+            ));
+        }
+    }
     attack.lib(
-        &format!("restore into {copy} as its owner (master creates the extensions)"),
+        &format!("restore into {copy} as its owner (master creates the extensions named)"),
         Expect::Ok,
         || {
             restore_with(
-                &RestoreOptions::new(owner.options.for_database(&copy), &archive),
+                &RestoreOptions::new(owner.options.for_database(&copy), &archive)
+                    .create_extensions(extensions.clone()),
                 Some(&mut *rds),
                 &mut |_| {},
             )
@@ -588,7 +634,7 @@ per_version!(
     fn a_hostile_project_gains_nothing_through_rds_pg(sandbox) {
         let v = sandbox.major_version();
         let started = Instant::now();
-        hostile::template1_open_to_public(sandbox, false);
+        // The census and the set-up run on a secured instance (provisioner secures it).
         let census = library_census(sandbox);
         eprintln!("census took {:?}", started.elapsed());
         let mut rds = provisioner(sandbox);
@@ -599,7 +645,9 @@ per_version!(
         );
         project_user(sandbox, &mut rds, "hostile_ro");
         drop(rds);
-        hostile::template1_open_to_public(sandbox, true);
+        // From here on, the instance as RDS delivers it: PUBLIC may create in public of
+        // postgres and template1 on 14 and older.
+        hostile::shared_public_schemas_open(sandbox, true);
         let mut planter = Planter { role: "hostile".into(), options };
         let set = plant_set(sandbox, &census, "hostile");
         let shared: &[&str] = if v <= 14 { &["postgres", "template1"] } else { &[] };
@@ -688,6 +736,7 @@ per_version!(
 
         // Clean projects: their databases hold nothing of hostile.
         clean_project(sandbox, &mut attack, &mut rds, &set, &["hostile"], v <= 14);
+        secure_instance(sandbox, &mut attack, &mut rds, &["hostile"]);
 
         // A privileged role is never a project role: user, owner or reader.
         privileged_roles_refused(&mut attack, &mut rds);
@@ -776,7 +825,8 @@ fn privileged_roles_refused(attack: &mut Attack, rds: &mut Provisioner) {
 per_version!(
     fn a_role_without_a_database_gains_nothing_through_rds_pg(sandbox) {
         let v = sandbox.major_version();
-        let mut rds = provisioner(sandbox);
+        // The instance as RDS delivers it.
+        let mut rds = unsecured_provisioner(sandbox);
         let options = project_user(sandbox, &mut rds, "squatter");
         drop(rds);
         let mut planter = Planter { role: "squatter".into(), options };
@@ -785,9 +835,9 @@ per_version!(
             assert_shared_schemas_closed(sandbox, &planter);
             return;
         }
-        hostile::template1_open_to_public(sandbox, false);
+        // The census secures the instance; open it again as RDS delivers it.
         let census = library_census(sandbox);
-        hostile::template1_open_to_public(sandbox, true);
+        hostile::shared_public_schemas_open(sandbox, true);
         let set = plant_set(sandbox, &census, "squatter");
         plant_and_prove(sandbox, &planter, &set, None, &["postgres", "template1"]);
 
@@ -799,6 +849,7 @@ per_version!(
             unreachable!("master could not connect, and that is a finding");
         };
         clean_project(sandbox, &mut attack, &mut rds, &set, &["squatter"], true);
+        secure_instance(sandbox, &mut attack, &mut rds, &["squatter"]);
         let victim = Planter {
             role: "victim".into(),
             options: sandbox.options_for("victim"),
@@ -812,7 +863,7 @@ per_version!(
             options: victim.options.password(known),
             ..victim
         };
-        if matches!(rotated, Some(Ok(_))) && sandbox_has_database(sandbox, "victim") {
+        if matches!(rotated, Some(Ok(_))) && hostile::database_exists(sandbox, "victim") {
             archives(sandbox, &mut attack, &mut rds, &victim, "victim");
         }
         // The squatter's own user operations.
@@ -853,7 +904,8 @@ per_version!(
 
 per_version!(
     fn an_open_template1_is_refused_before_anyone_planted(sandbox) {
-        let mut rds = provisioner(sandbox);
+        // The instance as RDS delivers it.
+        let mut rds = unsecured_provisioner(sandbox);
         project_user(sandbox, &mut rds, "early");
         let spec = DatabaseSpec::new("early", "early").unwrap();
         if sandbox.major_version() >= 15 {
@@ -868,9 +920,11 @@ per_version!(
         assert_eq!(e.kind(), ErrorKind::PolicyViolation, "{e}");
         let hint = e.hint().unwrap_or_else(|| panic!("no cleaning SQL in {e}"));
         assert!(hostile::closes_public_create(hint), "{hint}");
-        hostile::pinned(&sandbox.master_options().dbname("template1"))
-            .batch_execute(hint)
-            .unwrap_or_else(|e| panic!("the printed SQL fails as master: {e}\n{hint}"));
+        let mut t1 = hostile::pinned(&sandbox.master_options().dbname("template1"));
+        if let Err(failures) = hostile::run_fix(&mut t1, hint) {
+            panic!("the printed SQL fails as master in template1: {failures}");
+        }
+        drop(t1);
         ok(rds.ensure_database(&spec), "ensure_database after closing template1");
     }
 );

@@ -1,13 +1,11 @@
-//! The parts of issue 11's hostile-project contract that need API the fix adds, gated by the
-//! `issue11-contract` feature of this crate (`tests/Cargo.toml`) until it exists:
+//! The parts of issue 11's hostile-project contract around the API the fix added:
 //!
 //! - `Provisioner::plan_secure_instance()` / `Provisioner::secure_instance()`: revoke CREATE on
 //!   schema `public` from PUBLIC in `postgres` and `template1` where granted, dropping nothing;
-//! - the option that lets an untrusted extension (PostGIS) be created into a schema holding
-//!   objects that shadow `pg_catalog` — see [`allowing_shadowing`], the one place that names it.
-//!
-//! Run with `cargo test -p rds-pg-tests --features issue11-contract --test hostile_contract`;
-//! once the API is merged, drop `required-features` from the `[[test]]` entry.
+//! - a dirty `template1` (14 and older) refused with the SQL that cleans it;
+//! - extensions into a schema holding objects that shadow `pg_catalog`: an untrusted one
+//!   (PostGIS) refused unless the spec allows it ([`allowing_shadowing`], the one place that
+//!   names the option), a trusted one created with a note, or refused in strict mode.
 
 use rds_pg_core::{
     DatabaseName, DatabaseSpec, ErrorKind, Extension, Password, Provisioner, UserSpec,
@@ -15,7 +13,7 @@ use rds_pg_core::{
 use rds_pg_tests::hostile::census::Census;
 use rds_pg_tests::hostile::plant::PlantSet;
 use rds_pg_tests::hostile::{self, admin, Planter};
-use rds_pg_tests::{err, ok, per_version, provisioner, Sandbox};
+use rds_pg_tests::{err, ok, per_version, provisioner, unsecured_provisioner, Sandbox};
 
 /// CONTRACT NAME: the spec option that allows an untrusted extension into a schema holding
 /// shadowing objects. Rename here if the fix calls it differently.
@@ -51,7 +49,9 @@ fn project(sandbox: &Sandbox, rds: &mut Provisioner, name: &str) -> Planter {
 per_version!(
     fn secure_instance_closes_public_of_postgres_and_template1_and_drops_nothing(sandbox) {
         let v = sandbox.major_version();
-        let mut rds = provisioner(sandbox);
+        // The instance as RDS delivers it: on 14 and older PUBLIC may create in public of
+        // postgres and template1, and the squatter plants there.
+        let mut rds = unsecured_provisioner(sandbox);
         let squatter = project(sandbox, &mut rds, "squatter");
         let set = issue_plants(sandbox);
         if v <= 14 {
@@ -96,7 +96,8 @@ per_version!(
         if sandbox.major_version() >= 15 {
             return; // template0 is the default template: nothing to clean.
         }
-        let mut rds = provisioner(sandbox);
+        // The instance as RDS delivers it, the squatter's objects in postgres and template1.
+        let mut rds = unsecured_provisioner(sandbox);
         let squatter = project(sandbox, &mut rds, "squatter");
         let set = issue_plants(sandbox);
         for d in ["postgres", "template1"] {
@@ -110,9 +111,11 @@ per_version!(
         assert!(hostile::names_a_plant(&e.to_string(), &set), "objects are listed: {e}");
         let hint = e.hint().expect("the refusal carries the SQL that cleans template1");
         assert!(hostile::closes_public_create(hint), "{hint}");
-        hostile::pinned(&sandbox.master_options().dbname("template1"))
-            .batch_execute(hint)
-            .unwrap_or_else(|e| panic!("the printed SQL fails as master: {e}\n{hint}"));
+        let mut t1 = hostile::pinned(&sandbox.master_options().dbname("template1"));
+        if let Err(failures) = hostile::run_fix(&mut t1, hint) {
+            panic!("the printed SQL fails as master in template1: {failures}");
+        }
+        drop(t1);
         assert!(hostile::objects_owned_by(sandbox, "template1", &["squatter"]).is_empty());
         ok(rds.secure_instance(), "secure_instance");
         ok(rds.ensure_database(&spec), "ensure_database after cleaning");
@@ -149,6 +152,16 @@ per_version!(
                 .unwrap()
                 .extension(Extension::Postgis),
         );
+        let refused = err(
+            rds.ensure_database(
+                &DatabaseSpec::new("hostile", "hostile")
+                    .unwrap()
+                    .extension(Extension::Postgis),
+            ),
+            "ensure_database with postgis into a written-into public",
+        );
+        assert_eq!(refused.kind(), ErrorKind::PolicyViolation, "{refused}");
+        assert!(hostile::names_a_plant(&refused.to_string(), &set), "{refused}");
         ok(rds.ensure_database(&spec), "postgis, explicitly allowed");
         let hits = hostile::hits_since(sandbox, mark);
         assert!(hits.is_empty(), "planted code ran: {hits:?}");
@@ -157,5 +170,42 @@ per_version!(
             .unwrap()
             .get(0);
         assert!(has);
+    }
+);
+
+per_version!(
+    fn a_trusted_extension_next_to_shadowing_objects_is_noted_or_refused_in_strict_mode(sandbox) {
+        let mut rds = provisioner(sandbox);
+        let owner = project(sandbox, &mut rds, "hostile");
+        ok(
+            rds.ensure_database(&DatabaseSpec::new("hostile", "hostile").unwrap()),
+            "ensure_database",
+        );
+        let set = issue_plants(sandbox);
+        hostile::plant(&owner, &set, "hostile", true).unwrap();
+        let mark = hostile::log::mark(sandbox);
+        let spec = DatabaseSpec::new("hostile", "hostile")
+            .unwrap()
+            .extension(Extension::Hstore);
+        let strict = spec.clone().strict(true);
+        for (what, e) in [
+            ("plan_ensure_database, strict", err(rds.plan_ensure_database(&strict), "plan")),
+            ("ensure_database, strict", err(rds.ensure_database(&strict), "ensure")),
+        ] {
+            assert_eq!(e.kind(), ErrorKind::PolicyViolation, "{what}: {e}");
+            assert!(hostile::names_a_plant(&e.to_string(), &set), "{what}: {e}");
+        }
+        assert!(
+            hostile::installed_extensions(sandbox, "hostile").is_empty(),
+            "strict mode created nothing"
+        );
+        let plan = ok(rds.plan_ensure_database(&spec), "plan_ensure_database");
+        let notes = plan.notes.join("\n");
+        assert!(hostile::names_a_plant(&notes, &set), "the plan notes the shadows: {notes}");
+        ok(rds.ensure_database(&spec), "hstore (trusted), not strict");
+        assert_eq!(hostile::installed_extensions(sandbox, "hostile"), ["hstore"]);
+        let hits = hostile::hits_since(sandbox, mark);
+        assert!(hits.is_empty(), "planted code ran: {hits:?}");
+        assert!(hostile::recorded_rows(sandbox, "hostile", "hostile").is_empty());
     }
 );

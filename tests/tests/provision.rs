@@ -12,8 +12,8 @@ use rds_pg_core::{
     ReadOnlyGrant, Report, SqlState, UserSpec,
 };
 use rds_pg_tests::{
-    changes_since, connect_error, err, expect_db_error, log_mark, login_as_application, ok,
-    per_version, provisioner, Sandbox,
+    assert_password_refused, changes_since, connect_error, err, expect_db_error, log_mark,
+    login_as_application, ok, per_version, provisioner, refused_login, Sandbox,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -43,9 +43,13 @@ fn assert_cannot_connect(sandbox: &Sandbox, user: &str, db: &str, password: &Pas
             .dbname(db)
             .password(password.clone()),
     );
-    assert_eq!(e.kind(), ErrorKind::Connection, "{user:?} → {db:?}: {e}");
-    assert!(
-        e.to_string().contains("permission denied for database"),
+    let refused = refused_login(&e, &SqlState::INSUFFICIENT_PRIVILEGE);
+    assert_eq!(
+        (refused.message(), refused.detail()),
+        (
+            format!("permission denied for database {db:?}").as_str(),
+            Some("User does not have CONNECT privilege.")
+        ),
         "{user:?} → {db:?} must fail for lack of CONNECT: {e}"
     );
 }
@@ -657,8 +661,9 @@ per_version!(
         assert!(!generated.sql().iter().any(|s| s.contains("SCRAM-SHA-256$")), "{generated}");
         assert_eq!(cluster_snapshot(sandbox), before, "plan_ensure_user changed the catalog");
         assert_eq!(changes_since(sandbox, mark), Vec::<String>::new(), "plan_ensure_user sent changes");
+        // The role was not created: the server refuses it as a wrong password (28P01).
         let e = connect_error(&sandbox.options_for("dry_owner").password(owner_pw.clone()));
-        assert_eq!(e.kind(), ErrorKind::Connection, "{e}");
+        assert_password_refused(&e, "dry_owner");
 
         // 2. The owner exists, the database does not.
         ok(p.ensure_user(&owner_spec), "ensure_user");
@@ -674,7 +679,8 @@ per_version!(
         assert_eq!(cluster_snapshot(sandbox), before, "plan_ensure_database changed the catalog");
         assert_eq!(changes_since(sandbox, mark), Vec::<String>::new(), "plan_ensure_database sent changes");
         let e = connect_error(&sandbox.options_for("dry_owner").dbname("dry_db").password(owner_pw.clone()));
-        assert_eq!(e.kind(), ErrorKind::Connection, "{e}");
+        let refused = refused_login(&e, &SqlState::INVALID_CATALOG_NAME);
+        assert_eq!(refused.message(), "database \"dry_db\" does not exist", "the plan created nothing");
 
         // 3. Database and reader exist: extensions, grant.
         ok(p.ensure_database(&db_spec), "ensure_database");
@@ -915,7 +921,7 @@ per_version!(
             assert_eq!(denied.code(), &SqlState::INSUFFICIENT_PRIVILEGE);
         }
         let e = connect_error(&sandbox.options_for(owner).dbname(db).password("wrong"));
-        assert_eq!(e.kind(), ErrorKind::Connection, "a wrong password is refused: {e}");
+        assert_password_refused(&e, owner);
         assert_no_temporary_membership(sandbox, owner);
 
         // Quoting is stable: second runs find nothing to do.
@@ -1112,7 +1118,7 @@ per_version!(
         // The password of an existing role is left alone.
         login(sandbox, "legacy", "postgres", &old_pw);
         let e = connect_error(&sandbox.options_for("legacy").password("Legacy-other-pw"));
-        assert_eq!(e.kind(), ErrorKind::Connection, "{e}");
+        assert_password_refused(&e, "legacy");
 
         let mark = log_mark(sandbox);
         assert_unchanged(&ok(p.ensure_user(&spec), "again"), "ensure_user(legacy) again");
@@ -1152,6 +1158,20 @@ per_version!(
         let mark = log_mark(sandbox);
         assert_unchanged(&ok(p.ensure_user(&UserSpec::new("kept_owner").unwrap()), "and again"), "ensure_user");
         assert_eq!(changes_since(sandbox, mark), Vec::<String>::new());
+        // The same when the operation delivers credentials: the revoke commits, nothing is
+        // delivered for a role that keeps its password.
+        sandbox.connect_master().unwrap().batch_execute("GRANT kept_owner TO CURRENT_USER").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let env_file = dir.path().join("kept.env");
+        let delivery = rds_pg_core::CredentialDelivery::new(rds_pg_core::CredentialSink::EnvFile(env_file.clone()));
+        let report = ok(
+            p.ensure_user_delivering(&UserSpec::new("kept_owner").unwrap(), &delivery),
+            "ensure_user_delivering with a leftover membership",
+        );
+        assert_eq!(report.steps.len(), 1, "{report:?}");
+        assert!(report.notes.iter().any(|n| n.contains("nothing was written")), "{:?}", report.notes);
+        assert!(!env_file.exists());
+        assert_no_temporary_membership(sandbox, "kept_owner");
 
         // An owner master did not create: on 16+ master lacks ADMIN and must be told the fix.
         let foreign_pw = Password::new("Foreign-owner-pw");

@@ -2,7 +2,10 @@
 
 use postgres_protocol::escape::escape_literal;
 use rds_pg_core::{connect, Error, ErrorKind, Password, SqlState, SslMode};
-use rds_pg_tests::{connect_error, expect_db_error, login_as_application, per_version};
+use rds_pg_tests::{
+    assert_password_refused, connect_error, expect_db_error, login_as_application, per_version,
+    refused_login,
+};
 
 per_version!(
     fn master_is_not_a_superuser(sandbox) {
@@ -44,7 +47,12 @@ per_version!(
             .get(0);
         assert_eq!(owned, 2);
         let err = connect_error(&sandbox.master_options().dbname("rdsadmin"));
-        assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+        let refused = refused_login(&err, &SqlState::INVALID_AUTHORIZATION_SPECIFICATION);
+        assert!(
+            refused.message().starts_with("pg_hba.conf rejects connection")
+                && refused.message().contains("database \"rdsadmin\""),
+            "as on RDS, pg_hba.conf keeps master out of rdsadmin: {err}"
+        );
     }
 );
 
@@ -156,15 +164,18 @@ per_version!(
 
         let wrong = sandbox.master_options().password("not-the-password");
         let err = connect_error(&wrong);
-        assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
-        assert!(err.to_string().contains("password authentication failed"), "{err}");
+        assert_password_refused(&err, sandbox.master_user());
         assert!(!err.to_string().contains("not-the-password"));
 
         if sandbox.major_version() >= 15 {
             let plain = sandbox.master_options().sslmode(SslMode::Disable);
             let err = connect_error(&plain);
-            assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
-            assert!(err.to_string().contains("no encryption"), "{err}");
+            let refused = refused_login(&err, &SqlState::INVALID_AUTHORIZATION_SPECIFICATION);
+            assert!(
+                refused.message().starts_with("no pg_hba.conf entry")
+                    && refused.message().contains("no encryption"),
+                "TLS is required: {err}"
+            );
             let ssl: bool = master
                 .query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
                 .unwrap()

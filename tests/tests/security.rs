@@ -93,8 +93,8 @@ per_version!(
         assert!(message.contains("function public.format(text,name,name) (owner \"squatter\")"), "{message}");
         assert!(message.contains("table public.loot (owner \"squatter\")"), "{message}");
         let fix = e.hint().unwrap().to_owned();
-        assert!(fix.contains("DROP FUNCTION public.format(pg_catalog.text,pg_catalog.name,pg_catalog.name) CASCADE"), "{fix}");
-        assert!(fix.contains("DROP TABLE public.loot CASCADE"), "{fix}");
+        assert!(fix.contains("DROP FUNCTION IF EXISTS public.format(pg_catalog.text,pg_catalog.name,pg_catalog.name) CASCADE"), "{fix}");
+        assert!(fix.contains("DROP TABLE IF EXISTS public.loot CASCADE"), "{fix}");
         assert_eq!(changes_since(sandbox, mark), Vec::<String>::new(), "refused before any change");
         assert!(!database_exists(sandbox, "victim"));
 
@@ -202,7 +202,7 @@ per_version!(
         assert_eq!(e.kind(), ErrorKind::PolicyViolation, "{e}");
         assert!(e.to_string().contains("function public.format(text,name,name)"), "{e}");
         assert!(e.to_string().contains("operator public.=(name,name)"), "{e}");
-        assert!(e.hint().unwrap().contains("DROP FUNCTION public.format(pg_catalog.text,pg_catalog.name,pg_catalog.name) CASCADE"), "{e}");
+        assert!(e.hint().unwrap().contains("DROP FUNCTION IF EXISTS public.format(pg_catalog.text,pg_catalog.name,pg_catalog.name) CASCADE"), "{e}");
         assert_eq!(changes_since(sandbox, mark), Vec::<String>::new());
 
         // Not strict: a trusted extension is created as the owner, and the plan says what it saw.

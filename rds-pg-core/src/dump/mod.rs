@@ -35,7 +35,9 @@
 //! `RDS_PG_*`): only those rds-pg sets for the connection. Archives are private: a dump file is
 //! created `0600`, a directory archive `0700` with its files `0600`, whatever the umask.
 
+mod archive;
 mod restore;
+mod script;
 pub mod toc;
 pub mod tools;
 mod verify;
@@ -51,12 +53,15 @@ use crate::connect::ServerVersion;
 use crate::error::{Error, Result};
 use crate::ident::SchemaName;
 
+pub use archive::{major_of, ArchiveVersion};
 pub use restore::{
     list_command, plan_restore, read_toc, restore, restore_command, restore_with, Progress,
-    RestoreOptions, RestorePlan, RestoreReport, SkipReason, SkippedEntry, PRIVILEGED_ROLES,
+    RestoreOptions, RestorePlan, RestoreReport, RestoreRoute, SkipReason, SkippedEntry,
+    PRIVILEGED_ROLES,
 };
 pub use toc::{EntryKind, Toc, TocEntry, TocHeader};
 pub use tools::{ClientProgram, ClientTool, ToolWorkDir};
+pub(crate) use verify::count_rows;
 pub use verify::{verify_backup, verify_backup_with, TableRowCount, VerifyOptions, VerifyReport};
 
 /// The archive format of a dump.
@@ -115,9 +120,18 @@ pub struct DumpOptions {
     pub jobs: Option<u32>,
     /// Schemas left out of the dump.
     pub exclude_schemas: Vec<SchemaName>,
-    /// Where `pg_dump` is; `None` searches `PATH` then `/usr/lib/postgresql/*/bin`. A configured
-    /// directory is the only place searched.
+    /// Where `pg_dump` is; `None` searches the directories of `RDS_PG_TOOLS_DIRS`, `PATH`, then
+    /// `/usr/lib/postgresql/*/bin` ([`tools::search_dirs`]). A configured directory is the only
+    /// place searched.
     pub tools_dir: Option<PathBuf>,
+    /// A snapshot exported by another session (`pg_export_snapshot()`, whose transaction stays
+    /// open until pg_dump has started): pg_dump dumps exactly what that session sees
+    /// (`--snapshot`). `None`: pg_dump takes its own.
+    pub snapshot: Option<String>,
+    /// Whether pg_dump waits for the archive to reach the disk (its default); `false` passes
+    /// `--no-sync`, for an output that cannot be synced (a pipe whose reader syncs what it
+    /// writes).
+    pub sync: bool,
 }
 
 impl DumpOptions {
@@ -131,6 +145,8 @@ impl DumpOptions {
             jobs: None,
             exclude_schemas: Vec::new(),
             tools_dir: None,
+            snapshot: None,
+            sync: true,
         }
     }
 
@@ -140,16 +156,17 @@ impl DumpOptions {
         self
     }
 
-    /// Sets the archive format.
-    pub fn format(mut self, format: DumpFormat) -> Self {
-        self.format = format;
-        self
-    }
-
-    /// Sets the number of parallel jobs (needs [`DumpFormat::Directory`] when above one).
-    pub fn jobs(mut self, jobs: u32) -> Self {
-        self.jobs = Some(jobs);
-        self
+    crate::builder::setters! {
+        /// Sets the archive format.
+        format = DumpFormat;
+        /// Sets the number of parallel jobs (needs [`DumpFormat::Directory`] when above one).
+        jobs = some u32;
+        /// Looks for `pg_dump` in `dir` only.
+        tools_dir = some_into PathBuf;
+        /// Dumps the snapshot another session exported (`pg_export_snapshot()`).
+        snapshot = some_into String;
+        /// Sets whether pg_dump syncs the archive to disk (`false`: `--no-sync`).
+        sync = bool;
     }
 
     /// Leaves schema `name` out of the dump.
@@ -159,12 +176,6 @@ impl DumpOptions {
     pub fn exclude_schema(mut self, name: impl Into<String>) -> Result<Self> {
         self.exclude_schemas.push(SchemaName::new(name)?);
         Ok(self)
-    }
-
-    /// Looks for `pg_dump` in `dir` only.
-    pub fn tools_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.tools_dir = Some(dir.into());
-        self
     }
 
     /// Checks the options before anything runs.
@@ -215,6 +226,12 @@ pub fn dump_command(options: &DumpOptions, tool: &ClientTool, passfile: &Path) -
     if let Some(jobs) = options.jobs.filter(|j| *j > 1) {
         cmd.arg(format!("--jobs={jobs}"));
     }
+    if !options.sync {
+        cmd.arg("--no-sync");
+    }
+    if let Some(snapshot) = &options.snapshot {
+        cmd.arg(format!("--snapshot={snapshot}"));
+    }
     for schema in &options.exclude_schemas {
         // A double-quoted pattern matches the name exactly (no wildcards, case kept).
         cmd.arg(format!("--exclude-schema={}", schema.quoted()));
@@ -224,8 +241,8 @@ pub fn dump_command(options: &DumpOptions, tool: &ClientTool, passfile: &Path) -
 
 /// Dumps a database as the user in `options.connection`.
 ///
-/// Reads the server version over a connection, picks a `pg_dump` at least as new
-/// ([`tools::find`]), writes the password to a private temporary `PGPASSFILE`, creates the
+/// Reads the server version over a connection, picks the `pg_dump` whose major equals the
+/// server's, else the nearest newer one ([`tools::find`]; the report names it), writes the password to a private temporary `PGPASSFILE`, creates the
 /// archive's file (`0600`) or directory (`0700`) and runs pg_dump, then sets the files of a
 /// directory archive to `0600`. When pg_dump fails, a file or directory the dump created is
 /// removed.
@@ -239,8 +256,10 @@ pub fn dump(options: &DumpOptions) -> Result<DumpReport> {
 
 /// As [`dump`], reporting progress to `progress`: tables whose rows are dumped so far, out of
 /// the tables the database has outside the excluded schemas (counted in the same connection that
-/// reads the server version; extension configuration tables included). `done` reaches `total`
-/// when pg_dump succeeds.
+/// reads the server version; extension configuration tables included), and the archive's size
+/// so far ([`Progress::bytes`], as [`archive_size`] reads it when pg_dump starts on a table).
+/// `done` reaches `total` when pg_dump succeeds; the last report has the archive's final size.
+/// Between two reports (one large table) [`archive_size`] can be polled from another thread.
 ///
 /// # Errors
 /// As [`dump`].
@@ -262,6 +281,7 @@ pub fn dump_with(options: &DumpOptions, progress: &mut dyn FnMut(&Progress)) -> 
                 done,
                 total: total.max(done),
                 message: message.to_owned(),
+                bytes: Some(archive_size(&options.output).unwrap_or(0)),
             });
         }
         DumpLine::Info => {}
@@ -274,15 +294,17 @@ pub fn dump_with(options: &DumpOptions, progress: &mut dyn FnMut(&Progress)) -> 
         return Err(tools::tool_failed(&tool, status, diagnostics.join("\n")));
     }
     output.finish()?;
+    let bytes = archive_size(&options.output)?;
     progress(&Progress {
         done: total.max(done),
         total: total.max(done),
         message: "done".into(),
+        bytes: Some(bytes),
     });
     Ok(DumpReport {
         path: options.output.clone(),
         format: options.format,
-        bytes: size_of(&options.output)?,
+        bytes,
         duration,
         tool,
         server_version: server.to_string(),
@@ -474,8 +496,13 @@ fn server_version_and_tables(options: &DumpOptions) -> Result<(ServerVersion, us
     Ok((ServerVersion(version as u32), tables as usize))
 }
 
-/// The size of a file, or of every file under a directory.
-pub(crate) fn size_of(path: &Path) -> Result<u64> {
+/// The size in bytes of an archive: a file's, or the sum of every file's under a directory
+/// (a directory-format archive). Safe to call while pg_dump writes it.
+///
+/// # Errors
+/// [`Error::Io`] when the path or an entry under it cannot be read (before pg_dump has created
+/// it, for example).
+pub fn archive_size(path: &Path) -> Result<u64> {
     let meta =
         std::fs::metadata(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     if !meta.is_dir() {
@@ -486,7 +513,7 @@ pub(crate) fn size_of(path: &Path) -> Result<u64> {
         std::fs::read_dir(path).map_err(|e| Error::io(format!("listing {}", path.display()), e))?;
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(format!("listing {}", path.display()), e))?;
-        total += size_of(&entry.path())?;
+        total += archive_size(&entry.path())?;
     }
     Ok(total)
 }

@@ -4,13 +4,13 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use postgres::Client;
 
+use super::archive::{major_of, ArchiveVersion};
 use super::toc::{EntryKind, Toc, TocEntry};
 use super::tools::{self, ClientProgram, ClientTool, ToolWorkDir};
 use crate::config::ConnectOptions;
@@ -34,8 +34,9 @@ pub struct RestoreOptions {
     /// transaction; the first error still stops it (`--exit-on-error`), but what was restored
     /// before stays.
     pub jobs: Option<u32>,
-    /// Where `pg_restore` is; `None` searches `PATH` then `/usr/lib/postgresql/*/bin`. A
-    /// configured directory is the only place searched.
+    /// Where `pg_restore` (and psql, for [`RestoreRoute::ScriptThroughPsql`]) is; `None`
+    /// searches the directories of `RDS_PG_TOOLS_DIRS`, `PATH`, then `/usr/lib/postgresql/*/bin`
+    /// ([`tools::search_dirs`]). A configured directory is the only place searched.
     pub tools_dir: Option<PathBuf>,
     /// Extensions master may create in the target before the restore (with the ones they
     /// require), when the target lacks them: the only extensions created on the restore's
@@ -70,16 +71,11 @@ impl RestoreOptions {
         self
     }
 
-    /// Sets the number of parallel jobs (above one: not one transaction).
-    pub fn jobs(mut self, jobs: u32) -> Self {
-        self.jobs = Some(jobs);
-        self
-    }
-
-    /// Looks for `pg_restore` in `dir` only.
-    pub fn tools_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.tools_dir = Some(dir.into());
-        self
+    crate::builder::setters! {
+        /// Sets the number of parallel jobs (above one: not one transaction).
+        jobs = some u32;
+        /// Looks for `pg_restore` in `dir` only.
+        tools_dir = some_into PathBuf;
     }
 
     /// Whether the restore runs as one transaction.
@@ -187,15 +183,19 @@ pub struct SkippedEntry {
     pub reason: SkipReason,
 }
 
-/// How far a restore has got.
+/// How far a dump or a restore has got.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Progress {
-    /// Entries restored so far.
+    /// Tables dumped, or entries restored, so far.
     pub done: usize,
-    /// Entries to restore.
+    /// Tables to dump, or entries to restore.
     pub total: usize,
-    /// pg_restore's line about the entry it is on (`creating TABLE "public.places"`).
+    /// The tool's line about what it is on (`dumping contents of table "public.places"`,
+    /// `creating TABLE "public.places"`).
     pub message: String,
+    /// A dump's archive size so far, in bytes (all files of a directory archive; see
+    /// [`super::archive_size`]); `None` for a restore.
+    pub bytes: Option<u64>,
 }
 
 /// What a restore would do: the archive's entries, those left out and why, the extensions master
@@ -221,6 +221,27 @@ pub struct RestorePlan {
     /// create: the restore refuses ([`Error::MissingExtensions`]) until master creates them or
     /// they are named.
     pub missing_extensions: Vec<String>,
+    /// How pg_restore's SQL reaches the server.
+    pub route: RestoreRoute,
+}
+
+/// How pg_restore's SQL reaches the target server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreRoute {
+    /// pg_restore connects to the target itself (the usual way).
+    Direct,
+    /// pg_restore 17 or newer into a server older than 17 (an archive only such a pg_restore
+    /// reads, with no pg_restore of the server's major version installed): pg_restore always sets
+    /// `transaction_timeout`, which those servers reject. pg_restore then writes the SQL script
+    /// instead (`--file=-`, its psql meta-commands locked by `\restrict` with a random key), rds-pg
+    /// leaves out that one `SET transaction_timeout = 0;` line of the script's fixed preamble,
+    /// and this psql (of pg_restore's major version) runs the rest as the restoring user in one
+    /// transaction (`--single-transaction`, `ON_ERROR_STOP`): a failure of either program
+    /// rolls everything back. Parallel jobs are not used.
+    ScriptThroughPsql {
+        /// The psql that runs the script.
+        psql: ClientTool,
+    },
 }
 
 impl RestorePlan {
@@ -234,13 +255,34 @@ impl RestorePlan {
             match skipped.get(&entry.dump_id) {
                 Some(s) => out.push_str(&format!(
                     "; left out: {}\n;{}\n",
-                    s.reason.to_string().replace('\n', " "),
-                    entry
+                    one_line(&s.reason.to_string()),
+                    entry.list_line()
                 )),
-                None => out.push_str(&format!("{entry}\n")),
+                None => out.push_str(&format!("{}\n", entry.list_line())),
             }
         }
         out
+    }
+}
+
+/// `text` with line breaks (and other control characters) as spaces: a list file line is one
+/// line whatever a name holds (pg_restore reads each line's leading dump id only).
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// A name as pg_dump writes it in a comment's tag (`fmtId`): double quotes removed and doubled
+/// ones undone (`"my s"` → `my s`, `"a""b"` → `a"b`); a bare name as it is.
+fn unquote(name: &str) -> String {
+    match name
+        .strip_prefix('"')
+        .and_then(|n| n.strip_suffix('"'))
+        .filter(|n| !n.is_empty())
+    {
+        Some(inner) => inner.replace("\"\"", "\""),
+        None => name.to_owned(),
     }
 }
 
@@ -270,6 +312,8 @@ pub struct RestoreReport {
     pub duration: Duration,
     /// The pg_restore that ran.
     pub tool: ClientTool,
+    /// How its SQL reached the server (through psql for a server older than pg_restore 17+).
+    pub route: RestoreRoute,
     /// Warnings pg_restore printed (its progress lines left out); empty for a clean restore.
     pub warnings: Vec<String>,
 }
@@ -282,6 +326,10 @@ pub fn list_command(tool: &ClientTool, archive: &Path) -> Command {
 }
 
 /// Reads and parses the table of contents of `archive` with `tool` (`pg_restore --list`).
+///
+/// The listing quotes nothing: a schema, name or owner holding a space cannot be told from the
+/// next field (see [`Toc::parse`]). rds-pg itself reads the table of contents from the archive
+/// with [`Toc::read_archive`], which is exact.
 ///
 /// # Errors
 /// [`Error::Tool`] with pg_restore's standard error for an unreadable archive (truncated, not
@@ -334,7 +382,7 @@ pub fn restore_command(
 
 /// A path as a positional argument: one starting with `-` is written `./-…` so it is not read
 /// as an option.
-fn positional(path: &Path) -> PathBuf {
+pub(crate) fn positional(path: &Path) -> PathBuf {
     if path.as_os_str().to_string_lossy().starts_with('-') {
         Path::new(".").join(path)
     } else {
@@ -347,10 +395,40 @@ fn positional(path: &Path) -> PathBuf {
 pub(crate) struct TargetFacts {
     /// Extensions present.
     pub extensions: BTreeSet<String>,
-    /// Extension configuration tables: (schema, table, owner, writable by the user).
-    pub config_tables: Vec<(String, String, String, bool)>,
-    /// Schemas: (name, owner, the user can act as the owner).
-    pub schemas: Vec<(String, String, bool)>,
+    /// The extensions' configuration tables.
+    pub config_tables: Vec<ConfigTable>,
+    /// Every schema.
+    pub schemas: Vec<TargetSchema>,
+}
+
+/// An extension's configuration table in the target, as the restoring user sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ConfigTable {
+    pub schema: String,
+    pub table: String,
+    pub owner: String,
+    /// Whether the restoring user may insert into it.
+    pub writable: bool,
+}
+
+/// A schema in the target, as the restoring user sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TargetSchema {
+    pub name: String,
+    pub owner: String,
+    /// Whether the restoring user can act as its owner.
+    pub usable: bool,
+}
+
+/// The archive's entries sorted by [`filter_entries`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FilteredEntries {
+    /// The entries to restore, in the archive's order.
+    pub kept: Vec<TocEntry>,
+    /// The entries left out, and why.
+    pub skipped: Vec<SkippedEntry>,
+    /// The archive's extensions the target lacks and that are not created first.
+    pub missing: Vec<String>,
 }
 
 fn target_facts(client: &mut Client) -> Result<TargetFacts> {
@@ -372,9 +450,12 @@ fn target_facts(client: &mut Client) -> Result<TargetFacts> {
         &[],
     )?;
     for row in rows {
-        facts
-            .config_tables
-            .push((row.get(0), row.get(1), row.get(2), row.get(3)));
+        facts.config_tables.push(ConfigTable {
+            schema: row.get(0),
+            table: row.get(1),
+            owner: row.get(2),
+            writable: row.get(3),
+        });
     }
     let rows = client.query(
         "SELECT nspname::pg_catalog.text, pg_catalog.pg_get_userbyid(nspowner)::pg_catalog.text,
@@ -383,19 +464,24 @@ fn target_facts(client: &mut Client) -> Result<TargetFacts> {
         &[],
     )?;
     for row in rows {
-        facts.schemas.push((row.get(0), row.get(1), row.get(2)));
+        facts.schemas.push(TargetSchema {
+            name: row.get(0),
+            owner: row.get(1),
+            usable: row.get(2),
+        });
     }
     Ok(facts)
 }
 
 /// Sorts the archive's entries into kept and skipped for a target where master first creates
 /// the extensions in `created_first`, and lists the archive's extensions the target lacks
-/// otherwise. Pure: the rules of `rds-semantics.md` §4.
+/// otherwise. Pure: extensions the target has (or master creates first), their comments and
+/// the configuration rows of extensions master owns are left out, as are ownership and ACLs.
 pub(crate) fn filter_entries(
     toc: &Toc,
     target: &TargetFacts,
     created_first: &BTreeSet<String>,
-) -> (Vec<TocEntry>, Vec<SkippedEntry>, Vec<String>) {
+) -> FilteredEntries {
     let mut kept = Vec::new();
     let mut skipped = Vec::new();
     let mut missing = Vec::new();
@@ -417,34 +503,32 @@ pub(crate) fn filter_entries(
                 }
             }
             EntryKind::Acl | EntryKind::DefaultAcl => Some(SkipReason::Privileges),
-            EntryKind::Comment => match entry.target() {
-                Some(("EXTENSION", ext)) if present(ext) => Some(SkipReason::ExtensionComment {
-                    extension: ext.to_owned(),
-                }),
+            EntryKind::Comment => match entry.target().map(|(kind, name)| (kind, unquote(name))) {
+                Some(("EXTENSION", ext)) if present(&ext) => {
+                    Some(SkipReason::ExtensionComment { extension: ext })
+                }
                 Some(("SCHEMA", schema)) => target
                     .schemas
                     .iter()
-                    .find(|(name, _, usable)| name == schema && !usable)
-                    .map(|(name, owner, _)| SkipReason::SchemaNotOwned {
-                        schema: name.clone(),
-                        owner: owner.clone(),
+                    .find(|s| s.name == schema && !s.usable)
+                    .map(|s| SkipReason::SchemaNotOwned {
+                        schema: s.name.clone(),
+                        owner: s.owner.clone(),
                     }),
                 _ => None,
             },
             EntryKind::TableData => target
                 .config_tables
                 .iter()
-                .find(|(schema, table, _, writable)| {
-                    Some(schema.as_str()) == entry.schema.as_deref()
-                        && *table == entry.name
-                        && !writable
+                .find(|t| {
+                    Some(t.schema.as_str()) == entry.schema.as_deref()
+                        && t.table == entry.name
+                        && !t.writable
                 })
-                .map(
-                    |(schema, table, owner, _)| SkipReason::ExtensionConfigData {
-                        table: format!("{schema}.{table}"),
-                        owner: owner.clone(),
-                    },
-                ),
+                .map(|t| SkipReason::ExtensionConfigData {
+                    table: format!("{}.{}", t.schema, t.table),
+                    owner: t.owner.clone(),
+                }),
             _ => None,
         };
         match reason {
@@ -455,20 +539,17 @@ pub(crate) fn filter_entries(
             None => kept.push(entry.clone()),
         }
     }
-    (kept, skipped, missing)
+    FilteredEntries {
+        kept,
+        skipped,
+        missing,
+    }
 }
 
-/// Roles whose members rds-pg never lets restore an archive: membership (direct or through any
-/// chain) gives powers beyond a database owner's. Those a server lacks are ignored.
-pub const PRIVILEGED_ROLES: &[&str] = &[
-    "rds_superuser",
-    "rds_password",
-    "rds_replication",
-    "pg_read_all_data",
-    "pg_write_all_data",
-    "pg_signal_backend",
-    "pg_monitor",
-];
+/// Roles whose members rds-pg never lets restore an archive (membership, direct or through any
+/// chain, gives powers beyond a database owner's; those a server lacks are ignored): the roles a
+/// project role is never a member of.
+pub use crate::inspect::PRIVILEGED_ROLES;
 
 /// The role a restore logs in as, as the target database sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -570,12 +651,12 @@ impl RestoringRole {
         let hint = if self.is_owner {
             "restore into a database owned by a project user that holds none of these \
              privileges (`rds-pg db create DB --owner USER`), connected as that user: e.g. \
-             PGUSER=<owner> with its password in a pgpass file, as the seed restores"
+             PGUSER=<owner> with its password in a pgpass file"
                 .to_owned()
         } else {
             format!(
                 "restore as the owner: connect as {:?}, the project user who owns the database \
-                 (e.g. PGUSER={} with its password in a pgpass file, as the seed restores), not \
+                 (e.g. PGUSER={} with its password in a pgpass file), not \
                  as {:?}",
                 self.owner,
                 shell_word(&self.owner),
@@ -636,18 +717,19 @@ fn named_extensions(options: &RestoreOptions) -> BTreeSet<String> {
 pub fn plan_restore(options: &RestoreOptions) -> Result<RestorePlan> {
     options.validate()?;
     let (mut client, server) = connect_target(options)?;
-    let tool = tools::find(
-        ClientProgram::PgRestore,
-        server,
-        options.tools_dir.as_deref(),
-    )?;
-    let toc = read_toc(&tool, &options.archive)?;
+    let toc = Toc::read_archive(&options.archive)?;
+    let (tool, route) =
+        choose_pg_restore(server, options.tools_dir.as_deref(), &toc, &options.archive)?;
     let facts = target_facts(&mut client)?;
     let create_extensions: BTreeSet<String> = named_extensions(options)
         .into_iter()
         .filter(|name| !facts.extensions.contains(name))
         .collect();
-    let (kept, skipped, missing_extensions) = filter_entries(&toc, &facts, &create_extensions);
+    let FilteredEntries {
+        kept,
+        skipped,
+        missing: missing_extensions,
+    } = filter_entries(&toc, &facts, &create_extensions);
     Ok(RestorePlan {
         database: options.connection.get_dbname().to_owned(),
         server_version: server.to_string(),
@@ -657,6 +739,113 @@ pub fn plan_restore(options: &RestoreOptions) -> Result<RestorePlan> {
         skipped,
         create_extensions: create_extensions.into_iter().collect(),
         missing_extensions,
+        route,
+    })
+}
+
+/// Whether pg_restore of major `tool_major` can send its SQL to a server of major
+/// `server_major` itself: pg_restore 17 and newer begin every restore with `SET
+/// transaction_timeout = 0`, a setting servers before 17 do not have.
+fn connects_to(tool_major: u32, server_major: u32) -> bool {
+    tool_major < 17 || server_major >= 17
+}
+
+/// The pg_restore for restoring `toc`'s archive into `server`, and how its SQL gets there.
+///
+/// Among the pg_restore programs found (see [`tools::find_all`]) whose major is at least the
+/// server's and that read the archive's format, the nearest major wins (the server's own first,
+/// see [`tools::choose`]), one that connects to the server itself before one that needs
+/// [`RestoreRoute::ScriptThroughPsql`] (which also needs a psql of its major).
+///
+/// # Errors
+/// [`Error::ToolVersion`] when no pg_restore is as new as the server; [`Error::ArchiveVersion`]
+/// when those that are cannot read the archive (made by a newer pg_dump) or cannot reach the
+/// server, saying why for each.
+pub(crate) fn choose_pg_restore(
+    server: ServerVersion,
+    tools_dir: Option<&Path>,
+    toc: &Toc,
+    archive: &Path,
+) -> Result<(ClientTool, RestoreRoute)> {
+    let found = tools::find_all(ClientProgram::PgRestore, tools_dir);
+    let server_major = server.major();
+    let new_enough: Vec<&ClientTool> = found.iter().filter(|t| t.major >= server_major).collect();
+    if new_enough.is_empty() {
+        return Err(tools::version_error(
+            ClientProgram::PgRestore,
+            server,
+            tools_dir,
+            &found,
+        ));
+    }
+    let format = toc.header.archive_version;
+    let reads = |t: &ClientTool| format.is_none_or(|v| v.readable_by(t.major));
+    let readers: Vec<ClientTool> = new_enough
+        .iter()
+        .filter(|t| reads(t))
+        .map(|t| (*t).clone())
+        .collect();
+    let direct: Vec<ClientTool> = readers
+        .iter()
+        .filter(|t| connects_to(t.major, server_major))
+        .cloned()
+        .collect();
+    if let Some(tool) = tools::choose(&direct, server_major) {
+        return Ok((tool.clone(), RestoreRoute::Direct));
+    }
+    let psqls = tools::find_all(ClientProgram::Psql, tools_dir);
+    let mut by_script: Vec<ClientTool> = readers.clone();
+    by_script.sort_by_key(|t| t.major);
+    for tool in &by_script {
+        if let Some(psql) = psqls.iter().find(|p| p.major == tool.major) {
+            return Ok((
+                tool.clone(),
+                RestoreRoute::ScriptThroughPsql { psql: psql.clone() },
+            ));
+        }
+    }
+    let dumped_by = toc.header.dumped_by.clone().unwrap_or_else(|| "?".into());
+    let format_text = format.map_or_else(|| "?".to_owned(), |v| v.to_string());
+    let why: Vec<String> = new_enough
+        .iter()
+        .map(|t| {
+            let reason = if !reads(t) {
+                format!(
+                    "reads archive formats up to {}",
+                    ArchiveVersion::newest_readable_by(t.major)
+                        .to_string()
+                        .trim_end_matches("-255")
+                )
+            } else {
+                format!(
+                    "sets transaction_timeout, which PostgreSQL {server_major} lacks, and no psql \
+                     {} was found to run its script",
+                    t.major
+                )
+            };
+            format!("{t} ({reason})")
+        })
+        .collect();
+    let dump_major = toc.header.dumped_by.as_deref().and_then(major_of);
+    let fix = match dump_major {
+        Some(m) if m > server_major => format!(
+            "dump the source again with pg_dump {server_major} (rds-pg uses the client whose major \
+             equals the server's when it is installed: postgresql-client-{server_major}), or \
+             install pg_restore {server_major} (postgresql-client-{server_major})"
+        ),
+        _ => format!(
+            "install pg_restore {server_major} (postgresql-client-{server_major}), or the psql of \
+             the same major as a pg_restore listed"
+        ),
+    };
+    Err(Error::ArchiveVersion {
+        archive: format!(
+            "{} (written by pg_dump {dumped_by}, archive format {format_text})",
+            archive.display()
+        ),
+        server_version: server.to_string(),
+        found: why,
+        fix,
     })
 }
 
@@ -676,7 +865,9 @@ pub fn restore(options: &RestoreOptions) -> Result<RestoreReport> {
 ///    BYPASSRLS, or a member — through any chain — of a role that is, or of one of
 ///    [`PRIVILEGED_ROLES`]): the archive's content runs with that role's privileges, and `SET
 ///    ROLE` is no boundary (an entry can `RESET ROLE`). Master is refused.
-/// 2. Reads the archive's table of contents (`pg_restore --list`).
+/// 2. Reads the archive's table of contents from the archive ([`Toc::read_archive`]: exact
+///    names) and picks the pg_restore: the server's major, else the nearest newer one, that
+///    reads the archive's format (see [`RestoreRoute`] for pg_restore 17+ into older servers).
 /// 3. Checks the extensions: those the archive uses must exist in the target or be named in
 ///    [`RestoreOptions::create_extensions`]; master creates the named ones the target lacks
 ///    ([`Provisioner::ensure_extensions`]). Nothing is created that the caller did not name.
@@ -692,8 +883,10 @@ pub fn restore(options: &RestoreOptions) -> Result<RestoreReport> {
 /// [`RestoreOptions::validate`]; [`Error::RestoreRole`] (kind `PolicyViolation`) when the user
 /// is not the target's owner or is privileged; [`Error::MissingExtensions`] listing the
 /// extensions the target lacks that were not named; [`Error::ToolVersion`] when no pg_restore is
-/// new enough; [`Error::Tool`] with pg_restore's standard error when the archive cannot be read
-/// or an entry fails — in one transaction the target is then left exactly as it was. All but the
+/// new enough; [`Error::ArchiveVersion`] when none of those can restore this archive into this
+/// server; [`Error::InvalidInput`] for a file that is not an archive; [`Error::Tool`] with
+/// pg_restore's (or psql's) standard error when the archive's data cannot be read or an entry
+/// fails — in one transaction the target is then left exactly as it was. All but the
 /// last are reported before anything changes.
 pub fn restore_with(
     options: &RestoreOptions,
@@ -734,25 +927,40 @@ pub fn restore_with(
 
     let work = ToolWorkDir::create(&options.connection)?;
     let list = work.path().join("restore.list");
-    let mut file = tools::private_file(&list)?;
-    file.write_all(plan.list_file().as_bytes())
-        .map_err(|e| Error::io(format!("writing {}", list.display()), e))?;
-    drop(file);
+    crate::private_file::replace(&list, plan.list_file().as_bytes())?;
 
-    let mut cmd = restore_command(options, &plan.tool, &list, work.passfile());
     let started = Instant::now();
-    let (status, stderr, warnings) = run_with_progress(
-        &mut cmd,
-        &plan.tool,
-        plan.kept.len(),
-        !options.single_transaction(),
-        progress,
-    )?;
+    let single_transaction = match &plan.route {
+        RestoreRoute::Direct => {
+            let mut cmd = restore_command(options, &plan.tool, &list, work.passfile());
+            let run = run_with_progress(
+                &mut cmd,
+                &plan.tool,
+                plan.kept.len(),
+                !options.single_transaction(),
+                progress,
+            )?;
+            if !run.status.success() {
+                return Err(tools::tool_failed(&plan.tool, run.status, run.failure));
+            }
+            (options.single_transaction(), run.warnings)
+        }
+        RestoreRoute::ScriptThroughPsql { psql } => {
+            let warnings = super::script::run(
+                options,
+                &plan.tool,
+                psql,
+                &list,
+                work.passfile(),
+                plan.kept.len(),
+                progress,
+            )?;
+            (true, warnings)
+        }
+    };
     let duration = started.elapsed();
     drop(work);
-    if !status.success() {
-        return Err(tools::tool_failed(&plan.tool, status, stderr));
-    }
+    let (single_transaction, warnings) = single_transaction;
     Ok(RestoreReport {
         database: plan.database,
         archive: options.archive.clone(),
@@ -760,11 +968,16 @@ pub fn restore_with(
         entries_restored: plan.kept.len(),
         skipped: plan.skipped,
         created_extensions,
-        single_transaction: options.single_transaction(),
-        jobs: options.jobs.unwrap_or(1).max(1),
-        bytes: super::size_of(&options.archive)?,
+        single_transaction,
+        jobs: if single_transaction {
+            1
+        } else {
+            options.jobs.unwrap_or(1).max(1)
+        },
+        bytes: super::archive_size(&options.archive)?,
         duration,
         tool: plan.tool,
+        route: plan.route,
         warnings,
     })
 }
@@ -776,38 +989,49 @@ fn missing_extensions_error(plan: &RestorePlan) -> Error {
     }
 }
 
+/// How a pg_restore run ended.
+struct PgRestoreRun {
+    status: std::process::ExitStatus,
+    /// What to report when it failed: the warning and error lines and the step it was on (not
+    /// the thousands of progress lines).
+    failure: String,
+    /// The warning and error lines.
+    warnings: Vec<String>,
+}
+
 /// Runs pg_restore, reading its standard error line by line: progress lines advance `progress`,
-/// the others are kept. Returns the status, what to report when it failed (the warning and error
-/// lines and the step it was on; not the thousands of progress lines) and the warning lines.
+/// the others are kept.
 fn run_with_progress(
     cmd: &mut Command,
     tool: &ClientTool,
     total: usize,
     parallel: bool,
     progress: &mut dyn FnMut(&Progress),
-) -> Result<(std::process::ExitStatus, String, Vec<String>)> {
+) -> Result<PgRestoreRun> {
     let mut warnings = Vec::new();
     let mut last_step = String::new();
     let mut done = 0;
-    let status =
-        tools::run_reading_stderr(cmd, tool, &mut |line| match classify(line, parallel) {
-            Line::EntryDone(message) => {
-                last_step = message.to_owned();
-                done = (done + 1).min(total);
-                progress(&Progress {
-                    done,
-                    total,
-                    message: message.to_owned(),
-                });
-            }
-            Line::Info => {}
-            Line::Diagnostic => warnings.push(line.to_owned()),
-        })?;
+    let mut lines = StderrLines::new(parallel);
+    let status = tools::run_reading_stderr(cmd, tool, &mut |line| match lines.classify(line) {
+        Line::EntryDone(message) => {
+            last_step = message.to_owned();
+            done = (done + 1).min(total);
+            progress(&Progress {
+                done,
+                total,
+                message: message.to_owned(),
+                bytes: None,
+            });
+        }
+        Line::Info => {}
+        Line::Diagnostic => warnings.push(line.to_owned()),
+    })?;
     if status.success() {
         progress(&Progress {
             done: total,
             total,
             message: "done".into(),
+            bytes: None,
         });
     }
     let mut report = warnings.join("\n");
@@ -816,12 +1040,16 @@ fn run_with_progress(
             "\n(last step: {last_step}; {done} of {total} entries)"
         ));
     }
-    Ok((status, report, warnings))
+    Ok(PgRestoreRun {
+        status,
+        failure: report,
+        warnings,
+    })
 }
 
 /// What a line of `pg_restore --verbose` standard error is.
 #[derive(Debug, PartialEq, Eq)]
-enum Line<'a> {
+pub(crate) enum Line<'a> {
     /// An entry was restored (serial: the line announcing it; parallel: `finished item`).
     EntryDone(&'a str),
     /// Other progress chatter.
@@ -830,7 +1058,58 @@ enum Line<'a> {
     Diagnostic,
 }
 
-fn classify(line: &str, parallel: bool) -> Line<'_> {
+/// Classifies pg_restore's standard error line by line, knowing what came before: a name holding
+/// a line break spreads a progress line (`creating TABLE "s.a⏎b"`) over several, and the lines
+/// that continue it (no `pg_restore: ` prefix, nothing that looks like an error) are chatter, not
+/// warnings.
+pub(crate) struct StderrLines {
+    parallel: bool,
+    continuing: bool,
+}
+
+impl StderrLines {
+    /// For a serial (`parallel` false) or parallel restore.
+    pub(crate) fn new(parallel: bool) -> StderrLines {
+        StderrLines {
+            parallel,
+            continuing: false,
+        }
+    }
+
+    /// What `line` is.
+    pub(crate) fn classify<'a>(&mut self, line: &'a str) -> Line<'a> {
+        let kind = classify(line, self.parallel);
+        let continuation = !line.starts_with("pg_restore: ") && !line.is_empty();
+        if self.continuing && continuation && kind == Line::Diagnostic && !looks_like_an_error(line)
+        {
+            return Line::Info;
+        }
+        if !continuation {
+            self.continuing = kind != Line::Diagnostic;
+        }
+        kind
+    }
+}
+
+/// Whether a line pg_restore (or the server, through it) wrote reads as part of an error report.
+fn looks_like_an_error(line: &str) -> bool {
+    const MARKS: &[&str] = &[
+        "error:",
+        "warning:",
+        "detail:",
+        "hint:",
+        "fatal:",
+        "ERROR:",
+        "WARNING:",
+        "DETAIL:",
+        "HINT:",
+        "FATAL:",
+        "Command was:",
+    ];
+    MARKS.iter().any(|m| line.contains(m))
+}
+
+pub(crate) fn classify(line: &str, parallel: bool) -> Line<'_> {
     if line.is_empty() {
         return Line::Info;
     }
@@ -911,22 +1190,22 @@ mod tests {
                 .into_iter()
                 .map(String::from)
                 .collect(),
-            config_tables: vec![(
-                "public".into(),
-                "spatial_ref_sys".into(),
-                if spatial_writable {
+            config_tables: vec![ConfigTable {
+                schema: "public".into(),
+                table: "spatial_ref_sys".into(),
+                owner: if spatial_writable {
                     "bob"
                 } else {
                     "rds_superuser"
                 }
                 .into(),
-                spatial_writable,
-            )],
-            schemas: vec![(
-                "public".into(),
-                if public_usable { "bob" } else { "master" }.into(),
-                public_usable,
-            )],
+                writable: spatial_writable,
+            }],
+            schemas: vec![TargetSchema {
+                name: "public".into(),
+                owner: if public_usable { "bob" } else { "master" }.into(),
+                usable: public_usable,
+            }],
         }
     }
 
@@ -937,7 +1216,11 @@ mod tests {
     #[test]
     fn leaves_out_existing_extensions_their_comments_and_privileges() {
         let toc = Toc::parse(LISTING).unwrap();
-        let (kept, skipped, missing) = filter_entries(&toc, &facts(true, true), &BTreeSet::new());
+        let FilteredEntries {
+            kept,
+            skipped,
+            missing,
+        } = filter_entries(&toc, &facts(true, true), &BTreeSet::new());
         assert_eq!(missing, ["ltree"]);
         assert_eq!(
             ids(&kept),
@@ -986,7 +1269,11 @@ mod tests {
     fn extensions_named_for_master_are_left_out_and_not_missing() {
         let toc = Toc::parse(LISTING).unwrap();
         let named: BTreeSet<String> = ["ltree".to_owned()].into();
-        let (kept, skipped, missing) = filter_entries(&toc, &facts(true, true), &named);
+        let FilteredEntries {
+            kept,
+            skipped,
+            missing,
+        } = filter_entries(&toc, &facts(true, true), &named);
         assert!(missing.is_empty(), "{missing:?}");
         assert!(!ids(&kept).contains(&5) && !ids(&kept).contains(&6));
         let reason = |id: u32| {
@@ -1065,7 +1352,8 @@ mod tests {
     #[test]
     fn extension_config_rows_the_user_cannot_write_are_left_out() {
         let toc = Toc::parse(LISTING).unwrap();
-        let (kept, skipped, _) = filter_entries(&toc, &facts(false, true), &BTreeSet::new());
+        let FilteredEntries { kept, skipped, .. } =
+            filter_entries(&toc, &facts(false, true), &BTreeSet::new());
         assert!(!ids(&kept).contains(&4283));
         assert!(ids(&kept).contains(&4439), "ordinary table data stays");
         let s = skipped.iter().find(|s| s.entry.dump_id == 4283).unwrap();
@@ -1082,7 +1370,8 @@ mod tests {
     #[test]
     fn comment_on_a_schema_of_another_role_is_left_out() {
         let toc = Toc::parse(LISTING).unwrap();
-        let (kept, skipped, _) = filter_entries(&toc, &facts(true, false), &BTreeSet::new());
+        let FilteredEntries { kept, skipped, .. } =
+            filter_entries(&toc, &facts(true, false), &BTreeSet::new());
         assert!(!ids(&kept).contains(&4335));
         assert!(
             ids(&kept).contains(&3),
@@ -1099,8 +1388,11 @@ mod tests {
     #[test]
     fn list_file_comments_out_what_is_left_out() {
         let toc = Toc::parse(LISTING).unwrap();
-        let (kept, skipped, missing_extensions) =
-            filter_entries(&toc, &facts(true, true), &BTreeSet::new());
+        let FilteredEntries {
+            kept,
+            skipped,
+            missing: missing_extensions,
+        } = filter_entries(&toc, &facts(true, true), &BTreeSet::new());
         let plan = RestorePlan {
             database: "dst".into(),
             server_version: "15.18".into(),
@@ -1115,6 +1407,7 @@ mod tests {
             skipped,
             create_extensions: Vec::new(),
             missing_extensions,
+            route: RestoreRoute::Direct,
         };
         let text = plan.list_file();
         let active: Vec<&str> = text.lines().filter(|l| !l.starts_with(';')).collect();
@@ -1248,6 +1541,21 @@ mod tests {
             ),
             Line::EntryDone("finished item 1 TABLE DATA apg_restore: finished item 2 TABLE DATA b"),
         );
+        // A name with a line break continues a progress line; an error's lines stay diagnostics.
+        let mut lines = StderrLines::new(false);
+        let seen: Vec<bool> = [
+            "pg_restore: creating TABLE \"public.a",
+            "b\"",
+            "pg_restore: processing data for table \"public.a",
+            "b\"",
+            "pg_restore: error: could not execute query: ERROR:  boom",
+            "Command was: CREATE TABLE x;",
+            "b\"",
+        ]
+        .iter()
+        .map(|l| lines.classify(l) == Line::Diagnostic)
+        .collect();
+        assert_eq!(seen, [false, false, false, false, true, true, true]);
         for line in [
             "pg_restore:pg_restore: error: could not execute query: ERROR:  boom",
             " warning: errors ignored on restore: 1",

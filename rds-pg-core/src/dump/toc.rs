@@ -232,20 +232,44 @@ impl TocEntry {
     }
 }
 
-impl fmt::Display for TocEntry {
-    /// The entry as `pg_restore -l` lists it.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
+impl TocEntry {
+    /// The entry as `pg_restore -l` lists it (`223; 1259 18950 TABLE public places alice`), the
+    /// line a `--use-list` file holds: always one line, whatever a name holds (line breaks and
+    /// other control characters become spaces; pg_restore reads each line's dump id only).
+    pub fn list_line(&self) -> String {
+        let one_line = |text: &str| -> String {
+            text.chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect()
+        };
+        format!(
             "{}; {} {} {} {} {} {}",
             self.dump_id,
             self.catalog_oid,
             self.oid,
-            self.kind,
-            self.schema.as_deref().unwrap_or("-"),
-            self.name,
-            self.owner.as_deref().unwrap_or("")
+            one_line(self.kind.as_str()),
+            one_line(self.schema.as_deref().unwrap_or("-")),
+            one_line(&self.name),
+            one_line(self.owner.as_deref().unwrap_or(""))
         )
+    }
+}
+
+impl fmt::Display for TocEntry {
+    /// What the entry is, for people: the kind and the qualified name (`TABLE public.places`,
+    /// `TABLE DATA public.spatial_ref_sys`), for a comment or ACL the object it is about
+    /// (`COMMENT EXTENSION postgis`, `ACL TABLE public.spatial_ref_sys`), for default
+    /// privileges their schema (`DEFAULT PRIVILEGES FOR TABLES IN SCHEMA public`). See
+    /// [`TocEntry::list_line`] for the listing's line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.target(), &self.schema) {
+            (Some((desc, name)), Some(schema)) => write!(f, "{} {desc} {schema}.{name}", self.kind),
+            (Some((desc, name)), None) => write!(f, "{} {desc} {name}", self.kind),
+            (None, Some(schema)) if self.name.starts_with("DEFAULT PRIVILEGES") => {
+                write!(f, "{} IN SCHEMA {schema}", self.name)
+            }
+            (None, _) => write!(f, "{} {}", self.kind, self.qualified_name()),
+        }
     }
 }
 
@@ -260,6 +284,8 @@ pub struct TocHeader {
     pub dumped_from: Option<String>,
     /// The pg_dump version that wrote it.
     pub dumped_by: Option<String>,
+    /// The archive format's version (`1.16-0`): which pg_restore can read the archive.
+    pub archive_version: Option<super::ArchiveVersion>,
 }
 
 /// A parsed `pg_restore -l` listing.
@@ -326,6 +352,10 @@ impl Toc {
             "Format" => self.header.format = value,
             "Dumped from database version" => self.header.dumped_from = value,
             "Dumped by pg_dump version" => self.header.dumped_by = value,
+            "Dump Version" => {
+                self.header.archive_version =
+                    value.as_deref().and_then(super::ArchiveVersion::parse)
+            }
             _ => {}
         }
     }
@@ -467,12 +497,45 @@ mod tests {
     }
 
     #[test]
-    fn display_reproduces_the_listing_line() {
+    fn list_line_reproduces_the_listing_line() {
         let toc = Toc::parse(LISTING).unwrap();
         let lines: Vec<&str> = LISTING.lines().filter(|l| !l.starts_with(';')).collect();
         for (entry, line) in toc.entries.iter().zip(lines) {
-            assert_eq!(entry.to_string(), line);
+            assert_eq!(entry.list_line(), line);
         }
+    }
+
+    #[test]
+    fn display_says_what_the_entry_is() {
+        let toc = Toc::parse(LISTING).unwrap();
+        let labels: Vec<String> = toc.entries.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            labels,
+            [
+                "EXTENSION citext",
+                "COMMENT EXTENSION citext",
+                "EXTENSION postgis",
+                "COMMENT EXTENSION postgis",
+                "FUNCTION public.f(integer, text)",
+                "TABLE public.places",
+                "COMMENT TABLE public.places",
+                "SEQUENCE OWNED BY public.places_id_seq",
+                "ACL TABLE public.spatial_ref_sys",
+                "DEFAULT public.places id",
+                "TABLE DATA public.places",
+                "TABLE DATA public.spatial_ref_sys",
+                "SEQUENCE SET public.counter",
+                "CONSTRAINT public.places places_pkey",
+                "DEFAULT ACL DEFAULT PRIVILEGES FOR TABLES",
+                "FROBNICATE public.thing",
+            ]
+        );
+        let in_schema =
+            Toc::parse("9; 0 0 DEFAULT ACL app DEFAULT PRIVILEGES FOR TABLES alice\n").unwrap();
+        assert_eq!(
+            in_schema.entries[0].to_string(),
+            "DEFAULT PRIVILEGES FOR TABLES IN SCHEMA app"
+        );
     }
 
     #[test]

@@ -1,18 +1,29 @@
-//! Finding `pg_dump`/`pg_restore` whose major version is at least the server's, and running them
-//! with the password in a private temporary password file.
+//! Finding `pg_dump`/`pg_restore` for a server (the one whose major version equals the server's,
+//! else the nearest newer one), and running them with the password in a private temporary
+//! password file.
+//!
+//! The tools are searched for in the directories of [`TOOLS_DIRS_ENV`] (`RDS_PG_TOOLS_DIRS`,
+//! separated like `PATH`), then each `PATH` entry, then `/usr/lib/postgresql/<major>/bin` (where
+//! Debian's and the PGDG packages install each major version side by side), unless a tools
+//! directory is configured, which is then the only place searched.
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::config::ConnectOptions;
 use crate::connect::ServerVersion;
 use crate::error::{Error, Result};
+use crate::secret::Password;
 
 /// Where Debian and Ubuntu install each major version's client tools (`/usr/lib/postgresql/15/bin`).
 pub const DEBIAN_LIB_DIR: &str = "/usr/lib/postgresql";
+
+/// Environment variable naming extra directories to search for the client tools, separated like
+/// `PATH` (`/opt/pg18/bin:/opt/pg16/bin`); they are searched before `PATH`. rds-pg reads it
+/// itself and never passes it on to the tools.
+pub const TOOLS_DIRS_ENV: &str = "RDS_PG_TOOLS_DIRS";
 
 /// One of the client programs rds-pg runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -21,6 +32,9 @@ pub enum ClientProgram {
     PgDump,
     /// `pg_restore`.
     PgRestore,
+    /// `psql`: runs pg_restore's SQL script when pg_restore cannot connect to the server itself
+    /// (a restore into a server older than 17 with pg_restore 17 or newer).
+    Psql,
 }
 
 impl ClientProgram {
@@ -29,6 +43,7 @@ impl ClientProgram {
         match self {
             ClientProgram::PgDump => "pg_dump",
             ClientProgram::PgRestore => "pg_restore",
+            ClientProgram::Psql => "psql",
         }
     }
 }
@@ -100,12 +115,16 @@ pub fn probe(program: ClientProgram, path: &Path) -> Result<ClientTool> {
     }
 }
 
-/// The directories searched when no tools directory is configured: each `PATH` entry in order,
-/// then `/usr/lib/postgresql/<major>/bin`, newest major first.
+/// The directories searched when no tools directory is configured: each entry of
+/// [`TOOLS_DIRS_ENV`] in order, each `PATH` entry in order, then `/usr/lib/postgresql/<major>/bin`,
+/// newest major first.
 pub fn search_dirs() -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for variable in [TOOLS_DIRS_ENV, "PATH"] {
+        if let Some(value) = std::env::var_os(variable) {
+            dirs.extend(std::env::split_paths(&value).filter(|d| !d.as_os_str().is_empty()));
+        }
+    }
     let mut versioned: Vec<(u32, PathBuf)> = std::fs::read_dir(DEBIAN_LIB_DIR)
         .into_iter()
         .flatten()
@@ -126,10 +145,14 @@ pub fn search_dirs() -> Vec<PathBuf> {
 /// cluster need not be the one it runs, and the versioned directories it picks from are searched
 /// directly.
 pub fn find_all(program: ClientProgram, tools_dir: Option<&Path>) -> Vec<ClientTool> {
-    let dirs = match tools_dir {
-        Some(dir) => vec![dir.to_owned()],
-        None => search_dirs(),
-    };
+    match tools_dir {
+        Some(dir) => find_all_in(program, &[dir.to_owned()]),
+        None => find_all_in(program, &search_dirs()),
+    }
+}
+
+/// Every usable copy of `program` in `dirs`, in that order (see [`find_all`]).
+pub fn find_all_in(program: ClientProgram, dirs: &[PathBuf]) -> Vec<ClientTool> {
     let mut seen = Vec::new();
     let mut found = Vec::new();
     for dir in dirs {
@@ -151,8 +174,21 @@ pub fn find_all(program: ClientProgram, tools_dir: Option<&Path>) -> Vec<ClientT
     found
 }
 
-/// The first copy of `program` (see [`find_all`]) whose major version is at least the server's:
-/// pg_dump refuses newer servers (`aborting because of server version mismatch`).
+/// The client to use for a server of major version `server_major` among `found` (in search
+/// order): the first whose major equals the server's, else the first of the nearest newer major.
+/// An older client is never chosen: pg_dump refuses newer servers (`aborting because of server
+/// version mismatch`), and a newer client than needed writes archives (or sends settings, such as
+/// pg_restore 17's `transaction_timeout`) that older servers and tools do not understand.
+pub fn choose(found: &[ClientTool], server_major: u32) -> Option<&ClientTool> {
+    let major = found
+        .iter()
+        .map(|t| t.major)
+        .filter(|m| *m >= server_major)
+        .min()?;
+    found.iter().find(|t| t.major == major)
+}
+
+/// The copy of `program` (see [`find_all`]) to use for `server`: see [`choose`].
 ///
 /// # Errors
 /// [`Error::ToolVersion`] naming the server version, every client found and how to get one that
@@ -163,15 +199,25 @@ pub fn find(
     tools_dir: Option<&Path>,
 ) -> Result<ClientTool> {
     let found = find_all(program, tools_dir);
-    if let Some(tool) = found.iter().find(|t| t.major >= server.major()) {
+    if let Some(tool) = choose(&found, server.major()) {
         return Ok(tool.clone());
     }
+    Err(version_error(program, server, tools_dir, &found))
+}
+
+/// The [`Error::ToolVersion`] for a server newer than every client in `found`.
+pub(crate) fn version_error(
+    program: ClientProgram,
+    server: ServerVersion,
+    tools_dir: Option<&Path>,
+    found: &[ClientTool],
+) -> Error {
     let major = server.major();
     let place = match tools_dir {
         Some(dir) => format!("in {}", dir.display()),
-        None => format!("on PATH or in {DEBIAN_LIB_DIR}/*/bin"),
+        None => format!("in {TOOLS_DIRS_ENV}, on PATH or in {DEBIAN_LIB_DIR}/*/bin"),
     };
-    Err(Error::ToolVersion {
+    Error::ToolVersion {
         tool: program.file_name().to_owned(),
         server_version: server.to_string(),
         server_major: major,
@@ -179,10 +225,10 @@ pub fn find(
         fix: format!(
             "install the PostgreSQL {major} (or newer) client tools, which are not {place} \
              (Debian/Ubuntu: `apt-get install postgresql-client-{major}` from apt.postgresql.org; \
-             RHEL: `dnf install postgresql{major}`), or point the tools directory at a \
-             {program} {major}+ bin directory"
+             RHEL: `dnf install postgresql{major}`), or name a {program} {major}+ bin \
+             directory in {TOOLS_DIRS_ENV} or as the tools directory"
         ),
-    })
+    }
 }
 
 /// A private temporary directory holding a `0600` password file for one tool run (and, for a
@@ -214,15 +260,16 @@ impl ToolWorkDir {
             .tempdir()
             .map_err(|e| Error::io("creating a temporary directory", e))?;
         let passfile = dir.path().join("pgpass");
-        let mut file = private_file(&passfile)?;
-        if let Some(password) = connection.resolve_password()? {
-            let user = connection.get_user();
-            let line =
-                crate::pgpass::format_line("*", connection.get_port(), "*", &user, &password)?;
-            file.write_all(line.expose().as_bytes())
-                .and_then(|()| file.write_all(b"\n"))
-                .map_err(|e| Error::io(format!("writing {}", passfile.display()), e))?;
-        }
+        let contents = match connection.resolve_password()? {
+            Some(password) => {
+                let user = connection.get_user();
+                let line =
+                    crate::pgpass::format_line("*", connection.get_port(), "*", &user, &password)?;
+                Password::new(format!("{}\n", line.expose()))
+            }
+            None => Password::new(""),
+        };
+        crate::private_file::replace(&passfile, contents.expose().as_bytes())?;
         Ok(ToolWorkDir { dir, passfile })
     }
 
@@ -235,19 +282,6 @@ impl ToolWorkDir {
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
-}
-
-/// Creates `path` for writing, readable by the owner only.
-pub(crate) fn private_file(path: &Path) -> Result<std::fs::File> {
-    let mut open = std::fs::OpenOptions::new();
-    open.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        open.mode(0o600);
-    }
-    open.open(path)
-        .map_err(|e| Error::io(format!("creating {}", path.display()), e))
 }
 
 /// A command for `program` whose environment is this process's without any variable that may
@@ -313,8 +347,7 @@ pub fn dbname_arg(name: &str) -> String {
     let looks_like_conninfo =
         name.contains('=') || name.starts_with("postgresql://") || name.starts_with("postgres://");
     if looks_like_conninfo {
-        let escaped = name.replace('\\', "\\\\").replace('\'', "\\'");
-        format!("--dbname=dbname='{escaped}'")
+        format!("--dbname=dbname={}", crate::conninfo::quote_value(name))
     } else {
         format!("--dbname={name}")
     }

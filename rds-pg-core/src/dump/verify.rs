@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use postgres::Client;
 use postgres_protocol::escape::escape_identifier;
 
-use super::restore::{restore_with, restoring_role, Progress, RestoreOptions, RestoreReport};
+use super::restore::{
+    choose_pg_restore, restore_with, restoring_role, Progress, RestoreOptions, RestoreReport,
+};
 use super::toc::Toc;
-use super::tools::{self, ClientProgram};
 use crate::config::ConnectOptions;
 use crate::connect::ServerVersion;
 use crate::error::{Error, Result};
@@ -57,16 +58,11 @@ impl VerifyOptions {
         self
     }
 
-    /// Restores with `jobs` parallel jobs.
-    pub fn jobs(mut self, jobs: u32) -> Self {
-        self.jobs = Some(jobs);
-        self
-    }
-
-    /// Looks for `pg_restore` in `dir` only.
-    pub fn tools_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.tools_dir = Some(dir.into());
-        self
+    crate::builder::setters! {
+        /// Restores with `jobs` parallel jobs.
+        jobs = some u32;
+        /// Looks for `pg_restore` in `dir` only.
+        tools_dir = some_into PathBuf;
     }
 
     /// Names the scratch database.
@@ -138,7 +134,11 @@ impl VerifyReport {
 ///
 /// The source is counted as it is now: verify right after dumping, or expect the differences
 /// that writes since the dump made. Differences are reported, not an error. The scratch database
-/// is dropped also when the restore fails.
+/// is dropped whatever fails once it may exist: creating it or its extensions, the restore (a
+/// broken archive, a killed pg_restore), counting; master's membership of the user is never left
+/// behind (see [`Provisioner::ensure_database`]). The archive's table of contents is read (from
+/// the archive itself, exactly, whatever the names hold) and the pg_restore chosen before
+/// anything is created.
 ///
 /// # Errors
 /// [`Error::RestoreRole`] (kind `PolicyViolation`) for a privileged source user, before any
@@ -199,17 +199,14 @@ pub fn verify_backup_with(
         None => installed_extensions(&mut source)?,
     };
     drop(source);
-    let tool = tools::find(
-        ClientProgram::PgRestore,
-        server,
-        options.tools_dir.as_deref(),
-    )?;
-    let toc = super::restore::read_toc(&tool, &options.archive)?;
-    master.ensure_database(
-        &DatabaseSpec::new(scratch.as_str(), user.as_str())?.extensions(extensions),
-    )?;
+    let toc = Toc::read_archive(&options.archive)?;
+    choose_pg_restore(server, options.tools_dir.as_deref(), &toc, &options.archive)?;
+    let spec = DatabaseSpec::new(scratch.as_str(), user.as_str())?.extensions(extensions);
 
-    let result = restore_and_count(options, &scratch, &toc, progress);
+    // From here on the scratch database may exist: whatever fails, it is dropped.
+    let result = master
+        .ensure_database(&spec)
+        .and_then(|_| restore_and_count(options, &scratch, &toc, progress));
     let dropped = master.drop_database(&scratch, &DropDatabaseOptions::new().force(true));
     let (restore, tables) = result?;
     dropped?;
@@ -270,7 +267,7 @@ fn installed_extensions(client: &mut Client) -> Result<Vec<Extension>> {
 
 /// Row counts of `tables` over `client` (the project user's connection, never master's: reading
 /// a table can run the project's code), `None` for a table that does not exist there.
-fn count_rows(client: &mut Client, tables: &[(&str, &str)]) -> Result<Vec<Option<i64>>> {
+pub(crate) fn count_rows(client: &mut Client, tables: &[(&str, &str)]) -> Result<Vec<Option<i64>>> {
     let mut counts = Vec::with_capacity(tables.len());
     for (schema, table) in tables {
         let exists = client

@@ -358,15 +358,22 @@ pub(crate) fn database_snapshot(
                 SELECT o.why, o.owner::pg_catalog.text AS owner,
                        pg_catalog.pg_describe_object(o.classid, o.objid, o.objsubid) AS what,
                        i.schema,
+                       -- IF EXISTS: an earlier statement's CASCADE may have dropped it already,
+                       -- whatever the order; an aggregate without arguments is name(*).
                        CASE WHEN i.type OPERATOR(pg_catalog.=) 'composite type'
-                            THEN pg_catalog.concat('DROP TYPE ', i.identity, ' CASCADE')
+                            THEN pg_catalog.concat('DROP TYPE IF EXISTS ', i.identity, ' CASCADE')
+                            WHEN i.type OPERATOR(pg_catalog.=) 'aggregate'
+                                 AND pg_catalog.right(i.identity, 2) OPERATOR(pg_catalog.=) '()'
+                            THEN pg_catalog.concat('DROP AGGREGATE IF EXISTS ',
+                                                   pg_catalog.left(i.identity, -2), '(*) CASCADE')
                             WHEN i.type OPERATOR(pg_catalog.=) ANY (ARRAY[
                                  'table', 'view', 'materialized view', 'sequence', 'foreign table',
                                  'index', 'function', 'aggregate', 'procedure', 'operator', 'type',
                                  'domain', 'schema', 'collation', 'conversion',
                                  'text search configuration', 'text search dictionary',
                                  'statistics object', 'operator class', 'operator family'])
-                            THEN pg_catalog.concat('DROP ', pg_catalog.upper(i.type), ' ', i.identity, ' CASCADE')
+                            THEN pg_catalog.concat('DROP ', pg_catalog.upper(i.type), ' IF EXISTS ',
+                                                   i.identity, ' CASCADE')
                        END AS drop_sql,
                        coalesce((SELECT n.nspowner OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT oid FROM trusted_role))
                                         OR (n.nspowner OPERATOR(pg_catalog.=) (SELECT r.oid FROM pg_catalog.pg_roles r

@@ -20,7 +20,7 @@ use toml::Spanned;
 use super::{
     is_region, rds_endpoint_region, Client, Environment, Instance, Inventory, InventoryError,
     Location, Locations, MasterPassword, Policy, Problem, Project, ProjectDatabase,
-    RoleCredentials, BACKUP_RETENTION_DAYS, DEFAULT_PORT, SUPPORTED_MAJORS,
+    RoleCredentials, RoleSettings, BACKUP_RETENTION_DAYS, DEFAULT_PORT, SUPPORTED_MAJORS,
 };
 use crate::credentials::CredentialSink;
 use crate::ident::{DatabaseName, RoleName, MAX_NAME_BYTES};
@@ -37,6 +37,14 @@ type Span = Range<usize>;
 #[serde(deny_unknown_fields)]
 struct RawPolicy {
     backup_retention_days: Option<Spanned<i64>>,
+    backup_dir: Option<Spanned<String>>,
+    backup_keep_last: Option<Spanned<i64>>,
+    backup_keep_daily: Option<Spanned<i64>>,
+    backup_keep_weekly: Option<Spanned<i64>>,
+    backup_keep_monthly: Option<Spanned<i64>>,
+    backup_keep_yearly: Option<Spanned<i64>>,
+    backup_encrypt_to: Option<Vec<Spanned<String>>>,
+    backup_upload: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -45,6 +53,7 @@ struct RawClient {
     name: Option<Spanned<String>>,
     account_id: Option<Spanned<String>>,
     secrets: Option<Spanned<String>>,
+    backup_encrypt_to: Option<Vec<Spanned<String>>>,
 }
 
 /// Keys of `[[instance]]` read as entries of their own.
@@ -72,7 +81,7 @@ struct RawMasterPassword {
 }
 
 /// Keys of `[[project]]` read as entries of their own.
-const PROJECT_NESTED: &[&str] = &["database", "credentials"];
+const PROJECT_NESTED: &[&str] = &["database", "credentials", "roles"];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -97,10 +106,18 @@ struct RawDatabase {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawRoleSettings {
+    connection_limit: Option<Spanned<i64>>,
+    valid_until: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawSink {
     env_file: Option<Spanned<String>>,
     pgpass: Option<Spanned<String>>,
     command: Option<Spanned<Vec<Spanned<String>>>>,
+    read_command: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// One entry read by serde, with what the conversion needs to report problems.
@@ -472,7 +489,69 @@ fn read_policy(l: &mut Loader<'_>, value: Spanned<DeValue<'_>>) -> Policy {
             ),
         }
     }
+    let b = &mut policy.backups;
+    if let Some(dir) = &e.raw.backup_dir {
+        b.dir = path(l, "[policy]", "backup_dir", dir);
+    }
+    for (key, value, slot) in [
+        (
+            "backup_keep_last",
+            &e.raw.backup_keep_last,
+            &mut b.retention.keep_last,
+        ),
+        (
+            "backup_keep_daily",
+            &e.raw.backup_keep_daily,
+            &mut b.retention.keep_daily,
+        ),
+        (
+            "backup_keep_weekly",
+            &e.raw.backup_keep_weekly,
+            &mut b.retention.keep_weekly,
+        ),
+        (
+            "backup_keep_monthly",
+            &e.raw.backup_keep_monthly,
+            &mut b.retention.keep_monthly,
+        ),
+        (
+            "backup_keep_yearly",
+            &e.raw.backup_keep_yearly,
+            &mut b.retention.keep_yearly,
+        ),
+    ] {
+        if let Some(v) = value {
+            match u32::try_from(*v.get_ref()) {
+                Ok(n) => *slot = n,
+                Err(_) => l.problem(
+                    &v.span(),
+                    format!(
+                        "[policy]: {key} = {} must be a count, 0 or more",
+                        v.get_ref()
+                    ),
+                ),
+            }
+        }
+    }
+    if let Some(recipients) = &e.raw.backup_encrypt_to {
+        b.encrypt_to = recipients_of(l, "[policy]", recipients);
+    }
+    if let Some(command) = &e.raw.backup_upload {
+        b.upload = argv(l, "[policy]: backup_upload", command);
+    }
     policy
+}
+
+/// Age recipients (`age1…`), each checked.
+fn recipients_of(l: &mut Loader<'_>, what: &str, values: &[Spanned<String>]) -> Vec<String> {
+    let mut out = Vec::new();
+    for value in values {
+        match crate::backup::Recipient::parse(value.get_ref()) {
+            Ok(_) => out.push(value.get_ref().clone()),
+            Err(e) => l.problem(&value.span(), format!("{what}: backup_encrypt_to: {e}")),
+        }
+    }
+    out
 }
 
 /// Checks an entry's `name`, and that no earlier entry of the kind has it.
@@ -635,11 +714,18 @@ fn read_clients(
             }
         });
         let secrets = optional_text(l, &what, "secrets", e.raw.secrets.as_ref());
+        let backup_encrypt_to = e
+            .raw
+            .backup_encrypt_to
+            .as_ref()
+            .map(|r| recipients_of(l, &what, r))
+            .unwrap_or_default();
         if let (Some(name), Some(account_id)) = (name, account_id) {
             clients.push(Client {
                 name,
                 account_id,
                 secrets,
+                backup_encrypt_to,
                 locations: l.locations(&e.span, &e.keys),
             });
         }
@@ -925,6 +1011,7 @@ fn read_projects(
         let mut databases = Vec::new();
         let mut databases_ok = true;
         let mut credential_values = None;
+        let mut role_values = None;
         let mut database_given = false;
         for (key, value) in e.nested.iter().cloned() {
             match key.get_ref().as_str() {
@@ -946,6 +1033,7 @@ fn read_projects(
                         }
                     }
                 }
+                "roles" => role_values = Some(value),
                 _ => credential_values = Some(value),
             }
         }
@@ -960,6 +1048,10 @@ fn read_projects(
             Some(value) => read_credentials(l, &what, value, databases_ok.then_some(&databases)),
             None => Some(Vec::new()),
         };
+        let role_settings = match role_values {
+            Some(value) => read_role_settings(l, &what, value, databases_ok.then_some(&databases)),
+            None => Some(Vec::new()),
+        };
         if let (
             Some(name),
             Some(client),
@@ -968,6 +1060,7 @@ fn read_projects(
             Some(instance),
             Some(postgres_major),
             Some(credentials),
+            Some(role_settings),
             true,
         ) = (
             name,
@@ -977,6 +1070,7 @@ fn read_projects(
             instance,
             postgres_major,
             credentials,
+            role_settings,
             databases_ok,
         ) {
             projects.push(Project {
@@ -989,6 +1083,7 @@ fn read_projects(
                 secrets,
                 databases,
                 credentials,
+                role_settings,
                 locations: l.locations(&e.span, &e.keys),
             });
         }
@@ -1114,9 +1209,10 @@ fn read_credentials(
             ok = false;
         }
         match read_sink(l, &what, value) {
-            Some(sink) if known => out.push(RoleCredentials {
+            Some((sink, read_command)) if known => out.push(RoleCredentials {
                 role,
                 sink,
+                read_command,
                 location: l.location(key.span().start),
             }),
             _ => ok = false,
@@ -1125,13 +1221,133 @@ fn read_credentials(
     ok.then_some(out)
 }
 
-fn read_sink(
+/// `[project.roles]`: role = { connection_limit = N, valid_until = "DATE" }, for roles of the
+/// project's databases.
+fn read_role_settings(
     l: &mut Loader<'_>,
-    what: &str,
+    project: &str,
     value: Spanned<DeValue<'_>>,
-) -> Option<CredentialSink> {
+    databases: Option<&Vec<ProjectDatabase>>,
+) -> Option<Vec<RoleSettings>> {
+    let span = value.span();
+    let DeValue::Table(table) = value.into_inner() else {
+        l.problem(
+            &span,
+            format!(
+                "{project}: `roles` must be a table of role = {{ connection_limit = … }} entries"
+            ),
+        );
+        return None;
+    };
+    let mut entries: Vec<_> = table.into_iter().collect();
+    entries.sort_by_key(|(k, _)| k.span().start);
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (key, value) in entries {
+        let name = Spanned::new(key.span(), key.get_ref().to_string());
+        let what = format!("{project}: roles: {:?}", name.get_ref());
+        let Some(role) = role(l, &format!("{project}: roles"), "role", &name) else {
+            ok = false;
+            continue;
+        };
+        let known = databases.is_none_or(|dbs| {
+            dbs.iter()
+                .any(|d| d.owner == role || d.readers.contains(&role))
+        });
+        if !known {
+            l.problem(
+                &key.span(),
+                format!("{what}: no database of the project is owned or read by it"),
+            );
+            ok = false;
+        }
+        let Some(e) = l.entry::<RawRoleSettings>(&what, value, &[]) else {
+            ok = false;
+            continue;
+        };
+        let mut connection_limit = None;
+        if let Some(limit) = &e.raw.connection_limit {
+            match i32::try_from(*limit.get_ref()) {
+                Ok(n) if n >= 0 => connection_limit = Some(n),
+                _ => {
+                    l.problem(
+                        &limit.span(),
+                        format!(
+                            "{what}: connection_limit = {} is out of range (0 to {})",
+                            limit.get_ref(),
+                            i32::MAX
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        let mut valid_until = None;
+        if let Some(ts) = &e.raw.valid_until {
+            if looks_like_a_date(ts.get_ref()) {
+                valid_until = Some(ts.get_ref().trim().to_owned());
+            } else {
+                l.problem(
+                    &ts.span(),
+                    format!(
+                        "{what}: valid_until = {:?} is not a date (YYYY-MM-DD, optionally \
+                         followed by a time and zone)",
+                        ts.get_ref()
+                    ),
+                );
+                ok = false;
+            }
+        }
+        if known && e.bad.is_empty() {
+            out.push(RoleSettings {
+                role,
+                connection_limit,
+                valid_until,
+                location: l.location(key.span().start),
+            });
+        } else {
+            ok = false;
+        }
+    }
+    ok.then_some(out)
+}
+
+/// `YYYY-MM-DD` with a plausible month and day, then nothing or a space or `T` and more (a time
+/// and zone, which the server reads).
+fn looks_like_a_date(s: &str) -> bool {
+    let s = s.trim();
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| {
+        b.get(r.clone())
+            .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+    };
+    if b.len() < 10
+        || !digits(0..4)
+        || b[4] != b'-'
+        || !digits(5..7)
+        || b[7] != b'-'
+        || !digits(8..10)
+    {
+        return false;
+    }
+    let month: u32 = s[5..7].parse().unwrap_or(0);
+    let day: u32 = s[8..10].parse().unwrap_or(0);
+    (1..=12).contains(&month)
+        && (1..=31).contains(&day)
+        && (b.len() == 10 || matches!(b[10], b' ' | b'T'))
+        && !s.contains('\0')
+}
+
+/// A sink, and the command that reads its credentials back (`read_command`), if given.
+type SinkAndReader = (CredentialSink, Option<Vec<OsString>>);
+
+fn read_sink(l: &mut Loader<'_>, what: &str, value: Spanned<DeValue<'_>>) -> Option<SinkAndReader> {
     let e = l.entry::<RawSink>(what, value, &[])?;
     let r = &e.raw;
+    let read_command = match &r.read_command {
+        Some(command) => Some(argv(l, &format!("{what}: read_command"), command)?),
+        None => None,
+    };
     let kind = one_of(
         l,
         what,
@@ -1145,9 +1361,10 @@ fn read_sink(
             ("command", r.command.is_some() || e.bad.contains("command")),
         ],
     )?;
-    match kind {
+    let sink = match kind {
         "env_file" => path(l, what, "env_file", r.env_file.as_ref()?).map(CredentialSink::EnvFile),
         "pgpass" => path(l, what, "pgpass", r.pgpass.as_ref()?).map(CredentialSink::Pgpass),
         _ => argv(l, what, r.command.as_ref()?).map(CredentialSink::Command),
-    }
+    }?;
+    Some((sink, read_command))
 }

@@ -35,6 +35,9 @@
 //!
 //! [project.credentials]
 //! shop = { env_file = "/etc/shop/db.env" }
+//!
+//! [project.roles]                     # optional: what `rds-pg audit` requires of each role
+//! shop = { connection_limit = 20, valid_until = "2027-06-30" }
 //! ```
 //!
 //! ```no_run
@@ -255,6 +258,8 @@ pub struct Policy {
     pub backup_retention_days: u32,
     /// Where `backup_retention_days` is set, if it is.
     pub location: Option<Location>,
+    /// How rds-pg's own logical backups are kept (`backup_*` keys; see [`crate::backup`]).
+    pub backups: crate::backup::BackupPolicy,
 }
 
 impl Default for Policy {
@@ -262,6 +267,7 @@ impl Default for Policy {
         Policy {
             backup_retention_days: DEFAULT_BACKUP_RETENTION_DAYS,
             location: None,
+            backups: crate::backup::BackupPolicy::default(),
         }
     }
 }
@@ -278,6 +284,9 @@ pub struct Client {
     /// Where the client's shared secrets (its instances' master credentials) are kept, as the
     /// team names it: a vault path, a password-manager folder. Free-form.
     pub secrets: Option<String>,
+    /// The age recipients its backups are encrypted to (`backup_encrypt_to`), instead of the
+    /// policy's; empty: the policy's.
+    pub backup_encrypt_to: Vec<String>,
     /// Where each of its keys is.
     pub locations: Locations,
 }
@@ -336,6 +345,8 @@ pub struct Project {
     pub databases: Vec<ProjectDatabase>,
     /// Where each role's credentials are delivered (`[project.credentials]`), in file order.
     pub credentials: Vec<RoleCredentials>,
+    /// What the audit requires of each role (`[project.roles]`), in file order.
+    pub role_settings: Vec<RoleSettings>,
     /// Where each of its keys is.
     pub locations: Locations,
 }
@@ -389,6 +400,29 @@ pub struct RoleCredentials {
     pub role: RoleName,
     /// The sink: `{ env_file = "PATH" }`, `{ pgpass = "PATH" }` or `{ command = [ARGV…] }`.
     pub sink: CredentialSink,
+    /// A program (and arguments, run without a shell) that prints the credentials the sink
+    /// holds (`read_command = [ARGV…]`), for `backup run`: a command sink cannot be read back
+    /// otherwise. It prints the JSON document the sink received, a `postgresql://` URI, or the
+    /// password alone on one line.
+    pub read_command: Option<Vec<OsString>>,
+    /// Where the entry is.
+    pub location: Location,
+}
+
+/// What `rds-pg audit` requires of one project role (`[project.roles]`, e.g.
+/// `shop = { connection_limit = 20, valid_until = "2027-06-30" }`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RoleSettings {
+    /// The role (an owner or reader of one of the project's databases).
+    pub role: RoleName,
+    /// The most connections the role may have at once (`CONNECTION LIMIT`, 0 or more): a role
+    /// without a limit, or with a higher one, is a finding.
+    pub connection_limit: Option<i32>,
+    /// When the role's password must expire at the latest (`VALID UNTIL`, a date such as
+    /// `2027-06-30`, optionally with a time and zone as PostgreSQL reads them): a role whose
+    /// password never expires, or expires later, is a finding.
+    pub valid_until: Option<String>,
     /// Where the entry is.
     pub location: Location,
 }
@@ -496,6 +530,11 @@ impl Project {
             }
         }
         roles
+    }
+
+    /// What the inventory requires of `role`, if it says.
+    pub fn settings_for(&self, role: &RoleName) -> Option<&RoleSettings> {
+        self.role_settings.iter().find(|s| &s.role == role)
     }
 
     /// Where `role`'s credentials go, if the inventory says.

@@ -556,7 +556,7 @@ pub fn plan_database(
 }
 
 /// `GRANT CONNECT … TO master`, so later runs can inspect the database once PUBLIC lost CONNECT
-/// (the seed grants master all privileges on the database for the same reason).
+/// (a by-hand setup grants master all privileges on the database for the same reason).
 fn master_connect_step(facts: &ServerFacts, database: &DatabaseName) -> Step {
     Step::new(
         facts,

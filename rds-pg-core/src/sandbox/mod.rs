@@ -2,8 +2,11 @@
 //! roles of the chosen major version, a non-superuser master, TLS-only logins on 15+, an extension
 //! whitelist (pgextwlist) where it is installed, and every statement logged to a file.
 //!
-//! Used by the test suite, the demo and the Python binding. See `docs/rds-semantics.md` §1 and §5
-//! of the project for what is emulated and the known gaps.
+//! Used by the test suite, the demo and the Python binding. What differs from RDS: on 16+ the
+//! `pg_read_all_data` and `pg_write_all_data` memberships of `rds_superuser` are neither inherited
+//! nor settable (a plain server cannot hide `pg_authid` from their members, as RDS does: stricter
+//! than RDS, never looser); where pgextwlist is not installed for a version, master cannot create
+//! untrusted extensions at all.
 
 mod certs;
 mod install;
@@ -23,7 +26,10 @@ use crate::error::{Error, Result};
 use crate::secret::Password;
 
 /// Untrusted extensions an RDS master may create (through RDS's whitelist), when the server has
-/// them. Trusted extensions are deliberately left off: see `rds-semantics.md` §5.
+/// them. Trusted extensions are deliberately left off: the whitelist is a session setting that
+/// survives `SET ROLE`, so a whitelisted trusted extension would be created by the superuser even
+/// when the database owner runs `CREATE EXTENSION`; off the list, they follow PostgreSQL's own
+/// rule (created, and owned, by whoever has CREATE on the database).
 pub const WHITELISTED_EXTENSIONS: &[&str] = &[
     "postgis",
     "postgis_raster",
@@ -68,29 +74,17 @@ impl SandboxOptions {
         }
     }
 
-    /// Creates the sandbox in `dir` (which must not exist, or be an empty directory) instead of
-    /// a new temporary directory. It is deleted when the sandbox stops, as a temporary one is.
-    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.dir = Some(dir.into());
-        self
-    }
-
-    /// Selects the PostgreSQL major version.
-    pub fn version(mut self, major: u32) -> Self {
-        self.version = Some(major);
-        self
-    }
-
-    /// Uses the server binaries in `bin_dir` instead of searching.
-    pub fn bin_dir(mut self, bin_dir: impl Into<PathBuf>) -> Self {
-        self.bin_dir = Some(bin_dir.into());
-        self
-    }
-
-    /// Names the master user (RDS lets you choose it; `master` and `postgres` are common).
-    pub fn master_user(mut self, name: impl Into<String>) -> Self {
-        self.master_user = name.into();
-        self
+    crate::builder::setters! {
+        /// Creates the sandbox in this directory (which must not exist, or be an empty
+        /// directory) instead of a new temporary directory. It is deleted when the sandbox
+        /// stops, as a temporary one is.
+        dir = some_into PathBuf;
+        /// Selects the PostgreSQL major version.
+        version = some u32;
+        /// Uses the server binaries in this directory instead of searching.
+        bin_dir = some_into PathBuf;
+        /// Names the master user (RDS lets you choose it; `master` and `postgres` are common).
+        master_user = into String;
     }
 }
 
@@ -106,11 +100,106 @@ pub fn preferred_version() -> Option<u32> {
     available_versions().last().copied()
 }
 
+/// The accessors [`Sandbox`] and [`DetachedSandbox`] share, written once over the fields both
+/// have, their `root()` directory and their `base_options()`; the documentation of
+/// `options_for` is given, as the two differ in the password file they consult.
+macro_rules! server_accessors {
+    ($(#[$options_for:meta])*) => {
+        /// The options a client program is told to connect with, as in a connection string
+        /// handed to `psql` (see [`ConnectOptions::to_conninfo`]): host, port, database
+        /// `postgres` and the TLS settings (verify-full against the sandbox CA on 15+), without
+        /// user, password, password file or timeout, so that the client's own password file
+        /// applies.
+        pub fn client_options(&self) -> ConnectOptions {
+            client_options(self.server.port, self.server.ca_path.as_deref())
+        }
+
+        /// Connection options of the master user, password included.
+        pub fn master_options(&self) -> ConnectOptions {
+            self.base_options()
+                .user(self.server.master_user.as_str())
+                .password(self.server.master_password.clone())
+        }
+
+        /// Connection options of `rdsadmin`, the real superuser. For test assertions only:
+        /// rds-pg never has these on RDS.
+        pub fn rdsadmin_options(&self) -> ConnectOptions {
+            self.base_options()
+                .user("rdsadmin")
+                .password(self.server.rdsadmin_password.clone())
+        }
+
+        $(#[$options_for])*
+        pub fn options_for(&self, user: &str) -> ConnectOptions {
+            self.base_options().user(user)
+        }
+
+        /// The master user's name.
+        pub fn master_user(&self) -> &str {
+            &self.server.master_user
+        }
+
+        /// The master user's password.
+        pub fn master_password(&self) -> &Password {
+            &self.server.master_password
+        }
+
+        /// The TCP port on 127.0.0.1.
+        pub fn port(&self) -> u16 {
+            self.server.port
+        }
+
+        /// The major version (13–18).
+        pub fn major_version(&self) -> u32 {
+            self.server.install.major
+        }
+
+        /// The full server version (`16.14`).
+        pub fn version(&self) -> &str {
+            &self.server.install.version
+        }
+
+        /// The sandbox CA certificate (PEM), on 15+ where TLS is required.
+        pub fn ca_cert_path(&self) -> Option<&Path> {
+            self.server.ca_path.as_deref()
+        }
+
+        /// The untrusted extensions master may create.
+        pub fn whitelisted_extensions(&self) -> &[String] {
+            &self.server.whitelist
+        }
+
+        /// Whether master can create PostGIS here.
+        pub fn has_postgis(&self) -> bool {
+            self.server.whitelist.iter().any(|e| e == "postgis")
+        }
+
+        /// The sandbox directory.
+        pub fn dir(&self) -> &Path {
+            self.root()
+        }
+
+        /// The server log, which records every statement (`log_statement = 'all'`).
+        pub fn log_path(&self) -> PathBuf {
+            self.root().join("postgres.log")
+        }
+    };
+}
+
 /// A running RDS-like PostgreSQL server in a temporary directory.
 ///
 /// Dropping it stops the server and deletes the directory, also while a panic unwinds.
 pub struct Sandbox {
     dir: tempfile::TempDir,
+    server: Server,
+    startup: Duration,
+    running: bool,
+}
+
+/// What a sandbox server is, whether this process started it ([`Sandbox`]) or found it again
+/// ([`DetachedSandbox`]).
+#[derive(Clone)]
+struct Server {
     install: Installation,
     run_as: Option<RunAs>,
     port: u16,
@@ -119,18 +208,23 @@ pub struct Sandbox {
     rdsadmin_password: Password,
     ca_path: Option<PathBuf>,
     whitelist: Vec<String>,
-    startup: Duration,
-    running: bool,
 }
 
-impl std::fmt::Debug for Sandbox {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sandbox")
-            .field("dir", &self.dir.path())
+impl Server {
+    /// `Debug` of a sandbox named `name` in `dir`: never a password.
+    fn debug(&self, f: &mut std::fmt::Formatter<'_>, name: &str, dir: &Path) -> std::fmt::Result {
+        f.debug_struct(name)
+            .field("dir", &dir)
             .field("version", &self.install.version)
             .field("port", &self.port)
             .field("master_user", &self.master_user)
             .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.server.debug(f, "Sandbox", self.dir.path())
     }
 }
 
@@ -173,14 +267,16 @@ impl Sandbox {
         let dir = create_sandbox_dir(options.dir.as_deref(), run_as)?;
         let mut sandbox = Sandbox {
             dir,
-            install,
-            run_as,
-            port: 0,
-            master_user: options.master_user,
-            master_password: Password::generate()?,
-            rdsadmin_password: Password::generate()?,
-            ca_path: None,
-            whitelist: Vec::new(),
+            server: Server {
+                install,
+                run_as,
+                port: 0,
+                master_user: options.master_user,
+                master_password: Password::generate()?,
+                rdsadmin_password: Password::generate()?,
+                ca_path: None,
+                whitelist: Vec::new(),
+            },
             startup: Duration::ZERO,
             running: false,
         };
@@ -192,7 +288,7 @@ impl Sandbox {
     }
 
     fn major(&self) -> u32 {
-        self.install.major
+        self.server.install.major
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -202,24 +298,32 @@ impl Sandbox {
     /// A command for one of the server's tools, run as the unprivileged account when needed,
     /// with a clean libpq environment and C messages.
     fn tool(&self, name: &str) -> Command {
-        server_tool(&self.install, self.run_as, self.dir.path(), name)
+        server_tool(
+            &self.server.install,
+            self.server.run_as,
+            self.dir.path(),
+            name,
+        )
     }
 
     fn run(&self, cmd: Command, what: &str) -> Result<()> {
         run_tool(cmd, what, &self.log_path())
     }
 
+    /// Writes `path` (atomically, private until its mode is set), sets `mode` and gives it to
+    /// the server's account.
     fn write_file(&self, path: &Path, contents: &[u8], mode: u32) -> Result<()> {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::write(path, contents)
-            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| Error::io(format!("chmod {}", path.display()), e))?;
+        crate::private_file::replace(path, contents)?;
+        if mode != 0o600 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| Error::io(format!("chmod {}", path.display()), e))?;
+        }
         self.give_to_server_account(path)
     }
 
     fn give_to_server_account(&self, path: &Path) -> Result<()> {
-        if let Some(RunAs { uid, gid }) = self.run_as {
+        if let Some(RunAs { uid, gid }) = self.server.run_as {
             std::os::unix::fs::chown(path, Some(uid), Some(gid))
                 .map_err(|e| Error::io(format!("chown {}", path.display()), e))?;
         }
@@ -234,7 +338,7 @@ impl Sandbox {
         self.give_to_server_account(&root)?;
         // initdb reads the bootstrap password from a file; it is removed right after.
         let pwfile = root.join("rdsadmin.pw");
-        let mut pw = self.rdsadmin_password.expose().as_bytes().to_vec();
+        let mut pw = self.server.rdsadmin_password.expose().as_bytes().to_vec();
         pw.push(b'\n');
         self.write_file(&pwfile, &pw, 0o600)?;
         zeroize::Zeroize::zeroize(&mut pw);
@@ -290,9 +394,9 @@ impl Sandbox {
                 0o600,
             )?;
             conf.push_str("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
-            self.ca_path = Some(ca);
+            self.server.ca_path = Some(ca);
         }
-        if self.install.has_pgextwlist() {
+        if self.server.install.has_pgextwlist() {
             let hooks = root.join("extwlist");
             for (ext, sql) in [
                 ("postgis", POSTGIS_AFTER_CREATE),
@@ -339,7 +443,7 @@ impl Sandbox {
     fn start_server(&mut self) -> Result<()> {
         let mut last_err = None;
         for _ in 0..5 {
-            self.port = free_port()?;
+            self.server.port = free_port()?;
             let mut cmd = self.tool("pg_ctl");
             cmd.arg("start")
                 .arg("-D")
@@ -348,7 +452,7 @@ impl Sandbox {
                 .arg(self.log_path())
                 .args(["-w", "-t", "60", "-s"])
                 .arg("-o")
-                .arg(format!("-p {}", self.port));
+                .arg(format!("-p {}", self.server.port));
             match self.run(cmd, "pg_ctl start") {
                 Ok(()) => {
                     self.running = true;
@@ -385,9 +489,9 @@ impl Sandbox {
         if v >= 17 {
             superuser_roles.push("pg_maintain");
         }
-        let master = crate::RoleName::new(self.master_user.as_str())?;
+        let master = crate::RoleName::new(self.server.master_user.as_str())?;
         let m = master.quoted();
-        let verifier = self.master_password.scram_verifier();
+        let verifier = self.server.master_password.scram_verifier();
         let mut sql = String::from(
             "CREATE ROLE rds_superuser NOLOGIN;\n\
              CREATE ROLE rds_replication NOLOGIN;\n\
@@ -414,16 +518,16 @@ impl Sandbox {
              ALTER DATABASE template1 OWNER TO {m};\n",
             postgres_protocol::escape::escape_literal(verifier.expose())
         ));
-        if self.install.has_pgextwlist() {
+        if self.server.install.has_pgextwlist() {
             let rows = admin.query(
                 "SELECT name FROM pg_available_extension_versions \
                  GROUP BY name HAVING NOT bool_or(trusted) AND name = ANY($1) ORDER BY name",
                 &[&WHITELISTED_EXTENSIONS],
             )?;
-            self.whitelist = rows.iter().map(|r| r.get::<_, String>(0)).collect();
+            self.server.whitelist = rows.iter().map(|r| r.get::<_, String>(0)).collect();
             sql.push_str(&format!(
                 "ALTER ROLE {m} SET extwlist.extensions = {};\n",
-                postgres_protocol::escape::escape_literal(&self.whitelist.join(","))
+                postgres_protocol::escape::escape_literal(&self.server.whitelist.join(","))
             ));
         }
         if v <= 14 {
@@ -441,33 +545,22 @@ impl Sandbox {
     }
 
     /// The options of a connection to this server (sslmode verify-full against the sandbox CA on
-    /// 15+, plaintext before), without user or password.
+    /// 15+, plaintext before), without user or password; the only password file consulted does
+    /// not exist, so that no file of the user running the tests is read.
     fn base_options(&self) -> ConnectOptions {
         server_options(
-            self.port,
-            self.ca_path.as_deref(),
-            self.dir.path().join("no-pgpass"),
+            self.server.port,
+            self.server.ca_path.as_deref(),
+            self.root().join("no-pgpass"),
         )
     }
 
-    /// Connection options of the master user, password included.
-    pub fn master_options(&self) -> ConnectOptions {
-        self.base_options()
-            .user(self.master_user.as_str())
-            .password(self.master_password.clone())
+    fn root(&self) -> &Path {
+        self.dir.path()
     }
 
-    /// Connection options of `rdsadmin`, the real superuser. For test assertions only: rds-pg
-    /// never has these on RDS.
-    pub fn rdsadmin_options(&self) -> ConnectOptions {
-        self.base_options()
-            .user("rdsadmin")
-            .password(self.rdsadmin_password.clone())
-    }
-
-    /// Connection options for another role on this server (no password: set one).
-    pub fn options_for(&self, user: &str) -> ConnectOptions {
-        self.base_options().user(user)
+    server_accessors! {
+        /// Connection options for another role on this server (no password: set one).
     }
 
     /// Opens a connection as master to the `postgres` database, as psql would: after
@@ -490,64 +583,14 @@ impl Sandbox {
         psql_like(crate::connect(&self.rdsadmin_options().dbname(dbname))?)
     }
 
-    /// The master user's name.
-    pub fn master_user(&self) -> &str {
-        &self.master_user
-    }
-
-    /// The master user's password.
-    pub fn master_password(&self) -> &Password {
-        &self.master_password
-    }
-
-    /// The TCP port on 127.0.0.1.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// The major version (13–18).
-    pub fn major_version(&self) -> u32 {
-        self.install.major
-    }
-
-    /// The full server version (`16.14`).
-    pub fn version(&self) -> &str {
-        &self.install.version
-    }
-
     /// The server binaries in use.
     pub fn installation(&self) -> &Installation {
-        &self.install
-    }
-
-    /// The sandbox CA certificate (PEM), on 15+ where TLS is required.
-    pub fn ca_cert_path(&self) -> Option<&Path> {
-        self.ca_path.as_deref()
+        &self.server.install
     }
 
     /// Whether untrusted extensions can be created by master through the whitelist.
     pub fn has_extension_whitelist(&self) -> bool {
-        !self.whitelist.is_empty()
-    }
-
-    /// The untrusted extensions master may create.
-    pub fn whitelisted_extensions(&self) -> &[String] {
-        &self.whitelist
-    }
-
-    /// Whether master can create PostGIS here.
-    pub fn has_postgis(&self) -> bool {
-        self.whitelist.iter().any(|e| e == "postgis")
-    }
-
-    /// The sandbox directory.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// The server log, which records every statement (`log_statement = 'all'`).
-    pub fn log_path(&self) -> PathBuf {
-        self.dir.path().join("postgres.log")
+        !self.server.whitelist.is_empty()
     }
 
     /// The server log's text so far.
@@ -578,10 +621,10 @@ impl Sandbox {
     /// what a client does when its server goes away.
     pub fn control(&self) -> ServerControl {
         ServerControl {
-            install: self.install.clone(),
-            run_as: self.run_as,
+            install: self.server.install.clone(),
+            run_as: self.server.run_as,
             dir: self.dir.path().to_owned(),
-            port: self.port,
+            port: self.server.port,
         }
     }
 
@@ -841,14 +884,7 @@ impl Sandbox {
     pub fn detach(mut self) -> Result<DetachedSandbox> {
         let detached = DetachedSandbox {
             dir: self.dir.path().to_owned(),
-            install: self.install.clone(),
-            run_as: self.run_as,
-            port: self.port,
-            master_user: self.master_user.clone(),
-            master_password: self.master_password.clone(),
-            rdsadmin_password: self.rdsadmin_password.clone(),
-            ca_path: self.ca_path.clone(),
-            whitelist: self.whitelist.clone(),
+            server: self.server.clone(),
         };
         detached.write_files()?;
         // From here on nothing stops the server or deletes the directory on drop.
@@ -864,24 +900,12 @@ impl Sandbox {
 /// directory.
 pub struct DetachedSandbox {
     dir: PathBuf,
-    install: Installation,
-    run_as: Option<RunAs>,
-    port: u16,
-    master_user: String,
-    master_password: Password,
-    rdsadmin_password: Password,
-    ca_path: Option<PathBuf>,
-    whitelist: Vec<String>,
+    server: Server,
 }
 
 impl std::fmt::Debug for DetachedSandbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DetachedSandbox")
-            .field("dir", &self.dir)
-            .field("version", &self.install.version)
-            .field("port", &self.port)
-            .field("master_user", &self.master_user)
-            .finish_non_exhaustive()
+        self.server.debug(f, "DetachedSandbox", &self.dir)
     }
 }
 
@@ -929,6 +953,7 @@ impl DetachedSandbox {
         let passfile = dir.join(PASSFILE);
         let master_password =
             crate::pgpass::lookup(&passfile, LOOPBACK, port, "postgres", &master_user)?
+                .password
                 .ok_or_else(|| damaged(&format!("{PASSFILE} (no line for the master user)")))?;
         let whitelist = field("whitelist")?
             .split(',')
@@ -936,14 +961,16 @@ impl DetachedSandbox {
             .map(str::to_owned)
             .collect();
         Ok(DetachedSandbox {
-            install,
-            run_as: unprivileged_account(),
-            port,
-            master_user,
-            master_password,
-            rdsadmin_password,
-            ca_path: fields.get("ca").map(PathBuf::from),
-            whitelist,
+            server: Server {
+                install,
+                run_as: unprivileged_account(),
+                port,
+                master_user,
+                master_password,
+                rdsadmin_password,
+                ca_path: fields.get("ca").map(PathBuf::from),
+                whitelist,
+            },
             dir,
         })
     }
@@ -951,67 +978,36 @@ impl DetachedSandbox {
     fn write_files(&self) -> Result<()> {
         let line = crate::pgpass::format_line(
             LOOPBACK,
-            self.port,
+            self.server.port,
             "*",
-            &self.master_user,
-            &self.master_password,
+            &self.server.master_user,
+            &self.server.master_password,
         )?;
-        write_private(
-            &self.passfile_path(),
-            &format!(
-                "# master of the rds-pg sandbox on {LOOPBACK}:{}\n{}\n",
-                self.port,
-                line.expose()
-            ),
-        )?;
+        let passfile = Password::new(format!(
+            "# master of the rds-pg sandbox on {LOOPBACK}:{}\n{}\n",
+            self.server.port,
+            line.expose()
+        ));
+        crate::private_file::replace(&self.passfile_path(), passfile.expose().as_bytes())?;
         let mut state = format!(
             "# rds-pg sandbox, left running by `rds-pg sandbox start`; stop it with\n\
              # `rds-pg sandbox stop --dir {}`\n\
              version={}\nmajor={}\nbin_dir={}\nport={}\nmaster_user={}\nwhitelist={}\n\
              rdsadmin_password={}\n",
             self.dir.display(),
-            self.install.version,
-            self.install.major,
-            self.install.bin_dir.display(),
-            self.port,
-            self.master_user,
-            self.whitelist.join(","),
-            self.rdsadmin_password.expose(),
+            self.server.install.version,
+            self.server.install.major,
+            self.server.install.bin_dir.display(),
+            self.server.port,
+            self.server.master_user,
+            self.server.whitelist.join(","),
+            self.server.rdsadmin_password.expose(),
         );
-        if let Some(ca) = &self.ca_path {
+        if let Some(ca) = &self.server.ca_path {
             state.push_str(&format!("ca={}\n", ca.display()));
         }
-        write_private(&self.dir.join(STATE_FILE), &state)
-    }
-
-    /// The sandbox directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// The TCP port on 127.0.0.1.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// The major version (13–18).
-    pub fn major_version(&self) -> u32 {
-        self.install.major
-    }
-
-    /// The full server version (`16.14`).
-    pub fn version(&self) -> &str {
-        &self.install.version
-    }
-
-    /// The master user's name.
-    pub fn master_user(&self) -> &str {
-        &self.master_user
-    }
-
-    /// The master user's password.
-    pub fn master_password(&self) -> &Password {
-        &self.master_password
+        let state = Password::new(state);
+        crate::private_file::replace(&self.dir.join(STATE_FILE), state.expose().as_bytes())
     }
 
     /// The password file holding master's line ([`PASSFILE`] in the directory).
@@ -1019,48 +1015,22 @@ impl DetachedSandbox {
         self.dir.join(PASSFILE)
     }
 
-    /// The sandbox CA certificate (PEM), on 15+ where TLS is required.
-    pub fn ca_cert_path(&self) -> Option<&Path> {
-        self.ca_path.as_deref()
-    }
-
-    /// The untrusted extensions master may create.
-    pub fn whitelisted_extensions(&self) -> &[String] {
-        &self.whitelist
-    }
-
-    /// Whether master can create PostGIS here.
-    pub fn has_postgis(&self) -> bool {
-        self.whitelist.iter().any(|e| e == "postgis")
-    }
-
-    /// The server log, which records every statement.
-    pub fn log_path(&self) -> PathBuf {
-        self.dir.join("postgres.log")
-    }
-
+    /// As [`Sandbox`]'s, with the sandbox's own password file ([`PASSFILE`]).
     fn base_options(&self) -> ConnectOptions {
-        server_options(self.port, self.ca_path.as_deref(), self.passfile_path())
+        server_options(
+            self.server.port,
+            self.server.ca_path.as_deref(),
+            self.passfile_path(),
+        )
     }
 
-    /// Connection options of the master user, password included.
-    pub fn master_options(&self) -> ConnectOptions {
-        self.base_options()
-            .user(self.master_user.as_str())
-            .password(self.master_password.clone())
+    fn root(&self) -> &Path {
+        &self.dir
     }
 
-    /// Connection options of `rdsadmin`, the real superuser (for test assertions only).
-    pub fn rdsadmin_options(&self) -> ConnectOptions {
-        self.base_options()
-            .user("rdsadmin")
-            .password(self.rdsadmin_password.clone())
-    }
-
-    /// Connection options for another role on this server; the password comes from the
-    /// sandbox's password file unless one is set.
-    pub fn options_for(&self, user: &str) -> ConnectOptions {
-        self.base_options().user(user)
+    server_accessors! {
+        /// Connection options for another role on this server; the password comes from the
+        /// sandbox's password file unless one is set.
     }
 
     /// The libpq environment that makes `psql` and `rds-pg` connect as master: `PGHOST`,
@@ -1069,15 +1039,15 @@ impl DetachedSandbox {
     pub fn environment(&self) -> Vec<(&'static str, String)> {
         let mut env = vec![
             ("PGHOST", LOOPBACK.to_owned()),
-            ("PGPORT", self.port.to_string()),
-            ("PGUSER", self.master_user.clone()),
+            ("PGPORT", self.server.port.to_string()),
+            ("PGUSER", self.server.master_user.clone()),
             ("PGDATABASE", "postgres".to_owned()),
             (
                 "PGPASSFILE",
                 self.passfile_path().to_string_lossy().into_owned(),
             ),
         ];
-        match &self.ca_path {
+        match &self.server.ca_path {
             Some(ca) => {
                 env.push(("PGSSLMODE", SslMode::VerifyFull.as_str().to_owned()));
                 env.push(("PGSSLROOTCERT", ca.to_string_lossy().into_owned()));
@@ -1096,7 +1066,12 @@ impl DetachedSandbox {
     /// # Errors
     /// [`Error::Tool`] when pg_ctl cannot tell (a missing data directory, for example).
     pub fn is_running(&self) -> Result<bool> {
-        let mut cmd = server_tool(&self.install, self.run_as, &self.dir, "pg_ctl");
+        let mut cmd = server_tool(
+            &self.server.install,
+            self.server.run_as,
+            &self.dir,
+            "pg_ctl",
+        );
         cmd.arg("status").arg("-D").arg(self.data_dir());
         let out = cmd
             .output()
@@ -1120,7 +1095,12 @@ impl DetachedSandbox {
     /// kept), and I/O errors.
     pub fn stop(self) -> Result<()> {
         if self.is_running()? {
-            let mut cmd = server_tool(&self.install, self.run_as, &self.dir, "pg_ctl");
+            let mut cmd = server_tool(
+                &self.server.install,
+                self.server.run_as,
+                &self.dir,
+                "pg_ctl",
+            );
             cmd.arg("stop")
                 .arg("-D")
                 .arg(self.data_dir())
@@ -1138,33 +1118,24 @@ fn psql_like(mut client: postgres::Client) -> Result<postgres::Client> {
     Ok(client)
 }
 
-/// The options of a connection to a sandbox server on `port` (sslmode verify-full against `ca`
-/// on 15+, plaintext before), to `postgres`, without user or password; `passfile` is the only
-/// password file consulted.
-fn server_options(port: u16, ca: Option<&Path>, passfile: PathBuf) -> ConnectOptions {
+/// The options a client is told to reach a sandbox server on `port` with: `postgres` on
+/// 127.0.0.1, sslmode verify-full against `ca` on 15+, plaintext before; no user, password or
+/// password file.
+fn client_options(port: u16, ca: Option<&Path>) -> ConnectOptions {
     let o = ConnectOptions::new()
         .host(LOOPBACK)
         .port(port)
-        .dbname("postgres")
-        .connect_timeout(Duration::from_secs(10))
-        .passfile(passfile);
+        .dbname("postgres");
     match ca {
         Some(ca) => o.sslmode(SslMode::VerifyFull).sslrootcert(ca),
         None => o.sslmode(SslMode::Disable),
     }
 }
 
-/// Writes `text` to a new file readable by this user only.
-fn write_private(path: &Path, text: &str) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-    f.write_all(text.as_bytes())
-        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+/// [`client_options`] for rds-pg's own connections: a 10 s connect timeout, and `passfile` the
+/// only password file consulted.
+fn server_options(port: u16, ca: Option<&Path>, passfile: PathBuf) -> ConnectOptions {
+    client_options(port, ca)
+        .connect_timeout(Duration::from_secs(10))
+        .passfile(passfile)
 }

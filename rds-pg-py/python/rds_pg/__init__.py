@@ -17,89 +17,18 @@ A fleet's inventory (TOML) is checked against the hosting policies without conne
     for finding in report:  # rule, severity, message, objects (with their lines), fix
         print(finding)
 
+A live instance's isolation is audited as master (`fix=True` revokes what loses no data):
+
+    report = rds.audit(inventory=rds_pg.Inventory.load("fleet.toml"))
+    for finding in report:  # rule, severity, message, objects, fix_sql, fixable
+        print(finding)
+
 Errors are `RdsPgError` subclasses, one per kind, with `sqlstate` when the server gave one.
 """
 
-from ._rds_pg import (
-    CheckReport,
-    ConnectionError,
-    Credentials,
-    DatabaseSpec,
-    DumpReport,
-    Extension,
-    Finding,
-    FindingObject,
-    InvalidInput,
-    InvalidName,
-    Inventory,
-    InventoryProblem,
-    IoError,
-    Location,
-    NotFound,
-    PermissionDenied,
-    Plan,
-    PolicyViolation,
-    Provisioner,
-    RdsPgError,
-    ReadOnlyGrant,
-    Report,
-    RestoreReport,
-    Sandbox,
-    Secret,
-    ServerError,
-    SkippedEntry,
-    Step,
-    StillInUse,
-    TableRowCount,
-    TlsError,
-    ToolError,
-    UserSpec,
-    VerifyReport,
-    __version__,
-    connect,
-    dump,
-    restore,
-    verify_backup,
-)
+from . import _rds_pg
+from ._rds_pg import *  # noqa: F403 - every name of _rds_pg.__all__, listed in _rds_pg.pyi
+from ._rds_pg import __version__
 
-__all__ = [
-    "CheckReport",
-    "ConnectionError",
-    "Credentials",
-    "DatabaseSpec",
-    "DumpReport",
-    "Extension",
-    "Finding",
-    "FindingObject",
-    "InvalidInput",
-    "InvalidName",
-    "Inventory",
-    "InventoryProblem",
-    "IoError",
-    "Location",
-    "NotFound",
-    "PermissionDenied",
-    "Plan",
-    "PolicyViolation",
-    "Provisioner",
-    "RdsPgError",
-    "ReadOnlyGrant",
-    "Report",
-    "RestoreReport",
-    "Sandbox",
-    "Secret",
-    "ServerError",
-    "SkippedEntry",
-    "Step",
-    "StillInUse",
-    "TableRowCount",
-    "TlsError",
-    "ToolError",
-    "UserSpec",
-    "VerifyReport",
-    "__version__",
-    "connect",
-    "dump",
-    "restore",
-    "verify_backup",
-]
+__all__: list[str] = []
+__all__ += _rds_pg.__all__  # the native module's names, in the order it registers them

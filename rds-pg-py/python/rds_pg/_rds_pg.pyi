@@ -8,14 +8,27 @@ from typing import ClassVar, Optional, Union, final
 
 __version__: str
 __all__ = [
+    "AppliedFix",
+    "AuditFinding",
+    "AuditObject",
+    "AuditReport",
+    "ArchiveVerification",
+    "BackupArchive",
+    "BackupRunReport",
+    "BackupTable",
+    "BackupTableCheck",
+    "BackupVerifyReport",
     "CheckReport",
+    "ConnectAccess",
     "ConnectionError",
     "Credentials",
+    "DatabaseBackup",
     "DatabaseSpec",
     "DumpReport",
     "Extension",
     "Finding",
     "FindingObject",
+    "FixStatement",
     "InvalidInput",
     "InvalidName",
     "Inventory",
@@ -27,6 +40,8 @@ __all__ = [
     "Plan",
     "PolicyViolation",
     "Provisioner",
+    "PruneDecision",
+    "PruneReport",
     "RdsPgError",
     "ReadOnlyGrant",
     "Report",
@@ -43,6 +58,10 @@ __all__ = [
     "UserSpec",
     "VerifyReport",
     "__version__",
+    "backup_list",
+    "backup_prune",
+    "backup_run",
+    "backup_verify",
     "connect",
     "dump",
     "restore",
@@ -54,12 +73,18 @@ _Seconds = Union[int, float, datetime.timedelta]
 _Path = Union[str, os.PathLike[str]]
 _ExtensionArg = Union["Extension", str]
 _Connection = Union["Credentials", str, None]
+_Progress = Union[
+    Callable[[int, int, str], object],
+    Callable[[int, int, str, Optional[int]], object],
+]
 
 # ---------------------------------------------------------------------------------- exceptions
 
 class RdsPgError(Exception):
     """Base class of every rds_pg error."""
 
+    kind: Optional[str]
+    """The error's kind as the command line's JSON names it (`not_found`, ...)."""
     sqlstate: Optional[str]
     """The server's SQLSTATE when the server reported the error."""
 
@@ -343,6 +368,14 @@ class Provisioner:
     def ensure_extensions(self, database: str, extensions: Sequence[_ExtensionArg]) -> Report: ...
     def plan_ensure_extensions(self, database: str, extensions: Sequence[_ExtensionArg]) -> Plan: ...
     def secure_instance(self) -> Report: ...
+    def audit(
+        self,
+        inventory: Optional[Inventory] = None,
+        fix: bool = False,
+        *,
+        instance: Optional[str] = None,
+        jobs: Optional[int] = None,
+    ) -> AuditReport: ...
     def plan_secure_instance(self) -> Plan: ...
     def grant_read_only(self, grant: ReadOnlyGrant) -> Report: ...
     def plan_grant_read_only(self, grant: ReadOnlyGrant) -> Plan: ...
@@ -403,6 +436,8 @@ class DumpReport:
 class SkippedEntry:
     @property
     def entry(self) -> str: ...
+    @property
+    def list_line(self) -> str: ...
     @property
     def reason(self) -> str: ...
 
@@ -470,7 +505,7 @@ def dump(
     jobs: Optional[int] = None,
     exclude_schemas: Optional[Sequence[str]] = None,
     tools_dir: Optional[_Path] = None,
-    progress: Optional[Callable[[int, int, str], object]] = None,
+    progress: Optional[_Progress] = None,
 ) -> DumpReport: ...
 def restore(
     connection: _Connection,
@@ -482,7 +517,7 @@ def restore(
     tools_dir: Optional[_Path] = None,
     master: Optional[Provisioner] = None,
     extensions: Optional[Sequence[_ExtensionArg]] = None,
-    progress: Optional[Callable[[int, int, str], object]] = None,
+    progress: Optional[_Progress] = None,
 ) -> RestoreReport: ...
 def verify_backup(
     master: Provisioner,
@@ -494,7 +529,7 @@ def verify_backup(
     tools_dir: Optional[_Path] = None,
     scratch_database: Optional[str] = None,
     extensions: Optional[Sequence[_ExtensionArg]] = None,
-    progress: Optional[Callable[[int, int, str], object]] = None,
+    progress: Optional[_Progress] = None,
 ) -> VerifyReport: ...
 
 # ------------------------------------------------------------------------------------- sandbox
@@ -620,3 +655,353 @@ class Inventory:
     @property
     def backup_retention_days(self) -> int: ...
     def check(self, aws_json: Optional[Sequence[_Path]] = None) -> CheckReport: ...
+
+@final
+class AuditObject:
+    """One thing an audit finding is about: a role, database, schema, object, setting or project."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def database(self) -> Optional[str]: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+
+@final
+class FixStatement:
+    """One statement of a fix, with the database it runs in and the role it runs as."""
+
+    @property
+    def sql(self) -> str: ...
+    @property
+    def database(self) -> Optional[str]: ...
+    @property
+    def run_as(self) -> Optional[str]: ...
+
+@final
+class AuditFinding:
+    """One broken isolation rule, with the objects involved and the SQL that fixes it."""
+
+    @property
+    def rule(self) -> str: ...
+    @property
+    def severity(self) -> str: ...
+    @property
+    def message(self) -> str: ...
+    @property
+    def objects(self) -> list[AuditObject]: ...
+    @property
+    def fix_sql(self) -> list[str]: ...
+    @property
+    def fix_statements(self) -> list[FixStatement]: ...
+    @property
+    def fixable(self) -> bool: ...
+    @property
+    def fix(self) -> str: ...
+
+@final
+class AppliedFix:
+    """A fix that audit(fix=True) ran, with each statement's error (None: it ran)."""
+
+    @property
+    def finding(self) -> AuditFinding: ...
+    @property
+    def results(self) -> list[tuple[FixStatement, Optional[str]]]: ...
+    @property
+    def succeeded(self) -> bool: ...
+
+@final
+class ConnectAccess:
+    """Which login roles may connect to one database."""
+
+    @property
+    def database(self) -> str: ...
+    @property
+    def owner(self) -> str: ...
+    @property
+    def project(self) -> Optional[str]: ...
+    @property
+    def roles(self) -> list[str]: ...
+
+@final
+class AuditReport:
+    """What Provisioner.audit found."""
+
+    @property
+    def findings(self) -> list[AuditFinding]: ...
+    @property
+    def clean(self) -> bool: ...
+    @property
+    def fixed(self) -> list[AppliedFix]: ...
+    @property
+    def connect_matrix(self) -> list[ConnectAccess]: ...
+    @property
+    def databases(self) -> list[str]: ...
+    @property
+    def login_roles(self) -> int: ...
+    @property
+    def server_version(self) -> str: ...
+    @property
+    def instance(self) -> Optional[str]: ...
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[AuditFinding]: ...
+
+# ------------------------------------------------------------------------------------- backups
+
+_Target = Union["Inventory", _Path]
+
+@final
+class BackupTable:
+    """A table of an archive: rows in the dump's snapshot and the planner's estimate."""
+
+    @property
+    def schema(self) -> str: ...
+    @property
+    def table(self) -> str: ...
+    @property
+    def rows(self) -> Optional[int]: ...
+    @property
+    def estimated_rows(self) -> Optional[int]: ...
+    @property
+    def extension(self) -> Optional[str]: ...
+
+@final
+class BackupArchive:
+    """An archive and what its manifest says."""
+
+    @property
+    def client(self) -> str: ...
+    @property
+    def instance(self) -> str: ...
+    @property
+    def project(self) -> str: ...
+    @property
+    def database(self) -> str: ...
+    @property
+    def role(self) -> str: ...
+    @property
+    def path(self) -> Path: ...
+    @property
+    def manifest_path(self) -> Path: ...
+    @property
+    def format(self) -> str: ...
+    @property
+    def encrypted(self) -> bool: ...
+    @property
+    def recipients(self) -> list[str]: ...
+    @property
+    def bytes(self) -> int: ...
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def started_at(self) -> str: ...
+    @property
+    def finished_at(self) -> str: ...
+    @property
+    def server_version(self) -> str: ...
+    @property
+    def pg_dump_version(self) -> str: ...
+    @property
+    def toc(self) -> dict[str, int]: ...
+    @property
+    def extensions(self) -> list[str]: ...
+    @property
+    def tables(self) -> list[BackupTable]: ...
+    @property
+    def rows(self) -> int: ...
+    @property
+    def verification(self) -> str: ...
+    @property
+    def verified_at(self) -> Optional[str]: ...
+    @property
+    def problems(self) -> list[str]: ...
+    @property
+    def uploaded(self) -> Optional[bool]: ...
+
+@final
+class DatabaseBackup:
+    """One database's backup: its archive, or the error that stopped it."""
+
+    @property
+    def client(self) -> str: ...
+    @property
+    def instance(self) -> str: ...
+    @property
+    def project(self) -> str: ...
+    @property
+    def database(self) -> str: ...
+    @property
+    def role(self) -> str: ...
+    @property
+    def archive(self) -> Optional[BackupArchive]: ...
+    @property
+    def error(self) -> Optional[RdsPgError]: ...
+    @property
+    def uploaded(self) -> Optional[bool]: ...
+    @property
+    def upload_error(self) -> Optional[RdsPgError]: ...
+    @property
+    def succeeded(self) -> bool: ...
+    @property
+    def duration(self) -> Optional[float]: ...
+
+@final
+class BackupRunReport:
+    """What backup_run did."""
+
+    @property
+    def root(self) -> Path: ...
+    @property
+    def databases(self) -> list[DatabaseBackup]: ...
+    @property
+    def succeeded(self) -> bool: ...
+    @property
+    def duration(self) -> float: ...
+    def __iter__(self) -> Iterator[DatabaseBackup]: ...
+    def __len__(self) -> int: ...
+
+@final
+class BackupTableCheck:
+    """A table's rows as recorded and as restored."""
+
+    @property
+    def schema(self) -> str: ...
+    @property
+    def table(self) -> str: ...
+    @property
+    def expected(self) -> Optional[int]: ...
+    @property
+    def restored(self) -> Optional[int]: ...
+    @property
+    def matches(self) -> bool: ...
+
+@final
+class ArchiveVerification:
+    """One archive's verification."""
+
+    @property
+    def label(self) -> str: ...
+    @property
+    def archive(self) -> Optional[BackupArchive]: ...
+    @property
+    def verified(self) -> bool: ...
+    @property
+    def succeeded(self) -> bool: ...
+    @property
+    def recorded(self) -> bool: ...
+    @property
+    def problems(self) -> list[str]: ...
+    @property
+    def error(self) -> Optional[RdsPgError]: ...
+    @property
+    def tables(self) -> list[BackupTableCheck]: ...
+    @property
+    def scratch(self) -> Optional[str]: ...
+    @property
+    def scratch_dropped(self) -> Optional[bool]: ...
+    @property
+    def duration(self) -> float: ...
+
+@final
+class BackupVerifyReport:
+    """What backup_verify did."""
+
+    @property
+    def archives(self) -> list[ArchiveVerification]: ...
+    @property
+    def succeeded(self) -> bool: ...
+    def __iter__(self) -> Iterator[ArchiveVerification]: ...
+    def __len__(self) -> int: ...
+
+@final
+class PruneDecision:
+    """The decision about one archive."""
+
+    @property
+    def archive(self) -> BackupArchive: ...
+    @property
+    def keep(self) -> bool: ...
+    @property
+    def reasons(self) -> list[str]: ...
+    @property
+    def removed(self) -> bool: ...
+    @property
+    def error(self) -> Optional[RdsPgError]: ...
+
+@final
+class PruneReport:
+    """What backup_prune decided and did."""
+
+    @property
+    def root(self) -> Path: ...
+    @property
+    def policy(self) -> str: ...
+    @property
+    def dry_run(self) -> bool: ...
+    @property
+    def decisions(self) -> list[PruneDecision]: ...
+    @property
+    def succeeded(self) -> bool: ...
+    @property
+    def removals(self) -> list[PruneDecision]: ...
+    def __iter__(self) -> Iterator[PruneDecision]: ...
+    def __len__(self) -> int: ...
+
+def backup_run(
+    inventory: _Target,
+    to: Optional[_Path] = None,
+    *,
+    instance: Optional[str] = None,
+    project: Optional[str] = None,
+    database: Optional[str] = None,
+    jobs: Optional[int] = None,
+    encrypt_to: Optional[Sequence[str]] = None,
+    upload: bool = True,
+    tools_dir: Optional[_Path] = None,
+    sslmode: Optional[str] = None,
+    sslrootcert: Optional[_Path] = None,
+) -> BackupRunReport:
+    """Back up the inventory's databases as their owners."""
+
+def backup_verify(
+    inventory: _Target,
+    to: Optional[_Path] = None,
+    *,
+    archive: Optional[_Path] = None,
+    identity: Optional[_Path] = None,
+    instance: Optional[str] = None,
+    project: Optional[str] = None,
+    database: Optional[str] = None,
+    tools_dir: Optional[_Path] = None,
+    sslmode: Optional[str] = None,
+    sslrootcert: Optional[_Path] = None,
+) -> BackupVerifyReport:
+    """Verify the newest archive of each database as a throw-away role."""
+
+def backup_prune(
+    target: _Target,
+    to: Optional[_Path] = None,
+    *,
+    keep_last: Optional[int] = None,
+    keep_daily: Optional[int] = None,
+    keep_weekly: Optional[int] = None,
+    keep_monthly: Optional[int] = None,
+    keep_yearly: Optional[int] = None,
+    dry_run: bool = False,
+    instance: Optional[str] = None,
+    project: Optional[str] = None,
+    database: Optional[str] = None,
+) -> PruneReport:
+    """Remove what the retention policy does not keep, never the newest verified archive."""
+
+def backup_list(
+    target: _Target,
+    to: Optional[_Path] = None,
+    *,
+    instance: Optional[str] = None,
+    project: Optional[str] = None,
+    database: Optional[str] = None,
+) -> list[BackupArchive]:
+    """The archives under the backup directory."""
