@@ -332,16 +332,9 @@ impl Provisioner {
             })
             .collect();
         let revoke_result = self.run_steps(&revokes, &mut report);
-        for s in revokes.iter().filter(|s| s.removes_leftover()) {
-            if let Some(role) = s.temporary_role() {
-                report.notes.push(format!(
-                    "removed {:?}'s membership of {:?}, left by an operation that was killed (or \
-                     granted by hand): rds-pg grants it only for the duration of an operation",
-                    self.facts.current_user,
-                    role.as_str()
-                ));
-            }
-        }
+        report
+            .notes
+            .extend(leftover_notes(&self.facts, report.steps.iter()));
         report.temporary_grants.extend(granted);
         result.and(revoke_result)?;
         Ok(report)
@@ -374,21 +367,72 @@ impl Provisioner {
         // Operations that gain and give up the same master→role membership (a read-only grant
         // and a database creation for the same owner) serialise on that role too.
         let mut keys = keys.to_vec();
-        for step in &first.steps {
-            if let Some(role) = step.temporary_role() {
-                keys.push(lock_key("role", role.as_str()));
+        add_membership_keys(&first, &mut keys);
+        // Leftover memberships of roles the operation does not otherwise touch: removed only
+        // when no other rds-pg operation holds the role's lock (tried, never waited for, after
+        // the operation's own locks), so a membership another run holds for its work stays.
+        let untouched: Vec<String> = untouched_leftover_keys(&first);
+        let mut attempts = 0;
+        loop {
+            self.lock(&keys)?;
+            let held = match self.try_lock(&untouched, &keys) {
+                Ok(held) => held,
+                Err(e) => {
+                    self.unlock(&keys);
+                    return Err(e);
+                }
+            };
+            // Planned again under the locks: another run may have done the work meanwhile, and a
+            // membership seen now of a role whose lock this run holds is a leftover.
+            let planned = plan(self).map(|mut p| {
+                p.steps.retain(|s| {
+                    !s.only_if_unlocked()
+                        || s.temporary_role().is_some_and(|r| {
+                            let key = lock_key("role", r.as_str());
+                            keys.contains(&key) || held.contains(&key)
+                        })
+                });
+                p
+            });
+            // A membership the locked plan needs of a role the first plan did not: lock that role
+            // too and plan again, so no run gains or gives up a membership without its lock.
+            if let Ok(p) = &planned {
+                let before = keys.len();
+                let mut wanted = keys.clone();
+                add_membership_keys(p, &mut wanted);
+                if wanted.len() > before && attempts < 3 {
+                    attempts += 1;
+                    self.unlock(&keys);
+                    self.unlock(&held);
+                    keys = wanted;
+                    continue;
+                }
             }
+            let result = planned.and_then(|p| match before_commit {
+                Some(hook) => self.apply_in_transaction(p, hook),
+                None => self.apply(p),
+            });
+            if !matches!(result, Err(Error::Abandoned)) {
+                self.unlock(&keys);
+                self.unlock(&held);
+            }
+            return result;
         }
-        let keys = &keys[..];
-        self.lock(keys)?;
-        let result = plan(self).and_then(|p| match before_commit {
-            Some(hook) => self.apply_in_transaction(p, hook),
-            None => self.apply(p),
-        });
-        if !matches!(result, Err(Error::Abandoned)) {
-            self.unlock(keys);
+    }
+
+    /// Tries the advisory locks `wanted` without waiting, skipping those in `own` (this run holds
+    /// them already); returns the ones taken (one round trip, none when `wanted` is empty).
+    fn try_lock(&mut self, wanted: &[String], own: &[String]) -> Result<Vec<String>> {
+        let wanted: Vec<&String> = wanted.iter().filter(|k| !own.contains(k)).collect();
+        if wanted.is_empty() {
+            return Ok(Vec::new());
         }
-        result
+        let rows = self.lock_client().query_typed(
+            "SELECT k FROM (SELECT DISTINCT k FROM pg_catalog.unnest($1::pg_catalog.text[]) k) s
+              WHERE pg_catalog.pg_try_advisory_lock(pg_catalog.hashtextextended(k, 0::pg_catalog.int8))",
+            &[(&wanted, Type::TEXT_ARRAY)],
+        )?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     /// Runs a maintenance-database plan inside `BEGIN … COMMIT`, calling `before_commit` between
@@ -443,6 +487,9 @@ impl Provisioner {
                 ),
             });
         }
+        report
+            .notes
+            .extend(leftover_notes(&self.facts, plan.steps.iter()));
         Ok(report)
     }
 
@@ -507,7 +554,9 @@ impl Provisioner {
         let snapshot = self.inspecting(None, |c, major| {
             inspect::user_snapshot(c, major, spec.name.as_str(), spec.valid_until.as_deref())
         })?;
-        plan::plan_user(&self.facts, &snapshot, spec, password)
+        let mut plan = plan::plan_user(&self.facts, &snapshot, spec, password)?;
+        plan::with_untouched_leftovers(&self.facts, &snapshot.leftover_memberships, &[], &mut plan);
+        Ok(plan)
     }
 
     /// Creates the project's login role, or converges an existing one to
@@ -674,7 +723,9 @@ impl Provisioner {
                 }
             }
         };
-        plan::plan_database(&self.facts, &cluster, &db, spec)
+        let mut plan = plan::plan_database(&self.facts, &cluster, &db, spec)?;
+        plan::with_untouched_leftovers(&self.facts, &cluster.leftover_memberships, &[], &mut plan);
+        Ok(plan)
     }
 
     /// Creates the project's database owned by its user (or converges an existing one): `REVOKE
@@ -719,7 +770,9 @@ impl Provisioner {
             template: false,
         };
         let db = self.database_snapshot(database, &owner, None, &[], scope)?;
-        plan::plan_extensions(&self.facts, &cluster, &db, database, extensions)
+        let mut plan = plan::plan_extensions(&self.facts, &cluster, &db, database, extensions)?;
+        plan::with_untouched_leftovers(&self.facts, &cluster.leftover_memberships, &[], &mut plan);
+        Ok(plan)
     }
 
     /// Creates extensions in an existing database (trusted ones as its owner) with their fix-ups.
@@ -773,7 +826,9 @@ impl Provisioner {
     /// As [`Self::grant_read_only`].
     pub fn plan_grant_read_only(&mut self, grant: &ReadOnlyGrant) -> Result<Plan> {
         let (cluster, db) = self.read_only_snapshots(grant)?;
-        plan::plan_grant_read_only(&self.facts, &cluster, &db, grant)
+        let mut plan = plan::plan_grant_read_only(&self.facts, &cluster, &db, grant)?;
+        plan::with_untouched_leftovers(&self.facts, &cluster.leftover_memberships, &[], &mut plan);
+        Ok(plan)
     }
 
     /// Gives `grant.role` read access: CONNECT, USAGE on the schemas, SELECT on their tables and
@@ -794,7 +849,9 @@ impl Provisioner {
     /// As [`Self::revoke_read_only`].
     pub fn plan_revoke_read_only(&mut self, grant: &ReadOnlyGrant) -> Result<Plan> {
         let (cluster, db) = self.read_only_snapshots(grant)?;
-        plan::plan_revoke_read_only(&self.facts, &cluster, &db, grant)
+        let mut plan = plan::plan_revoke_read_only(&self.facts, &cluster, &db, grant)?;
+        plan::with_untouched_leftovers(&self.facts, &cluster.leftover_memberships, &[], &mut plan);
+        Ok(plan)
     }
 
     /// Removes what [`Self::grant_read_only`] granted.
@@ -880,7 +937,9 @@ impl Provisioner {
         let snapshot = self.inspecting(None, |c, major| {
             inspect::drop_database_snapshot(c, major, name.as_str(), own)
         })?;
-        plan::plan_drop_database(&self.facts, &snapshot, name, options)
+        let mut plan = plan::plan_drop_database(&self.facts, &snapshot, name, options)?;
+        plan::with_untouched_leftovers(&self.facts, &snapshot.leftover_memberships, &[], &mut plan);
+        Ok(plan)
     }
 
     /// Drops a project database from the maintenance database. Master gains the owner's
@@ -944,7 +1003,15 @@ impl Provisioner {
                 per_database.insert(d.name.clone(), snapshot);
             }
         }
-        plan::plan_drop_user(&self.facts, &cluster, &per_database, name, options)
+        let mut plan = plan::plan_drop_user(&self.facts, &cluster, &per_database, name, options)?;
+        // The role being dropped takes master's membership of it along.
+        plan::with_untouched_leftovers(
+            &self.facts,
+            &cluster.leftover_memberships,
+            &[name.as_str()],
+            &mut plan,
+        );
+        Ok(plan)
     }
 
     /// Drops a project role the way a plain `dropuser` cannot: in every database where it owns
@@ -984,7 +1051,10 @@ impl Provisioner {
         let snapshot = self.inspecting(None, |c, major| {
             inspect::user_snapshot(c, major, user.as_str(), None)
         })?;
-        plan::plan_rotate_password(&self.facts, snapshot.role.as_ref(), user, password)
+        let mut plan =
+            plan::plan_rotate_password(&self.facts, snapshot.role.as_ref(), user, password)?;
+        plan::with_untouched_leftovers(&self.facts, &snapshot.leftover_memberships, &[], &mut plan);
+        Ok(plan)
     }
 
     /// Sets a new password for a project role, sent as a SCRAM-SHA-256 verifier. With `None` a
@@ -1127,6 +1197,45 @@ fn session_settings(lock_timeout: Duration) -> Vec<(&'static str, String)> {
 
 fn template1() -> DatabaseName {
     DatabaseName::new("template1").expect("a valid name")
+}
+
+/// The notes saying which leftover memberships the `steps` that ran removed.
+fn leftover_notes<'a>(facts: &ServerFacts, steps: impl Iterator<Item = &'a Step>) -> Vec<String> {
+    steps
+        .filter(|s| s.removes_leftover())
+        .filter_map(|s| s.temporary_role())
+        .map(|role| {
+            format!(
+                "removed {:?}'s membership of {:?}, left by an operation that was killed (or \
+                 granted by hand): rds-pg grants it only for the duration of an operation",
+                facts.current_user,
+                role.as_str()
+            )
+        })
+        .collect()
+}
+
+/// Adds the lock key of every role `plan` gains or gives up a membership of for its work (not
+/// the untouched leftovers, whose locks are only tried).
+fn add_membership_keys(plan: &Plan, keys: &mut Vec<String>) {
+    for step in plan.steps.iter().filter(|s| !s.only_if_unlocked()) {
+        if let Some(role) = step.temporary_role() {
+            let key = lock_key("role", role.as_str());
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+    }
+}
+
+/// The lock keys of the roles whose leftover memberships `plan` removes only when unlocked.
+fn untouched_leftover_keys(plan: &Plan) -> Vec<String> {
+    plan.steps
+        .iter()
+        .filter(|s| s.only_if_unlocked())
+        .filter_map(|s| s.temporary_role())
+        .map(|r| lock_key("role", r.as_str()))
+        .collect()
 }
 
 /// The advisory lock key of an operation on the role or database `name` (`kind`: `role`,

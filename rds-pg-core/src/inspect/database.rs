@@ -23,8 +23,11 @@ pub struct DatabaseState {
     pub public_has_privileges: bool,
     /// Whether master has the current owner's privileges.
     pub master_has_owner_privileges: bool,
-    /// Whether master may connect to it (needed to inspect it).
+    /// Whether master may connect to it (needed to inspect it), through PUBLIC or its own grant.
     pub master_can_connect: bool,
+    /// Whether master holds CONNECT of its own in the database's ACL (or owns it), so it keeps
+    /// it once PUBLIC loses CONNECT.
+    pub master_has_connect_grant: bool,
 }
 
 /// An extension the server can install.
@@ -51,6 +54,8 @@ pub struct ClusterSnapshot {
     pub role_can_connect: bool,
     /// Whether the read-only role holds an explicit grant on the database.
     pub role_has_database_grant: bool,
+    /// The login roles master holds a leftover membership of (sorted).
+    pub leftover_memberships: Vec<String>,
 }
 
 pub(crate) fn cluster_snapshot(
@@ -74,7 +79,12 @@ pub(crate) fn cluster_snapshot(
                 coalesce(EXISTS (SELECT 1 FROM pg_catalog.aclexplode(d.datacl) a
                                   WHERE a.grantee OPERATOR(pg_catalog.=) r.oid), false),
                 CASE WHEN d.oid IS NULL THEN false
-                     ELSE pg_catalog.has_database_privilege(CURRENT_USER, d.oid, 'CONNECT') END
+                     ELSE pg_catalog.has_database_privilege(CURRENT_USER, d.oid, 'CONNECT') END,
+                coalesce(EXISTS (SELECT 1 FROM pg_catalog.aclexplode(coalesce(d.datacl, pg_catalog.acldefault('d', d.datdba))) a
+                                  JOIN pg_catalog.pg_roles me ON me.oid OPERATOR(pg_catalog.=) a.grantee
+                                 WHERE me.rolname OPERATOR(pg_catalog.=) CURRENT_USER
+                                   AND a.privilege_type OPERATOR(pg_catalog.=) 'CONNECT'), false),
+                {leftovers}
            FROM (SELECT $1::pg_catalog.text AS dbname, $2::pg_catalog.text AS rolename) n
            LEFT JOIN pg_catalog.pg_database d ON d.datname OPERATOR(pg_catalog.=) n.dbname
            LEFT JOIN pg_catalog.pg_roles dow ON dow.oid OPERATOR(pg_catalog.=) d.datdba
@@ -89,6 +99,7 @@ pub(crate) fn cluster_snapshot(
                          GROUP BY v.name) e) x ON true",
         role_cols = role_columns("r", major),
         owner_cols = role_columns("dow", major),
+        leftovers = super::leftover_memberships_column(),
     );
     let row = client.query_typed_one(
         &sql,
@@ -108,6 +119,7 @@ pub(crate) fn cluster_snapshot(
         public_has_privileges: row.get(at + 4),
         master_has_owner_privileges: row.get(at + 5),
         master_can_connect: row.get(at + 10),
+        master_has_connect_grant: row.get(at + 11),
     });
     let names: Vec<String> = row.get(at + 6);
     let trusted: Vec<bool> = row.get(at + 7);
@@ -122,6 +134,7 @@ pub(crate) fn cluster_snapshot(
             .collect(),
         role_can_connect: row.get(at + 8),
         role_has_database_grant: row.get(at + 9),
+        leftover_memberships: row.get(at + 12),
     })
 }
 
