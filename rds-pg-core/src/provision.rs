@@ -27,6 +27,9 @@ const SESSION_GRACE_INTERVAL: Duration = Duration::from_millis(100);
 /// The database whose advisory locks serialise rds-pg's runs on an instance.
 pub const LOCK_DATABASE: &str = "postgres";
 
+/// At most this many connections to databases other than the maintenance one are kept open.
+const MAX_CACHED_CONNECTIONS: usize = 2;
+
 /// How long a statement waits for a lock before failing (default).
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -183,6 +186,7 @@ impl Provisioner {
             self.others.remove(database.as_str());
         }
         if !self.others.contains_key(database.as_str()) {
+            self.evict_cached_connections();
             let options = self.options.for_database(database.as_str());
             let client = crate::connect::connect_with_settings(
                 &options,
@@ -194,6 +198,26 @@ impl Provisioner {
             .others
             .get_mut(database.as_str())
             .expect("inserted above"))
+    }
+
+    /// Keeps the cache of connections to other databases below [`MAX_CACHED_CONNECTIONS`] before
+    /// one more is opened, so a long-lived provisioner does not hold a session in every
+    /// database it ever touched. The lock database's connection is kept (it holds the advisory
+    /// locks); the others open again on next use (every batch is self-contained).
+    fn evict_cached_connections(&mut self) {
+        while self.others.len() >= MAX_CACHED_CONNECTIONS {
+            let Some(victim) = self
+                .others
+                .keys()
+                .find(|d| d.as_str() != LOCK_DATABASE)
+                .cloned()
+            else {
+                return;
+            };
+            if let Some(client) = self.others.remove(&victim) {
+                let _ = client.close();
+            }
+        }
     }
 
     /// Closes rds-pg's connection to `database`, if any, and returns its backend pid: the
@@ -360,7 +384,18 @@ impl Provisioner {
         plan: impl Fn(&mut Self) -> Result<Plan>,
         before_commit: Option<BeforeCommit<'_>>,
     ) -> Result<Report> {
-        let first = plan(self)?;
+        let first = match plan(self) {
+            // The unlocked inspection may read a role from its snapshot and master's access to
+            // it from the catalog as it is now (pg_has_role), which already shows another run's
+            // committed DROP ROLE: a missing privilege is confirmed under the locks.
+            Err(e) if e.kind() == crate::error::ErrorKind::PermissionDenied => {
+                self.lock(keys)?;
+                let again = plan(self);
+                self.unlock(keys);
+                again?
+            }
+            other => other?,
+        };
         if first.is_empty() {
             return Ok(unchanged(first));
         }
@@ -598,11 +633,13 @@ impl Provisioner {
         let user = spec.name.clone();
         let report = match delivery {
             None => self.ensure(&keys, |p| p.plan_user(spec, &password))?,
-            Some(d) => self.ensure_then(
-                &keys,
-                |p| p.plan_user(spec, &password),
-                Some(&mut |p: &mut Self, r: &Report| p.deliver(r, &user, &password, d)),
-            )?,
+            Some(d) => self
+                .ensure_then(
+                    &keys,
+                    |p| p.plan_user(spec, &password),
+                    Some(&mut |p: &mut Self, r: &Report| p.deliver(r, &user, &password, d)),
+                )
+                .map_err(|e| uncommitted_state(e, &user, d, "creation"))?,
         };
         Ok(finish_password_report(report, &password, delivery))
     }
@@ -1048,6 +1085,7 @@ impl Provisioner {
 
     fn plan_rotation(&mut self, user: &RoleName, password: &NewPassword) -> Result<Plan> {
         user.ensure_creatable()?;
+        crate::secret::check_new_password(password.password())?;
         let snapshot = self.inspecting(None, |c, major| {
             inspect::user_snapshot(c, major, user.as_str(), None)
         })?;
@@ -1103,11 +1141,13 @@ impl Provisioner {
         // checks; the locked re-plan is the one applied (with the same verifier).
         let report = match delivery {
             None => self.ensure(&keys, |p| p.plan_rotation(user, &password))?,
-            Some(d) => self.ensure_then(
-                &keys,
-                |p| p.plan_rotation(user, &password),
-                Some(&mut |p: &mut Self, r: &Report| p.deliver(r, user, &password, d)),
-            )?,
+            Some(d) => self
+                .ensure_then(
+                    &keys,
+                    |p| p.plan_rotation(user, &password),
+                    Some(&mut |p: &mut Self, r: &Report| p.deliver(r, user, &password, d)),
+                )
+                .map_err(|e| uncommitted_state(e, user, d, "password change"))?,
         };
         Ok(finish_password_report(report, &password, delivery))
     }
@@ -1197,6 +1237,29 @@ fn session_settings(lock_timeout: Duration) -> Vec<(&'static str, String)> {
 
 fn template1() -> DatabaseName {
     DatabaseName::new("template1").expect("a valid name")
+}
+
+/// An [`Error::Uncommitted`] of a delivering operation, completed with the state: which role,
+/// where its credentials went, and what finishes the job. Other errors pass unchanged.
+fn uncommitted_state(
+    error: Error,
+    user: &RoleName,
+    delivery: &CredentialDelivery,
+    what: &str,
+) -> Error {
+    match error {
+        Error::Uncommitted { message } => Error::Uncommitted {
+            message: format!(
+                "{message}. The {what} of role {:?} was delivered to {}; if the COMMIT took effect \
+                 the delivered credentials work, otherwise the role is as it was. Run the same \
+                 operation again with the same sink: it finishes the job either way (and \
+                 delivers again whatever it changes)",
+                user.as_str(),
+                delivery.sink
+            ),
+        },
+        other => other,
+    }
 }
 
 /// The notes saying which leftover memberships the `steps` that ran removed.

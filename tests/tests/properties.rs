@@ -117,7 +117,12 @@ fn password() -> impl Strategy<Value = String> {
 
 /// What rds-pg must accept as a password (the rules of `UserSpec`: not empty, no NUL).
 fn password_accepted(p: &str) -> bool {
-    !p.is_empty() && !p.contains('\0')
+    // SASLprep maps these to nothing: a password of only them is the empty one.
+    let mapped_to_nothing = |c: char| {
+        matches!(c, '\u{00AD}' | '\u{034F}' | '\u{1806}' | '\u{180B}'..='\u{180D}'
+            | '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}')
+    };
+    !p.is_empty() && !p.contains('\0') && !p.chars().all(mapped_to_nothing)
 }
 
 #[derive(Default)]
