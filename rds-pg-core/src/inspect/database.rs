@@ -99,7 +99,7 @@ pub(crate) fn cluster_snapshot(
                          GROUP BY v.name) e) x ON true",
         role_cols = role_columns("r", major),
         owner_cols = role_columns("dow", major),
-        leftovers = super::leftover_memberships_column(),
+        leftovers = super::leftover_memberships_column(major),
     );
     let row = client.query_typed_one(
         &sql,

@@ -76,7 +76,7 @@ pub(crate) fn drop_database_snapshot(
                    AND a.pid OPERATOR(pg_catalog.<>) ALL ($2::pg_catalog.int4[])
                    AND a.backend_type OPERATOR(pg_catalog.=) 'client backend') s ON true",
         owner_cols = role_columns("o", major),
-        leftovers = super::leftover_memberships_column(),
+        leftovers = super::leftover_memberships_column(major),
     );
     let row = client.query_typed_one(
         &sql,
@@ -230,7 +230,7 @@ pub(crate) fn drop_user_snapshot(
            LEFT JOIN pg_catalog.pg_roles t ON t.rolname OPERATOR(pg_catalog.=) n.target",
         role_cols = role_columns("r", major),
         target_cols = role_columns("t", major),
-        leftovers = super::leftover_memberships_column(),
+        leftovers = super::leftover_memberships_column(major),
     );
     let row = client.query_typed_one(&sql, &[(&role, Type::TEXT), (&reassign_to, Type::TEXT)])?;
     let cols = ROLE_COLUMNS;

@@ -273,7 +273,10 @@ pub(crate) fn role_columns(alias: &str, major: u32) -> String {
 /// creator of a role (ADMIN only) is not one. Read by every operation that touches roles or
 /// databases, which removes such a membership when no other rds-pg operation holds the role's
 /// lock (a run killed after `GRANT owner TO master` whose re-run no longer needs the owner).
-pub(crate) fn leftover_memberships_column() -> String {
+///
+/// On 16+ only memberships master granted itself count: a `REVOKE role FROM master` run by master
+/// removes no other (one granted by a superuser is that superuser's to take back).
+pub(crate) fn leftover_memberships_column(major: u32) -> String {
     let privileged = PRIVILEGED_ROLES
         .iter()
         .map(|r| postgres_protocol::escape::escape_literal(r))
@@ -287,7 +290,7 @@ pub(crate) fn leftover_memberships_column() -> String {
                                                         WHERE u.rolname OPERATOR(pg_catalog.=) CURRENT_USER)
                   AND NOT lm.admin_option
                   AND (coalesce((pg_catalog.to_jsonb(lm) OPERATOR(pg_catalog.->>) 'inherit_option')::pg_catalog.bool, true)
-                       OR coalesce((pg_catalog.to_jsonb(lm) OPERATOR(pg_catalog.->>) 'set_option')::pg_catalog.bool, true))
+                       OR coalesce((pg_catalog.to_jsonb(lm) OPERATOR(pg_catalog.->>) 'set_option')::pg_catalog.bool, true)){grantor}
                   AND lg.rolcanlogin AND NOT lg.rolsuper AND NOT lg.rolcreatedb AND NOT lg.rolcreaterole
                   AND NOT lg.rolreplication AND NOT lg.rolbypassrls
                   AND lg.rolname OPERATOR(pg_catalog.<>) CURRENT_USER
@@ -296,7 +299,13 @@ pub(crate) fn leftover_memberships_column() -> String {
                   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles lp
                                    WHERE lp.rolname OPERATOR(pg_catalog.=) ANY (ARRAY[{privileged}]::pg_catalog.name[])
                                      AND pg_catalog.pg_has_role(lg.oid, lp.oid, 'MEMBER'))
-                ORDER BY 1)"
+                ORDER BY 1)",
+        grantor = if major >= 16 {
+            "
+                  AND lm.grantor OPERATOR(pg_catalog.=) lm.member"
+        } else {
+            ""
+        }
     )
 }
 
@@ -349,7 +358,7 @@ pub(crate) fn user_snapshot(
            FROM (SELECT $1::pg_catalog.text AS name) n
            LEFT JOIN pg_catalog.pg_roles r ON r.rolname OPERATOR(pg_catalog.=) n.name",
         role_columns("r", major),
-        leftover_memberships_column()
+        leftover_memberships_column(major)
     );
     let row = client.query_typed_one(&sql, &[(&name, Type::TEXT), (&valid_until, Type::TEXT)])?;
     let role = read_role(&row, 0).map(|mut r| {
