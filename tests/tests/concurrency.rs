@@ -10,7 +10,7 @@
 //! included — ends in one and the same state, the users can do what they should, the teardown
 //! leaves nothing, and master is left no membership.
 //!
-//! `RDS_PG_CONCURRENT_ROUNDS` sets the number of rounds (default 5; the 50 are run
+//! `RDS_PG_CONCURRENT_ROUNDS` sets the number of rounds (default 2; the 50 are run
 //! for docs/RELIABILITY.md with `RDS_PG_CONCURRENT_ROUNDS=50`).
 
 use std::sync::{Barrier, Mutex};
@@ -33,7 +33,7 @@ fn rounds() -> usize {
             v.parse()
                 .unwrap_or_else(|_| panic!("RDS_PG_CONCURRENT_ROUNDS: bad number {v:?}"))
         })
-        .unwrap_or(5)
+        .unwrap_or(2)
 }
 
 /// The same password for every role of a kind: a given password makes ensure_user's result

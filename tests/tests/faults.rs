@@ -8,9 +8,10 @@
 //! it: logging in as the project's users and trying.
 //!
 //! The boundaries of an operation are counted with a recording hook on a clean run. By default
-//! every boundary gets an `abandon` (the killed process: the headline case) and one
-//! other kind in rotation, and every kind hits every operation at least once;
-//! `RDS_PG_FAULTS=full` runs every kind at every boundary. `RDS_PG_RELIABILITY_LOG=FILE`
+//! every boundary gets one kind, in rotation from the last boundary (the cleanup, where an
+//! `abandon` is the headline case: killed after `GRANT owner TO master`) backwards, and
+//! every kind hits every operation at least once; `RDS_PG_FAULTS=abandon` adds an `abandon` at
+//! every boundary; `RDS_PG_FAULTS=full` runs every kind at every boundary. `RDS_PG_RELIABILITY_LOG=FILE`
 //! appends one line of figures per operation and version to FILE (the tables of
 //! docs/RELIABILITY.md).
 
@@ -977,12 +978,27 @@ fn schedule(boundaries: usize) -> Vec<(usize, Kind)> {
             .flat_map(|at| KINDS.iter().map(move |k| (at, *k)))
             .collect();
     }
-    // Abandon (the killed process) everywhere; the other kinds in rotation so that every
-    // boundary gets one of them and every kind hits the operation at least once.
-    let others = [Kind::Fail, Kind::Terminate, Kind::Restart, Kind::Refused];
-    let mut cases: Vec<(usize, Kind)> = (0..boundaries).map(|at| (at, Kind::Abandon)).collect();
-    for i in 0..boundaries.max(others.len()) {
-        cases.push((i % boundaries, others[i % others.len()]));
+    let mut cases: Vec<(usize, Kind)> = Vec::new();
+    if std::env::var("RDS_PG_FAULTS").is_ok_and(|v| v == "abandon") {
+        // Abandon (the killed process) everywhere, the other kinds in rotation on top.
+        cases.extend((0..boundaries).map(|at| (at, Kind::Abandon)));
+        let others = [Kind::Fail, Kind::Terminate, Kind::Restart, Kind::Refused];
+        for i in 0..boundaries.max(others.len()) {
+            cases.push((i % boundaries, others[i % others.len()]));
+        }
+    } else {
+        // One kind per boundary, from the last one backwards starting with abandon, until every
+        // boundary has one and every kind has hit the operation.
+        let order = [
+            Kind::Abandon,
+            Kind::Fail,
+            Kind::Terminate,
+            Kind::Restart,
+            Kind::Refused,
+        ];
+        for i in 0..boundaries.max(order.len()) {
+            cases.push((boundaries - 1 - i % boundaries, order[i % order.len()]));
+        }
     }
     cases.sort();
     cases.dedup();

@@ -9,7 +9,7 @@
 //! - every name or password rds-pg rejects fails with a typed error before any SQL: the server
 //!   log shows no statement from the attempt.
 //!
-//! `RDS_PG_PROPTEST_CASES` sets the number of cases per version (default 32, plus the special names every run tries);
+//! `RDS_PG_PROPTEST_CASES` sets the number of cases per version (default 16, plus the special names every run tries);
 //! `RDS_PG_PROPTEST_SEED` (a number) picks another deterministic sequence than the default one.
 
 use std::cell::RefCell;
@@ -27,7 +27,7 @@ fn cases() -> u32 {
     std::env::var("RDS_PG_PROPTEST_CASES")
         .ok()
         .map(|v| v.parse().expect("RDS_PG_PROPTEST_CASES: a number"))
-        .unwrap_or(32)
+        .unwrap_or(16)
 }
 
 fn seed() -> u64 {
