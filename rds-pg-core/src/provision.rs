@@ -599,6 +599,8 @@ impl Provisioner {
     /// the report; the password travels only as a SCRAM verifier.
     ///
     /// # Errors
+    /// [`Error::InvalidInput`] before any SQL for a password PostgreSQL would not store (empty,
+    /// with NUL, or empty once SASLprep removes the characters it maps to nothing);
     /// [`Error::PolicyViolation`] for master itself or a role holding more than a project role
     /// may (a superuser, CREATEDB, CREATEROLE, an `rds_superuser` member, …);
     /// [`Error::PermissionDenied`] with the fix when master lacks ADMIN on it (16+).
@@ -1100,6 +1102,8 @@ impl Provisioner {
     /// changes the password (the old one cannot be read back to compare).
     ///
     /// # Errors
+    /// [`Error::InvalidInput`] before any SQL for a password PostgreSQL would not store (empty,
+    /// with NUL, or empty once SASLprep removes the characters it maps to nothing);
     /// [`Error::NotFound`] for a missing role; [`Error::PolicyViolation`] for master or a role
     /// holding more than a project role may; [`Error::PermissionDenied`] on 16+ without ADMIN
     /// on it.
