@@ -4,10 +4,11 @@
 //! `RDS_PG_TEST_VERSIONS` (for example `15,18`) selects versions; the default is all six. A
 //! selected version whose binaries are missing fails with the command that installs them.
 
-pub use rds_pg_core::sandbox::{Sandbox, SandboxOptions, SUPPORTED_VERSIONS};
+pub use rds_pg_core::sandbox::{Sandbox, SandboxOptions, ServerControl, SUPPORTED_VERSIONS};
 
 pub mod fleet;
 pub mod hostile;
+pub mod reliability;
 pub mod sshd;
 
 /// The versions selected by `RDS_PG_TEST_VERSIONS` (default: 13–18).

@@ -42,6 +42,14 @@ fn validate(kind: NameKind, name: &str) -> Result<()> {
 }
 
 fn validate_creatable(kind: NameKind, name: &str) -> Result<()> {
+    if matches!(kind, NameKind::Role) && name == "none" {
+        // CREATE ROLE refuses it as it refuses "public" (role name "none" is reserved).
+        return Err(Error::InvalidName {
+            kind,
+            name: name.to_owned(),
+            reason: "is reserved by PostgreSQL as a role name".into(),
+        });
+    }
     if RESERVED_NAMES.contains(&name) {
         return Err(Error::InvalidName {
             kind,
@@ -238,6 +246,10 @@ mod tests {
             let err = RoleName::creatable(name).unwrap_err();
             assert!(err.to_string().contains("reserved"), "{err}");
         }
+        // PostgreSQL reserves "none" as a role name only.
+        let err = RoleName::creatable("none").unwrap_err();
+        assert!(err.to_string().contains("reserved"), "{err}");
+        assert!(DatabaseName::creatable("none").is_ok());
         assert!(
             DatabaseName::creatable("Postgres").is_ok(),
             "names are case-sensitive"

@@ -27,6 +27,9 @@ const SESSION_GRACE_INTERVAL: Duration = Duration::from_millis(100);
 /// The database whose advisory locks serialise rds-pg's runs on an instance.
 pub const LOCK_DATABASE: &str = "postgres";
 
+/// At most this many connections to databases other than the maintenance one are kept open.
+const MAX_CACHED_CONNECTIONS: usize = 2;
+
 /// How long a statement waits for a lock before failing (default).
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -203,6 +206,7 @@ impl Provisioner {
             self.others.remove(database.as_str());
         }
         if !self.others.contains_key(database.as_str()) {
+            self.evict_cached_connections();
             let options = self.options.for_database(database.as_str());
             let client = crate::connect::connect_with_settings(
                 &options,
@@ -220,6 +224,26 @@ impl Provisioner {
     pub(crate) fn disconnect(&mut self, database: &DatabaseName) {
         if let Some(client) = self.others.remove(database.as_str()) {
             let _ = client.close();
+        }
+    }
+
+    /// Keeps the cache of connections to other databases below [`MAX_CACHED_CONNECTIONS`] before
+    /// one more is opened, so a long-lived provisioner does not hold a session in every
+    /// database it ever touched. The lock database's connection is kept (it holds the advisory
+    /// locks); the others open again on next use (every batch is self-contained).
+    fn evict_cached_connections(&mut self) {
+        while self.others.len() >= MAX_CACHED_CONNECTIONS {
+            let Some(victim) = self
+                .others
+                .keys()
+                .find(|d| d.as_str() != LOCK_DATABASE)
+                .cloned()
+            else {
+                return;
+            };
+            if let Some(client) = self.others.remove(&victim) {
+                let _ = client.close();
+            }
         }
     }
 
@@ -359,16 +383,9 @@ impl Provisioner {
             })
             .collect();
         let revoke_result = self.run_steps(&revokes, &mut report);
-        for s in revokes.iter().filter(|s| s.removes_leftover()) {
-            if let Some(role) = s.temporary_role() {
-                report.notes.push(format!(
-                    "removed {:?}'s membership of {:?}, left by an operation that was killed (or \
-                     granted by hand): rds-pg grants it only for the duration of an operation",
-                    self.facts.current_user,
-                    role.as_str()
-                ));
-            }
-        }
+        report
+            .notes
+            .extend(leftover_notes(&self.facts, report.steps.iter()));
         report.temporary_grants.extend(granted);
         result.and(revoke_result)?;
         Ok(report)
@@ -394,50 +411,112 @@ impl Provisioner {
         plan: impl Fn(&mut Self) -> Result<Plan>,
         before_commit: Option<BeforeCommit<'_>>,
     ) -> Result<Report> {
-        let first = plan(self)?;
+        let first = match plan(self) {
+            // The unlocked inspection may read a role from its snapshot and master's access to
+            // it from the catalog as it is now (pg_has_role), which already shows another run's
+            // committed DROP ROLE: a missing privilege is confirmed under the locks.
+            Err(e) if e.kind() == crate::error::ErrorKind::PermissionDenied => {
+                self.lock(keys)?;
+                let again = plan(self);
+                self.unlock(keys);
+                again?
+            }
+            other => other?,
+        };
         if first.is_empty() {
             return Ok(unchanged(first));
         }
         // Operations that gain and give up the same master→role membership (a read-only grant
         // and a database creation for the same owner) serialise on that role too.
         let mut keys = keys.to_vec();
-        for step in &first.steps {
-            if let Some(role) = step.temporary_role() {
-                keys.push(lock_key("role", role.as_str()));
-            }
-        }
-        let keys = &keys[..];
-        self.lock(keys)?;
-        let result = plan(self).and_then(|p| match before_commit {
-            // Nothing to deliver without a new password: no transaction is needed.
-            Some(hook) if p.sets_password() => {
-                // A leftover membership of the role is removed after the commit, as a cleanup
-                // (the transaction holds only the change the credentials belong to).
-                let (body, cleanup): (Vec<Step>, Vec<Step>) = p
-                    .steps
-                    .into_iter()
-                    .partition(|s| s.kind() != StepKind::TemporaryRevoke);
-                let body = Plan {
-                    steps: body,
-                    notes: p.notes,
-                };
-                let mut report = self.apply_in_transaction(body, hook)?;
-                if !cleanup.is_empty() {
-                    let done = self.apply(Plan {
-                        steps: cleanup,
-                        notes: Vec::new(),
-                    })?;
-                    report.steps.extend(done.steps);
-                    report.notes.extend(done.notes);
+        add_membership_keys(&first, &mut keys);
+        // Leftover memberships of roles the operation does not otherwise touch: removed only
+        // when no other rds-pg operation holds the role's lock (tried, never waited for, after
+        // the operation's own locks), so a membership another run holds for its work stays.
+        let untouched: Vec<String> = untouched_leftover_keys(&first);
+        let mut attempts = 0;
+        loop {
+            self.lock(&keys)?;
+            let held = match self.try_lock(&untouched, &keys) {
+                Ok(held) => held,
+                Err(e) => {
+                    self.unlock(&keys);
+                    return Err(e);
                 }
-                Ok(report)
+            };
+            // Planned again under the locks: another run may have done the work meanwhile, and a
+            // membership seen now of a role whose lock this run holds is a leftover.
+            let planned = plan(self).map(|mut p| {
+                p.steps.retain(|s| {
+                    !s.only_if_unlocked()
+                        || s.temporary_role().is_some_and(|r| {
+                            let key = lock_key("role", r.as_str());
+                            keys.contains(&key) || held.contains(&key)
+                        })
+                });
+                p
+            });
+            // A membership the locked plan needs of a role the first plan did not: lock that role
+            // too and plan again, so no run gains or gives up a membership without its lock.
+            if let Ok(p) = &planned {
+                let before = keys.len();
+                let mut wanted = keys.clone();
+                add_membership_keys(p, &mut wanted);
+                if wanted.len() > before && attempts < 3 {
+                    attempts += 1;
+                    self.unlock(&keys);
+                    self.unlock(&held);
+                    keys = wanted;
+                    continue;
+                }
             }
-            Some(_) | None => self.apply(p),
-        });
-        if !matches!(result, Err(Error::Abandoned)) {
-            self.unlock(keys);
+            let result = planned.and_then(|p| match before_commit {
+                // Nothing to deliver without a new password: no transaction is needed.
+                Some(hook) if p.sets_password() => {
+                    // A leftover membership is removed after the commit, as a cleanup (the
+                    // transaction holds only the change the credentials belong to).
+                    let (body, cleanup): (Vec<Step>, Vec<Step>) = p
+                        .steps
+                        .into_iter()
+                        .partition(|s| s.kind() != StepKind::TemporaryRevoke);
+                    let body = Plan {
+                        steps: body,
+                        notes: p.notes,
+                    };
+                    let mut report = self.apply_in_transaction(body, hook)?;
+                    if !cleanup.is_empty() {
+                        let done = self.apply(Plan {
+                            steps: cleanup,
+                            notes: Vec::new(),
+                        })?;
+                        report.steps.extend(done.steps);
+                        report.notes.extend(done.notes);
+                    }
+                    Ok(report)
+                }
+                Some(_) | None => self.apply(p),
+            });
+            if !matches!(result, Err(Error::Abandoned)) {
+                self.unlock(&keys);
+                self.unlock(&held);
+            }
+            return result;
         }
-        result
+    }
+
+    /// Tries the advisory locks `wanted` without waiting, skipping those in `own` (this run holds
+    /// them already); returns the ones taken (one round trip, none when `wanted` is empty).
+    fn try_lock(&mut self, wanted: &[String], own: &[String]) -> Result<Vec<String>> {
+        let wanted: Vec<&String> = wanted.iter().filter(|k| !own.contains(k)).collect();
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self.lock_client().query_typed(
+            "SELECT k FROM (SELECT DISTINCT k FROM pg_catalog.unnest($1::pg_catalog.text[]) k) s
+              WHERE pg_catalog.pg_try_advisory_lock(pg_catalog.hashtextextended(k, 0::pg_catalog.int8))",
+            &[(&wanted, Type::TEXT_ARRAY)],
+        )?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     /// Runs a maintenance-database plan inside `BEGIN … COMMIT`, calling `before_commit` between
@@ -492,6 +571,9 @@ impl Provisioner {
                 ),
             });
         }
+        report
+            .notes
+            .extend(leftover_notes(&self.facts, plan.steps.iter()));
         Ok(report)
     }
 
@@ -556,7 +638,9 @@ impl Provisioner {
         let snapshot = self.inspecting(None, |c, major| {
             inspect::user_snapshot(c, major, spec.name.as_str(), spec.valid_until.as_deref())
         })?;
-        plan::plan_user(&self.facts, &snapshot, spec, password)
+        let mut plan = plan::plan_user(&self.facts, &snapshot, spec, password)?;
+        plan::with_untouched_leftovers(&self.facts, &snapshot.leftover_memberships, &[], &mut plan);
+        Ok(plan)
     }
 
     /// Creates the project's login role, or converges an existing one to
@@ -564,6 +648,8 @@ impl Provisioner {
     /// the report; the password travels only as a SCRAM verifier.
     ///
     /// # Errors
+    /// [`Error::InvalidInput`] before any SQL for a password PostgreSQL would not store (empty,
+    /// with NUL, or empty once SASLprep removes the characters it maps to nothing);
     /// [`Error::PolicyViolation`] for master itself or a role holding more than a project role
     /// may (a superuser, CREATEDB, CREATEROLE, an `rds_superuser` member, …);
     /// [`Error::PermissionDenied`] with the fix when master lacks ADMIN on it (16+).
@@ -598,11 +684,13 @@ impl Provisioner {
         let user = spec.name.clone();
         let report = match delivery {
             None => self.ensure(&keys, |p| p.plan_user(spec, &password))?,
-            Some(d) => self.ensure_then(
-                &keys,
-                |p| p.plan_user(spec, &password),
-                Some(&mut |p: &mut Self, r: &Report| p.deliver(r, &user, &password, d)),
-            )?,
+            Some(d) => self
+                .ensure_then(
+                    &keys,
+                    |p| p.plan_user(spec, &password),
+                    Some(&mut |p: &mut Self, r: &Report| p.deliver(r, &user, &password, d)),
+                )
+                .map_err(|e| uncommitted_state(e, &user, d, "creation"))?,
         };
         Ok(finish_password_report(report, &password, delivery))
     }
@@ -723,7 +811,9 @@ impl Provisioner {
                 }
             }
         };
-        plan::plan_database(&self.facts, &cluster, &db, spec)
+        let mut plan = plan::plan_database(&self.facts, &cluster, &db, spec)?;
+        plan::with_untouched_leftovers(&self.facts, &cluster.leftover_memberships, &[], &mut plan);
+        Ok(plan)
     }
 
     /// Creates the project's database owned by its user (or converges an existing one): `REVOKE
@@ -768,7 +858,9 @@ impl Provisioner {
             template: false,
         };
         let db = self.database_snapshot(database, &owner, None, &[], scope)?;
-        plan::plan_extensions(&self.facts, &cluster, &db, database, extensions)
+        let mut plan = plan::plan_extensions(&self.facts, &cluster, &db, database, extensions)?;
+        plan::with_untouched_leftovers(&self.facts, &cluster.leftover_memberships, &[], &mut plan);
+        Ok(plan)
     }
 
     /// Creates extensions in an existing database (trusted ones as its owner) with their fix-ups.
@@ -822,7 +914,9 @@ impl Provisioner {
     /// As [`Self::grant_read_only`].
     pub fn plan_grant_read_only(&mut self, grant: &ReadOnlyGrant) -> Result<Plan> {
         let (cluster, db) = self.read_only_snapshots(grant)?;
-        plan::plan_grant_read_only(&self.facts, &cluster, &db, grant)
+        let mut plan = plan::plan_grant_read_only(&self.facts, &cluster, &db, grant)?;
+        plan::with_untouched_leftovers(&self.facts, &cluster.leftover_memberships, &[], &mut plan);
+        Ok(plan)
     }
 
     /// Gives `grant.role` read access: CONNECT, USAGE on the schemas, SELECT on their tables and
@@ -843,7 +937,9 @@ impl Provisioner {
     /// As [`Self::revoke_read_only`].
     pub fn plan_revoke_read_only(&mut self, grant: &ReadOnlyGrant) -> Result<Plan> {
         let (cluster, db) = self.read_only_snapshots(grant)?;
-        plan::plan_revoke_read_only(&self.facts, &cluster, &db, grant)
+        let mut plan = plan::plan_revoke_read_only(&self.facts, &cluster, &db, grant)?;
+        plan::with_untouched_leftovers(&self.facts, &cluster.leftover_memberships, &[], &mut plan);
+        Ok(plan)
     }
 
     /// Removes what [`Self::grant_read_only`] granted.
@@ -929,7 +1025,9 @@ impl Provisioner {
         let snapshot = self.inspecting(None, |c, major| {
             inspect::drop_database_snapshot(c, major, name.as_str(), own)
         })?;
-        plan::plan_drop_database(&self.facts, &snapshot, name, options)
+        let mut plan = plan::plan_drop_database(&self.facts, &snapshot, name, options)?;
+        plan::with_untouched_leftovers(&self.facts, &snapshot.leftover_memberships, &[], &mut plan);
+        Ok(plan)
     }
 
     /// Drops a project database from the maintenance database. Master gains the owner's
@@ -993,7 +1091,15 @@ impl Provisioner {
                 per_database.insert(d.name.clone(), snapshot);
             }
         }
-        plan::plan_drop_user(&self.facts, &cluster, &per_database, name, options)
+        let mut plan = plan::plan_drop_user(&self.facts, &cluster, &per_database, name, options)?;
+        // The role being dropped takes master's membership of it along.
+        plan::with_untouched_leftovers(
+            &self.facts,
+            &cluster.leftover_memberships,
+            &[name.as_str()],
+            &mut plan,
+        );
+        Ok(plan)
     }
 
     /// Drops a project role the way a plain `dropuser` cannot: in every database where it owns
@@ -1030,10 +1136,14 @@ impl Provisioner {
 
     fn plan_rotation(&mut self, user: &RoleName, password: &NewPassword) -> Result<Plan> {
         user.ensure_creatable()?;
+        crate::secret::check_new_password(password.password())?;
         let snapshot = self.inspecting(None, |c, major| {
             inspect::user_snapshot(c, major, user.as_str(), None)
         })?;
-        plan::plan_rotate_password(&self.facts, snapshot.role.as_ref(), user, password)
+        let mut plan =
+            plan::plan_rotate_password(&self.facts, snapshot.role.as_ref(), user, password)?;
+        plan::with_untouched_leftovers(&self.facts, &snapshot.leftover_memberships, &[], &mut plan);
+        Ok(plan)
     }
 
     /// Sets a new password for a project role, sent as a SCRAM-SHA-256 verifier. With `None` a
@@ -1041,6 +1151,8 @@ impl Provisioner {
     /// changes the password (the old one cannot be read back to compare).
     ///
     /// # Errors
+    /// [`Error::InvalidInput`] before any SQL for a password PostgreSQL would not store (empty,
+    /// with NUL, or empty once SASLprep removes the characters it maps to nothing);
     /// [`Error::NotFound`] for a missing role; [`Error::PolicyViolation`] for master or a role
     /// holding more than a project role may; [`Error::PermissionDenied`] on 16+ without ADMIN
     /// on it.
@@ -1082,11 +1194,13 @@ impl Provisioner {
         // checks; the locked re-plan is the one applied (with the same verifier).
         let report = match delivery {
             None => self.ensure(&keys, |p| p.plan_rotation(user, &password))?,
-            Some(d) => self.ensure_then(
-                &keys,
-                |p| p.plan_rotation(user, &password),
-                Some(&mut |p: &mut Self, r: &Report| p.deliver(r, user, &password, d)),
-            )?,
+            Some(d) => self
+                .ensure_then(
+                    &keys,
+                    |p| p.plan_rotation(user, &password),
+                    Some(&mut |p: &mut Self, r: &Report| p.deliver(r, user, &password, d)),
+                )
+                .map_err(|e| uncommitted_state(e, user, d, "password change"))?,
         };
         Ok(finish_password_report(report, &password, delivery))
     }
@@ -1190,6 +1304,68 @@ fn session_settings(lock_timeout: Duration) -> Vec<(&'static str, String)> {
 
 fn template1() -> DatabaseName {
     DatabaseName::new("template1").expect("a valid name")
+}
+
+/// An [`Error::Uncommitted`] of a delivering operation, completed with the state: which role,
+/// where its credentials went, and what finishes the job. Other errors pass unchanged.
+fn uncommitted_state(
+    error: Error,
+    user: &RoleName,
+    delivery: &CredentialDelivery,
+    what: &str,
+) -> Error {
+    match error {
+        Error::Uncommitted { message } => Error::Uncommitted {
+            message: format!(
+                "{message}. The {what} of role {:?} was delivered to {}; if the COMMIT took effect \
+                 the delivered credentials work, otherwise the role is as it was. Run the same \
+                 operation again with the same sink: it finishes the job either way (and \
+                 delivers again whatever it changes)",
+                user.as_str(),
+                delivery.sink
+            ),
+        },
+        other => other,
+    }
+}
+
+/// The notes saying which leftover memberships the `steps` that ran removed.
+fn leftover_notes<'a>(facts: &ServerFacts, steps: impl Iterator<Item = &'a Step>) -> Vec<String> {
+    steps
+        .filter(|s| s.removes_leftover())
+        .filter_map(|s| s.temporary_role())
+        .map(|role| {
+            format!(
+                "removed {:?}'s membership of {:?}, left by an operation that was killed (or \
+                 granted by hand): rds-pg grants it only for the duration of an operation",
+                facts.current_user,
+                role.as_str()
+            )
+        })
+        .collect()
+}
+
+/// Adds the lock key of every role `plan` gains or gives up a membership of for its work (not
+/// the untouched leftovers, whose locks are only tried).
+fn add_membership_keys(plan: &Plan, keys: &mut Vec<String>) {
+    for step in plan.steps.iter().filter(|s| !s.only_if_unlocked()) {
+        if let Some(role) = step.temporary_role() {
+            let key = lock_key("role", role.as_str());
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+    }
+}
+
+/// The lock keys of the roles whose leftover memberships `plan` removes only when unlocked.
+fn untouched_leftover_keys(plan: &Plan) -> Vec<String> {
+    plan.steps
+        .iter()
+        .filter(|s| s.only_if_unlocked())
+        .filter_map(|s| s.temporary_role())
+        .map(|r| lock_key("role", r.as_str()))
+        .collect()
 }
 
 /// The advisory lock key of an operation on the role or database `name` (`kind`: `role`,

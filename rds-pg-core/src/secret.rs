@@ -214,9 +214,52 @@ impl fmt::Debug for NewPassword {
     }
 }
 
+/// Characters SASLprep (RFC 4013, table B.1 of RFC 3454) maps to nothing.
+const MAPPED_TO_NOTHING: &[char] = &[
+    '\u{00AD}', '\u{034F}', '\u{1806}', '\u{180B}', '\u{180C}', '\u{180D}', '\u{200B}', '\u{200C}',
+    '\u{200D}', '\u{2060}', '\u{FE00}', '\u{FE01}', '\u{FE02}', '\u{FE03}', '\u{FE04}', '\u{FE05}',
+    '\u{FE06}', '\u{FE07}', '\u{FE08}', '\u{FE09}', '\u{FE0A}', '\u{FE0B}', '\u{FE0C}', '\u{FE0D}',
+    '\u{FE0E}', '\u{FE0F}', '\u{FEFF}',
+];
+
+/// Refuses a password PostgreSQL would not store as given: empty, with NUL, or made only of
+/// characters SASLprep maps to nothing (its SCRAM verifier is the empty password's, which the
+/// server clears, leaving a role nobody can log in as).
+///
+/// # Errors
+/// [`crate::Error::InvalidInput`] saying why; never the password.
+pub(crate) fn check_new_password(password: &Password) -> crate::Result<()> {
+    let p = password.expose();
+    let refuse = |why: &str| Err(crate::Error::InvalidInput(format!("the password {why}")));
+    if p.is_empty() {
+        return refuse("must not be empty");
+    }
+    if p.contains('\0') {
+        return refuse("must not contain NUL");
+    }
+    if p.chars().all(|c| MAPPED_TO_NOTHING.contains(&c)) {
+        return refuse(
+            "is empty once SASLprep removes the characters it maps to nothing (soft hyphen, \
+             zero-width and variation characters, U+FEFF), and PostgreSQL refuses an empty password",
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_postgresql_would_not_store_are_refused() {
+        for bad in ["", "a\0b", "\u{FEFF}", "\u{00AD}\u{200B}", "\u{FE0F}"] {
+            let e = check_new_password(&Password::new(bad)).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidInput, "{bad:?}");
+        }
+        for good in ["x", " ", "\u{FEFF}x", "pässwörd", "\u{00A0}"] {
+            check_new_password(&Password::new(good)).unwrap();
+        }
+    }
 
     #[test]
     fn generated_passwords_are_long_url_safe_and_distinct() {

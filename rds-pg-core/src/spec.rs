@@ -72,14 +72,7 @@ impl UserSpec {
             }
         }
         if let Some(p) = &self.password {
-            if p.is_empty() {
-                return Err(Error::InvalidInput("the password must not be empty".into()));
-            }
-            if p.expose().contains('\0') {
-                return Err(Error::InvalidInput(
-                    "the password must not contain NUL".into(),
-                ));
-            }
+            crate::secret::check_new_password(p)?;
         }
         Ok(())
     }

@@ -1355,3 +1355,92 @@ per_version!(
         assert_no_temporary_membership(sandbox, "lock_owner");
     }
 );
+
+// ---------------------------------------------------------------------------------------------
+// A database made without rds-pg's ACL (issue 13)
+// ---------------------------------------------------------------------------------------------
+
+/// Master's own entries in the ACL of database `db` (`master=c/owner`), read as rdsadmin.
+fn master_acl_entries(sandbox: &Sandbox, db: &str) -> Vec<String> {
+    let mut admin = sandbox.connect_rdsadmin("postgres").unwrap();
+    admin
+        .query(
+            "SELECT a.privilege_type || '/' || g.rolname
+               FROM pg_database d,
+                    aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a,
+                    pg_roles m, pg_roles g
+              WHERE d.datname = $1 AND m.oid = a.grantee AND m.rolname = $2
+                AND g.oid = a.grantor
+              ORDER BY 1",
+            &[&db, &sandbox.master_user()],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+per_version!(
+    fn a_database_created_by_hand_or_by_a_killed_run_gets_master_s_connect(sandbox) {
+        use rds_pg_core::provision::fault::{Fault, FaultPoint};
+        let mut p = provisioner(sandbox);
+        let shop_pw = Password::generate().unwrap();
+        ok(
+            p.ensure_user(&UserSpec::new("hshop").unwrap().password(shop_pw.clone())),
+            "ensure_user",
+        );
+        let outsider_pw = Password::generate().unwrap();
+        create_login_role_by_hand(sandbox, "houtsider", &outsider_pw);
+
+        // By hand: `CREATE DATABASE d OWNER o` leaves the default ACL (PUBLIC may connect).
+        as_rdsadmin(sandbox, "postgres", "CREATE DATABASE hshop_db OWNER hshop");
+        // And a run killed right after its CREATE DATABASE, before the ACL statements.
+        let mut killed = provisioner(sandbox);
+        killed.set_fault_hook(Some(Box::new(|point: &FaultPoint<'_>| {
+            if point.steps.iter().any(|s| s.sql().ends_with("FROM PUBLIC")) {
+                Fault::Abandon
+            } else {
+                Fault::Continue
+            }
+        })));
+        let e = err(
+            killed.ensure_database(&DatabaseSpec::new("hshop_killed", "hshop").unwrap()),
+            "ensure_database killed after CREATE DATABASE",
+        );
+        assert!(matches!(e, Error::Abandoned), "{e:?}");
+        drop(killed);
+
+        for db in ["hshop_db", "hshop_killed"] {
+            assert!(master_acl_entries(sandbox, db).is_empty(), "{db}: no master entry yet");
+            let spec = DatabaseSpec::new(db, "hshop").unwrap();
+            // The dry run lists what the run does.
+            let plan = ok(p.plan_ensure_database(&spec), "plan_ensure_database");
+            let grant = format!("GRANT CONNECT ON DATABASE \"{db}\" TO \"master\"");
+            assert!(plan.sql().contains(&grant), "{db}: {plan}");
+            let mut fresh = provisioner(sandbox);
+            let report = ok(fresh.ensure_database(&spec), "ensure_database");
+            assert_changed(&report, db);
+            assert!(report.steps.iter().any(|s| s.sql() == grant), "{report:#?}");
+            assert_eq!(
+                master_acl_entries(sandbox, db),
+                ["CONNECT/hshop"],
+                "{db}: master holds its own CONNECT, granted by the owner"
+            );
+            // Users notice: master connects, the owner connects and creates, a login role that
+            // is not the project's is refused; the next run changes nothing.
+            login_as_application(&sandbox.master_options().dbname(db))
+                .unwrap_or_else(|e| panic!("master connects to {db}: {e}"));
+            login(sandbox, "hshop", db, &shop_pw)
+                .batch_execute("CREATE TABLE t (id int)")
+                .unwrap();
+            assert_cannot_connect(sandbox, "houtsider", db, &outsider_pw);
+            let mark = log_mark(sandbox);
+            assert_unchanged(
+                &ok(provisioner(sandbox).ensure_database(&spec), "third run"),
+                db,
+            );
+            assert!(changes_since(sandbox, mark).is_empty(), "{db}: the third run sends no change");
+            assert_no_temporary_membership(sandbox, "hshop");
+        }
+    }
+);

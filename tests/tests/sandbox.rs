@@ -217,3 +217,33 @@ fn unrelated_ca_file() -> tempfile::NamedTempFile {
     std::io::Write::write_all(&mut file, pem.as_bytes()).unwrap();
     file
 }
+
+per_version!(
+    /// The test-only server control the fault-injection suite uses: a restart ends every session
+    /// and keeps the port and the data; a stopped server refuses connections at once until it is
+    /// started again.
+    fn the_server_restarts_stops_and_starts_on_its_port(sandbox) {
+        let mut before = sandbox.connect_master().unwrap();
+        before.batch_execute("CREATE ROLE kept_across_restarts").unwrap();
+        let port = sandbox.port();
+        sandbox.restart().unwrap();
+        assert!(before.batch_execute("SELECT 1").is_err(), "a restart ends the sessions");
+        let mut after = sandbox.connect_master().unwrap();
+        let n: i64 = after
+            .query_one("SELECT count(*) FROM pg_roles WHERE rolname = 'kept_across_restarts'", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!((n, sandbox.port()), (1, port), "same data, same port");
+
+        let control = sandbox.control();
+        control.stop().unwrap();
+        assert!(!control.is_running().unwrap());
+        let started = std::time::Instant::now();
+        let err = connect_error(&sandbox.master_options());
+        assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "refused at once");
+        control.start().unwrap();
+        assert!(control.is_running().unwrap());
+        sandbox.connect_master().unwrap().batch_execute("SELECT 1").unwrap();
+    }
+);

@@ -534,3 +534,144 @@ per_version!(
         assert!(!log.contains(chosen.expose()), "the log never shows the password");
     }
 );
+
+// ---------------------------------------------------------------------------------------------
+// Runs killed before giving up their memberships (issue 13)
+// ---------------------------------------------------------------------------------------------
+
+/// A provisioner whose next operation stops, as a killed process would (nothing more sent, no
+/// cleanup, no unlock), right before the batch that gives up its temporary memberships.
+fn killed_before_cleanup(sandbox: &Sandbox) -> Provisioner {
+    use rds_pg_core::provision::fault::{Fault, FaultPoint};
+    let mut p = provisioner(sandbox);
+    p.set_fault_hook(Some(Box::new(|point: &FaultPoint<'_>| {
+        if point.cleanup {
+            Fault::Abandon
+        } else {
+            Fault::Continue
+        }
+    })));
+    p
+}
+
+/// Whether master may `SET ROLE` to `name` (what a leftover membership lets it do).
+fn master_can_set_role(sandbox: &Sandbox, name: &str) -> bool {
+    let mut master = sandbox.connect_master().unwrap();
+    master
+        .batch_execute(&format!(
+            "SET ROLE {}; RESET ROLE",
+            postgres_protocol::escape::escape_identifier(name)
+        ))
+        .is_ok()
+}
+
+/// Asserts that `report` removed master's membership of `name` and said so.
+fn assert_removed_leftover(report: &Report, name: &str) {
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("removed") && n.contains(&format!("{name:?}"))),
+        "the re-run says it removed master's membership of {name:?}: {:?}",
+        report.notes
+    );
+}
+
+per_version!(
+    fn a_drop_killed_after_drop_database_is_finished_by_the_next_run(sandbox) {
+        let mut p = provisioner(sandbox);
+        let pw = user(&mut p, "kshop");
+        database(&mut p, "kshop_db", "kshop");
+        drop(p); // its session in kshop_db would keep the database busy
+
+        let mut killed = killed_before_cleanup(sandbox);
+        let e = err(
+            killed.drop_database(&db("kshop_db"), &DropDatabaseOptions::new()),
+            "drop_database killed after DROP DATABASE",
+        );
+        assert!(matches!(e, rds_pg_core::Error::Abandoned), "{e:?}");
+        drop(killed);
+        assert!(!database_exists(sandbox, "kshop_db"));
+        assert!(
+            master_can_set_role(sandbox, "kshop"),
+            "the killed run left master a member of the owner"
+        );
+
+        // The database is gone, yet the next run sees the leftover, lists it and removes it.
+        let mut next = provisioner(sandbox);
+        let plan = ok(
+            next.plan_drop_database(&db("kshop_db"), &DropDatabaseOptions::new()),
+            "plan_drop_database",
+        );
+        assert_eq!(plan.sql(), ["REVOKE \"kshop\" FROM \"master\""], "{plan}");
+        let report = ok(
+            next.drop_database(&db("kshop_db"), &DropDatabaseOptions::new()),
+            "the re-run",
+        );
+        assert!(report.changed, "{report:#?}");
+        assert_removed_leftover(&report, "kshop");
+        assert!(!master_can_set_role(sandbox, "kshop"), "master is no longer a member");
+        assert_no_membership(sandbox, "kshop");
+        // The project's role is untouched: it still logs in.
+        login(sandbox, "kshop", "postgres", &pw);
+
+        let mark = log_mark(sandbox);
+        assert_unchanged(
+            &ok(
+                provisioner(sandbox).drop_database(&db("kshop_db"), &DropDatabaseOptions::new()),
+                "third run",
+            ),
+            "the third run",
+        );
+        assert!(changes_since(sandbox, mark).is_empty());
+    }
+);
+
+per_version!(
+    fn a_drop_user_killed_after_drop_role_is_finished_by_the_next_run(sandbox) {
+        let mut p = provisioner(sandbox);
+        user(&mut p, "kgone");
+        let heir_pw = user(&mut p, "kheir");
+        database(&mut p, "kgone_db", "kgone");
+        drop(p);
+        let options = DropUserOptions::new().reassign_to("kheir").unwrap();
+
+        let mut killed = killed_before_cleanup(sandbox);
+        let e = err(
+            killed.drop_user(&role("kgone"), &options),
+            "drop_user killed after DROP ROLE",
+        );
+        assert!(matches!(e, rds_pg_core::Error::Abandoned), "{e:?}");
+        drop(killed);
+        assert!(role_oid(sandbox, "kgone").is_none(), "the role was dropped");
+        assert!(
+            master_can_set_role(sandbox, "kheir"),
+            "the killed run left master a member of the heir"
+        );
+
+        // The role is gone, yet the next run removes the heir's membership and says so.
+        let report = ok(provisioner(sandbox).drop_user(&role("kgone"), &options), "the re-run");
+        assert!(report.changed, "{report:#?}");
+        assert_removed_leftover(&report, "kheir");
+        assert!(!master_can_set_role(sandbox, "kheir"), "master is no longer a member");
+        assert_no_membership(sandbox, "kheir");
+        // The heir owns what the dropped role owned, and uses it.
+        let mut heir = login(sandbox, "kheir", "kgone_db", &heir_pw);
+        let owner: String = heir
+            .query_one(
+                "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = 'kgone_db'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(owner, "kheir");
+        heir.batch_execute("CREATE TABLE t (id int)").unwrap();
+
+        let mark = log_mark(sandbox);
+        assert_unchanged(
+            &ok(provisioner(sandbox).drop_user(&role("kgone"), &options), "third run"),
+            "the third run",
+        );
+        assert!(changes_since(sandbox, mark).is_empty());
+    }
+);

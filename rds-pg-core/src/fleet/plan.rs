@@ -703,6 +703,7 @@ shop_ro = { command = ["vault", "kv", "put", "x", "-"], format = "secretsmanager
                 r.into(),
                 UserSnapshot {
                     role: Some(project_role.clone()),
+                    leftover_memberships: vec![],
                 },
             );
         }
@@ -716,6 +717,7 @@ shop_ro = { command = ["vault", "kv", "put", "x", "-"], format = "secretsmanager
                     public_has_privileges: false,
                     master_has_owner_privileges: false,
                     master_can_connect: true,
+                    master_has_connect_grant: true,
                 }),
                 role: Some(project_role.clone()),
                 owner: Some(project_role.clone()),

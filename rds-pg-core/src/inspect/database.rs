@@ -23,8 +23,11 @@ pub struct DatabaseState {
     pub public_has_privileges: bool,
     /// Whether master has the current owner's privileges.
     pub master_has_owner_privileges: bool,
-    /// Whether master may connect to it (needed to inspect it).
+    /// Whether master may connect to it (needed to inspect it), through PUBLIC or its own grant.
     pub master_can_connect: bool,
+    /// Whether master holds CONNECT of its own in the database's ACL (or owns it), so it keeps
+    /// it once PUBLIC loses CONNECT.
+    pub master_has_connect_grant: bool,
 }
 
 /// An extension the server can install.
@@ -51,6 +54,8 @@ pub struct ClusterSnapshot {
     pub role_can_connect: bool,
     /// Whether the read-only role holds an explicit grant on the database.
     pub role_has_database_grant: bool,
+    /// The login roles master holds a leftover membership of (sorted).
+    pub leftover_memberships: Vec<String>,
 }
 
 /// The select list of a [`ClusterSnapshot`] (read by [`read_cluster`], [`CLUSTER_COLUMNS`]
@@ -72,14 +77,20 @@ pub(crate) fn cluster_columns(major: u32) -> String {
                 coalesce(EXISTS (SELECT 1 FROM pg_catalog.aclexplode(d.datacl) a
                                   WHERE a.grantee OPERATOR(pg_catalog.=) r.oid), false),
                 CASE WHEN d.oid IS NULL THEN false
-                     ELSE pg_catalog.has_database_privilege(CURRENT_USER, d.oid, 'CONNECT') END",
+                     ELSE pg_catalog.has_database_privilege(CURRENT_USER, d.oid, 'CONNECT') END,
+                coalesce(EXISTS (SELECT 1 FROM pg_catalog.aclexplode(coalesce(d.datacl, pg_catalog.acldefault('d', d.datdba))) a
+                                  JOIN pg_catalog.pg_roles me ON me.oid OPERATOR(pg_catalog.=) a.grantee
+                                 WHERE me.rolname OPERATOR(pg_catalog.=) CURRENT_USER
+                                   AND a.privilege_type OPERATOR(pg_catalog.=) 'CONNECT'), false),
+                {leftovers}",
         role_cols = role_columns("r", major),
         owner_cols = role_columns("dow", major),
+        leftovers = super::leftover_memberships_column(major),
     )
 }
 
 /// How many columns [`cluster_columns`] has.
-pub(crate) const CLUSTER_COLUMNS: usize = 2 * ROLE_COLUMNS + 11;
+pub(crate) const CLUSTER_COLUMNS: usize = 2 * ROLE_COLUMNS + 13;
 
 /// The available extensions among `$N` (a `text[]` parameter), as the `x` of
 /// [`cluster_columns`]: a lateral subquery that reads the server's control files only when the
@@ -137,6 +148,7 @@ pub(crate) fn read_cluster(row: &postgres::Row, at: usize) -> ClusterSnapshot {
         public_has_privileges: row.get(at + 4),
         master_has_owner_privileges: row.get(at + 5),
         master_can_connect: row.get(at + 10),
+        master_has_connect_grant: row.get(at + 11),
     });
     let names: Vec<String> = row.get(at + 6);
     let trusted: Vec<bool> = row.get(at + 7);
@@ -151,6 +163,7 @@ pub(crate) fn read_cluster(row: &postgres::Row, at: usize) -> ClusterSnapshot {
             .collect(),
         role_can_connect: row.get(at + 8),
         role_has_database_grant: row.get(at + 9),
+        leftover_memberships: row.get(at + 12),
     }
 }
 

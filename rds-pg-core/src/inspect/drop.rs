@@ -47,6 +47,9 @@ pub struct DropDatabaseSnapshot {
     pub is_template: bool,
     /// Client sessions connected to it (other than rds-pg's own).
     pub sessions: Vec<Session>,
+    /// The login roles master holds a leftover membership of (sorted), read also when the
+    /// database is gone (a run killed between `DROP DATABASE` and giving up the owner).
+    pub leftover_memberships: Vec<String>,
 }
 
 pub(crate) fn drop_database_snapshot(
@@ -58,7 +61,7 @@ pub(crate) fn drop_database_snapshot(
     let sql = format!(
         "SELECT d.oid IS NOT NULL, o.rolname::pg_catalog.text, coalesce(d.datistemplate, false), {owner_cols},
                 coalesce(s.pids, '{{}}'), coalesce(s.users, '{{}}'), coalesce(s.apps, '{{}}'),
-                coalesce(s.clients, '{{}}')
+                coalesce(s.clients, '{{}}'), {leftovers}
            FROM (SELECT $1::pg_catalog.text AS dbname) n
            LEFT JOIN pg_catalog.pg_database d ON d.datname OPERATOR(pg_catalog.=) n.dbname
            LEFT JOIN pg_catalog.pg_roles o ON o.oid OPERATOR(pg_catalog.=) d.datdba
@@ -73,13 +76,18 @@ pub(crate) fn drop_database_snapshot(
                    AND a.pid OPERATOR(pg_catalog.<>) ALL ($2::pg_catalog.int4[])
                    AND a.backend_type OPERATOR(pg_catalog.=) 'client backend') s ON true",
         owner_cols = role_columns("o", major),
+        leftovers = super::leftover_memberships_column(major),
     );
     let row = client.query_typed_one(
         &sql,
         &[(&database, Type::TEXT), (&ignore_pids, Type::INT4_ARRAY)],
     )?;
+    let leftover_memberships: Vec<String> = row.get(7 + ROLE_COLUMNS);
     if !row.get::<_, bool>(0) {
-        return Ok(DropDatabaseSnapshot::default());
+        return Ok(DropDatabaseSnapshot {
+            leftover_memberships,
+            ..DropDatabaseSnapshot::default()
+        });
     }
     let pids: Vec<i32> = row.get(3 + ROLE_COLUMNS);
     let users: Vec<String> = row.get(4 + ROLE_COLUMNS);
@@ -99,6 +107,7 @@ pub(crate) fn drop_database_snapshot(
                 client: clients[i].clone(),
             })
             .collect(),
+        leftover_memberships,
     })
 }
 
@@ -135,6 +144,9 @@ pub struct DropUserSnapshot {
     /// Each role that granted it privileges on a database, as `pg_roles` shows it (other
     /// grantors come from [`DropUserDatabase::grantors`]).
     pub grantor_access: BTreeMap<String, RoleState>,
+    /// The login roles master holds a leftover membership of (sorted), read also when the role
+    /// is gone (a run killed after `DROP ROLE`, before giving up the heir and the grantors).
+    pub leftover_memberships: Vec<String>,
 }
 
 /// A privilege on a database held by the role to drop.
@@ -211,12 +223,14 @@ pub(crate) fn drop_user_snapshot(
                             FROM pg_catalog.pg_auth_members m
                             JOIN pg_catalog.pg_roles u ON u.oid OPERATOR(pg_catalog.=) m.member
                           WHERE m.roleid OPERATOR(pg_catalog.=) r.oid
-                            AND u.rolname OPERATOR(pg_catalog.<>) CURRENT_USER), '{{}}')
+                            AND u.rolname OPERATOR(pg_catalog.<>) CURRENT_USER), '{{}}'),
+                {leftovers}
            FROM (SELECT $1::pg_catalog.text AS name, $2::pg_catalog.text AS target) n
            LEFT JOIN pg_catalog.pg_roles r ON r.rolname OPERATOR(pg_catalog.=) n.name
            LEFT JOIN pg_catalog.pg_roles t ON t.rolname OPERATOR(pg_catalog.=) n.target",
         role_cols = role_columns("r", major),
         target_cols = role_columns("t", major),
+        leftovers = super::leftover_memberships_column(major),
     );
     let row = client.query_typed_one(&sql, &[(&role, Type::TEXT), (&reassign_to, Type::TEXT)])?;
     let cols = ROLE_COLUMNS;
@@ -249,6 +263,7 @@ pub(crate) fn drop_user_snapshot(
         member_of: row.get(at + 7),
         members: row.get(at + 8),
         grantor_access: BTreeMap::new(),
+        leftover_memberships: row.get(at + 9),
     };
     let mut wanted: Vec<String> = snapshot
         .database_grants

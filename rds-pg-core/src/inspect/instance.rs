@@ -251,7 +251,10 @@ fn instance_query(
             KIND_USER => {
                 snapshot.users.insert(
                     rolename.unwrap_or_default(),
-                    UserSnapshot { role: cluster.role },
+                    UserSnapshot {
+                        role: cluster.role,
+                        leftover_memberships: cluster.leftover_memberships,
+                    },
                 );
             }
             KIND_DATABASE => {

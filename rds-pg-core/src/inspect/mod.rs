@@ -277,6 +277,50 @@ pub(crate) fn role_columns(alias: &str, major: u32) -> String {
     )
 }
 
+/// SQL column (a `text[]`, sorted): the login roles master holds a leftover membership of —
+/// one of the kind rds-pg grants only for the duration of an operation (no ADMIN OPTION; on 16+
+/// with INHERIT or SET), as [`RoleState::leftover_membership`] — that look like project roles:
+/// not master, no SUPERUSER, CREATEDB, CREATEROLE, REPLICATION or BYPASSRLS, not a member of
+/// any of [`PRIVILEGED_ROLES`], no `pg_`/`rds_` name. The membership PostgreSQL 16+ gives the
+/// creator of a role (ADMIN only) is not one. Read by every operation that touches roles or
+/// databases, which removes such a membership when no other rds-pg operation holds the role's
+/// lock (a run killed after `GRANT owner TO master` whose re-run no longer needs the owner).
+///
+/// On 16+ only memberships master granted itself count: a `REVOKE role FROM master` run by master
+/// removes no other (one granted by a superuser is that superuser's to take back).
+pub(crate) fn leftover_memberships_column(major: u32) -> String {
+    let privileged = PRIVILEGED_ROLES
+        .iter()
+        .map(|r| postgres_protocol::escape::escape_literal(r))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "ARRAY(SELECT DISTINCT lg.rolname::pg_catalog.text
+                 FROM pg_catalog.pg_auth_members lm
+                 JOIN pg_catalog.pg_roles lg ON lg.oid OPERATOR(pg_catalog.=) lm.roleid
+                WHERE lm.member OPERATOR(pg_catalog.=) (SELECT u.oid FROM pg_catalog.pg_roles u
+                                                        WHERE u.rolname OPERATOR(pg_catalog.=) CURRENT_USER)
+                  AND NOT lm.admin_option
+                  AND (coalesce((pg_catalog.to_jsonb(lm) OPERATOR(pg_catalog.->>) 'inherit_option')::pg_catalog.bool, true)
+                       OR coalesce((pg_catalog.to_jsonb(lm) OPERATOR(pg_catalog.->>) 'set_option')::pg_catalog.bool, true)){grantor}
+                  AND lg.rolcanlogin AND NOT lg.rolsuper AND NOT lg.rolcreatedb AND NOT lg.rolcreaterole
+                  AND NOT lg.rolreplication AND NOT lg.rolbypassrls
+                  AND lg.rolname OPERATOR(pg_catalog.<>) CURRENT_USER
+                  AND NOT pg_catalog.starts_with(lg.rolname::pg_catalog.text, 'pg_')
+                  AND NOT pg_catalog.starts_with(lg.rolname::pg_catalog.text, 'rds_')
+                  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles lp
+                                   WHERE lp.rolname OPERATOR(pg_catalog.=) ANY (ARRAY[{privileged}]::pg_catalog.name[])
+                                     AND pg_catalog.pg_has_role(lg.oid, lp.oid, 'MEMBER'))
+                ORDER BY 1)",
+        grantor = if major >= 16 {
+            "
+                  AND lm.grantor OPERATOR(pg_catalog.=) lm.member"
+        } else {
+            ""
+        }
+    )
+}
+
 /// Reads the role columns of [`role_columns`] starting at `at`; `None` when the role is missing.
 pub(crate) fn read_role(row: &postgres::Row, at: usize) -> Option<RoleState> {
     if !row.get::<_, bool>(at) {
@@ -309,6 +353,8 @@ pub(crate) const ROLE_COLUMNS: usize = 14;
 pub struct UserSnapshot {
     /// The role, if it exists.
     pub role: Option<RoleState>,
+    /// The login roles master holds a leftover membership of (sorted).
+    pub leftover_memberships: Vec<String>,
 }
 
 pub(crate) fn user_snapshot(
@@ -319,15 +365,20 @@ pub(crate) fn user_snapshot(
 ) -> Result<UserSnapshot> {
     let sql = format!(
         "SELECT {}, CASE WHEN $2::pg_catalog.text IS NULL THEN false
-                         ELSE r.rolvaliduntil IS DISTINCT FROM $2::pg_catalog.text::pg_catalog.timestamptz END
+                         ELSE r.rolvaliduntil IS DISTINCT FROM $2::pg_catalog.text::pg_catalog.timestamptz END,
+                {}
            FROM (SELECT $1::pg_catalog.text AS name) n
            LEFT JOIN pg_catalog.pg_roles r ON r.rolname OPERATOR(pg_catalog.=) n.name",
-        role_columns("r", major)
+        role_columns("r", major),
+        leftover_memberships_column(major)
     );
     let row = client.query_typed_one(&sql, &[(&name, Type::TEXT), (&valid_until, Type::TEXT)])?;
     let role = read_role(&row, 0).map(|mut r| {
         r.valid_until_differs = row.get(ROLE_COLUMNS);
         r
     });
-    Ok(UserSnapshot { role })
+    Ok(UserSnapshot {
+        role,
+        leftover_memberships: row.get(ROLE_COLUMNS + 1),
+    })
 }

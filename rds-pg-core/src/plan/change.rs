@@ -123,6 +123,11 @@ pub enum Change {
         /// Whether it removes a membership found already there (left by an operation that was
         /// killed, or granted by hand) rather than one this operation granted.
         leftover: bool,
+        /// Whether it runs only when no other rds-pg operation holds the role's lock: a
+        /// leftover membership of a role this operation does not otherwise touch, which may be
+        /// another run's, in use, rather than a leftover. Such a revoke is dropped from the plan
+        /// when the lock is taken.
+        if_unlocked: bool,
     },
     /// `CREATE DATABASE … OWNER … TEMPLATE … ENCODING …`.
     CreateDatabase {

@@ -544,7 +544,10 @@ pub fn plan_database(
                     "PUBLIC may connect to it",
                 ));
             }
-            if !state.master_can_connect && !facts.is_superuser {
+            // Master's own CONNECT, whether or not PUBLIC's is revoked now: a database created
+            // by hand, or by a run killed after CREATE DATABASE, lets master in through PUBLIC
+            // only until the revoke above.
+            if !state.master_has_connect_grant && !facts.is_superuser {
                 as_owner.push(master_connect_step(facts, &spec.name));
             }
         }
@@ -697,6 +700,7 @@ pub(crate) mod tests {
             ],
             role_can_connect: false,
             role_has_database_grant: false,
+            leftover_memberships: vec![],
         }
     }
 
@@ -719,6 +723,7 @@ pub(crate) mod tests {
                 public_has_privileges: false,
                 master_has_owner_privileges: false,
                 master_can_connect: true,
+                master_has_connect_grant: true,
             }),
         );
         c.owner = Some(project_role(CREATED_BY_MASTER_16));
@@ -844,6 +849,7 @@ pub(crate) mod tests {
                 member: master.clone(),
                 only_on_failure: false,
                 leftover: false,
+                if_unlocked: false,
             });
             assert_eq!(plan.changes(), expected.iter().collect::<Vec<_>>());
             let set = sql.iter().rposition(|s| s == "SET ROLE \"app\"").unwrap();
@@ -983,6 +989,7 @@ pub(crate) mod tests {
             public_has_privileges: false,
             master_has_owner_privileges: true,
             master_can_connect: true,
+            master_has_connect_grant: true,
         };
         let mut db = DatabaseSnapshot {
             public_owner: Some("master".into()),
@@ -1017,6 +1024,62 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_database_without_master_s_own_connect_gets_it_whatever_public_holds() {
+        // Created by hand (`CREATE DATABASE d OWNER o`: the default ACL), or by a run killed
+        // after CREATE DATABASE: PUBLIC may connect, master only through PUBLIC.
+        let f = facts(16);
+        let db = DatabaseSnapshot {
+            public_owner: Some("pg_database_owner".into()),
+            ..DatabaseSnapshot::default()
+        };
+        let spec = DatabaseSpec::new("appdb", "app").unwrap();
+        let access = CREATED_BY_MASTER_16;
+        let state = |public: bool, grant: bool| DatabaseState {
+            owner: "app".into(),
+            encoding: "UTF8".into(),
+            connection_limit: -1,
+            public_has_privileges: public,
+            master_has_owner_privileges: false,
+            master_can_connect: public || grant,
+            master_has_connect_grant: grant,
+        };
+        let plan_for = |public: bool, grant: bool| {
+            plan_database(
+                &f,
+                &cluster(access.clone(), Some(state(public, grant))),
+                &db,
+                &spec,
+            )
+            .unwrap()
+        };
+        let by_hand = plan_for(true, false);
+        assert_eq!(
+            sql(&by_hand),
+            [
+                "GRANT \"app\" TO \"master\" WITH INHERIT FALSE, SET TRUE",
+                "SET ROLE \"app\"",
+                "REVOKE ALL ON DATABASE \"appdb\" FROM PUBLIC",
+                "GRANT CONNECT ON DATABASE \"appdb\" TO \"master\"",
+                "RESET ROLE",
+                "REVOKE \"app\" FROM \"master\""
+            ]
+        );
+        // PUBLIC already revoked, master's grant missing (revoked by hand): only the grant.
+        let revoked = plan_for(false, false);
+        assert!(
+            sql(&revoked).contains(&"GRANT CONNECT ON DATABASE \"appdb\" TO \"master\"".to_owned())
+        );
+        assert!(!sql(&revoked).iter().any(|s| s.contains("FROM PUBLIC")));
+        // Master holds its own CONNECT: PUBLIC's is revoked, master's is not granted again.
+        let only_public = plan_for(true, true);
+        assert!(!sql(&only_public)
+            .iter()
+            .any(|s| s.starts_with("GRANT CONNECT")));
+        assert!(sql(&only_public).iter().any(|s| s.contains("FROM PUBLIC")));
+        assert!(plan_for(false, true).is_empty());
+    }
+
+    #[test]
     fn provisioned_database_needs_nothing() {
         let f = facts(15);
         let state = DatabaseState {
@@ -1026,6 +1089,7 @@ pub(crate) mod tests {
             public_has_privileges: false,
             master_has_owner_privileges: false,
             master_can_connect: true,
+            master_has_connect_grant: true,
         };
         let db = DatabaseSnapshot {
             public_owner: Some("pg_database_owner".into()),

@@ -401,6 +401,7 @@ mod tests {
                     client: "10.0.0.9".into(),
                 })
                 .collect(),
+            leftover_memberships: vec![],
         }
     }
 

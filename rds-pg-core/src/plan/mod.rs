@@ -141,6 +141,18 @@ impl Step {
         )
     }
 
+    /// A revoke of a leftover membership of a role the operation does not otherwise touch: it
+    /// runs only when no other rds-pg operation holds that role's lock.
+    pub fn only_if_unlocked(&self) -> bool {
+        matches!(
+            self.change,
+            Change::RevokeTemporaryMembership {
+                if_unlocked: true,
+                ..
+            }
+        )
+    }
+
     /// A revoke that runs only when the operation failed (the role itself is being dropped).
     pub(crate) fn only_on_failure(&self) -> bool {
         matches!(
@@ -453,6 +465,7 @@ pub(crate) fn temporary_membership_ending(
             member,
             only_on_failure,
             leftover,
+            if_unlocked: false,
         },
         if leftover {
             LEFTOVER_REASON
@@ -474,6 +487,7 @@ pub(crate) fn leftover_cleanup(facts: &ServerFacts, role: &str, state: &RoleStat
                 member: RoleName::from_catalog(&facts.current_user),
                 only_on_failure: false,
                 leftover: true,
+                if_unlocked: false,
             },
             LEFTOVER_REASON,
         )
@@ -512,6 +526,51 @@ pub(crate) fn with_leftover_cleanup<'a>(
         if !already {
             plan.steps.extend(leftover_cleanup(facts, name, state));
         }
+    }
+}
+
+/// The reason of the revoke of a leftover membership of a role the operation does not touch.
+const UNTOUCHED_LEFTOVER_REASON: &str =
+    "master was left a member of it (an operation that was killed, or a manual grant); rds-pg \
+     grants that only for an operation (revoked unless an rds-pg operation on the role is running)";
+
+/// Adds the removal of master's leftover memberships of login roles (`leftovers`, from the
+/// operation's inspection) that the plan does not already end, except those in `keep` (roles the
+/// plan drops: their memberships go with them). Each runs only when no other rds-pg operation
+/// holds the role's lock ([`Step::only_if_unlocked`]): a membership such an operation holds is
+/// its own, in use.
+pub(crate) fn with_untouched_leftovers(
+    facts: &ServerFacts,
+    leftovers: &[String],
+    keep: &[&str],
+    plan: &mut Plan,
+) {
+    if facts.is_superuser {
+        return;
+    }
+    for role in leftovers {
+        if keep.contains(&role.as_str()) || role == &facts.current_user {
+            continue;
+        }
+        let handled = plan
+            .steps
+            .iter()
+            .any(|s| s.temporary_role().map(|r| r.as_str()) == Some(role.as_str()));
+        if handled {
+            continue;
+        }
+        plan.steps.push(Step::new(
+            facts,
+            None,
+            Change::RevokeTemporaryMembership {
+                role: RoleName::from_catalog(role),
+                member: RoleName::from_catalog(&facts.current_user),
+                only_on_failure: false,
+                leftover: true,
+                if_unlocked: true,
+            },
+            UNTOUCHED_LEFTOVER_REASON,
+        ));
     }
 }
 
@@ -580,5 +639,51 @@ pub(crate) mod tests {
 
     pub(crate) fn sql(plan: &super::Plan) -> Vec<String> {
         plan.sql()
+    }
+
+    #[test]
+    fn leftovers_of_untouched_roles_are_revoked_only_when_unlocked() {
+        use super::{Change, Plan, Step};
+        use crate::ident::RoleName;
+        for major in [14, 16] {
+            let f = facts(major);
+            let mut plan = Plan::default();
+            // The plan ends its own membership of "owner" already.
+            plan.steps.push(Step::new(
+                &f,
+                None,
+                Change::RevokeTemporaryMembership {
+                    role: RoleName::new("owner").unwrap(),
+                    member: RoleName::new("master").unwrap(),
+                    only_on_failure: false,
+                    leftover: false,
+                    if_unlocked: false,
+                },
+                "drop the temporary membership",
+            ));
+            let leftovers = ["gone".to_owned(), "heir".to_owned(), "owner".to_owned()];
+            super::with_untouched_leftovers(&f, &leftovers, &["gone"], &mut plan);
+            assert_eq!(
+                sql(&plan),
+                [
+                    "REVOKE \"owner\" FROM \"master\"",
+                    "REVOKE \"heir\" FROM \"master\""
+                ]
+            );
+            let heir = &plan.steps[1];
+            assert!(heir.removes_leftover() && heir.only_if_unlocked());
+            assert!(!plan.steps[0].only_if_unlocked());
+            assert!(heir
+                .reason
+                .contains("unless an rds-pg operation on the role is running"));
+            // A superuser master holds no memberships to give up.
+            let mut su = Plan::default();
+            let facts_su = super::super::inspect::ServerFacts {
+                is_superuser: true,
+                ..f.clone()
+            };
+            super::with_untouched_leftovers(&facts_su, &leftovers, &[], &mut su);
+            assert!(su.is_empty());
+        }
     }
 }

@@ -338,6 +338,7 @@ mod tests {
                 public_has_privileges: false,
                 master_has_owner_privileges: false,
                 master_can_connect: true,
+                master_has_connect_grant: true,
             }),
         );
         c.owner = Some(project_role(CREATED_BY_MASTER_16));

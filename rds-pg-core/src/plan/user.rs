@@ -125,6 +125,7 @@ mod tests {
         let spec = UserSpec::new("app").unwrap().password("x");
         let snap = UserSnapshot {
             role: Some(project_role(RoleAccess::default())),
+            ..UserSnapshot::default()
         };
         let plan = plan_user(
             &facts(16),
@@ -160,7 +161,10 @@ mod tests {
         ] {
             let err = plan_user(
                 &facts(15),
-                &UserSnapshot { role: Some(role) },
+                &UserSnapshot {
+                    role: Some(role),
+                    ..UserSnapshot::default()
+                },
                 &spec,
                 &generated(),
             )
@@ -181,6 +185,7 @@ mod tests {
                 valid_until_differs: true,
                 ..project_role(RoleAccess::default())
             }),
+            ..UserSnapshot::default()
         };
         let plan = plan_user(&facts(15), &snap, &spec, &generated()).unwrap();
         assert_eq!(
@@ -222,6 +227,7 @@ mod tests {
                         admin: major >= 16,
                     })
                 }),
+                ..UserSnapshot::default()
             };
             let plan = plan_user(&facts(major), &snap, &spec, &generated()).unwrap();
             assert_eq!(plan.sql(), ["REVOKE \"app\" FROM \"master\""]);
@@ -263,7 +269,10 @@ mod tests {
             ),
         ];
         for (role, fix) in cases {
-            let snap = UserSnapshot { role: Some(role) };
+            let snap = UserSnapshot {
+                role: Some(role),
+                ..UserSnapshot::default()
+            };
             for major in [13, 16] {
                 let err = plan_user(
                     &facts(major),

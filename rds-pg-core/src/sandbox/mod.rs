@@ -623,11 +623,37 @@ impl Sandbox {
         self.stop_server("fast")
     }
 
+    /// A handle that stops, starts and restarts this sandbox's server from anywhere (another
+    /// thread, a test's fault-injection hook), keeping its port, data and log. For tests of
+    /// what a client does when its server goes away.
+    pub fn control(&self) -> ServerControl {
+        ServerControl {
+            install: self.server.install.clone(),
+            run_as: self.server.run_as,
+            dir: self.dir.path().to_owned(),
+            port: self.server.port,
+        }
+    }
+
+    /// Restarts the server (fast shutdown, which ends every session, then start on the same
+    /// port), as an RDS reboot or failover does to its clients; returns once it accepts
+    /// connections again.
+    ///
+    /// # Errors
+    /// pg_ctl failures.
+    pub fn restart(&self) -> Result<()> {
+        self.control().restart()
+    }
+
     fn stop_server(&mut self, mode: &str) -> Result<()> {
         if !self.running {
             return Ok(());
         }
         self.running = false;
+        // A ServerControl may have stopped it.
+        if !self.control().is_running().unwrap_or(true) {
+            return Ok(());
+        }
         let mut cmd = self.tool("pg_ctl");
         cmd.arg("stop")
             .arg("-D")
@@ -640,6 +666,89 @@ impl Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         let _ = self.stop_server("immediate");
+    }
+}
+
+/// Stops, starts and restarts a [`Sandbox`]'s server, keeping its port, data directory and log
+/// ([`Sandbox::control`]). The [`Sandbox`] still owns the directory: dropping it stops the server
+/// and deletes everything, whatever this handle did.
+#[derive(Clone, Debug)]
+pub struct ServerControl {
+    install: Installation,
+    run_as: Option<RunAs>,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl ServerControl {
+    fn pg_ctl(&self, action: &str) -> Command {
+        let mut cmd = server_tool(&self.install, self.run_as, &self.dir, "pg_ctl");
+        cmd.arg(action).arg("-D").arg(self.dir.join("data"));
+        cmd
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("postgres.log")
+    }
+
+    /// Whether the server is running (`pg_ctl status`).
+    ///
+    /// # Errors
+    /// [`Error::Tool`] when pg_ctl cannot tell.
+    pub fn is_running(&self) -> Result<bool> {
+        let out = self
+            .pg_ctl("status")
+            .output()
+            .map_err(|e| Error::io("running pg_ctl status", e))?;
+        match out.status.code() {
+            Some(0) => Ok(true),
+            Some(3) => Ok(false),
+            _ => Err(Error::Tool {
+                tool: "pg_ctl status".into(),
+                status: out.status.to_string(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            }),
+        }
+    }
+
+    /// Stops the server with a fast shutdown (sessions are ended); connections are refused
+    /// until [`ServerControl::start`].
+    ///
+    /// # Errors
+    /// pg_ctl failures (also when the server is not running).
+    pub fn stop(&self) -> Result<()> {
+        let mut cmd = self.pg_ctl("stop");
+        cmd.args(["-m", "fast", "-w", "-s", "-t", "30"]);
+        run_tool(cmd, "pg_ctl stop", &self.log_path())
+    }
+
+    /// Starts the stopped server again on its port and waits until it accepts connections.
+    ///
+    /// # Errors
+    /// pg_ctl failures (also when the server runs already, or its port was taken meanwhile).
+    pub fn start(&self) -> Result<()> {
+        let mut cmd = self.pg_ctl("start");
+        cmd.arg("-l")
+            .arg(self.log_path())
+            .args(["-w", "-t", "60", "-s"])
+            .arg("-o")
+            .arg(format!("-p {}", self.port));
+        run_tool(cmd, "pg_ctl start", &self.log_path())
+    }
+
+    /// Restarts the server: fast shutdown, which ends every session, then start on the same
+    /// port; returns once it accepts connections again.
+    ///
+    /// # Errors
+    /// pg_ctl failures.
+    pub fn restart(&self) -> Result<()> {
+        let mut cmd = self.pg_ctl("restart");
+        cmd.arg("-l")
+            .arg(self.log_path())
+            .args(["-m", "fast", "-w", "-t", "60", "-s"])
+            .arg("-o")
+            .arg(format!("-p {}", self.port));
+        run_tool(cmd, "pg_ctl restart", &self.log_path())
     }
 }
 
