@@ -261,7 +261,13 @@ fn recorded(dir: &Path, suffix: &str) -> Vec<(PathBuf, String)> {
             (p, text)
         })
         .collect();
-    out.sort();
+    // In the order the wrappers wrote them (their names hold a pid, which does not sort).
+    out.sort_by_key(|(p, _)| {
+        (
+            std::fs::metadata(p).and_then(|m| m.modified()).ok(),
+            p.clone(),
+        )
+    });
     out
 }
 

@@ -27,7 +27,8 @@ const SESSION_GRACE_INTERVAL: Duration = Duration::from_millis(100);
 /// The database whose advisory locks serialise rds-pg's runs on an instance.
 pub const LOCK_DATABASE: &str = "postgres";
 
-/// At most this many connections to databases other than the maintenance one are kept open.
+/// At most this many connections to databases other than the maintenance one are kept open
+/// by default (a fleet apply keeps one per database of its instance while it runs).
 const MAX_CACHED_CONNECTIONS: usize = 2;
 
 /// How long a statement waits for a lock before failing (default).
@@ -45,6 +46,8 @@ pub struct Provisioner {
     lock_timeout: Duration,
     /// Connections to other databases, opened on first use (at most one per database).
     others: HashMap<String, Client>,
+    /// How many of `others` are kept open ([`Provisioner::keep_connections`]).
+    max_cached: usize,
     /// Extensions the server can install, as far as asked (the list is read from disk by the
     /// server, so it is read once per name).
     available: HashMap<String, AvailableExtension>,
@@ -125,11 +128,19 @@ impl Provisioner {
             facts,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             others: HashMap::new(),
+            max_cached: MAX_CACHED_CONNECTIONS,
             available: HashMap::new(),
             #[cfg(feature = "fault-injection")]
             fault: None,
         };
         Ok((provisioner, value))
+    }
+
+    /// Keeps up to `n` connections to other databases open (at least the default): a fleet
+    /// apply, whose provisioner lives for one instance, keeps one per database it touches so
+    /// that no database is connected to twice.
+    pub(crate) fn keep_connections(&mut self, n: usize) {
+        self.max_cached = n.max(MAX_CACHED_CONNECTIONS);
     }
 
     /// Remembers which extensions the server can install (read by the fleet's bulk
@@ -232,7 +243,7 @@ impl Provisioner {
     /// database it ever touched. The lock database's connection is kept (it holds the advisory
     /// locks); the others open again on next use (every batch is self-contained).
     fn evict_cached_connections(&mut self) {
-        while self.others.len() >= MAX_CACHED_CONNECTIONS {
+        while self.others.len() >= self.max_cached {
             let Some(victim) = self
                 .others
                 .keys()

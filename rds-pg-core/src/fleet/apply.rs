@@ -186,6 +186,9 @@ fn converge(
         Ok((s.facts.clone(), s))
     })?;
     report.inspection_queries += 1;
+    // One connection per database of the instance for the whole apply (this provisioner ends
+    // with it): the inspection opens them, the operations reuse them.
+    p.keep_connections(projects.iter().map(|p| p.databases.len()).sum::<usize>() + 1);
     report.server_version = Some(snapshot.facts.version);
     p.remember_available(&snapshot.available);
     let (databases, template1) = inspect_databases(&mut p, &projects, &snapshot, report)?;
