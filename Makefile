@@ -17,7 +17,7 @@ lint:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 test: setup lint
-	$(CARGO) test --workspace --locked -- --test-threads=$(TEST_THREADS)
+	$(CARGO) test --workspace --locked --no-fail-fast -- --test-threads=$(TEST_THREADS)
 	RDS_PG_TEST_VERSIONS="$(if $(filter file,$(origin RDS_PG_TEST_VERSIONS)),,$(RDS_PG_TEST_VERSIONS))" \
 		bash scripts/python-test.sh
 

@@ -461,9 +461,26 @@ enum DumpLine<'a> {
 }
 
 fn dump_line(line: &str) -> DumpLine<'_> {
-    let Some(rest) = line.strip_prefix("pg_dump: ") else {
+    // With --jobs the workers share pg_dump's unbuffered standard error, which writes the
+    // "pg_dump: " prefix, the message and the line break separately: one worker's prefix can
+    // land before or inside another's line. A line may so carry the prefix twice, or not at
+    // all, or end with another worker's prefix.
+    let mut rest = line;
+    let mut prefixed = false;
+    while let Some(r) = rest.strip_prefix("pg_dump: ") {
+        rest = r;
+        prefixed = true;
+    }
+    if rest.starts_with("dumping contents of table ") {
+        let message = match rest.find("pg_dump: ") {
+            Some(at) => &rest[..at],
+            None => rest,
+        };
+        return DumpLine::Table(message);
+    }
+    if !prefixed {
         return DumpLine::Diagnostic;
-    };
+    }
     if rest.starts_with("error:")
         || rest.starts_with("warning:")
         || rest.starts_with("detail:")
@@ -555,6 +572,24 @@ mod tests {
         ] {
             assert_eq!(dump_line(line), DumpLine::Diagnostic, "{line}");
         }
+    }
+
+    #[test]
+    fn lines_of_parallel_workers_that_interleave_still_name_their_tables() {
+        // Two workers: prefix, prefix, message, message.
+        assert_eq!(
+            dump_line("pg_dump: pg_dump: dumping contents of table \"public.places\""),
+            DumpLine::Table("dumping contents of table \"public.places\"")
+        );
+        assert_eq!(
+            dump_line("dumping contents of table \"public.big\""),
+            DumpLine::Table("dumping contents of table \"public.big\"")
+        );
+        // Another worker's prefix before this line's break.
+        assert_eq!(
+            dump_line("pg_dump: dumping contents of table \"public.big\"pg_dump: "),
+            DumpLine::Table("dumping contents of table \"public.big\"")
+        );
     }
 
     fn tool() -> ClientTool {
