@@ -1610,14 +1610,6 @@ per_version!(
         let alice = project_user(sandbox, &mut master, "alice");
         create_database(&mut master, "shop", "alice", &[Extension::Hstore, Extension::Citext]);
         fill_source(&alice, "shop", false, 30_000);
-        // A row whose CHECK sleeps: restoring it takes 1.5 s whatever the machine's speed, so
-        // the restoring program is surely still running when case 3 kills it.
-        login(&alice, "shop")
-            .batch_execute(
-                "CREATE TABLE slow (n int CHECK ((pg_catalog.pg_sleep(1.5))::text = ''));
-                 INSERT INTO slow VALUES (1);",
-            )
-            .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let archive = dir.path().join("shop.dump");
         ok(dump(&DumpOptions::new(alice.for_database("shop"), &archive)), "dump");
@@ -1659,12 +1651,26 @@ per_version!(
         assert_eq!(leftovers(sandbox, "shop", "alice"), clean, "after: {e}");
         failures += 1;
 
-        // 3. The restoring program killed while it restores into the scratch database.
+        // 3. The restoring program killed while it restores into the scratch database. Its
+        // archive has 400 rows whose CHECK sleeps 10 ms each: the restore is surely still
+        // running when the killer, polling every 5 ms, finds it, however loaded the machine,
+        // and the server notices the lost client at the next row.
+        let mut owner = login(&alice, "shop");
+        owner
+            .batch_execute(
+                "CREATE TABLE slow (n int CHECK ((pg_catalog.pg_sleep(0.01))::text = ''));
+                 INSERT INTO slow SELECT g FROM generate_series(1, 400) g;",
+            )
+            .unwrap();
+        let slow = dir.path().join("slow.dump");
+        ok(dump(&DumpOptions::new(alice.for_database("shop"), &slow)), "dump with a slow row");
         let killer = kill_pg_restore_when_it_starts("scratch");
         let e = err(
-            verify_backup(&mut master, &VerifyOptions::new(source.clone(), &archive).scratch_database("scratch").unwrap()),
+            verify_backup(&mut master, &VerifyOptions::new(source.clone(), &slow).scratch_database("scratch").unwrap()),
             "killed pg_restore",
         );
+        owner.batch_execute("DROP TABLE slow").unwrap();
+        drop(owner);
         assert!(killer.join().unwrap(), "pg_restore was seen and killed");
         assert_eq!(e.kind(), ErrorKind::Tool, "{e}");
         assert_eq!(leftovers(sandbox, "shop", "alice"), clean, "after: {e}");

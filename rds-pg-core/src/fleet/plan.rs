@@ -213,7 +213,9 @@ pub(crate) fn plan_instance(inputs: &Inputs<'_>) -> InstancePlan {
                         .cloned()
                         .unwrap_or_default();
                     state_of(
-                        password.and_then(|pw| plan::plan_user(facts, &user, &spec, &pw)),
+                        password
+                            .and_then(|pw| plan::plan_user(facts, &user, &spec, &pw))
+                            .map(|p| with_leftovers(facts, &user.leftover_memberships, p)),
                         &mut item,
                     );
                     if existing.is_none() && !blocked(&item) {
@@ -357,7 +359,8 @@ pub(crate) fn plan_instance(inputs: &Inputs<'_>) -> InstancePlan {
                         };
                         let uninspected = db_snapshot.uninspected;
                         state_of(
-                            plan::plan_database(facts, &cluster, &db_snapshot, &spec),
+                            plan::plan_database(facts, &cluster, &db_snapshot, &spec)
+                                .map(|p| with_leftovers(facts, &cluster.leftover_memberships, p)),
                             &mut item,
                         );
                         if let ItemState::Planned(p) = &item.state {
@@ -457,9 +460,11 @@ pub(crate) fn plan_instance(inputs: &Inputs<'_>) -> InstancePlan {
                         .cloned()
                         .unwrap_or_default();
                     state_of(
-                        plan::ensure_master_can_connect(facts, &cluster, &grant.database).and_then(
-                            |()| plan::plan_grant_read_only(facts, &cluster, &db_snapshot, &grant),
-                        ),
+                        plan::ensure_master_can_connect(facts, &cluster, &grant.database)
+                            .and_then(|()| {
+                                plan::plan_grant_read_only(facts, &cluster, &db_snapshot, &grant)
+                            })
+                            .map(|p| with_leftovers(facts, &cluster.leftover_memberships, p)),
                         &mut item,
                     );
                 }
@@ -586,6 +591,14 @@ fn instance_role(r: &UnclaimedRole) -> bool {
 fn protected_role(r: &UnclaimedRole) -> Option<String> {
     let beyond = r.state.privileges_beyond_a_project_role();
     (!beyond.is_empty()).then(|| format!("it holds {}", beyond.join(", ")))
+}
+
+/// `plan` with the revokes of master's leftover memberships of roles it does not touch, as the
+/// operation's own plan has them (each operation removes them when no other run holds the
+/// role's lock, so the first one that runs does; the others then find none).
+fn with_leftovers(facts: &crate::ServerFacts, leftovers: &[String], mut plan: Plan) -> Plan {
+    plan::with_untouched_leftovers(facts, leftovers, &[], &mut plan);
+    plan
 }
 
 #[cfg(test)]
