@@ -669,6 +669,9 @@ impl Provisioner {
     /// `LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE`. A generated password is returned once in
     /// the report; the password travels only as a SCRAM verifier.
     ///
+    /// With [`UserSpec::iam`] the role is an IAM user (`PASSWORD NULL`, a member of `rds_iam`):
+    /// no password is generated or delivered; an existing role is switched as the spec says.
+    ///
     /// # Errors
     /// [`Error::InvalidInput`] before any SQL for a password PostgreSQL would not store (empty,
     /// with NUL, or empty once SASLprep removes the characters it maps to nothing);

@@ -198,7 +198,7 @@ per_version!(
             .steps
             .iter()
             .any(|s| s.kind() == StepKind::RestoreIam));
-        assert_eq!(iam_state(sandbox, name).0, true, "rds_iam restored");
+        assert!(iam_state(sandbox, name).0, "rds_iam restored");
         let mut c = ok(
             login_as_application(&opts.clone().dbname(name)),
             "token login to its database",
@@ -214,7 +214,7 @@ per_version!(
         let seen = watch(&mut p, sandbox, Some(2));
         err(p.ensure_database(&failing), "ensure_database with a fault");
         assert_master_fine(&mut p, sandbox, &seen, "the failed ensure_database");
-        assert_eq!(iam_state(sandbox, name).0, true, "rds_iam restored after a failure");
+        assert!(iam_state(sandbox, name).0, "rds_iam restored after a failure");
 
         // A read-only user of its database.
         let reader_password = Password::generate().unwrap();
@@ -226,7 +226,7 @@ per_version!(
         let seen = watch(&mut p, sandbox, None);
         ok(p.grant_read_only(&grant), "grant_read_only");
         assert_master_fine(&mut p, sandbox, &seen, "grant_read_only");
-        assert_eq!(iam_state(sandbox, name).0, true);
+        assert!(iam_state(sandbox, name).0);
         let mut r = ok(
             login_as_application(&sandbox.options_for("iam_reader").password(reader_password).dbname(name)),
             "reader login",
@@ -245,7 +245,7 @@ per_version!(
             );
             assert_master_fine(&mut p, sandbox, &seen, "drop_database");
         }
-        assert_eq!(iam_state(sandbox, name).0, true);
+        assert!(iam_state(sandbox, name).0);
         let seen = watch(&mut p, sandbox, None);
         ok(
             p.drop_user(&RoleName::new(name).unwrap(), &DropUserOptions::new()),
