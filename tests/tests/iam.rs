@@ -256,6 +256,43 @@ per_version!(
 );
 
 per_version!(
+    /// A run killed between the suspension and the restore leaves the IAM user without
+    /// rds_iam (master logs in); the next `ensure_user` of its IAM spec grants it again.
+    fn a_killed_run_leaves_the_user_without_rds_iam_until_ensure_user(sandbox) {
+        let mut p = provisioner(sandbox);
+        let name = "iam_killed";
+        let spec = UserSpec::new(name).unwrap().iam(true);
+        ok(p.ensure_user(&spec), "ensure_user iam");
+        let mut killed = provisioner(sandbox);
+        let mut batches = 0;
+        killed.set_fault_hook(Some(Box::new(move |_: &FaultPoint<'_>| {
+            batches += 1;
+            if batches == 2 {
+                Fault::Abandon
+            } else {
+                Fault::Continue
+            }
+        })));
+        err(
+            killed.ensure_database(&DatabaseSpec::new(name, name).unwrap()),
+            "killed ensure_database",
+        );
+        drop(killed);
+        assert_eq!(iam_state(sandbox, name), (false, true), "suspended, not restored");
+        assert!(master_trouble(&sandbox.master_options()).is_none());
+        let plan = ok(p.plan_ensure_user(&spec), "plan");
+        assert!(
+            plan.changes().contains(&&Change::GrantIam { role: RoleName::new(name).unwrap() }),
+            "{plan}"
+        );
+        ok(p.ensure_user(&spec), "ensure_user converges");
+        assert!(iam_state(sandbox, name).0);
+        assert!(master_trouble(&sandbox.master_options()).is_none());
+        assert!(ok(p.plan_ensure_user(&spec), "plan").is_empty());
+    }
+);
+
+per_version!(
     fn switching_between_password_and_iam_is_planned_explicitly(sandbox) {
         let mut p = provisioner(sandbox);
         let dir = tempfile::tempdir().unwrap();

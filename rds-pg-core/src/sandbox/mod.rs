@@ -608,8 +608,9 @@ impl Sandbox {
     /// that `pg_hba.conf` rejects the connection), and this call makes it accept the returned
     /// token as `role`'s password: the bootstrap superuser sets the token as the role's password
     /// and a `pg_hba.conf` line above the rejection lets that role use it (the server reloads
-    /// its configuration). Unlike a real token it does not expire. Returns once a login with it
-    /// succeeds.
+    /// its configuration). Unlike a real token it does not expire, and once a role has one, a
+    /// wrong password for it fails as a wrong password ("password authentication failed") rather
+    /// than as the rejection. Returns once a login with it succeeds.
     ///
     /// # Errors
     /// Connection and file errors; [`Error::Tool`] when the login still fails after 10 s.
