@@ -63,8 +63,11 @@ pub const WHITELISTED_EXTENSIONS: &[&str] = &[
     "amcheck",
 ];
 
-/// The `pg_hba.conf` line that refuses password logins to members of `rds_iam`.
-const IAM_HBA_MARKER: &str = "host   all      +rds_iam 127.0.0.1/32 reject";
+/// The `pg_hba.conf` line that refuses password logins to members of `rds_iam`, for connection
+/// type `host` (`hostssl` when only TLS is accepted, so a plaintext login still finds no entry).
+fn iam_reject_line(host: &str) -> String {
+    format!("{host} all      +rds_iam 127.0.0.1/32 reject")
+}
 
 /// How to build a [`Sandbox`].
 #[derive(Debug, Clone)]
@@ -445,7 +448,7 @@ impl Sandbox {
         };
         let host = if tls { "hostssl" } else { "host" };
         // IAM emulation: members of rds_iam (through any chain) cannot log in with a password,
-        // as on RDS; Sandbox::iam_token adds a line for one role above IAM_HBA_MARKER. On 16+
+        // as on RDS; Sandbox::iam_token adds a line for one role above that refusal. On 16+
         // master holds ADMIN on rds_iam (through rds_superuser), which pg_hba counts as
         // membership, so master's own line comes first there.
         let master_line = if self.major() >= 16 {
@@ -461,13 +464,14 @@ impl Sandbox {
              {host} rdsadmin rdsadmin 127.0.0.1/32 {method}\n\
              host   rdsadmin all      127.0.0.1/32 reject\n\
              {master_line}\
-             {IAM_HBA_MARKER}\n\
+             {iam_reject}\n\
              {host} all      all      127.0.0.1/32 {method}\n",
             if tls {
                 ", TLS only (like rds.force_ssl = 1)"
             } else {
                 ""
-            }
+            },
+            iam_reject = iam_reject_line(host),
         );
         self.write_file(&data.join("pg_hba.conf"), hba.as_bytes(), 0o600)?;
         Ok(())
@@ -638,7 +642,8 @@ impl Sandbox {
         };
         let line = format!("{host} all      {} 127.0.0.1/32 {method}", name.quoted());
         if !hba.lines().any(|l| l == line) {
-            let hba = hba.replacen(IAM_HBA_MARKER, &format!("{line}\n{IAM_HBA_MARKER}"), 1);
+            let reject = iam_reject_line(host);
+            let hba = hba.replacen(&reject, &format!("{line}\n{reject}"), 1);
             self.write_file(&hba_path, hba.as_bytes(), 0o600)?;
             admin.batch_execute("SELECT pg_reload_conf()")?;
         }
