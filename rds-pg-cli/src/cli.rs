@@ -284,6 +284,14 @@ pub enum UserCommand {
         /// Password expiry, as PostgreSQL reads a timestamp ('2030-01-01', 'infinity').
         #[arg(long, value_name = "TS")]
         valid_until: Option<String>,
+        /// An IAM user: no password, a member of rds_iam, logs in with IAM tokens (an existing
+        /// password user is switched: GRANT rds_iam, PASSWORD NULL).
+        #[arg(long, conflicts_with_all = ["password_stdin", "no_iam"])]
+        iam: bool,
+        /// A password user: an existing IAM user is switched back (REVOKE rds_iam and a new
+        /// password, generated or from --password-stdin).
+        #[arg(long)]
+        no_iam: bool,
         #[command(flatten)]
         credentials: CredentialsArgs,
         #[command(flatten)]

@@ -247,6 +247,8 @@ fn user(conn: &ConnectionArgs, cmd: UserCommand) -> u8 {
             password_stdin,
             connection_limit,
             valid_until,
+            iam,
+            no_iam,
             credentials,
             change,
         } => {
@@ -261,6 +263,9 @@ fn user(conn: &ConnectionArgs, cmd: UserCommand) -> u8 {
                 }
                 if let Some(ts) = valid_until {
                     spec = spec.valid_until(ts);
+                }
+                if iam || no_iam {
+                    spec = spec.iam(iam);
                 }
                 let delivery = credentials.delivery();
                 if let Some(d) = &delivery {

@@ -127,6 +127,7 @@ pub fn step_mark(step: &Step, dry_run: bool) -> &'static str {
         (true, _) => "would run",
         (false, StepKind::Change) => "changed",
         (false, StepKind::TemporaryGrant | StepKind::TemporaryRevoke) => "temporary",
+        (false, StepKind::SuspendIam | StepKind::RestoreIam) => "iam",
         (false, _) => "as owner",
     }
 }

@@ -630,6 +630,50 @@ on_15_and_newest!(
 );
 
 on_15_and_newest!(
+    /// `user create --iam` makes an IAM user (no password printed, a member of rds_iam); an
+    /// operation that makes master its member shows the `iam` steps around the membership and
+    /// master keeps logging in; the user logs in with a token through `--password-command`, not
+    /// with a password; `--no-iam` switches it back with a new, printed password.
+    fn iam_users_from_the_command_line(sandbox) {
+        let tmp = tempfile::tempdir().unwrap();
+        let cli = RdsPg::master(sandbox, tmp.path());
+        let run = cli.run(&["user", "create", "iam_cli", "--iam"]).expect(0, "user create --iam");
+        assert!(run.stderr.contains("PASSWORD NULL") && run.stderr.contains("GRANT rds_iam TO \"iam_cli\""), "{run:#?}");
+        assert!(run.stdout.trim().is_empty(), "no password is printed: {run:#?}");
+        let run = cli
+            .run(&["db", "create", "iam_cli", "--owner", "iam_cli"])
+            .expect(0, "db create owned by an IAM user");
+        let lines: Vec<&str> = run.stderr.lines().filter(|l| !l.starts_with("db create")).collect();
+        assert!(lines.first().is_some_and(|l| l.starts_with("iam") && l.ends_with("REVOKE rds_iam FROM \"iam_cli\"")), "{run:#?}");
+        assert!(lines.last().is_some_and(|l| l.starts_with("iam") && l.ends_with("GRANT rds_iam TO \"iam_cli\"")), "{run:#?}");
+        login(sandbox.master_options());
+        let as_iam = RdsPg::master(sandbox, tmp.path())
+            .with_env("PGUSER", "iam_cli")
+            .with_env("PGPASSFILE", &tmp.path().join("none").display().to_string());
+        let run = as_iam
+            .run(&["--password-command", "echo not-a-token", "db", "create", "x", "--owner", "iam_cli", "--dry-run"])
+            .expect(1, "a password is refused");
+        assert!(run.stderr.contains("pg_hba.conf rejects connection"), "{run:#?}");
+        let token = sandbox.iam_token("iam_cli").unwrap();
+        let file = tmp.path().join("token");
+        write_private(&file, token.expose());
+        let command = format!("cat '{}'", file.display());
+        let run = as_iam
+            .run(&["--password-command", &command, "db", "create", "iam_cli", "--owner", "iam_cli", "--dry-run"])
+            .expect(1, "the IAM user connects with its token (and is refused as an owner by itself)");
+        assert!(
+            run.stderr.contains("\"iam_cli\" is the connected master user"),
+            "logged in: {run:#?}"
+        );
+        let run = cli
+            .run(&["user", "create", "iam_cli", "--no-iam"])
+            .expect(0, "back to a password");
+        assert!(run.stderr.contains("REVOKE rds_iam FROM \"iam_cli\""), "{run:#?}");
+        login(sandbox.options_for("iam_cli").password(printed_password(&run)));
+    }
+);
+
+on_15_and_newest!(
     /// `--ssh` reaches the server through a forward via a throw-away sshd (the endpoint's name
     /// checked by verify-full, the address reached from the ssh server); the forward ends with
     /// the command, after a failed one, and when rds-pg is interrupted; a refused ssh login

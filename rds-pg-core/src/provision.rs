@@ -368,10 +368,8 @@ impl Provisioner {
             notes: plan.notes.clone(),
             ..Report::default()
         };
-        let (body, revokes): (Vec<Step>, Vec<Step>) = plan
-            .steps
-            .into_iter()
-            .partition(|s| s.kind() != StepKind::TemporaryRevoke);
+        let (body, revokes): (Vec<Step>, Vec<Step>) =
+            plan.steps.into_iter().partition(|s| !s.is_cleanup());
         let result = self.run_steps(&body, &mut report);
         if matches!(result, Err(Error::Abandoned)) {
             return result.map(|_| report);
@@ -385,11 +383,26 @@ impl Provisioner {
             .filter(|s| s.kind() == StepKind::TemporaryGrant)
             .filter_map(|s| s.temporary_role().cloned())
             .collect();
+        // An IAM user whose rds_iam was suspended gets it back, after master's membership ended
+        // (the same batch: both or neither).
+        let suspended: Vec<RoleName> = report
+            .steps
+            .iter()
+            .filter_map(|s| match &s.change {
+                plan::Change::SuspendIam { role } => Some(role.clone()),
+                _ => None,
+            })
+            .collect();
         let revokes: Vec<Step> = revokes
             .into_iter()
             .filter(|s| {
-                let ours =
-                    s.removes_leftover() || s.temporary_role().is_some_and(|r| granted.contains(r));
+                let ours = match &s.change {
+                    plan::Change::RestoreIam { role, .. } => suspended.contains(role),
+                    _ => {
+                        s.removes_leftover()
+                            || s.temporary_role().is_some_and(|r| granted.contains(r))
+                    }
+                };
                 ours && (result.is_err() || !s.only_on_failure())
             })
             .collect();
@@ -486,10 +499,8 @@ impl Provisioner {
                 Some(hook) if p.sets_password() => {
                     // A leftover membership is removed after the commit, as a cleanup (the
                     // transaction holds only the change the credentials belong to).
-                    let (body, cleanup): (Vec<Step>, Vec<Step>) = p
-                        .steps
-                        .into_iter()
-                        .partition(|s| s.kind() != StepKind::TemporaryRevoke);
+                    let (body, cleanup): (Vec<Step>, Vec<Step>) =
+                        p.steps.into_iter().partition(|s| !s.is_cleanup());
                     let body = Plan {
                         steps: body,
                         notes: p.notes,
@@ -601,7 +612,7 @@ impl Provisioner {
                 }
             }
             let batch = &steps[i..j];
-            let cleanup = batch.iter().all(|s| s.kind() == StepKind::TemporaryRevoke);
+            let cleanup = batch.iter().all(Step::is_cleanup);
             self.fault_point(batch, cleanup, false)?;
             let sql: Vec<String> = batch.iter().map(|s| s.executable_sql()).collect();
             if batch[0].change.needs_default_search_path() {
@@ -657,6 +668,9 @@ impl Provisioner {
     /// Creates the project's login role, or converges an existing one to
     /// `LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE`. A generated password is returned once in
     /// the report; the password travels only as a SCRAM verifier.
+    ///
+    /// With [`UserSpec::iam`] the role is an IAM user (`PASSWORD NULL`, a member of `rds_iam`):
+    /// no password is generated or delivered; an existing role is switched as the spec says.
     ///
     /// # Errors
     /// [`Error::InvalidInput`] before any SQL for a password PostgreSQL would not store (empty,
@@ -1271,7 +1285,10 @@ fn sets_password(report: &Report) -> bool {
     report.steps.iter().any(|s| {
         matches!(
             s.change,
-            plan::Change::CreateRole { .. } | plan::Change::SetPassword { .. }
+            plan::Change::CreateRole {
+                password: Some(_),
+                ..
+            } | plan::Change::SetPassword { .. }
         )
     })
 }

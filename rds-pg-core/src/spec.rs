@@ -11,6 +11,10 @@ use crate::secret::Password;
 ///
 /// The password is used when the role is created (none given: one is generated and returned once
 /// in the report). An existing role's password is left alone; rotate it explicitly.
+///
+/// An IAM user ([`UserSpec::iam`]) has no password: it is a member of RDS's `rds_iam` and logs
+/// in with IAM authentication tokens (`aws rds generate-db-auth-token`, see
+/// [`crate::ConnectOptions::password_command`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UserSpec {
     /// The role's name.
@@ -21,6 +25,10 @@ pub struct UserSpec {
     pub connection_limit: Option<i32>,
     /// `VALID UNTIL` as PostgreSQL reads a timestamp (`2030-01-01`, `infinity`); `None` leaves it.
     pub valid_until: Option<String>,
+    /// IAM database authentication: `Some(true)` makes the role an IAM user (`GRANT rds_iam`,
+    /// `PASSWORD NULL`), `Some(false)` a password user (`REVOKE rds_iam`, a new password);
+    /// `None` leaves an existing role as it is (a new role gets a password).
+    pub iam: Option<bool>,
 }
 
 impl UserSpec {
@@ -34,6 +42,7 @@ impl UserSpec {
             password: None,
             connection_limit: None,
             valid_until: None,
+            iam: None,
         })
     }
 
@@ -55,8 +64,30 @@ impl UserSpec {
         self
     }
 
+    /// Chooses the authentication: `true` makes the role an IAM user, `false` a password user.
+    ///
+    /// An IAM user is `LOGIN` with no password (`PASSWORD NULL`) and a member of `rds_iam`: RDS
+    /// then accepts only IAM authentication tokens for it. No password is generated for it, and
+    /// a credential delivery writes nothing (there is no secret to deliver; the connection
+    /// details are the instance's and the role's name). Switching an existing role is an
+    /// explicit change of the plan: to IAM, `GRANT rds_iam` and `ALTER ROLE … PASSWORD NULL`;
+    /// back, `REVOKE rds_iam` and a new password (the spec's or a generated one, delivered as a
+    /// new role's). Without this call an existing role keeps its authentication, and an IAM
+    /// user found without `rds_iam` (a run killed while it was suspended) is left so: call
+    /// `iam(true)` to converge it.
+    pub fn iam(mut self, iam: bool) -> Self {
+        self.iam = Some(iam);
+        self
+    }
+
     pub(crate) fn validate(&self) -> Result<()> {
         self.name.ensure_creatable()?;
+        if self.iam == Some(true) && self.password.is_some() {
+            return Err(Error::InvalidInput(format!(
+                "{:?} is an IAM user: it has no password (drop the password or the IAM setting)",
+                self.name.as_str()
+            )));
+        }
         if let Some(limit) = self.connection_limit {
             if limit < -1 {
                 return Err(Error::InvalidInput(format!(

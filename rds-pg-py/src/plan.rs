@@ -34,7 +34,7 @@ impl Step {
     }
 
     /// What kind of step it is: `"change"`, `"temporary_grant"`, `"temporary_revoke"`,
-    /// `"set_role"` or `"reset_role"`.
+    /// `"set_role"`, `"reset_role"`, `"suspend_iam"` or `"restore_iam"`.
     #[getter]
     fn kind(&self) -> &'static str {
         self.inner.kind().as_str()

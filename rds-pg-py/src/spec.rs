@@ -159,7 +159,10 @@ fn optional_int_repr(value: Option<i32>) -> String {
 /// generated and returned once in `Report.generated_password`. An existing role's password is
 /// left alone (use `Provisioner.rotate_password`). `connection_limit` and `valid_until` (a
 /// timestamp PostgreSQL reads, such as `"2030-01-01"` or `"infinity"`) are left as they are when
-/// None. Raises `InvalidName` for a name rds_pg may not create.
+/// None. `iam=True` makes an IAM user (no password, a member of `rds_iam`, logs in with IAM
+/// tokens), `iam=False` a password user; an existing user is switched explicitly in the plan
+/// (`GRANT rds_iam` + `PASSWORD NULL`, or `REVOKE rds_iam` + a new password), and `iam=None`
+/// leaves it as it is. Raises `InvalidName` for a name rds_pg may not create.
 #[pyclass(frozen, module = "rds_pg", name = "UserSpec")]
 pub struct UserSpec {
     pub(crate) inner: core::UserSpec,
@@ -168,19 +171,27 @@ pub struct UserSpec {
 #[pymethods]
 impl UserSpec {
     #[new]
-    #[pyo3(signature = (name, *, password=None, connection_limit=None, valid_until=None))]
+    #[pyo3(signature = (name, *, password=None, connection_limit=None, valid_until=None, iam=None))]
     fn new(
         py: Python<'_>,
         name: String,
         password: Option<&Bound<'_, PyAny>>,
         connection_limit: Option<i32>,
         valid_until: Option<String>,
+        iam: Option<bool>,
     ) -> PyResult<Self> {
         let mut inner = core::UserSpec::new(name).py_result(py)?;
         inner.password = optional_password_arg(password)?;
         inner.connection_limit = connection_limit;
         inner.valid_until = valid_until;
+        inner.iam = iam;
         Ok(UserSpec { inner })
+    }
+
+    /// True for an IAM user, False for a password user, None to leave an existing user as it is.
+    #[getter]
+    fn iam(&self) -> Option<bool> {
+        self.inner.iam
     }
 
     /// The role's name.

@@ -185,6 +185,9 @@ pub struct RoleState {
     /// killed, or a manual grant, left behind. The next operation touching the role removes it.
     /// The membership PostgreSQL 16+ gives the creator of a role (ADMIN only) is not one.
     pub leftover_membership: bool,
+    /// Whether it is directly a member of `rds_iam`: an IAM user, who logs in with IAM
+    /// authentication tokens instead of a password.
+    pub iam: bool,
 }
 
 impl RoleState {
@@ -272,7 +275,11 @@ pub(crate) fn role_columns(alias: &str, major: u32) -> String {
                                                           WHERE u.rolname OPERATOR(pg_catalog.=) CURRENT_USER)
                     AND NOT lm.admin_option
                     AND (coalesce((pg_catalog.to_jsonb(lm) OPERATOR(pg_catalog.->>) 'inherit_option')::pg_catalog.bool, true)
-                         OR coalesce((pg_catalog.to_jsonb(lm) OPERATOR(pg_catalog.->>) 'set_option')::pg_catalog.bool, true)))",
+                         OR coalesce((pg_catalog.to_jsonb(lm) OPERATOR(pg_catalog.->>) 'set_option')::pg_catalog.bool, true))),
+         EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members im
+                   JOIN pg_catalog.pg_roles ir ON ir.oid OPERATOR(pg_catalog.=) im.roleid
+                  WHERE im.member OPERATOR(pg_catalog.=) {a}.oid
+                    AND ir.rolname OPERATOR(pg_catalog.=) 'rds_iam')",
         a = alias
     )
 }
@@ -343,10 +350,11 @@ pub(crate) fn read_role(row: &postgres::Row, at: usize) -> Option<RoleState> {
             admin: row.get(at + 12),
         },
         leftover_membership: row.get(at + 13),
+        iam: row.get(at + 14),
     })
 }
 
-pub(crate) const ROLE_COLUMNS: usize = 14;
+pub(crate) const ROLE_COLUMNS: usize = 15;
 
 /// The snapshot `ensure_user` plans from.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

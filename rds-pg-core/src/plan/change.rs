@@ -69,7 +69,7 @@ pub enum TopologyTable {
 #[non_exhaustive]
 pub enum Change {
     /// `CREATE ROLE … LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS …
-    /// PASSWORD '<verifier>'`.
+    /// PASSWORD '<verifier>'` (`PASSWORD NULL` for an IAM user).
     CreateRole {
         /// The role.
         role: RoleName,
@@ -77,8 +77,9 @@ pub enum Change {
         connection_limit: Option<i32>,
         /// `VALID UNTIL`, if any.
         valid_until: Option<String>,
-        /// The password's SCRAM verifier (redacted when shown).
-        password: ScramVerifier,
+        /// The password's SCRAM verifier (redacted when shown); `None` for an IAM user, who has
+        /// no password (`PASSWORD NULL`).
+        password: Option<ScramVerifier>,
     },
     /// `ALTER ROLE … <attributes>`.
     AlterRole {
@@ -93,6 +94,37 @@ pub enum Change {
         role: RoleName,
         /// The password's SCRAM verifier (redacted when shown).
         password: ScramVerifier,
+    },
+    /// `ALTER ROLE … PASSWORD NULL`: a user switched to IAM authentication keeps no password.
+    ClearPassword {
+        /// The role.
+        role: RoleName,
+    },
+    /// `GRANT rds_iam TO …`: the user logs in with IAM authentication tokens (switched to IAM,
+    /// or an IAM user found without it, e.g. after a run killed while it was suspended).
+    GrantIam {
+        /// The role.
+        role: RoleName,
+    },
+    /// `REVOKE rds_iam FROM …`: the user switched back to password authentication.
+    RevokeIam {
+        /// The role.
+        role: RoleName,
+    },
+    /// `REVOKE rds_iam FROM …` for the duration of an operation: master is about to become a
+    /// member of this IAM user, and a member of a member of `rds_iam` could no longer log in
+    /// with its password. Ended by [`Change::RestoreIam`].
+    SuspendIam {
+        /// The IAM user.
+        role: RoleName,
+    },
+    /// `GRANT rds_iam TO …`: the end of a [`Change::SuspendIam`], after master gave up its
+    /// temporary membership; it runs on the error path too.
+    RestoreIam {
+        /// The IAM user.
+        role: RoleName,
+        /// Whether it runs only when the operation failed (the role itself was being dropped).
+        only_on_failure: bool,
     },
     /// `DROP ROLE …`.
     DropRole {

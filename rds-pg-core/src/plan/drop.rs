@@ -93,8 +93,8 @@ pub fn plan_drop_database(
     } else {
         temporary_membership(facts, owner, owner_state, Need::Privileges)?
     };
-    if let Some(grant) = membership.as_ref().and_then(|m| m.grant.clone()) {
-        plan.steps.push(grant);
+    if let Some(m) = &membership {
+        plan.steps.extend(m.start());
     }
     let reason = if options.force && !snapshot.sessions.is_empty() {
         format!(
@@ -115,7 +115,7 @@ pub fn plan_drop_database(
         reason,
     ));
     if let Some(m) = membership {
-        plan.steps.push(m.revoke);
+        plan.steps.extend(m.end());
     }
     Ok(plan)
 }
@@ -287,8 +287,8 @@ pub fn plan_drop_user(
         // The role's own membership goes away with DROP ROLE.
         let own = who == name.as_str();
         if let Some(m) = temporary_membership_ending(facts, &who, &state, Need::Privileges, own)? {
-            grants.extend(m.grant);
-            revokes.push(m.revoke);
+            grants.extend(m.start());
+            revokes.extend(m.end());
         }
     }
     plan.steps.extend(grants);

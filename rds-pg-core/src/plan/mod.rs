@@ -50,11 +50,17 @@ pub enum StepKind {
     SetRole,
     /// `RESET ROLE`.
     ResetRole,
+    /// `REVOKE rds_iam FROM` an IAM user master is about to become a member of, so master keeps
+    /// logging in with its password ([`Change::SuspendIam`]).
+    SuspendIam,
+    /// The `GRANT rds_iam` that ends a [`StepKind::SuspendIam`], run after the temporary revoke,
+    /// on the error path too ([`Change::RestoreIam`]).
+    RestoreIam,
 }
 
 impl StepKind {
     /// The kind's name in JSON documents and the Python binding (`change`, `temporary_grant`,
-    /// `temporary_revoke`, `set_role`, `reset_role`).
+    /// `temporary_revoke`, `set_role`, `reset_role`, `suspend_iam`, `restore_iam`).
     pub fn as_str(self) -> &'static str {
         match self {
             StepKind::Change => "change",
@@ -62,6 +68,8 @@ impl StepKind {
             StepKind::TemporaryRevoke => "temporary_revoke",
             StepKind::SetRole => "set_role",
             StepKind::ResetRole => "reset_role",
+            StepKind::SuspendIam => "suspend_iam",
+            StepKind::RestoreIam => "restore_iam",
         }
     }
 }
@@ -118,6 +126,8 @@ impl Step {
             Change::RevokeTemporaryMembership { .. } => StepKind::TemporaryRevoke,
             Change::SetRole { .. } => StepKind::SetRole,
             Change::ResetRole => StepKind::ResetRole,
+            Change::SuspendIam { .. } => StepKind::SuspendIam,
+            Change::RestoreIam { .. } => StepKind::RestoreIam,
             _ => StepKind::Change,
         }
     }
@@ -153,14 +163,27 @@ impl Step {
         )
     }
 
-    /// A revoke that runs only when the operation failed (the role itself is being dropped).
+    /// A revoke (or an IAM restore) that runs only when the operation failed (the role itself is
+    /// being dropped).
     pub(crate) fn only_on_failure(&self) -> bool {
         matches!(
             self.change,
             Change::RevokeTemporaryMembership {
                 only_on_failure: true,
                 ..
+            } | Change::RestoreIam {
+                only_on_failure: true,
+                ..
             }
+        )
+    }
+
+    /// Whether it belongs to the end of an operation, run after the body and on its error path
+    /// too: a temporary revoke, or the IAM restore that follows it.
+    pub(crate) fn is_cleanup(&self) -> bool {
+        matches!(
+            self.kind(),
+            StepKind::TemporaryRevoke | StepKind::RestoreIam
         )
     }
 
@@ -235,7 +258,10 @@ impl Plan {
         self.steps.iter().any(|s| {
             matches!(
                 s.change,
-                Change::CreateRole { .. } | Change::SetPassword { .. }
+                Change::CreateRole {
+                    password: Some(_),
+                    ..
+                } | Change::SetPassword { .. }
             )
         })
     }
@@ -398,8 +424,27 @@ pub(crate) enum Need {
 /// leftover one) and the revoke that ends it.
 #[derive(Clone, Debug)]
 pub(crate) struct TemporaryMembership {
+    /// `REVOKE rds_iam FROM role`, before the grant, when the role is an IAM user.
+    pub(crate) suspend: Option<Step>,
     pub(crate) grant: Option<Step>,
     pub(crate) revoke: Step,
+    /// `GRANT rds_iam TO role`, after the revoke, when the role is an IAM user.
+    pub(crate) restore: Option<Step>,
+}
+
+impl TemporaryMembership {
+    /// The steps that start it, in order (the IAM suspension, then the grant).
+    pub(crate) fn start(&self) -> Vec<Step> {
+        self.suspend.iter().chain(&self.grant).cloned().collect()
+    }
+
+    /// The steps that end it, in order (the revoke, then the IAM restore).
+    pub(crate) fn end(&self) -> Vec<Step> {
+        std::iter::once(&self.revoke)
+            .chain(&self.restore)
+            .cloned()
+            .collect()
+    }
 }
 
 /// The reason of the revoke that removes a leftover membership.
@@ -473,7 +518,43 @@ pub(crate) fn temporary_membership_ending(
             "drop the temporary membership"
         },
     );
-    Ok(Some(TemporaryMembership { grant, revoke }))
+    // Master must never be a member of a member of rds_iam, not even for an operation: on RDS
+    // (and in the sandbox) it could no longer log in with its password, and rds-pg opens new
+    // connections mid-operation. The IAM user gives up rds_iam first and gets it back after
+    // master gave up the membership (on the error path too); a run killed in between leaves
+    // the user without it, which its next ensure_user grants again.
+    let (suspend, restore) = if state.iam {
+        (
+            Some(Step::new(
+                facts,
+                None,
+                Change::SuspendIam {
+                    role: RoleName::from_catalog(role),
+                },
+                format!(
+                    "{role:?} is an IAM user: master, made a member of it, would have to log in \
+                     with IAM too; suspended for the operation"
+                ),
+            )),
+            Some(Step::new(
+                facts,
+                None,
+                Change::RestoreIam {
+                    role: RoleName::from_catalog(role),
+                    only_on_failure,
+                },
+                "master gave up its membership: the IAM user gets rds_iam back",
+            )),
+        )
+    } else {
+        (None, None)
+    };
+    Ok(Some(TemporaryMembership {
+        suspend,
+        grant,
+        revoke,
+        restore,
+    }))
 }
 
 /// The revoke of a leftover membership of a role an operation touches without needing it.
@@ -502,14 +583,13 @@ pub(crate) fn with_membership(membership: Option<TemporaryMembership>, plan: &mu
     };
     if plan.steps.is_empty() {
         if m.grant.is_none() {
-            plan.steps.push(m.revoke);
+            plan.steps.extend(m.start());
+            plan.steps.extend(m.end());
         }
         return;
     }
-    if let Some(grant) = m.grant {
-        plan.steps.insert(0, grant);
-    }
-    plan.steps.push(m.revoke);
+    plan.steps.splice(0..0, m.start());
+    plan.steps.extend(m.end());
 }
 
 /// Adds the removal of leftover memberships of the roles an operation touches.

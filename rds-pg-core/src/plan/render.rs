@@ -77,7 +77,10 @@ pub fn render(change: &Change, context: RenderContext, secrets: Secrets) -> Stri
                 sql.push_str(&format!(" VALID UNTIL {}", escape_literal(ts)));
             }
             sql.push_str(" PASSWORD ");
-            sql.push_str(&secret(password));
+            match password {
+                Some(v) => sql.push_str(&secret(v)),
+                None => sql.push_str("NULL"),
+            }
             sql
         }
         Change::AlterRole { role, attributes } => {
@@ -93,6 +96,13 @@ pub fn render(change: &Change, context: RenderContext, secrets: Secrets) -> Stri
         }
         Change::SetPassword { role, password } => {
             format!("ALTER ROLE {} PASSWORD {}", role.quoted(), secret(password))
+        }
+        Change::ClearPassword { role } => format!("ALTER ROLE {} PASSWORD NULL", role.quoted()),
+        Change::GrantIam { role } | Change::RestoreIam { role, .. } => {
+            format!("GRANT rds_iam TO {}", role.quoted())
+        }
+        Change::RevokeIam { role } | Change::SuspendIam { role } => {
+            format!("REVOKE rds_iam FROM {}", role.quoted())
         }
         Change::DropRole { role } => format!("DROP ROLE {}", role.quoted()),
         Change::GrantTemporaryMembership {

@@ -33,10 +33,20 @@ pub fn plan_user(
                     role: spec.name.clone(),
                     connection_limit: spec.connection_limit,
                     valid_until: spec.valid_until.clone(),
-                    password: password.verifier().clone(),
+                    password: (spec.iam != Some(true)).then(|| password.verifier().clone()),
                 },
                 "the role does not exist",
             ));
+            if spec.iam == Some(true) {
+                plan.steps.push(Step::new(
+                    facts,
+                    None,
+                    Change::GrantIam {
+                        role: spec.name.clone(),
+                    },
+                    "an IAM user logs in with IAM authentication tokens, not a password",
+                ));
+            }
         }
         Some(role) => {
             refuse_privileged(spec.name.as_str(), role, "project user")?;
@@ -53,10 +63,19 @@ pub fn plan_user(
             if let (Some(ts), true) = (&spec.valid_until, role.valid_until_differs) {
                 attributes.push(RoleAttribute::ValidUntil(ts.clone()));
             }
+            let switch = match spec.iam {
+                Some(true) if !role.iam => Some(true),
+                Some(false) if role.iam => Some(false),
+                _ => None,
+            };
+            if (!attributes.is_empty() || switch.is_some())
+                && facts.major >= 16
+                && !role.access.admin
+                && !facts.is_superuser
+            {
+                return Err(missing_admin(facts, spec.name.as_str()));
+            }
             if !attributes.is_empty() {
-                if facts.major >= 16 && !role.access.admin && !facts.is_superuser {
-                    return Err(missing_admin(facts, spec.name.as_str()));
-                }
                 plan.steps.push(Step::new(
                     facts,
                     None,
@@ -67,7 +86,47 @@ pub fn plan_user(
                     "the role's attributes differ from a project user's",
                 ));
             }
-            if spec.password.is_some() {
+            match switch {
+                Some(true) => {
+                    plan.steps.push(Step::new(
+                        facts,
+                        None,
+                        Change::GrantIam {
+                            role: spec.name.clone(),
+                        },
+                        "switched to IAM authentication",
+                    ));
+                    plan.steps.push(Step::new(
+                        facts,
+                        None,
+                        Change::ClearPassword {
+                            role: spec.name.clone(),
+                        },
+                        "an IAM user keeps no password",
+                    ));
+                }
+                Some(false) => {
+                    plan.steps.push(Step::new(
+                        facts,
+                        None,
+                        Change::RevokeIam {
+                            role: spec.name.clone(),
+                        },
+                        "switched back to password authentication",
+                    ));
+                    plan.steps.push(Step::new(
+                        facts,
+                        None,
+                        Change::SetPassword {
+                            role: spec.name.clone(),
+                            password: password.verifier().clone(),
+                        },
+                        "a password user needs a password",
+                    ));
+                }
+                None => {}
+            }
+            if spec.password.is_some() && switch != Some(false) {
                 plan.notes.push(format!(
                     "{:?} exists: its password was left unchanged (rotate it explicitly)",
                     spec.name.as_str()
@@ -83,7 +142,7 @@ pub fn plan_user(
 mod tests {
     use super::*;
     use crate::inspect::{RoleAccess, RoleState};
-    use crate::plan::tests::{facts, project_role, sql};
+    use crate::plan::tests::{facts, project_role, sql, CREATED_BY_MASTER_16};
     use crate::secret::Password;
 
     fn generated() -> NewPassword {
@@ -108,6 +167,76 @@ mod tests {
         assert!(!executable.contains(password.password().expose()));
         assert!(!format!("{plan:?}{plan}").contains(password.password().expose()));
         assert!(plan.sets_password());
+    }
+
+    #[test]
+    fn iam_users_are_created_without_a_password_and_switched_explicitly() {
+        let spec = UserSpec::new("app").unwrap().iam(true);
+        let plan = plan_user(&facts(16), &UserSnapshot::default(), &spec, &generated()).unwrap();
+        assert_eq!(
+            sql(&plan),
+            [
+                "CREATE ROLE \"app\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD NULL",
+                "GRANT rds_iam TO \"app\""
+            ]
+        );
+        assert!(!plan.sets_password());
+        let password_user = UserSnapshot {
+            role: Some(project_role(CREATED_BY_MASTER_16)),
+            ..UserSnapshot::default()
+        };
+        let iam_user = UserSnapshot {
+            role: Some(RoleState {
+                iam: true,
+                ..project_role(CREATED_BY_MASTER_16)
+            }),
+            ..UserSnapshot::default()
+        };
+        for major in [13, 16] {
+            let to_iam = plan_user(&facts(major), &password_user, &spec, &generated()).unwrap();
+            assert_eq!(
+                sql(&to_iam),
+                [
+                    "GRANT rds_iam TO \"app\"",
+                    "ALTER ROLE \"app\" PASSWORD NULL"
+                ]
+            );
+            assert!(!to_iam.sets_password());
+            let back = UserSpec::new("app").unwrap().iam(false);
+            let to_password = plan_user(&facts(major), &iam_user, &back, &generated()).unwrap();
+            assert_eq!(
+                sql(&to_password),
+                [
+                    "REVOKE rds_iam FROM \"app\"",
+                    "ALTER ROLE \"app\" PASSWORD '[redacted]'"
+                ]
+            );
+            assert!(to_password.sets_password());
+            // Without a choice, either kind of user stays as it is.
+            let plain = UserSpec::new("app").unwrap();
+            for snap in [&password_user, &iam_user] {
+                assert!(plan_user(&facts(major), snap, &plain, &generated())
+                    .unwrap()
+                    .is_empty());
+            }
+            assert!(plan_user(&facts(major), &iam_user, &spec, &generated())
+                .unwrap()
+                .is_empty());
+        }
+        // A switch needs ADMIN on the role on 16+.
+        let no_admin = UserSnapshot {
+            role: Some(project_role(RoleAccess::default())),
+            ..UserSnapshot::default()
+        };
+        let err = plan_user(&facts(16), &no_admin, &spec, &generated()).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::PermissionDenied);
+        let err = UserSpec::new("app")
+            .unwrap()
+            .iam(true)
+            .password("x")
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::InvalidInput);
     }
 
     #[test]

@@ -7,6 +7,15 @@
 //! nor settable (a plain server cannot hide `pg_authid` from their members, as RDS does: stricter
 //! than RDS, never looser); where pgextwlist is not installed for a version, master cannot create
 //! untrusted extensions at all.
+//!
+//! IAM database authentication is emulated: a member of `rds_iam` (directly or through any
+//! chain of memberships) cannot log in with a password, as on RDS, but the refusal is
+//! `pg_hba.conf`'s ("pg_hba.conf rejects connection") where RDS answers "PAM authentication
+//! failed"; [`Sandbox::iam_token`] stands for `aws rds generate-db-auth-token`. On 16+
+//! `rds_superuser` holds ADMIN on `rds_iam` (so master can grant it, as on RDS), which PostgreSQL
+//! counts as membership: there master's own `pg_hba.conf` line comes before the refusal, so a
+//! master that is a member of an IAM user is not locked out as it would be on RDS (on 13–15 it
+//! is, as on RDS).
 
 mod certs;
 mod install;
@@ -53,6 +62,12 @@ pub const WHITELISTED_EXTENSIONS: &[&str] = &[
     "pg_prewarm",
     "amcheck",
 ];
+
+/// The `pg_hba.conf` line that refuses password logins to members of `rds_iam`, for connection
+/// type `host` (`hostssl` when only TLS is accepted, so a plaintext login still finds no entry).
+fn iam_reject_line(host: &str) -> String {
+    format!("{host} all      +rds_iam 127.0.0.1/32 reject")
+}
 
 /// How to build a [`Sandbox`].
 #[derive(Debug, Clone)]
@@ -432,16 +447,31 @@ impl Sandbox {
             "md5"
         };
         let host = if tls { "hostssl" } else { "host" };
+        // IAM emulation: members of rds_iam (through any chain) cannot log in with a password,
+        // as on RDS; Sandbox::iam_token adds a line for one role above that refusal. On 16+
+        // master holds ADMIN on rds_iam (through rds_superuser), which pg_hba counts as
+        // membership, so master's own line comes first there.
+        let master_line = if self.major() >= 16 {
+            format!(
+                "{host} all      {} 127.0.0.1/32 {method}\n",
+                crate::RoleName::new(self.server.master_user.as_str())?.quoted()
+            )
+        } else {
+            String::new()
+        };
         let hba = format!(
             "# rds-pg sandbox: TCP only{}\n\
              {host} rdsadmin rdsadmin 127.0.0.1/32 {method}\n\
              host   rdsadmin all      127.0.0.1/32 reject\n\
+             {master_line}\
+             {iam_reject}\n\
              {host} all      all      127.0.0.1/32 {method}\n",
             if tls {
                 ", TLS only (like rds.force_ssl = 1)"
             } else {
                 ""
-            }
+            },
+            iam_reject = iam_reject_line(host),
         );
         self.write_file(&data.join("pg_hba.conf"), hba.as_bytes(), 0o600)?;
         Ok(())
@@ -511,6 +541,12 @@ impl Sandbox {
             superuser_roles.join(", ")
         ));
         if v >= 16 {
+            // RDS lets master grant rds_iam; on 16+ that takes ADMIN on it (before, CREATEROLE).
+            sql.push_str(
+                "GRANT rds_iam TO rds_superuser WITH ADMIN TRUE, INHERIT FALSE, SET FALSE;\n",
+            );
+        }
+        if v >= 16 {
             // A plain server cannot hide pg_authid from pg_read_all_data members the way RDS
             // does, so these are grantable but neither inherited nor settable (stricter than RDS).
             sql.push_str(
@@ -568,6 +604,68 @@ impl Sandbox {
 
     server_accessors! {
         /// Connection options for another role on this server (no password: set one).
+    }
+
+    /// Emulation of an IAM authentication token (RDS's `aws rds generate-db-auth-token`) for
+    /// `role`, a member of `rds_iam`, for tests: the sandbox refuses every password login of a
+    /// member of `rds_iam` (as RDS does; RDS says "PAM authentication failed", the sandbox says
+    /// that `pg_hba.conf` rejects the connection), and this call makes it accept the returned
+    /// token as `role`'s password: the bootstrap superuser sets the token as the role's password
+    /// and a `pg_hba.conf` line above the rejection lets that role use it (the server reloads
+    /// its configuration). Unlike a real token it does not expire, and once a role has one, a
+    /// wrong password for it fails as a wrong password ("password authentication failed") rather
+    /// than as the rejection. Returns once a login with it succeeds.
+    ///
+    /// # Errors
+    /// Connection and file errors; [`Error::Tool`] when the login still fails after 10 s.
+    pub fn iam_token(&self, role: &str) -> Result<Password> {
+        let name = crate::RoleName::new(role)?;
+        let token = Password::generate()?;
+        let mut admin = crate::connect(&self.rdsadmin_options())?;
+        admin.batch_execute(&format!(
+            "ALTER ROLE {} PASSWORD {}",
+            name.quoted(),
+            postgres_protocol::escape::escape_literal(token.scram_verifier().expose())
+        ))?;
+        let hba_path = self.data_dir().join("pg_hba.conf");
+        let hba =
+            std::fs::read_to_string(&hba_path).map_err(|e| Error::io("reading pg_hba.conf", e))?;
+        let method = if self.major() >= 14 {
+            "scram-sha-256"
+        } else {
+            "md5"
+        };
+        let host = if self.server.ca_path.is_some() {
+            "hostssl"
+        } else {
+            "host"
+        };
+        let line = format!("{host} all      {} 127.0.0.1/32 {method}", name.quoted());
+        if !hba.lines().any(|l| l == line) {
+            let reject = iam_reject_line(host);
+            let hba = hba.replacen(&reject, &format!("{line}\n{reject}"), 1);
+            self.write_file(&hba_path, hba.as_bytes(), 0o600)?;
+            admin.batch_execute("SELECT pg_reload_conf()")?;
+        }
+        let _ = admin.close();
+        let options = self.options_for(role).password(token.clone());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match crate::connect(&options) {
+                Ok(c) => {
+                    let _ = c.close();
+                    return Ok(token);
+                }
+                Err(e) if Instant::now() > deadline => {
+                    return Err(Error::Tool {
+                        tool: "sandbox iam_token".into(),
+                        status: "login refused".into(),
+                        stderr: format!("the token does not log {role:?} in: {e}"),
+                    })
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
     }
 
     /// Opens a connection as master to the `postgres` database, as psql would: after
