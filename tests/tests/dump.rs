@@ -1574,9 +1574,14 @@ fn leftovers(sandbox: &Sandbox, source: &str, owner: &str) -> (Vec<String>, i64)
     (scratch, memberships)
 }
 
-/// Kills the pg_restore (or, on the script route, the psql) this process runs for `database` as
-/// soon as it appears.
-fn kill_pg_restore_when_it_starts(database: &'static str) -> std::thread::JoinHandle<bool> {
+/// Kills, as soon as it appears, the first pg_restore (or, on the script route, psql) of this
+/// process that restores into `database` on the
+/// server at `port` (the tests of all versions run in this one process, each with its own
+/// sandbox: the port tells them apart).
+fn kill_pg_restore_when_it_starts(
+    database: &'static str,
+    port: u16,
+) -> std::thread::JoinHandle<bool> {
     std::thread::spawn(move || {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
@@ -1585,7 +1590,13 @@ fn kill_pg_restore_when_it_starts(database: &'static str) -> std::thread::JoinHa
                 .chain(children_named("psql"))
             {
                 let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                if String::from_utf8_lossy(&cmdline).contains(database) {
+                let args: Vec<String> = cmdline
+                    .split(|b| *b == 0)
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect();
+                if args.iter().any(|a| a.contains(database))
+                    && args.iter().any(|a| a == &format!("--port={port}"))
+                {
                     let _ = std::process::Command::new("kill")
                         .arg("-9")
                         .arg(pid.to_string())
@@ -1664,7 +1675,7 @@ per_version!(
             .unwrap();
         let slow = dir.path().join("slow.dump");
         ok(dump(&DumpOptions::new(alice.for_database("shop"), &slow)), "dump with a slow row");
-        let killer = kill_pg_restore_when_it_starts("scratch");
+        let killer = kill_pg_restore_when_it_starts("scratch", sandbox.port());
         let e = err(
             verify_backup(&mut master, &VerifyOptions::new(source.clone(), &slow).scratch_database("scratch").unwrap()),
             "killed pg_restore",

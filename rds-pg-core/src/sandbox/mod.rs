@@ -12,8 +12,8 @@
 //! chain of memberships) cannot log in with a password, as on RDS, but the refusal is
 //! `pg_hba.conf`'s ("pg_hba.conf rejects connection") where RDS answers "PAM authentication
 //! failed"; [`Sandbox::iam_token`] stands for `aws rds generate-db-auth-token`. On 16+
-//! `rds_superuser` holds ADMIN on `rds_iam` (so master can grant it, as on RDS), which PostgreSQL
-//! counts as membership: there master's own `pg_hba.conf` line comes before the refusal, so a
+//! master holds ADMIN on `rds_iam` (so it can grant it, as on RDS), which PostgreSQL counts as
+//! membership: there master's own `pg_hba.conf` line comes before the refusal, so a
 //! master that is a member of an IAM user is not locked out as it would be on RDS (on 13–15 it
 //! is, as on RDS).
 
@@ -449,7 +449,7 @@ impl Sandbox {
         let host = if tls { "hostssl" } else { "host" };
         // IAM emulation: members of rds_iam (through any chain) cannot log in with a password,
         // as on RDS; Sandbox::iam_token adds a line for one role above that refusal. On 16+
-        // master holds ADMIN on rds_iam (through rds_superuser), which pg_hba counts as
+        // master holds ADMIN on rds_iam (granted to it directly), which pg_hba counts as
         // membership, so master's own line comes first there.
         let master_line = if self.major() >= 16 {
             format!(
@@ -541,12 +541,6 @@ impl Sandbox {
             superuser_roles.join(", ")
         ));
         if v >= 16 {
-            // RDS lets master grant rds_iam; on 16+ that takes ADMIN on it (before, CREATEROLE).
-            sql.push_str(
-                "GRANT rds_iam TO rds_superuser WITH ADMIN TRUE, INHERIT FALSE, SET FALSE;\n",
-            );
-        }
-        if v >= 16 {
             // A plain server cannot hide pg_authid from pg_read_all_data members the way RDS
             // does, so these are grantable but neither inherited nor settable (stricter than RDS).
             sql.push_str(
@@ -561,6 +555,14 @@ impl Sandbox {
              ALTER DATABASE template1 OWNER TO {m};\n",
             postgres_protocol::escape::escape_literal(verifier.expose())
         ));
+        if v >= 16 {
+            // RDS lets master grant rds_iam; on 16+ that takes ADMIN on it (before, CREATEROLE).
+            // Held by master itself (ADMIN only), not through rds_superuser: pg_hba counts any
+            // membership, and a role someone made a member of rds_superuser is no IAM user.
+            sql.push_str(&format!(
+                "GRANT rds_iam TO {m} WITH ADMIN TRUE, INHERIT FALSE, SET FALSE;\n"
+            ));
+        }
         if self.server.install.has_pgextwlist() {
             let rows = admin.query(
                 "SELECT name FROM pg_available_extension_versions \
