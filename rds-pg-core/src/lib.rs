@@ -37,6 +37,7 @@ pub mod pgpass;
 pub mod plan;
 mod private_file;
 pub mod provision;
+mod rule;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod secret;

@@ -71,39 +71,11 @@ impl fmt::Display for Severity {
     }
 }
 
-macro_rules! rules {
-    ($( $(#[$doc:meta])* $variant:ident = $id:literal, $severity:ident; )*) => {
-        /// A rule the audit applies; [`Rule::id`] is its stable name.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        #[non_exhaustive]
-        pub enum Rule {
-            $( $(#[$doc])* $variant, )*
-        }
-
-        impl Rule {
-            /// Every rule, in the order findings are reported.
-            pub const ALL: &'static [Rule] = &[$(Rule::$variant),*];
-
-            /// The rule's stable id, e.g. `public-database-access`.
-            pub fn id(&self) -> &'static str {
-                match self { $(Rule::$variant => $id,)* }
-            }
-
-            /// The severity of its findings (a few rules report some findings lower, see
-            /// [`Finding::severity`]).
-            pub fn severity(&self) -> Severity {
-                match self { $(Rule::$variant => Severity::$severity,)* }
-            }
-
-            /// The rule with id `id`.
-            pub fn from_id(id: &str) -> Option<Rule> {
-                match id { $($id => Some(Rule::$variant),)* _ => None }
-            }
-        }
-    };
-}
-
-rules! {
+crate::rule::rule_enum! {
+    enum = "A rule the audit applies; [`Rule::id`] is its stable name.",
+    all = "Every rule, in the order findings are reported.",
+    id = "The rule's stable id, e.g. `public-database-access`.",
+    severity = "The severity of its findings (a few rules report some findings lower, see [`Finding::severity`]).";
     /// A login role other than master has SUPERUSER, CREATEDB, CREATEROLE, REPLICATION or
     /// BYPASSRLS (one finding per attribute).
     RoleAttribute = "role-attribute", Error;

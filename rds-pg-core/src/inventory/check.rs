@@ -35,38 +35,11 @@ impl fmt::Display for Severity {
     }
 }
 
-macro_rules! rules {
-    ($( $(#[$doc:meta])* $variant:ident = $id:literal, $severity:ident; )*) => {
-        /// A rule `fleet check` applies; [`Rule::id`] is its stable name.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        #[non_exhaustive]
-        pub enum Rule {
-            $( $(#[$doc])* $variant, )*
-        }
-
-        impl Rule {
-            /// Every rule, inventory rules first, in the order they are applied.
-            pub const ALL: &'static [Rule] = &[$(Rule::$variant),*];
-
-            /// The rule's stable id, e.g. `one-client-per-instance`.
-            pub fn id(&self) -> &'static str {
-                match self { $(Rule::$variant => $id,)* }
-            }
-
-            /// How much breaking the rule matters.
-            pub fn severity(&self) -> Severity {
-                match self { $(Rule::$variant => Severity::$severity,)* }
-            }
-
-            /// The rule with id `id`.
-            pub fn from_id(id: &str) -> Option<Rule> {
-                match id { $($id => Some(Rule::$variant),)* _ => None }
-            }
-        }
-    };
-}
-
-rules! {
+crate::rule::rule_enum! {
+    enum = "A rule `fleet check` applies; [`Rule::id`] is its stable name.",
+    all = "Every rule, inventory rules first, in the order they are applied.",
+    id = "The rule's stable id, e.g. `one-client-per-instance`.",
+    severity = "How much breaking the rule matters.";
     /// Every project on an instance belongs to the instance's client (each client's data stays
     /// on instances in its own AWS account).
     OneClientPerInstance = "one-client-per-instance", Error;
