@@ -12,7 +12,8 @@
 #    name pg_dump asks for; installed in .cache/postgresql/client-18 (tools in its bin/, which the
 #    test suites, the demo and `rds-pg` find through RDS_PG_TOOLS_DIRS).
 #  - OpenSSH's server and client (Debian's openssh-server, openssh-client) for the SSH-forward
-#    tests, whose throw-away sshd on loopback plays an application server.
+#    tests, whose throw-away sshd plays an application server, and iproute2 (`ip netns`, veth)
+#    for the network of their own in which that server is the one host the sandbox admits.
 # Downloads are cached in .cache/downloads (and checked against pinned SHA-256 sums), so a second
 # run is offline and takes well under a second.
 # Idempotent. Exits non-zero, saying what is missing, when something cannot be installed.
@@ -171,7 +172,7 @@ PY
 
 status=0
 install_client || status=1
-apt_install openssh-server openssh-client || status=1
+apt_install openssh-server openssh-client iproute2 || status=1
 for v in $versions; do
   case $v in
     15)

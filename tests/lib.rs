@@ -10,6 +10,7 @@ pub mod fleet;
 pub mod hostile;
 pub mod reliability;
 pub mod sshd;
+pub mod vpc;
 
 /// The versions selected by `RDS_PG_TEST_VERSIONS` (default: 13–18).
 pub fn selected_versions() -> Vec<u32> {
@@ -26,28 +27,43 @@ pub fn selected_versions() -> Vec<u32> {
     }
 }
 
-/// Starts a sandbox for `major` and runs `test` on it; a version that was not selected is
-/// reported on stderr and skipped.
-pub fn run_on(major: u32, test: impl FnOnce(&Sandbox)) {
-    if !selected_versions().contains(&major) {
+/// Whether `major` is selected by `RDS_PG_TEST_VERSIONS`; a version that is not is reported
+/// on stderr as skipped.
+pub fn selected(major: u32) -> bool {
+    let selected = selected_versions().contains(&major);
+    if !selected {
         eprintln!("PostgreSQL {major} not in RDS_PG_TEST_VERSIONS: skipped");
-        return;
     }
-    let sandbox = Sandbox::start(SandboxOptions::new().version(major))
+    selected
+}
+
+/// Starts a sandbox for `major` with `options` (the version is set here).
+///
+/// # Panics
+/// When it cannot start, and on 15 when PostGIS is missing: there it must be there, so a
+/// machine missing the packages fails loudly instead of skipping the tests that use it.
+pub fn start_sandbox(major: u32, options: SandboxOptions) -> Sandbox {
+    let sandbox = Sandbox::start(options.version(major))
         .unwrap_or_else(|e| panic!("cannot start a PostgreSQL {major} sandbox: {e}"));
     eprintln!(
         "PostgreSQL {} sandbox started in {:?}",
         sandbox.version(),
         sandbox.startup_time()
     );
-    // Tests that exercise PostGIS skip the versions without it; on 15 it must be there, so a
-    // machine missing the packages fails loudly instead of skipping.
     assert!(
         major != 15 || sandbox.has_postgis(),
         "PostgreSQL 15 sandbox without PostGIS/pgextwlist: run `make setup` \
          (apt-get install postgresql-15-postgis-3 postgresql-15-pgextwlist)"
     );
-    test(&sandbox);
+    sandbox
+}
+
+/// Starts a sandbox for `major` and runs `test` on it; a version that was not selected is
+/// reported on stderr and skipped.
+pub fn run_on(major: u32, test: impl FnOnce(&Sandbox)) {
+    if selected(major) {
+        test(&start_sandbox(major, SandboxOptions::new()));
+    }
 }
 
 /// Defines a test module with one `#[test]` per supported major version (`pg13` … `pg18`),
@@ -56,8 +72,25 @@ pub fn run_on(major: u32, test: impl FnOnce(&Sandbox)) {
 /// ```ignore
 /// per_version!(fn master_is_not_superuser(sandbox) { … });
 /// ```
+///
+/// With `(major: u32)` the body gets the version instead, and starts what it needs itself
+/// (a sandbox with options of its own, with [`start_sandbox`]).
 #[macro_export]
 macro_rules! per_version {
+    ($(#[$meta:meta])* fn $name:ident($major:ident: u32) $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            fn body($major: u32) $body
+            #[test] fn pg13() { if $crate::selected(13) { body(13) } }
+            #[test] fn pg14() { if $crate::selected(14) { body(14) } }
+            #[test] fn pg15() { if $crate::selected(15) { body(15) } }
+            #[test] fn pg16() { if $crate::selected(16) { body(16) } }
+            #[test] fn pg17() { if $crate::selected(17) { body(17) } }
+            #[test] fn pg18() { if $crate::selected(18) { body(18) } }
+        }
+    };
     ($(#[$meta:meta])* fn $name:ident($sb:ident) $body:block) => {
         $(#[$meta])*
         mod $name {

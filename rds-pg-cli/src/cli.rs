@@ -526,6 +526,16 @@ pub enum SandboxCommand {
         /// directory].
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+        /// Also listen on this IPv4 address of the machine (such as one end of a veth pair), for
+        /// practice with a security group (`--admit`).
+        #[arg(long, value_name = "ADDR", requires = "admit")]
+        listen_on: Option<std::net::Ipv4Addr>,
+        /// Admit logins (but rdsadmin's) only from this IPv4 address, as an RDS security group
+        /// that admits only the application servers: then even the printed PGHOST, 127.0.0.1,
+        /// is refused, and the instance is reached through an SSH forward via that server
+        /// (`rds-pg --ssh … --hostaddr LISTEN-ON`).
+        #[arg(long, value_name = "ADDR", requires = "listen_on")]
+        admit: Option<std::net::Ipv4Addr>,
         /// Print one JSON document instead of export lines.
         #[arg(long)]
         json: bool,

@@ -461,8 +461,13 @@ fn sandbox(cmd: SandboxCommand) -> u8 {
         SandboxCommand::Start {
             pg_version,
             dir,
+            listen_on,
+            admit,
             json,
-        } => ("sandbox start", sandbox_start(pg_version, dir, json)),
+        } => (
+            "sandbox start",
+            sandbox_start(pg_version, dir, listen_on.zip(admit), json),
+        ),
         SandboxCommand::Stop { dir } => (
             "sandbox stop",
             DetachedSandbox::open(&dir).and_then(|sandbox| {
@@ -483,13 +488,21 @@ fn sandbox(cmd: SandboxCommand) -> u8 {
     }
 }
 
-fn sandbox_start(version: Option<u32>, dir: Option<std::path::PathBuf>, json: bool) -> Result<u8> {
+fn sandbox_start(
+    version: Option<u32>,
+    dir: Option<std::path::PathBuf>,
+    security_group: Option<(std::net::Ipv4Addr, std::net::Ipv4Addr)>,
+    json: bool,
+) -> Result<u8> {
     let mut options = SandboxOptions::new();
     if let Some(v) = version {
         options = options.version(v);
     }
     if let Some(d) = dir {
         options = options.dir(d);
+    }
+    if let Some((listen, client)) = security_group {
+        options = options.security_group(listen, client);
     }
     eprintln!("sandbox start: initialising an RDS-like PostgreSQL instance…");
     let sandbox = Sandbox::start(options)?;
@@ -533,6 +546,13 @@ fn sandbox_start(version: Option<u32>, dir: Option<std::path::PathBuf>, json: bo
             "not available on this version"
         },
     );
+    if let Some((listen, client)) = security_group {
+        eprintln!(
+            "sandbox start: also listening on {listen}:{}; logins admitted only from {client} \
+             (reach it through an SSH forward via that host, with --hostaddr {listen})",
+            sandbox.port()
+        );
+    }
     if std::io::stdout().is_terminal() && !json {
         eprintln!(
             "sandbox start: to use it from this shell, run the export lines above \

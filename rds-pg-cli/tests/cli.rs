@@ -1382,3 +1382,129 @@ mod sandbox_start_status_stop {
         super::sandbox_cli_round_trip(super::newest())
     }
 }
+
+/// `rds-pg sandbox start --listen-on --admit` makes an instance that admits logins only from an
+/// application server (a network namespace of the test's own, tests/vpc.rs, with a throw-away
+/// sshd): the printed environment alone is refused by `pg_hba.conf`, from loopback and from the
+/// instance's own address; with `--ssh` via that server master provisions and the new user
+/// dumps. On the newest selected version (the library's test covers them all).
+#[test]
+fn sandbox_behind_a_security_group_is_reached_only_through_ssh() {
+    use rds_pg_tests::sshd::{processes_with, Sshd, HOST_ALIAS};
+    use rds_pg_tests::vpc::Vpc;
+    let Some(&major) = selected_versions().last() else {
+        return;
+    };
+    let vpc = Vpc::create();
+    let (listen, admit) = (
+        vpc.instance_address().to_string(),
+        vpc.app_address().to_string(),
+    );
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("behind-sg");
+    let run = RdsPg::bare()
+        .run(&[
+            "sandbox",
+            "start",
+            "--pg-version",
+            &major.to_string(),
+            "--dir",
+            dir.to_str().unwrap(),
+            "--listen-on",
+            &listen,
+            "--admit",
+            &admit,
+        ])
+        .expect(0, "sandbox start behind a security group");
+    assert!(
+        run.stderr
+            .contains(&format!("logins admitted only from {admit}")),
+        "{run:#?}"
+    );
+    struct StopOnDrop(PathBuf);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            if let Ok(s) = DetachedSandbox::open(&self.0) {
+                let _ = s.stop();
+            }
+        }
+    }
+    let _stop = StopOnDrop(dir.clone());
+    let sshd = Sshd::start_in(&vpc);
+    let config = sshd.client_config().display().to_string();
+    let mut cli = RdsPg::bare();
+    for (k, v) in parse_exports(&run.stdout) {
+        cli = cli.with_env(&k, &v);
+    }
+
+    for address in ["127.0.0.1", listen.as_str()] {
+        let run = cli
+            .run(&["--hostaddr", address, "user", "create", "shop"])
+            .expect(1, "a direct connection");
+        assert!(
+            run.stderr
+                .contains(&format!("no pg_hba.conf entry for host \"{address}\"")),
+            "{run:#?}"
+        );
+    }
+    let ssh = [
+        "--ssh",
+        HOST_ALIAS,
+        "--ssh-config",
+        &config,
+        "--hostaddr",
+        &listen,
+    ];
+    let args =
+        |rest: &[&str]| -> Vec<String> { ssh.iter().chain(rest).map(|s| s.to_string()).collect() };
+    let run_args = |cli: &RdsPg, rest: &[&str], status: i32, what: &str| {
+        let args = args(rest);
+        cli.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            .expect(status, what)
+    };
+    let pgpass = parent.path().join("shop.pgpass");
+    let pgpass_arg = pgpass.display().to_string();
+    run_args(
+        &cli,
+        &[
+            "user",
+            "create",
+            "shop",
+            "--credentials-pgpass",
+            &pgpass_arg,
+        ],
+        0,
+        "user create through ssh",
+    );
+    run_args(
+        &cli,
+        &["db", "create", "shop", "--owner", "shop"],
+        0,
+        "db create through ssh",
+    );
+    assert!(
+        processes_with(&config).is_empty(),
+        "the forward ended with the command"
+    );
+    // The user, with its delivered password file: refused directly, dumps through the forward.
+    let shop = cli
+        .with_env("PGUSER", "shop")
+        .with_env("PGPASSFILE", &pgpass_arg);
+    let run = shop
+        .run(&["dump", "shop", "--file", "/dev/null"])
+        .expect(1, "the user directly");
+    assert!(run.stderr.contains("no pg_hba.conf entry"), "{run:#?}");
+    let archive = parent.path().join("shop.dump");
+    let run = run_args(
+        &shop,
+        &["dump", "shop", "--file", &archive.display().to_string()],
+        0,
+        "dump through ssh",
+    );
+    assert!(run.stderr.contains("dump \"shop\": done"), "{run:#?}");
+    assert!(archive.is_file());
+    assert!(
+        processes_with(&config).is_empty(),
+        "the forward ended with the dump"
+    );
+}

@@ -329,7 +329,13 @@ via = "{HOST_ALIAS}"
 // ---------------------------------------------------------------------------------------------
 
 use rds_pg_core::tunnel::SshForward;
-use rds_pg_tests::sshd::{processes_with, Sshd, HOST_ALIAS, REFUSED_ALIAS};
+use rds_pg_tests::sshd::{
+    account as sshd_account, files_holding, processes_with, Account, Sshd, HOST_ALIAS,
+    REFUSED_ALIAS,
+};
+use rds_pg_tests::vpc::Vpc;
+use rds_pg_tests::{start_sandbox, SandboxOptions};
+use std::path::Path;
 
 fn forward(sshd: &Sshd) -> SshForward {
     ok(SshForward::new(HOST_ALIAS), "SshForward::new").config_file(sshd.client_config())
@@ -346,16 +352,71 @@ fn assert_gone(pid: u32, local: std::net::SocketAddr) {
     );
 }
 
+/// `options` aimed at the sandbox under its endpoint name, at `address`.
+fn at(options: ConnectOptions, address: Ipv4Addr) -> ConnectOptions {
+    options.host(ENDPOINT_NAME).hostaddr(IpAddr::V4(address))
+}
+
+/// The files in the application server account's home, and those it owns in the temporary
+/// directories, that hold `secret`.
+fn files_with_secret(account: &Account, secret: &str) -> Vec<std::path::PathBuf> {
+    let mut found = files_holding(&account.home, None, secret.as_bytes());
+    for tmp in ["/tmp", "/var/tmp", "/dev/shm"] {
+        found.extend(files_holding(
+            Path::new(tmp),
+            Some(account.uid),
+            secret.as_bytes(),
+        ));
+    }
+    found
+}
+
 per_version!(
-    /// Through an SSH forward via a throw-away sshd: master provisions, the project user dumps
-    /// and restores, verify-full checks the endpoint's name (a wrong name is refused); the
-    /// forward ends when dropped and after a failed operation, and a refused ssh login is a
-    /// typed error with ssh's own message.
-    fn provisioning_dump_and_restore_through_an_ssh_forward(sandbox) {
-        let sshd = Sshd::start();
-        // The forward goes to 127.0.0.1 (the hostaddr, as the app server would reach the
-        // endpoint); TLS is checked for the endpoint's name, which never resolves here.
-        let master = through_hostaddr(sandbox.master_options());
+    /// The sandbox behind a security group that admits only an application server (a network
+    /// namespace of the test's own with a throw-away sshd in it, tests/vpc.rs): a direct
+    /// connection finds no `pg_hba.conf` entry, from loopback or from the instance's own
+    /// network. Through an SSH forward via that server master provisions and the project user
+    /// dumps and restores; verify-full checks the endpoint's name (a wrong name is refused);
+    /// the forward ends when dropped and after a failed operation, leaving no session of the
+    /// server's account running and no file with master's password in its home or the
+    /// temporary directories; a refused ssh login is a typed error with ssh's own message.
+    fn provisioning_dump_and_restore_only_through_an_ssh_forward(major: u32) {
+        let vpc = Vpc::create();
+        let sandbox = &start_sandbox(
+            major,
+            SandboxOptions::new().security_group(vpc.instance_address(), vpc.app_address()),
+        );
+        let sshd = Sshd::start_in(&vpc);
+        let account = sshd_account();
+        let secret = sandbox.master_password().expose().to_owned();
+        // The search finds a file the account wrote, in its home and in /tmp.
+        let planted: Vec<_> = [account.home.clone(), std::env::temp_dir()]
+            .iter()
+            .map(|dir| dir.join(format!("planted-{}-{major}", std::process::id())))
+            .collect();
+        for file in &planted {
+            std::fs::write(file, format!("password={secret}\n")).unwrap();
+            std::os::unix::fs::chown(file, Some(account.uid), None).unwrap();
+        }
+        assert_eq!(files_with_secret(&account, &secret), planted);
+        for file in &planted {
+            std::fs::remove_file(file).unwrap();
+        }
+
+        // Directly, from this machine: refused by pg_hba.conf, whichever address is used.
+        for address in [Ipv4Addr::LOCALHOST, vpc.instance_address()] {
+            let direct = connect_error(&at(sandbox.master_options(), address));
+            assert_eq!(direct.kind(), ErrorKind::Connection, "{direct}");
+            assert!(
+                direct
+                    .to_string()
+                    .contains(&format!("no pg_hba.conf entry for host \"{address}\"")),
+                "{direct}"
+            );
+        }
+
+        // Through the application server: the endpoint's address as that server reaches it.
+        let master = at(sandbox.master_options(), vpc.instance_address());
         let tunnel = ok(forward(&sshd).open(&master), "open the forward");
         let pid = tunnel.pid().unwrap();
         let local = tunnel.local_addr();
@@ -366,7 +427,11 @@ per_version!(
             .query_one("SELECT current_user::text, host(inet_client_addr())", &[])
             .unwrap();
         assert_eq!(row.get::<_, String>(0), sandbox.master_user());
-        assert_eq!(row.get::<_, String>(1), "127.0.0.1", "sshd's connection");
+        assert_eq!(
+            row.get::<_, String>(1),
+            vpc.app_address().to_string(),
+            "the application server's connection"
+        );
         drop(c);
         if has_tls(sandbox) {
             let wrong = connect_error(&via.clone().host("other.rds-pg.invalid"));
@@ -386,31 +451,65 @@ per_version!(
                 "ensure_database through ssh",
             );
         }
-        let shop = tunnel.apply(through_hostaddr(sandbox.options_for("shop").password(password)));
-        let mut c = ok(login_as_application(&shop.for_database("shop")), "login as shop");
+        let shop = tunnel.apply(at(
+            sandbox.options_for("shop").password(password),
+            vpc.instance_address(),
+        ));
+        let mut c = ok(
+            login_as_application(&shop.for_database("shop")),
+            "login as shop",
+        );
         c.batch_execute("CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 20) g")
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let archive = dir.path().join("shop.dump");
-        ok(dump(&DumpOptions::new(shop.for_database("shop"), &archive)), "dump through ssh");
         ok(
-            restore(&RestoreOptions::new(shop.for_database("shop_copy"), &archive)),
+            dump(&DumpOptions::new(shop.for_database("shop"), &archive)),
+            "dump through ssh",
+        );
+        ok(
+            restore(&RestoreOptions::new(
+                shop.for_database("shop_copy"),
+                &archive,
+            )),
             "restore through ssh",
         );
-        let mut copy = ok(login_as_application(&shop.for_database("shop_copy")), "login");
-        let n: i64 = copy.query_one("SELECT count(*) FROM t", &[]).unwrap().get(0);
+        let mut copy = ok(
+            login_as_application(&shop.for_database("shop_copy")),
+            "login",
+        );
+        let n: i64 = copy
+            .query_one("SELECT count(*) FROM t", &[])
+            .unwrap()
+            .get(0);
         assert_eq!(n, 20);
         drop((c, copy, provisioner));
 
         // A failed operation through the forward (a user that does not exist), then the
         // forward is dropped: ssh is gone, the port no longer listens.
-        let err = connect_error(&tunnel.apply(through_hostaddr(
+        let err = connect_error(&tunnel.apply(at(
             sandbox.options_for("nobody_here").password("x"),
+            vpc.instance_address(),
         )));
         assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
         drop(tunnel);
         assert_gone(pid, local);
         assert!(processes_with(&sshd.client_config().display().to_string()).is_empty());
+        // The server side: its session processes end with the connection, and nothing of
+        // master's was left on it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !sshd.sessions().is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sshd sessions still running: {:?}",
+                sshd.sessions()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert_eq!(
+            files_with_secret(&account, &secret),
+            Vec::<std::path::PathBuf>::new()
+        );
 
         // A refused login: ssh's own message, and nothing left running.
         let refused = SshForward::new(REFUSED_ALIAS)
@@ -419,7 +518,12 @@ per_version!(
             .open(&master)
             .unwrap_err();
         assert_eq!(refused.kind(), ErrorKind::Tool, "{refused}");
-        assert!(refused.to_string().contains("Permission denied (publickey)"), "{refused}");
+        assert!(
+            refused
+                .to_string()
+                .contains("Permission denied (publickey)"),
+            "{refused}"
+        );
         assert!(processes_with(&sshd.client_config().display().to_string()).is_empty());
     }
 );

@@ -20,7 +20,7 @@
 mod certs;
 mod install;
 
-use std::net::TcpListener;
+use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -63,10 +63,18 @@ pub const WHITELISTED_EXTENSIONS: &[&str] = &[
     "amcheck",
 ];
 
-/// The `pg_hba.conf` line that refuses password logins to members of `rds_iam`, for connection
-/// type `host` (`hostssl` when only TLS is accepted, so a plaintext login still finds no entry).
-fn iam_reject_line(host: &str) -> String {
-    format!("{host} all      +rds_iam 127.0.0.1/32 reject")
+/// The `pg_hba.conf` line that refuses password logins to members of `rds_iam` connecting from
+/// `clients`, for connection type `host` (`hostssl` when only TLS is accepted, so a plaintext
+/// login still finds no entry).
+fn iam_reject_line(host: &str, clients: &str) -> String {
+    format!("{host} all      +rds_iam {clients} reject")
+}
+
+/// An emulated RDS security group: see [`SandboxOptions::security_group`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SecurityGroup {
+    listen: Ipv4Addr,
+    client: Ipv4Addr,
 }
 
 /// How to build a [`Sandbox`].
@@ -76,6 +84,7 @@ pub struct SandboxOptions {
     bin_dir: Option<PathBuf>,
     master_user: String,
     dir: Option<PathBuf>,
+    security_group: Option<SecurityGroup>,
 }
 
 impl Default for SandboxOptions {
@@ -93,7 +102,21 @@ impl SandboxOptions {
             bin_dir: None,
             master_user: "master".into(),
             dir: None,
+            security_group: None,
         }
+    }
+
+    /// Emulates an RDS security group that admits only the application servers: the server
+    /// also listens on `listen` (an address of this machine, such as one end of a veth pair),
+    /// and every role but `rdsadmin` may log in only from `client` (the application server's
+    /// address). A connection from anywhere else, 127.0.0.1 included, finds no `pg_hba.conf`
+    /// entry, so the instance is reachable only through that server, by an SSH forward.
+    /// `rdsadmin` (AWS's own account, used for the set-up and by [`Sandbox::iam_token`]) keeps
+    /// logging in on 127.0.0.1. [`Sandbox::master_options`] still names 127.0.0.1: aim them at
+    /// `listen` through the forward.
+    pub fn security_group(mut self, listen: Ipv4Addr, client: Ipv4Addr) -> Self {
+        self.security_group = Some(SecurityGroup { listen, client });
+        self
     }
 
     crate::builder::setters! {
@@ -214,6 +237,7 @@ macro_rules! server_accessors {
 pub struct Sandbox {
     dir: tempfile::TempDir,
     server: Server,
+    security_group: Option<SecurityGroup>,
     startup: Duration,
     running: bool,
 }
@@ -299,6 +323,7 @@ impl Sandbox {
                 ca_path: None,
                 whitelist: Vec::new(),
             },
+            security_group: options.security_group,
             startup: Duration::ZERO,
             running: false,
         };
@@ -315,6 +340,14 @@ impl Sandbox {
 
     fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
+    }
+
+    /// The client addresses `pg_hba.conf` admits for every role but `rdsadmin`.
+    fn clients(&self) -> String {
+        let client = self
+            .security_group
+            .map_or(Ipv4Addr::LOCALHOST, |g| g.client);
+        format!("{client}/32")
     }
 
     /// A command for one of the server's tools, run as the unprivileged account when needed,
@@ -382,7 +415,7 @@ impl Sandbox {
         let data = self.data_dir();
         let mut conf = format!(
             "\n# rds-pg sandbox: an RDS-like instance\n\
-             listen_addresses = '127.0.0.1'\n\
+             listen_addresses = '{}'\n\
              unix_socket_directories = ''\n\
              password_encryption = '{}'\n\
              log_statement = 'all'\n\
@@ -394,6 +427,10 @@ impl Sandbox {
              shared_buffers = 16MB\n\
              max_connections = 100\n\
              lc_messages = 'C'\n",
+            match self.security_group {
+                Some(g) => format!("127.0.0.1, {}", g.listen),
+                None => "127.0.0.1".into(),
+            },
             if self.major() >= 14 {
                 "scram-sha-256"
             } else {
@@ -451,27 +488,34 @@ impl Sandbox {
         // as on RDS; Sandbox::iam_token adds a line for one role above that refusal. On 16+
         // master holds ADMIN on rds_iam (granted to it directly), which pg_hba counts as
         // membership, so master's own line comes first there.
+        let clients = self.clients();
         let master_line = if self.major() >= 16 {
             format!(
-                "{host} all      {} 127.0.0.1/32 {method}\n",
+                "{host} all      {} {clients} {method}\n",
                 crate::RoleName::new(self.server.master_user.as_str())?.quoted()
             )
         } else {
             String::new()
         };
         let hba = format!(
-            "# rds-pg sandbox: TCP only{}\n\
+            "# rds-pg sandbox: TCP only{}{}\n\
              {host} rdsadmin rdsadmin 127.0.0.1/32 {method}\n\
              host   rdsadmin all      127.0.0.1/32 reject\n\
+             {host} all      rdsadmin 127.0.0.1/32 {method}\n\
              {master_line}\
              {iam_reject}\n\
-             {host} all      all      127.0.0.1/32 {method}\n",
+             {host} all      all      {clients} {method}\n",
             if tls {
                 ", TLS only (like rds.force_ssl = 1)"
             } else {
                 ""
             },
-            iam_reject = iam_reject_line(host),
+            if self.security_group.is_some() {
+                "; a security group admits only the application server"
+            } else {
+                ""
+            },
+            iam_reject = iam_reject_line(host, &clients),
         );
         self.write_file(&data.join("pg_hba.conf"), hba.as_bytes(), 0o600)?;
         Ok(())
@@ -616,7 +660,9 @@ impl Sandbox {
     /// and a `pg_hba.conf` line above the rejection lets that role use it (the server reloads
     /// its configuration). Unlike a real token it does not expire, and once a role has one, a
     /// wrong password for it fails as a wrong password ("password authentication failed") rather
-    /// than as the rejection. Returns once a login with it succeeds.
+    /// than as the rejection. Returns once a login with it succeeds (with a
+    /// [security group](SandboxOptions::security_group), where a login can come only through
+    /// the application server, as soon as the server is told to reload its configuration).
     ///
     /// # Errors
     /// Connection and file errors; [`Error::Tool`] when the login still fails after 10 s.
@@ -642,14 +688,18 @@ impl Sandbox {
         } else {
             "host"
         };
-        let line = format!("{host} all      {} 127.0.0.1/32 {method}", name.quoted());
+        let clients = self.clients();
+        let line = format!("{host} all      {} {clients} {method}", name.quoted());
         if !hba.lines().any(|l| l == line) {
-            let reject = iam_reject_line(host);
+            let reject = iam_reject_line(host, &clients);
             let hba = hba.replacen(&reject, &format!("{line}\n{reject}"), 1);
             self.write_file(&hba_path, hba.as_bytes(), 0o600)?;
             admin.batch_execute("SELECT pg_reload_conf()")?;
         }
         let _ = admin.close();
+        if self.security_group.is_some() {
+            return Ok(token);
+        }
         let options = self.options_for(role).password(token.clone());
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
