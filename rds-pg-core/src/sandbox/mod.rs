@@ -16,6 +16,10 @@
 //! membership: there master's own `pg_hba.conf` line comes before the refusal, so a
 //! master that is a member of an IAM user is not locked out as it would be on RDS (on 13–15 it
 //! is, as on RDS).
+//!
+//! A security group that admits only the application servers can be emulated too
+//! ([`SandboxOptions::security_group`]): logins are then admitted only from one client address,
+//! so the instance is reached only through an SSH forward via the host at that address.
 
 mod certs;
 mod install;
