@@ -69,7 +69,7 @@ pub fn run_on(major: u32, test: impl FnOnce(&Sandbox)) {
 /// Defines a test module with one `#[test]` per supported major version (`pg13` … `pg18`),
 /// each running the body on a fresh sandbox of that version.
 ///
-/// ```ignore
+/// ```text
 /// per_version!(fn master_is_not_superuser(sandbox) { … });
 /// ```
 ///

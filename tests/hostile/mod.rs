@@ -6,7 +6,7 @@
 //!
 //! - [`census`]: the names of `pg_catalog` that master's statements really resolve, read from the
 //!   sandbox's statement log.
-//! - [`plant`]: the objects planted for them.
+//! - [`plant`](mod@plant): the objects planted for them.
 //! - [`log`]: the server log, entry by entry, with session user and database.
 //!
 //! Connections of the harness itself are opened here, not with `rds_pg_core::connect` (whose

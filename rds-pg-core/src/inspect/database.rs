@@ -273,7 +273,7 @@ pub struct SchemaCreateGrant {
     pub grantee: String,
 }
 
-/// What [`database_snapshot`] reads beyond the basics.
+/// What `database_snapshot` reads beyond the basics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SnapshotScope {
     /// Look for objects that shadow `pg_catalog` names (before creating extensions).

@@ -1,7 +1,7 @@
 //! Reading what the server has: one bulk catalog query per database into a snapshot, read in
 //! master's pinned sessions with every name qualified. Never reads `pg_authid`.
 //!
-//! [`database`] holds what database operations read, [`drop`] what teardown reads; this module
+//! [`database`] holds what database operations read, [`drop`](mod@drop) what teardown reads; this module
 //! the server's facts and the roles.
 
 pub mod database;

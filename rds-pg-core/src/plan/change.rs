@@ -1,5 +1,5 @@
 //! What a plan's steps do, as data: every statement rds-pg sends is one [`Change`], turned into
-//! SQL only by [`super::render`].
+//! SQL only by [`super::render`](mod@super::render).
 
 use crate::ident::{DatabaseName, RoleName, SchemaName};
 use crate::secret::ScramVerifier;

@@ -1,10 +1,10 @@
 //! Plans and reports: the ordered steps an operation runs (or would run), each a typed
 //! [`Change`] with the database it runs in and why it is needed. Planners are pure functions of
-//! a spec, a snapshot of the server ([`crate::inspect`]) and the server's facts; [`render`] is the
+//! a spec, a snapshot of the server ([`crate::inspect`]) and the server's facts; [`render`](mod@render) is the
 //! only place a change becomes SQL.
 //!
 //! One module per operation: [`user`] (project roles), [`password`] (rotation), [`database`]
-//! (databases and extensions), [`read_only`], [`drop`] (databases and roles), [`instance`].
+//! (databases and extensions), [`read_only`], [`drop`](mod@drop) (databases and roles), [`instance`].
 
 pub mod change;
 pub mod database;
