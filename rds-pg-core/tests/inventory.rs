@@ -97,6 +97,13 @@ fn the_annotated_example_loads_and_checks_clean() {
         Some(CredentialSink::EnvFile(p)) if p.ends_with("shop-ro.env")
     ));
     assert_eq!(inventory.projects_on("acme-prod").count(), 2);
+    let maps = inventory.project("maps").unwrap();
+    let tiles = rds_pg_core::RoleName::new("maps_tiles").unwrap();
+    assert_eq!(maps.settings_for(&tiles).unwrap().iam, Some(true));
+    assert!(
+        maps.credentials_for(&tiles).is_none(),
+        "an IAM role needs no sink"
+    );
 
     let report = inventory.check(None);
     assert!(report.is_clean(), "{:#?}", report.findings);
@@ -228,6 +235,18 @@ fn verified_tls() {
     );
     assert_eq!(f.severity, Severity::Warning);
     assert!(f.message.contains("sslmode require"), "{f}");
+}
+
+#[test]
+fn iam_role_credentials() {
+    let f = only_finding(
+        &check_fixture("iam-role-credentials.toml"),
+        "iam-role-credentials",
+        &[(Role, "shop", Some(32)), (Role, "shop", Some(28))],
+    );
+    assert_eq!(f.severity, Severity::Warning);
+    assert!(f.message.contains("env file \"/etc/shop/db.env\""), "{f}");
+    assert!(f.fix.contains("iam = false"), "{f}");
 }
 
 #[test]
@@ -896,7 +915,7 @@ owner = "shop"
 readers = ["shop_ro"]
 "#;
     let good = format!(
-        "{base}\n[project.roles]\nshop = {{ connection_limit = 20, valid_until = \"2027-06-30\" }}\nshop_ro = {{ valid_until = \"2027-06-30 12:00:00+00\" }}\n"
+        "{base}\n[project.roles]\nshop = {{ connection_limit = 20, valid_until = \"2027-06-30\" }}\nshop_ro = {{ valid_until = \"2027-06-30 12:00:00+00\", iam = true }}\n"
     );
     let inventory = Inventory::from_str(&good, "fleet.toml").unwrap();
     let project = inventory.project("shop").unwrap();
@@ -909,10 +928,40 @@ readers = ["shop_ro"]
         (shop.location.line, shop.location.column),
         (Some(28), Some(1))
     );
+    assert_eq!(shop.iam, None);
     let ro = &project.role_settings[1];
     assert_eq!(ro.role.as_str(), "shop_ro");
     assert_eq!(ro.connection_limit, None);
     assert_eq!(ro.valid_until.as_deref(), Some("2027-06-30 12:00:00+00"));
+    assert_eq!(ro.iam, Some(true));
+    let password_user = format!("{base}\n[project.roles]\nshop = {{ iam = false }}\n");
+    let inventory = Inventory::from_str(&password_user, "fleet.toml").unwrap();
+    assert_eq!(inventory.projects[0].role_settings[0].iam, Some(false));
+    // An IAM role needs no credentials entry, and its entry is checked like any other.
+    assert!(inventory.check(None).is_clean());
+
+    // iam takes a boolean, reported at its value with the entry's other problems.
+    let not_a_boolean = format!(
+        "{base}\n[project.roles]\nshop = {{ iam = \"yes\", connection_limit = -2 }}\nshop_ro = {{ iam = 1 }}\n"
+    );
+    let got = problems(&not_a_boolean);
+    let iam: Vec<&(u32, u32, String)> = got
+        .iter()
+        .filter(|p| p.2.contains("expected a boolean"))
+        .collect();
+    assert_eq!(iam.len(), 2, "{got:#?}");
+    assert_eq!((iam[0].0, iam[0].1), (28, 16), "{got:#?}");
+    assert!(iam[0].2.contains("roles: \"shop\""), "{got:#?}");
+    assert!(
+        iam[0].2.contains("invalid type: string \"yes\""),
+        "{got:#?}"
+    );
+    assert_eq!((iam[1].0, iam[1].1), (29, 19), "{got:#?}");
+    assert!(
+        got.iter()
+            .any(|p| p.2.contains("connection_limit = -2 is out of range")),
+        "the entry's other keys are still read: {got:#?}"
+    );
 
     let bad = format!(
         "{base}\n[project.roles]\nshop = {{ connection_limit = -1, valid_until = \"soon\", colour = 1 }}\nstranger = {{ connection_limit = 1 }}\n"

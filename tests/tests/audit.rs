@@ -738,6 +738,37 @@ per_version!(
         }
         assert_clean(sandbox, &run(sandbox, &limited), "after setting the limits");
 
+        // How the inventory says a role authenticates: alpha_ro is no IAM user yet.
+        let iam_audit = |text: &str| {
+            let inventory = Inventory::from_str(&inventory_text(sandbox, text), "fleet.toml").unwrap();
+            run(sandbox, &AuditOptions::new().inventory(inventory, Some("sandbox")))
+        };
+        let iam_findings = |report: &AuditReport| -> Vec<(Vec<AuditObject>, Vec<String>)> {
+            beyond_baseline(sandbox, report)
+                .into_iter()
+                .filter(|f| f.rule == Rule::RoleIam)
+                .map(|f| (f.objects.clone(), f.fix_sql().into_iter().map(str::to_owned).collect()))
+                .collect()
+        };
+        let iam = "[project.roles]\nalpha_ro = { iam = true }\n";
+        let password_user = "[project.roles]\nalpha_ro = { iam = false }\n";
+        assert_clean(sandbox, &iam_audit(password_user), "a password user, as the inventory says");
+        let report = iam_audit(iam);
+        let found = iam_findings(&report);
+        assert_eq!(
+            found,
+            [(vec![role("alpha_ro")], vec!["GRANT rds_iam TO \"alpha_ro\"".to_owned()])]
+        );
+        assert_eq!(beyond_baseline(sandbox, &report).len(), 1);
+        as_master.batch_execute(&found[0].1[0]).unwrap();
+        assert_clean(sandbox, &iam_audit(iam), "after granting rds_iam");
+        let report = iam_audit(password_user);
+        let found = iam_findings(&report);
+        assert_eq!(found, [(vec![role("alpha_ro")], Vec::<String>::new())], "no SQL sets a password");
+        assert!(beyond_baseline(sandbox, &report)[0].fix.note.contains("fleet apply"));
+        as_master.batch_execute("REVOKE rds_iam FROM alpha_ro").unwrap();
+        assert_clean(sandbox, &iam_audit(password_user), "after revoking rds_iam");
+
         // Choosing the instance: an unknown name and a master user the inventory does not name
         // are refused before connecting.
         let e = err(

@@ -10,11 +10,14 @@ use std::sync::{Arc, Mutex};
 
 use rds_pg_core::fleet::{self, FleetOptions, FleetReport, ItemKind, ItemState, Progress};
 use rds_pg_core::{
-    connect, ConnectOptions, DatabaseSpec, ErrorKind, Inventory, Password, UserSpec,
+    connect, ConnectOptions, DatabaseSpec, ErrorKind, Inventory, Password, SqlState, UserSpec,
 };
 use rds_pg_tests::fleet::FleetFixture;
 use rds_pg_tests::hostile::{self, log};
-use rds_pg_tests::{changes_since, connect_error, login_as_application, per_version, Sandbox};
+use rds_pg_tests::{
+    assert_password_refused, changes_since, connect_error, login_as_application, per_version,
+    refused_login, Sandbox,
+};
 use rds_pg_tests::{ok, SandboxOptions};
 
 /// The extensions a project database gets on this sandbox (PostGIS where it is installed).
@@ -638,5 +641,185 @@ per_version!(
             .unwrap()
             .get(0);
         assert_eq!(roles, 0, "no role created");
+    }
+);
+
+/// Whether `role` is directly a member of `rds_iam` (read as the bootstrap superuser).
+fn in_rds_iam(sandbox: &Sandbox, role: &str) -> bool {
+    hostile::admin(sandbox, "postgres")
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m
+                              JOIN pg_catalog.pg_roles g ON g.oid = m.roleid
+                              JOIN pg_catalog.pg_roles r ON r.oid = m.member
+                             WHERE g.rolname = 'rds_iam' AND r.rolname = $1)",
+            &[&role],
+        )
+        .unwrap()
+        .get(0)
+}
+
+/// The one user item of `report` named `name`.
+fn user_item<'r>(report: &'r FleetReport, name: &str) -> &'r fleet::Item {
+    report.instances[0]
+        .items
+        .iter()
+        .find(|i| i.kind == ItemKind::User && i.name == name)
+        .unwrap_or_else(|| panic!("no user {name:?}: {report}"))
+}
+
+/// Asserts that `fleet check` finds nothing (but the sandbox's TLS before 15: verified-tls).
+#[track_caller]
+fn assert_checks_clean(inventory: &Inventory) {
+    let findings: Vec<String> = inventory
+        .check(None)
+        .findings
+        .iter()
+        .filter(|f| f.rule.id() != "verified-tls")
+        .map(|f| f.to_string())
+        .collect();
+    assert!(findings.is_empty(), "{findings:#?}");
+}
+
+/// Asserts that a second run changes nothing and costs one inspection query per database.
+#[track_caller]
+fn assert_apply_is_a_no_op(sandbox: &Sandbox, inventory: &Inventory, what: &str) {
+    let mark = log::mark(sandbox);
+    let again = ok(fleet::apply(inventory, &FleetOptions::new()), what);
+    expect_clean(&again, what);
+    assert!(again.is_in_sync(), "{what}: {again}");
+    assert_eq!(again.instances[0].changes(), 0, "{what}: {again}");
+    assert!(changes_since(sandbox, mark).is_empty(), "{what}");
+    let statements = master_statements(sandbox, mark);
+    for (database, sql) in &statements {
+        assert_eq!(
+            sql.len(),
+            1,
+            "{what}: one inspection query in {database}: {sql:#?}"
+        );
+    }
+    let databases = if sandbox.major_version() < 15 { 3 } else { 2 };
+    assert_eq!(statements.len(), databases, "{what}: {statements:#?}");
+    assert_eq!(again.instances[0].inspection_queries, databases, "{what}");
+}
+
+per_version!(
+    /// `[project.roles] shop = { iam = true }`: `fleet apply` creates the owner as an IAM user
+    /// without a credentials entry (there is no password to lose), it logs in only with a token
+    /// and owns its database, master keeps logging in; `iam = false` switches it back with a
+    /// new password delivered to the sink the inventory then names.
+    fn an_iam_owner_is_created_without_credentials_and_switched_back_with_them(sandbox) {
+        let mut f = FleetFixture::new();
+        let dir = f.dir().display().to_string();
+        let head = format!(
+            "{}{}{}[[project.database]]\nname = \"shop\"\nowner = \"shop\"\n\
+             extensions = [\"hstore\"]\nreaders = [\"shop_ro\"]\n\n",
+            FleetFixture::client("acme", "111122223333"),
+            f.instance("acme-db", "acme", sandbox),
+            FleetFixture::project("shop", "acme", "acme-db"),
+        );
+        let text = format!(
+            "{head}[project.credentials]\nshop_ro = {{ env_file = \"{dir}/shop_ro.env\" }}\n\n\
+             [project.roles]\nshop = {{ iam = true }}\n"
+        );
+        let inventory = load(&f, &text);
+        assert_checks_clean(&inventory);
+
+        // The plan creates it with no password, and is not blocked for want of a sink.
+        let plan = ok(fleet::plan(&inventory, &FleetOptions::new()), "fleet plan");
+        expect_clean(&plan, "fleet plan");
+        let shop = user_item(&plan, "shop");
+        let ItemState::Planned(p) = &shop.state else { panic!("{shop}") };
+        assert_eq!(
+            p.sql(),
+            [
+                "CREATE ROLE \"shop\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD NULL",
+                "GRANT rds_iam TO \"shop\"",
+            ],
+            "{p}"
+        );
+        assert!(shop.notes.iter().any(|n| n.contains("no password to deliver")), "{shop}");
+
+        let report = ok(fleet::apply(&inventory, &FleetOptions::new()), "fleet apply");
+        expect_clean(&report, "fleet apply");
+        let ItemState::Applied(r) = &user_item(&report, "shop").state else {
+            panic!("{report}")
+        };
+        assert!(r.credentials_delivered_to.is_none());
+        assert!(in_rds_iam(sandbox, "shop"), "shop is an IAM user");
+        let mut files: Vec<String> = std::fs::read_dir(f.dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        assert_eq!(files, ["fleet.toml", "master.pgpass", "shop_ro.env"], "nothing for shop");
+
+        // Any password is refused: RDS accepts only IAM tokens for a member of rds_iam.
+        let e = connect_error(
+            &sandbox.options_for("shop").dbname("shop").password(Password::generate().unwrap()),
+        );
+        refused_login(&e, &SqlState::INVALID_AUTHORIZATION_SPECIFICATION);
+        assert!(e.to_string().contains("pg_hba.conf rejects connection"), "{e}");
+        // A token logs it in, and it owns its database (hstore made by the run).
+        let token = ok(sandbox.iam_token("shop"), "iam_token");
+        let mut c = ok(
+            login_as_application(&sandbox.options_for("shop").dbname("shop").password(token.clone())),
+            "token login",
+        );
+        c.batch_execute("CREATE TABLE t (h hstore); INSERT INTO t VALUES ('a=>1')")
+            .expect("shop owns its database");
+        drop(c);
+        // Its reader logs in with what was delivered and reads.
+        let mut ro = ok(login_as_application(&f.env_file_login("shop_ro.env")), "reader login");
+        let n: i64 = ro.query_one("SELECT count(*) FROM t", &[]).unwrap().get(0);
+        assert_eq!(n, 1);
+        drop(ro);
+        ok(connect(&sandbox.master_options()), "master logs in");
+        assert!(in_rds_iam(sandbox, "shop"), "rds_iam restored after the database's operation");
+
+        assert_apply_is_a_no_op(sandbox, &inventory, "second fleet apply");
+
+        // Without a sink, iam = false is refused: its new password would be lost.
+        let back = text.replace("shop = { iam = true }", "shop = { iam = false }");
+        let refused = ok(fleet::plan(&load(&f, &back), &FleetOptions::new()), "plan back");
+        let e = user_item(&refused, "shop").state.error().unwrap_or_else(|| panic!("{refused}"));
+        assert!(e.to_string().contains("switches back to a password"), "{e}");
+        assert!(in_rds_iam(sandbox, "shop"));
+
+        // With one: REVOKE rds_iam and a new password, delivered there.
+        let back = back.replace(
+            "[project.credentials]\n",
+            &format!("[project.credentials]\nshop = {{ env_file = \"{dir}/shop.env\" }}\n"),
+        );
+        let inventory = load(&f, &back);
+        assert_checks_clean(&inventory);
+        let plan = ok(fleet::plan(&inventory, &FleetOptions::new()), "plan back");
+        expect_clean(&plan, "plan back");
+        let ItemState::Planned(p) = &user_item(&plan, "shop").state else { panic!("{plan}") };
+        assert_eq!(
+            p.sql(),
+            ["REVOKE rds_iam FROM \"shop\"", "ALTER ROLE \"shop\" PASSWORD '[redacted]'"],
+            "{p}"
+        );
+        assert!(!f.path("shop.env").exists(), "a plan delivers nothing");
+        let report = ok(fleet::apply(&inventory, &FleetOptions::new()), "fleet apply back");
+        expect_clean(&report, "fleet apply back");
+        let ItemState::Applied(r) = &user_item(&report, "shop").state else {
+            panic!("{report}")
+        };
+        assert!(
+            r.credentials_delivered_to.as_deref().is_some_and(|s| s.contains("shop.env")),
+            "{r:?}"
+        );
+        assert!(!in_rds_iam(sandbox, "shop"));
+        let shop = f.env_file_login("shop.env");
+        let mut c = ok(login_as_application(&shop), "shop logs in with its new password");
+        let n: i64 = c.query_one("SELECT count(*) FROM t", &[]).unwrap().get(0);
+        assert_eq!(n, 1);
+        drop(c);
+        let e = connect_error(&sandbox.options_for("shop").dbname("shop").password(token));
+        assert_password_refused(&e, "shop");
+        ok(connect(&sandbox.master_options()), "master logs in");
+
+        assert_apply_is_a_no_op(sandbox, &inventory, "fleet apply after the switch");
     }
 );

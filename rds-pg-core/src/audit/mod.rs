@@ -147,6 +147,9 @@ crate::rule::rule_enum! {
     /// With an inventory that sets `valid_until` for a role: the role's password never expires,
     /// or expires later.
     RoleValidUntil = "role-valid-until", Warning;
+    /// With an inventory that sets `iam` for a role: the role is not (directly) a member of
+    /// `rds_iam` though `iam = true`, or is one though `iam = false`.
+    RoleIam = "role-iam", Warning;
 }
 
 impl fmt::Display for Rule {

@@ -32,8 +32,18 @@ pub(crate) struct ScopeProject {
     pub name: String,
     /// (database, owner, readers).
     pub databases: Vec<(String, String, Vec<String>)>,
-    /// (role, connection limit, valid until).
-    pub settings: Vec<(String, Option<i32>, Option<String>)>,
+    /// What the inventory says of each role (`[project.roles]`).
+    pub settings: Vec<ScopeSettings>,
+}
+
+/// What the inventory says of one project role.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ScopeSettings {
+    pub role: String,
+    pub connection_limit: Option<i32>,
+    pub valid_until: Option<String>,
+    /// Whether it is an IAM user (`Some(true)`) or a password user (`Some(false)`).
+    pub iam: Option<bool>,
 }
 
 /// What the server is compared with: the projects of one inventory instance, or nothing.
@@ -123,12 +133,11 @@ impl Scope {
                 settings: p
                     .role_settings
                     .iter()
-                    .map(|s| {
-                        (
-                            s.role.as_str().to_owned(),
-                            s.connection_limit,
-                            s.valid_until.clone(),
-                        )
+                    .map(|s| ScopeSettings {
+                        role: s.role.as_str().to_owned(),
+                        connection_limit: s.connection_limit,
+                        valid_until: s.valid_until.clone(),
+                        iam: s.iam,
                     })
                     .collect(),
             })
@@ -144,8 +153,8 @@ impl Scope {
         self.projects
             .iter()
             .flat_map(|p| &p.settings)
-            .filter(|(_, _, v)| v.is_some())
-            .map(|(r, _, v)| (r.clone(), v.clone()))
+            .filter(|s| s.valid_until.is_some())
+            .map(|s| (s.role.clone(), s.valid_until.clone()))
             .unzip()
     }
 }
@@ -1767,10 +1776,63 @@ fn settings(ctx: &Ctx<'_>, snapshot: &Snapshot, scope: &Scope, findings: &mut Ve
         ));
     }
     for project in &scope.projects {
-        for (role_name, limit, valid_until) in &project.settings {
+        for settings in &project.settings {
+            let (role_name, limit, valid_until) = (
+                &settings.role,
+                &settings.connection_limit,
+                &settings.valid_until,
+            );
             let Some(role) = c.roles.iter().find(|r| &r.name == role_name) else {
                 continue;
             };
+            if let Some(iam) = settings.iam {
+                let member = c
+                    .roles
+                    .iter()
+                    .find(|r| r.name == "rds_iam")
+                    .is_some_and(|g| {
+                        c.memberships
+                            .iter()
+                            .any(|m| m.role == g.oid && m.member == role.oid)
+                    });
+                if member != iam {
+                    let (now, fix) = if iam {
+                        (
+                            "is not a member of rds_iam: it is no IAM user (a run killed while \
+                             its rds_iam was suspended leaves it so)",
+                            Fix::manual(
+                                vec![FixStatement {
+                                    database: None,
+                                    run_as: None,
+                                    sql: format!("GRANT rds_iam TO {}", q(role_name)),
+                                }],
+                                "grant it (rds-pg fleet apply does, the inventory saying iam = \
+                                 true); not applied by --fix",
+                            ),
+                        )
+                    } else {
+                        (
+                            "is a member of rds_iam: RDS accepts only IAM authentication tokens \
+                             for it, not a password",
+                            Fix::note(
+                                "run rds-pg fleet apply: it revokes rds_iam, sets a new password \
+                                 and delivers it where [project.credentials] says (not done by \
+                                 --fix: the role's servers log in with tokens until then)",
+                            ),
+                        )
+                    };
+                    findings.push(Finding::new(
+                        Rule::RoleIam,
+                        format!(
+                            "role {role_name:?} of project {:?} {now}; the inventory says iam = \
+                             {iam}",
+                            project.name
+                        ),
+                        vec![role_object(ctx, role.oid)],
+                        fix,
+                    ));
+                }
+            }
             if let Some(limit) = limit {
                 if role.connection_limit < 0 || role.connection_limit > *limit {
                     let now = if role.connection_limit < 0 {

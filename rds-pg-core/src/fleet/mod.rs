@@ -1,5 +1,6 @@
 //! Converging a fleet: every instance of an [`Inventory`] brought to what the inventory says —
-//! login roles (their credentials delivered where the inventory says when rds-pg creates them),
+//! login roles (their credentials delivered where the inventory says when rds-pg creates them;
+//! an IAM user, `iam = true` in `[project.roles]`, has none and needs no sink),
 //! databases with their extensions, read-only grants, schema `public` closed in the maintenance
 //! database and the template — through the same planners and operations as the
 //! [`Provisioner`](crate::Provisioner)'s, several instances at a time.

@@ -39,7 +39,8 @@ pub(crate) struct Inputs<'a> {
 pub(crate) enum Operation {
     /// `secure_instance`.
     SecureInstance,
-    /// `ensure_user`, or `ensure_user_delivering` when there is a sink.
+    /// `ensure_user`, or `ensure_user_delivering` when there is a sink (never for a role the
+    /// inventory makes an IAM user: it has no password).
     User {
         spec: UserSpec,
         delivery: Option<(CredentialSink, CredentialFormat, DatabaseName)>,
@@ -195,14 +196,27 @@ pub(crate) fn plan_instance(inputs: &Inputs<'_>) -> InstancePlan {
                 .or_else(|| project.databases.iter().find(|d| d.readers.contains(role)))
                 .map(|d| d.name.clone())
                 .unwrap_or_else(|| DatabaseName::from_catalog(role.as_str()));
-            let delivery = entry.map(|e| (e.sink.clone(), e.format, database));
+            let iam = project.settings_for(role).and_then(|s| s.iam);
+            let existing_iam = existing.as_ref().is_some_and(|r| r.iam);
+            // The run sets a password: a new password user's, or an IAM user's switched back.
+            let sets_password = match &existing {
+                None => iam != Some(true),
+                Some(_) => existing_iam && iam == Some(false),
+            };
+            // An IAM user has no password: nothing is ever delivered for it.
+            let delivery = entry
+                .filter(|_| iam != Some(true))
+                .map(|e| (e.sink.clone(), e.format, database));
             let mut operation = Operation::None;
-            match UserSpec::new(role.as_str()) {
+            match UserSpec::new(role.as_str()).map(|s| match iam {
+                Some(v) => s.iam(v),
+                None => s,
+            }) {
                 Err(e) => item.state = ItemState::Blocked(e),
                 Ok(spec) => {
-                    // A new role gets a generated password; an existing one keeps its own, so
-                    // its verifier (computed on first use) is never computed.
-                    let password = if existing.is_none() {
+                    // A password the run sets is generated; otherwise the role keeps its own (or
+                    // has none), so a verifier (computed on first use) is never computed.
+                    let password = if sets_password {
                         NewPassword::generate()
                     } else {
                         Ok(NewPassword::given(Password::new("unused")))
@@ -218,14 +232,20 @@ pub(crate) fn plan_instance(inputs: &Inputs<'_>) -> InstancePlan {
                             .map(|p| with_leftovers(facts, &user.leftover_memberships, p)),
                         &mut item,
                     );
-                    if existing.is_none() && !blocked(&item) {
+                    if sets_password && !blocked(&item) {
                         match &delivery {
                             None => {
+                                let what = if existing.is_none() {
+                                    "does not exist"
+                                } else {
+                                    "is an IAM user that the inventory switches back to a \
+                                     password (iam = false)"
+                                };
                                 item.state = ItemState::Blocked(Error::Refused {
                                     message: format!(
-                                        "role {:?} of project {:?} does not exist, and the \
-                                         inventory names nowhere to deliver the password rds-pg \
-                                         would generate for it",
+                                        "role {:?} of project {:?} {what}, and the inventory \
+                                         names nowhere to deliver the password rds-pg would \
+                                         generate for it",
                                         role.as_str(),
                                         project.name
                                     ),
@@ -248,14 +268,28 @@ pub(crate) fn plan_instance(inputs: &Inputs<'_>) -> InstancePlan {
                                 }
                             )),
                         }
+                    } else if iam == Some(true) && !existing_iam && !blocked(&item) {
+                        item.notes.push(if entry.is_some() {
+                            "an IAM user: it logs in with IAM authentication tokens; there is no \
+                             password, so nothing is delivered to its [project.credentials] entry"
+                                .to_owned()
+                        } else {
+                            "an IAM user: it logs in with IAM authentication tokens; there is no \
+                             password to deliver"
+                                .to_owned()
+                        });
                     }
                     operation = Operation::User { spec, delivery };
                 }
             }
+            // The state the role has once its item ran (the databases and grants are planned
+            // against it: an IAM owner's rds_iam is suspended around master's membership).
             let state = if blocked(&item) {
                 None
             } else {
-                Some(existing.unwrap_or_else(|| fresh_role(facts.major)))
+                let mut state = existing.unwrap_or_else(|| fresh_role(facts.major));
+                state.iam = iam.unwrap_or(state.iam);
+                Some(state)
             };
             role_states.insert(role.as_str().to_owned(), state);
             user_items.insert(role.as_str().to_owned(), out.items.len());
@@ -780,6 +814,145 @@ shop_ro = { command = ["vault", "kv", "put", "x", "-"], format = "secretsmanager
         assert_eq!(names[5].1, "skipped", "{names:?}");
         let e = plan.items[2].item.state.error().unwrap();
         assert!(e.hint().unwrap().contains("[project.credentials]"), "{e}");
+    }
+
+    fn plan_text(text: &str, snapshot: &InstanceSnapshot) -> InstancePlan {
+        let inventory = Inventory::from_str(text, "t.toml").unwrap();
+        let projects: Vec<&Project> = inventory.projects.iter().collect();
+        plan_instance(&Inputs {
+            instance: &inventory.instances[0],
+            projects: &projects,
+            take_over: false,
+            prune: false,
+            snapshot,
+            databases: &BTreeMap::new(),
+            template1: None,
+        })
+    }
+
+    fn user_item<'p>(plan: &'p InstancePlan, name: &str) -> &'p Planned {
+        plan.items
+            .iter()
+            .find(|p| p.item.kind == ItemKind::User && p.item.name == name)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_new_iam_role_needs_no_sink_and_gets_no_password() {
+        let text = INVENTORY.replace("shop = { env_file = \"/tmp/shop.env\" }\n", "")
+            + "\n[project.roles]\nshop = { iam = true }\nshop_ro = { iam = true }\n";
+        let plan = plan_text(&text, &empty_instance(16));
+        let names = states(&plan);
+        assert_eq!(
+            names[1],
+            ("user \"shop\"".to_owned(), "planned"),
+            "{names:?}"
+        );
+        assert_eq!(
+            names[3],
+            ("database \"shop\"".to_owned(), "planned"),
+            "{names:?}"
+        );
+        for role in ["shop", "shop_ro"] {
+            let shop = user_item(&plan, role);
+            let ItemState::Planned(p) = &shop.item.state else {
+                panic!("{:?}", shop.item.state)
+            };
+            assert!(
+                matches!(
+                    p.changes()[..],
+                    [
+                        Change::CreateRole { password: None, .. },
+                        Change::GrantIam { .. }
+                    ]
+                ),
+                "{p}"
+            );
+            // shop_ro's sink is never written: the operation gets none.
+            assert!(
+                matches!(&shop.operation, Operation::User { spec, delivery: None } if spec.iam == Some(true)),
+                "{:?}",
+                shop.operation
+            );
+            assert!(
+                shop.item.notes.iter().any(|n| n.contains("an IAM user")),
+                "{:?}",
+                shop.item.notes
+            );
+        }
+        let ro_notes = &user_item(&plan, "shop_ro").item.notes;
+        assert!(
+            ro_notes.iter().any(|n| n.contains("nothing is delivered")),
+            "{ro_notes:?}"
+        );
+        // The database is planned against an IAM owner: its rds_iam is suspended around
+        // master's membership.
+        let ItemState::Planned(db) = &plan.items[3].item.state else {
+            panic!()
+        };
+        assert_eq!(db.sql()[0], "REVOKE rds_iam FROM \"shop\"", "{db}");
+    }
+
+    #[test]
+    fn switching_an_existing_role_back_to_a_password_needs_a_sink() {
+        let mut s = empty_instance(16);
+        let mut iam_role =
+            crate::plan::tests::project_role(crate::plan::tests::CREATED_BY_MASTER_16);
+        iam_role.iam = true;
+        for r in ["shop", "shop_ro"] {
+            s.users.insert(
+                r.into(),
+                UserSnapshot {
+                    role: Some(iam_role.clone()),
+                    leftover_memberships: vec![],
+                },
+            );
+        }
+        let back = "\n[project.roles]\nshop = { iam = false }\nshop_ro = { iam = false }\n";
+        let text = INVENTORY.replace("shop = { env_file = \"/tmp/shop.env\" }\n", "") + back;
+        let plan = plan_text(&text, &s);
+        let shop = user_item(&plan, "shop");
+        let e = shop
+            .item
+            .state
+            .error()
+            .unwrap_or_else(|| panic!("{:?}", shop.item.state));
+        assert!(e.to_string().contains("switches back to a password"), "{e}");
+        assert!(e.hint().unwrap().contains("[project.credentials]"), "{e}");
+        let shop_ro = user_item(&plan, "shop_ro");
+        let ItemState::Planned(p) = &shop_ro.item.state else {
+            panic!("{:?}", shop_ro.item.state)
+        };
+        assert_eq!(
+            p.sql(),
+            [
+                "REVOKE rds_iam FROM \"shop_ro\"",
+                "ALTER ROLE \"shop_ro\" PASSWORD '[redacted]'"
+            ],
+            "{p}"
+        );
+        assert!(matches!(
+            &shop_ro.operation,
+            Operation::User {
+                delivery: Some(_),
+                ..
+            }
+        ));
+        assert!(shop_ro
+            .item
+            .notes
+            .iter()
+            .any(|n| n.contains("go to the command")));
+
+        // Without the choice, or with iam = true, an IAM user stays one: nothing to do.
+        for roles in ["", "\n[project.roles]\nshop = { iam = true }\n"] {
+            let plan = plan_text(&(INVENTORY.to_owned() + roles), &s);
+            assert_eq!(
+                user_item(&plan, "shop").item.state.as_str(),
+                "in_sync",
+                "{roles}"
+            );
+        }
     }
 
     #[test]

@@ -64,6 +64,11 @@ crate::rule::rule_enum! {
     /// No project role is named like the instance's master user or a role RDS or PostgreSQL
     /// reserve (`rdsadmin`, `postgres`, `public`, `rds_*`, `pg_*`), in any letter case.
     ReservedRoleName = "reserved-role-name", Error;
+    /// An IAM role (`iam = true` in `[project.roles]`) has no `[project.credentials]` entry that
+    /// rds-pg would write to: it has no password, so nothing is ever delivered there (an entry
+    /// with a `read_command`, which `backup run` reads the owner's credentials with, is not a
+    /// finding).
+    IamRoleCredentials = "iam-role-credentials", Warning;
     /// Master's connection to an instance verifies the server's certificate and name (`sslmode`
     /// is `verify-full`, the default): anything weaker sends master's password to whoever
     /// answers at the endpoint.
@@ -294,6 +299,7 @@ pub(crate) fn check_instance(inventory: &Inventory, instance: &Instance) -> Vec<
     let projects: Vec<&Project> = inventory.projects_on(&instance.name).collect();
     placement(instance, &projects, &mut findings);
     names(instance, &projects, &mut findings);
+    iam_credentials(&projects, &mut findings);
     if instance.sslmode != SslMode::VerifyFull {
         findings.push(Finding::new(
             Rule::VerifiedTls,
@@ -605,6 +611,39 @@ fn names(instance: &Instance, projects: &[&Project], out: &mut Vec<Finding>) {
                     "rename role {:?}: a name that differs from a privileged role only in letter \
                      case is one unquoted SQL identifier away from it",
                     role.as_str()
+                ),
+            ));
+        }
+    }
+}
+
+/// An IAM role's credentials entry that would only ever be written to: nothing is.
+fn iam_credentials(projects: &[&Project], out: &mut Vec<Finding>) {
+    for project in projects {
+        for settings in project.role_settings.iter().filter(|s| s.iam == Some(true)) {
+            let Some(entry) = project.credentials_entry(&settings.role) else {
+                continue;
+            };
+            if entry.read_command.is_some() {
+                continue;
+            }
+            let role = settings.role.as_str();
+            out.push(Finding::new(
+                Rule::IamRoleCredentials,
+                format!(
+                    "role {role:?} of project {:?} is an IAM user (iam = true), but \
+                     [project.credentials] names the {} for it: an IAM user has no password, so \
+                     rds-pg never writes there, and whatever it holds does not log the role in",
+                    project.name, entry.sink
+                ),
+                vec![
+                    FindingObject::new(ObjectKind::Role, role, settings.location.clone()),
+                    FindingObject::new(ObjectKind::Role, role, entry.location.clone()),
+                ],
+                format!(
+                    "remove {role:?} from [project.credentials] of project {:?} (it is needed \
+                     again to switch the role back to a password with iam = false)",
+                    project.name
                 ),
             ));
         }

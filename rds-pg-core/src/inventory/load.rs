@@ -113,6 +113,7 @@ struct RawDatabase {
 struct RawRoleSettings {
     connection_limit: Option<Spanned<i64>>,
     valid_until: Option<Spanned<String>>,
+    iam: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -1267,8 +1268,8 @@ fn read_credentials(
     ok.then_some(out)
 }
 
-/// `[project.roles]`: role = { connection_limit = N, valid_until = "DATE" }, for roles of the
-/// project's databases.
+/// `[project.roles]`: role = { connection_limit = N, valid_until = "DATE", iam = BOOL }, for
+/// roles of the project's databases.
 fn read_role_settings(
     l: &mut Loader<'_>,
     project: &str,
@@ -1349,6 +1350,7 @@ fn read_role_settings(
                 role,
                 connection_limit,
                 valid_until,
+                iam: e.raw.iam.as_ref().map(|b| *b.get_ref()),
                 location: l.location(key.span().start),
             });
         } else {

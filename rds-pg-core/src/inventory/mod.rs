@@ -38,6 +38,7 @@
 //!
 //! [project.roles]                     # optional: what `rds-pg audit` requires of each role
 //! shop = { connection_limit = 20, valid_until = "2027-06-30" }
+//! shop_ro = { iam = true }            # an IAM database authentication user: no password
 //! ```
 //!
 //! ```no_run
@@ -363,7 +364,8 @@ pub struct Project {
     pub databases: Vec<ProjectDatabase>,
     /// Where each role's credentials are delivered (`[project.credentials]`), in file order.
     pub credentials: Vec<RoleCredentials>,
-    /// What the audit requires of each role (`[project.roles]`), in file order.
+    /// What the audit requires of each role, and how it authenticates (`[project.roles]`), in
+    /// file order.
     pub role_settings: Vec<RoleSettings>,
     /// Where each of its keys is.
     pub locations: Locations,
@@ -459,8 +461,9 @@ pub struct RoleCredentials {
     pub location: Location,
 }
 
-/// What `rds-pg audit` requires of one project role (`[project.roles]`, e.g.
-/// `shop = { connection_limit = 20, valid_until = "2027-06-30" }`).
+/// What the inventory says of one project role beyond its databases (`[project.roles]`, e.g.
+/// `shop = { connection_limit = 20, valid_until = "2027-06-30", iam = true }`): what
+/// `rds-pg audit` requires of it, and how `fleet apply` makes it authenticate.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RoleSettings {
@@ -473,6 +476,12 @@ pub struct RoleSettings {
     /// `2027-06-30`, optionally with a time and zone as PostgreSQL reads them): a role whose
     /// password never expires, or expires later, is a finding.
     pub valid_until: Option<String>,
+    /// How the role authenticates (`iam = true|false`): `Some(true)`, an IAM database
+    /// authentication user (a member of `rds_iam`, no password; `fleet apply` creates it without
+    /// a credentials entry and delivers nothing for it), `Some(false)`, a password user (an IAM
+    /// user is switched back and its new password delivered); `None` leaves an existing role as
+    /// it is (a new one gets a password). See [`UserSpec::iam`](crate::UserSpec::iam).
+    pub iam: Option<bool>,
     /// Where the entry is.
     pub location: Location,
 }

@@ -525,7 +525,15 @@ fn the_inventory_instance_is_named_or_found_at_the_connections_endpoint() {
     let s = Scope::resolve(&at("DB1.example.com", 5432, "master"), Some(&pair(None))).unwrap();
     assert_eq!(s.instance.as_deref(), Some("one"));
     assert_eq!(s.projects.len(), 1);
-    assert_eq!(s.projects[0].settings, [("a".to_owned(), Some(10), None)]);
+    assert_eq!(
+        s.projects[0].settings,
+        [ScopeSettings {
+            role: "a".to_owned(),
+            connection_limit: Some(10),
+            valid_until: None,
+            iam: None,
+        }]
+    );
     let e = Scope::resolve(&at("db2.example.com", 5432, "admin"), Some(&pair(None))).unwrap_err();
     assert!(e.to_string().contains("name the one to audit"), "{e}");
     let s = Scope::resolve(&at("tunnel", 15432, "admin"), Some(&pair(Some("two")))).unwrap();
@@ -591,6 +599,67 @@ fn with_an_inventory_readers_may_connect_only_where_they_read() {
         Some("other")
     );
     assert_eq!(report.instance.as_deref(), Some("one"));
+}
+
+#[test]
+fn an_iam_setting_is_compared_with_rds_iam_membership() {
+    let text = INVENTORY.replace(
+        "a = { connection_limit = 10 }",
+        "a = { iam = true }\na_ro = { iam = false }",
+    );
+    let inventory = Inventory::from_str(&text, "fleet.toml").unwrap();
+    let scope = Scope::resolve(
+        &ConnectOptions::new().host("db1.example.com").user("master"),
+        Some(&(inventory, None)),
+    )
+    .unwrap();
+    assert_eq!(scope.projects[0].settings[0].iam, Some(true));
+    assert_eq!(scope.projects[0].settings[1].iam, Some(false));
+    let mut w = World::new(16);
+    let rds_iam = w.role_with(30, "rds_iam", false, false);
+    let a = w.role("a");
+    let a_ro = w.role("a_ro");
+    let da = w.database("a", a);
+    w.acl(da, a, a_ro, "CONNECT");
+    for r in [a, a_ro] {
+        w.can_connect(r, da);
+    }
+    let iam_findings = |w: &World| -> Vec<(Vec<String>, Vec<String>, String)> {
+        w.audit(Vec::new(), &scope)
+            .findings
+            .iter()
+            .filter(|f| f.rule == Rule::RoleIam)
+            .map(|f| {
+                (
+                    f.objects.iter().map(|o| o.name.clone()).collect(),
+                    f.fix_sql().into_iter().map(str::to_owned).collect(),
+                    f.message.clone(),
+                )
+            })
+            .collect()
+    };
+    // Neither is what the inventory says: a is no IAM user, a_ro is one.
+    w.grant(rds_iam, a_ro, 100, false, true, true);
+    let got = iam_findings(&w);
+    assert_eq!(got.len(), 2, "{got:#?}");
+    assert_eq!(got[0].0, ["a"]);
+    assert_eq!(got[0].1, ["GRANT rds_iam TO \"a\""]);
+    assert!(
+        got[0].2.contains("is not a member of rds_iam"),
+        "{}",
+        got[0].2
+    );
+    assert_eq!(got[1].0, ["a_ro"]);
+    assert!(
+        got[1].1.is_empty(),
+        "a password cannot be set by a fix statement"
+    );
+    assert!(got[1].2.contains("is a member of rds_iam"), "{}", got[1].2);
+    // As the inventory says: no finding.
+    w.c.memberships
+        .retain(|m| !(m.role == rds_iam && m.member == a_ro));
+    w.grant(rds_iam, a, 100, false, true, true);
+    assert_eq!(iam_findings(&w), []);
 }
 
 #[test]
