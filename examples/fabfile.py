@@ -26,8 +26,9 @@ or from a command such as your password manager's CLI:
     export RDS_PG_MASTER_PASSWORD_COMMAND="op read op://Shared/acme-prod/password"
     fab -H deploy@app1 provision
 
-dump and restore run as the project user, whose password is on the application servers: run
-them there (without -H), or from your machine with `rds-pg --ssh deploy@app1 -U shop dump …`.
+dump and restore run as the project user: without -H on a host that has its password (an
+application server), or with -H from your machine, through the same kind of forward, with the
+project's line of your local password file (provision adds it there).
 
 Settings:
     RDS_PG_PROJECT     the project's login role (required)
@@ -91,30 +92,29 @@ def ssh_destination(c) -> str | None:
     return f"ssh://{c.user}@{host}:{c.port}"
 
 
+def forward(c) -> dict:
+    """The `ssh=`/`ssh_config=` arguments of rds_pg's calls for the Fabric host (none without
+    -H): each call opens its own forward via that host and closes it when it returns."""
+    destination = ssh_destination(c)
+    if not destination:
+        return {}
+    kwargs = {"ssh": destination}
+    config = os.environ.get("RDS_PG_SSH_CONFIG", "").strip()
+    if config:
+        kwargs["ssh_config"] = config
+    return kwargs
+
+
 def connect_master(c) -> rds_pg.Provisioner:
     """Master's provisioner: directly, or through an SSH forward via the Fabric host; the
     password from the password file, or from RDS_PG_MASTER_PASSWORD_COMMAND."""
-    kwargs = {}
+    kwargs = forward(c)
+    if kwargs:
+        print(f"through an ssh forward via {kwargs['ssh']}")
     command = os.environ.get("RDS_PG_MASTER_PASSWORD_COMMAND", "").strip()
     if command:
         kwargs["password_command"] = shlex.split(command)
-    destination = ssh_destination(c)
-    if destination:
-        kwargs["ssh"] = destination
-        config = os.environ.get("RDS_PG_SSH_CONFIG", "").strip()
-        if config:
-            kwargs["ssh_config"] = config
-        print(f"through an ssh forward via {destination}")
     return rds_pg.connect(**kwargs)
-
-
-def direct_only(c, task_name: str) -> None:
-    if ssh_destination(c):
-        raise Exit(
-            f"{task_name} runs as the project user, whose password lives on the application "
-            f"servers: run it there without -H, or use `rds-pg --ssh {ssh_destination(c)} -U "
-            f"<project> {task_name} ...` from here"
-        )
 
 
 def show(what: str, report: rds_pg.Report) -> None:
@@ -174,15 +174,15 @@ def teardown(c, yes=False, force=False):
 def dump(c, output=None, verify=False):
     """Dumps the project's database as the project user (custom format) to --output (default
     <database>.dump); with --verify, restores it into a scratch database and compares row
-    counts (the scratch database is dropped afterwards)."""
-    direct_only(c, "dump")
+    counts (the scratch database is dropped afterwards). With -H, through an SSH forward via
+    that host."""
     s = Settings()
     archive = output or f"{s.database}.dump"
-    report = rds_pg.dump(s.project_dsn(), archive)
+    report = rds_pg.dump(s.project_dsn(), archive, **forward(c))
     print(f"dumped {s.database} to {report.path}: {report.bytes} bytes in {report.duration:.1f} s ({report.tool})")
     if verify:
         with connect_master(c) as rds:
-            checked = rds_pg.verify_backup(rds, s.project_dsn(), archive)
+            checked = rds_pg.verify_backup(rds, s.project_dsn(), archive, **forward(c))
         if not checked.verified:
             for t in checked.mismatches:
                 print(f"    {t.schema}.{t.table}: {t.source} rows in {s.database}, {t.restored} restored")
@@ -193,8 +193,7 @@ def dump(c, output=None, verify=False):
 @task
 def restore(c, archive):
     """Restores --archive into the project's database as the project user, creating the user
-    and database first when they are missing."""
-    direct_only(c, "restore")
+    and database first when they are missing. With -H, through SSH forwards via that host."""
     s = Settings()
 
     def progress(done, total, message):
@@ -207,7 +206,12 @@ def restore(c, archive):
         show(f"database {s.database}", rds.ensure_database(s.database_spec()))
         # As the project user (never as master); master creates only the project's extensions.
         restored = rds_pg.restore(
-            s.project_dsn(), archive, master=rds, extensions=s.extensions, progress=progress
+            s.project_dsn(),
+            archive,
+            master=rds,
+            extensions=s.extensions,
+            progress=progress,
+            **forward(c),
         )
         print(f"restored {restored.entries_restored} of {restored.entries_total} entries into {s.database}")
         for skipped in restored.skipped:

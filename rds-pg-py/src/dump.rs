@@ -10,7 +10,7 @@ use rds_pg_core::ConnectOptions;
 
 use crate::credentials::Credentials;
 use crate::errors::IntoPyResult;
-use crate::provisioner::Provisioner;
+use crate::provisioner::{ssh_forward, Provisioner};
 use crate::secret::optional_password_arg;
 use crate::spec::{extensions_arg, str_repr};
 
@@ -350,12 +350,14 @@ fn takes_four_arguments(callback: &Bound<'_, PyAny>) -> bool {
 /// message)` is called as pg_dump starts on each table's rows (`total`: the tables to dump), and
 /// once more when it has finished; a callback that takes a fourth argument also gets the
 /// archive's size in bytes so far (`progress(done, total, message, bytes)`). An exception it
-/// raises is raised when the dump has finished. Raises `ToolError` with pg_dump's
-/// `stderr` when it fails, or naming the missing client when none is new enough.
+/// raises is raised when the dump has finished. `ssh="user@host"` (and `ssh_config`, as for
+/// `connect`) dumps through an SSH forward via that host, open for the dump only. Raises
+/// `ToolError` with pg_dump's `stderr` when it fails, or naming the missing client when none is
+/// new enough.
 #[pyfunction]
 #[pyo3(signature = (
     connection, output, *, password=None, database=None, format="custom", jobs=None,
-    exclude_schemas=None, tools_dir=None, progress=None
+    exclude_schemas=None, tools_dir=None, progress=None, ssh=None, ssh_config=None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn dump(
@@ -369,6 +371,8 @@ pub(crate) fn dump(
     exclude_schemas: Option<Vec<String>>,
     tools_dir: Option<PathBuf>,
     progress: Option<Py<PyAny>>,
+    ssh: Option<String>,
+    ssh_config: Option<PathBuf>,
 ) -> PyResult<DumpReport> {
     let mut options = core::DumpOptions::new(connection_arg(py, connection, password)?, output)
         .format(format.parse::<DumpFormat>().py_result(py)?);
@@ -380,6 +384,7 @@ pub(crate) fn dump(
     }
     options.jobs = jobs;
     options.tools_dir = tools_dir;
+    options.ssh = ssh_forward(py, ssh, ssh_config)?;
     let mut progress = PyProgress::new(py, progress);
     let report = py
         .detach(|| core_dump::dump_with(&options, &mut |p| progress.report(p)))
@@ -403,11 +408,12 @@ pub(crate) fn dump(
 /// restores in parallel (not one transaction). `progress(done, total, message)` is called as
 /// pg_restore works through the entries (a callback that takes a fourth argument gets None
 /// there: a restore writes no archive); an exception it raises is raised when the restore has
-/// finished. Raises `ToolError` with pg_restore's `stderr` when an entry fails.
+/// finished. `ssh`/`ssh_config` restore through an SSH forward, as for `dump` (`master` keeps
+/// its own connection). Raises `ToolError` with pg_restore's `stderr` when an entry fails.
 #[pyfunction]
 #[pyo3(signature = (
     connection, archive, *, password=None, database=None, jobs=None, tools_dir=None, master=None,
-    extensions=None, progress=None
+    extensions=None, progress=None, ssh=None, ssh_config=None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn restore(
@@ -421,6 +427,8 @@ pub(crate) fn restore(
     master: Option<&Provisioner>,
     extensions: Option<&Bound<'_, PyAny>>,
     progress: Option<Py<PyAny>>,
+    ssh: Option<String>,
+    ssh_config: Option<PathBuf>,
 ) -> PyResult<RestoreReport> {
     let mut options = core::RestoreOptions::new(connection_arg(py, connection, password)?, archive);
     if let Some(extensions) = extensions.filter(|e| !e.is_none()) {
@@ -431,6 +439,7 @@ pub(crate) fn restore(
     }
     options.jobs = jobs;
     options.tools_dir = tools_dir;
+    options.ssh = ssh_forward(py, ssh, ssh_config)?;
     let mut progress = PyProgress::new(py, progress);
     let mut on_progress = |p: &core_dump::Progress| progress.report(p);
     let report = match master {
@@ -453,10 +462,12 @@ pub(crate) fn restore(
 /// privilege beyond its own (else `PolicyViolation`, before anything changes). Differences are
 /// in the report (`verified`, `mismatches`), not an error; the scratch database is dropped also
 /// when the restore fails. `progress` is called as for `restore`, during the scratch restore.
+/// `ssh`/`ssh_config` reach the source and the scratch database through an SSH forward, as for
+/// `dump` (`master` keeps its own connection: open it with `connect(ssh=…)`).
 #[pyfunction]
 #[pyo3(signature = (
     master, connection, archive, *, password=None, jobs=None, tools_dir=None,
-    scratch_database=None, extensions=None, progress=None
+    scratch_database=None, extensions=None, progress=None, ssh=None, ssh_config=None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn verify_backup(
@@ -470,6 +481,8 @@ pub(crate) fn verify_backup(
     scratch_database: Option<String>,
     extensions: Option<&Bound<'_, PyAny>>,
     progress: Option<Py<PyAny>>,
+    ssh: Option<String>,
+    ssh_config: Option<PathBuf>,
 ) -> PyResult<VerifyReport> {
     let mut options = core::VerifyOptions::new(connection_arg(py, connection, password)?, archive);
     if let Some(extensions) = extensions.filter(|e| !e.is_none()) {
@@ -480,6 +493,7 @@ pub(crate) fn verify_backup(
     if let Some(name) = scratch_database {
         options = options.scratch_database(name).py_result(py)?;
     }
+    options.ssh = ssh_forward(py, ssh, ssh_config)?;
     let mut progress = PyProgress::new(py, progress);
     let report = master.call(py, |m| {
         core_dump::verify_backup_with(m, &options, &mut |p| progress.report(p))

@@ -101,10 +101,28 @@ pub(crate) fn open(
     open_through(py, options, lock_timeout, None)
 }
 
-/// Where `connect(ssh=…, ssh_config=…)` goes through.
-pub(crate) struct SshArgs {
-    destination: String,
-    config: Option<PathBuf>,
+/// The SSH forward of a call's `ssh=…, ssh_config=…` arguments (`connect`, `dump`, `restore`,
+/// `verify_backup`): `ssh` is the destination, `ssh_config` an ssh configuration file, which
+/// needs a destination.
+pub(crate) fn ssh_forward(
+    py: Python<'_>,
+    ssh: Option<String>,
+    ssh_config: Option<PathBuf>,
+) -> PyResult<Option<core::tunnel::SshForward>> {
+    match (ssh, ssh_config) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(to_py_err(
+            py,
+            Error::InvalidInput("ssh_config needs ssh (the destination)".into()),
+        )),
+        (Some(destination), config) => {
+            let mut forward = core::tunnel::SshForward::new(destination).py_result(py)?;
+            if let Some(config) = config {
+                forward = forward.config_file(config);
+            }
+            Ok(Some(forward))
+        }
+    }
 }
 
 /// As [`open`], through `ssh` (an SSH destination) when given: the forward is opened first and
@@ -113,19 +131,13 @@ pub(crate) fn open_through(
     py: Python<'_>,
     options: ConnectOptions,
     lock_timeout: Option<Duration>,
-    ssh: Option<SshArgs>,
+    ssh: Option<core::tunnel::SshForward>,
 ) -> PyResult<Provisioner> {
     crate::errors::warn_about_pgpass(py, &options)?;
     let (inner, tunnel) = py
         .detach(move || {
             let tunnel = match ssh {
-                Some(ssh) => {
-                    let mut forward = core::tunnel::SshForward::new(ssh.destination)?;
-                    if let Some(config) = ssh.config {
-                        forward = forward.config_file(config);
-                    }
-                    Some(forward.open(&options)?)
-                }
+                Some(forward) => Some(forward.open(&options)?),
                 None => None,
             };
             let options = match &tunnel {
@@ -209,16 +221,7 @@ pub(crate) fn connect<'py>(
     ssh: Option<String>,
     ssh_config: Option<PathBuf>,
 ) -> PyResult<Provisioner> {
-    if ssh_config.is_some() && ssh.is_none() {
-        return Err(to_py_err(
-            py,
-            Error::InvalidInput("ssh_config needs ssh (the destination)".into()),
-        ));
-    }
-    let ssh = ssh.map(|destination| SshArgs {
-        destination,
-        config: ssh_config,
-    });
+    let ssh = ssh_forward(py, ssh, ssh_config)?;
     let args = ConnectArgs {
         dsn,
         host,

@@ -159,8 +159,19 @@ def test_fabric_host_tasks_go_through_an_ssh_forward(fabfile, sandbox, deploy_en
     assert password not in out
     psql.ok("tunshop", password, "tunshop", "CREATE TABLE t (id int)")
 
-    with pytest.raises(invoke.Exit, match="rds-pg --ssh"):
-        fabfile.dump(c)
+    # dump (verified) and restore as the project user from here, its line of the local password
+    # file (provision added it) going through forwards of their own.
+    archive = deploy_env / "tunshop.dump"
+    fabfile.dump(c, output=str(archive), verify=True)
+    out = capsys.readouterr().out
+    assert f"dumped tunshop to {archive}" in out and f"verified {archive}" in out, out
+    assert not ssh_processes(sshd.config)
+    psql.ok("tunshop", password, "tunshop", "DROP TABLE t")
+    fabfile.restore(c, archive=str(archive))
+    out = capsys.readouterr().out
+    assert re.search(r"restored \d+ of \d+ entries into tunshop", out), out
+    psql.ok("tunshop", password, "tunshop", "SELECT count(*) FROM t")
+    assert not ssh_processes(sshd.config)
     fabfile.teardown(c, yes=True)
     out = capsys.readouterr().out
     assert "drop database tunshop: changed" in out and "drop user tunshop: changed" in out, out

@@ -445,16 +445,18 @@ per_version!(
             provisioner.ensure_user(&UserSpec::new("shop").unwrap().password(password.clone())),
             "ensure_user through ssh",
         );
-        for db in ["shop", "shop_copy"] {
+        for db in ["shop", "shop_copy", "shop_ssh_copy"] {
             ok(
                 provisioner.ensure_database(&DatabaseSpec::new(db, "shop").unwrap()),
                 "ensure_database through ssh",
             );
         }
-        let shop = tunnel.apply(at(
+        // The user's options as its own server has them: the endpoint's name at its address.
+        let shop_direct = at(
             sandbox.options_for("shop").password(password),
             vpc.instance_address(),
-        ));
+        );
+        let shop = tunnel.apply(shop_direct.clone());
         let mut c = ok(
             login_as_application(&shop.for_database("shop")),
             "login as shop",
@@ -474,6 +476,54 @@ per_version!(
             )),
             "restore through ssh",
         );
+        // DumpOptions/RestoreOptions::ssh: without it the user is refused; with it each call
+        // opens its own forward and closes it when done.
+        let own = dir.path().join("shop-own-forward.dump");
+        let refused = rds_pg_tests::err(
+            dump(&DumpOptions::new(shop_direct.for_database("shop"), &own)),
+            "dump directly",
+        );
+        assert!(
+            refused.to_string().contains("no pg_hba.conf entry"),
+            "{refused}"
+        );
+        let config = sshd.client_config().display().to_string();
+        let mut forward_seen = Vec::new();
+        ok(
+            rds_pg_core::dump::dump_with(
+                &DumpOptions::new(shop_direct.for_database("shop"), &own).ssh(forward(&sshd)),
+                &mut |_| forward_seen.push(processes_with(&config).len()),
+            ),
+            "dump with DumpOptions::ssh",
+        );
+        ok(
+            restore(
+                &RestoreOptions::new(shop_direct.for_database("shop_ssh_copy"), &own)
+                    .ssh(forward(&sshd)),
+            ),
+            "restore with RestoreOptions::ssh",
+        );
+        // The test's forward and the dump's own share the client configuration: two ssh while
+        // the dump runs, the test's alone after.
+        assert!(
+            !forward_seen.is_empty() && forward_seen.iter().all(|n| *n == 2),
+            "the dump's own ssh ran beside the test's forward: {forward_seen:?}"
+        );
+        assert_eq!(
+            processes_with(&config).len(),
+            1,
+            "only the test's forward is left"
+        );
+        let mut own_copy = ok(
+            login_as_application(&shop.for_database("shop_ssh_copy")),
+            "login",
+        );
+        let n: i64 = own_copy
+            .query_one("SELECT count(*) FROM t", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 20);
+        drop(own_copy);
         let mut copy = ok(
             login_as_application(&shop.for_database("shop_copy")),
             "login",

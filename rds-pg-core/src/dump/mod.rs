@@ -52,6 +52,7 @@ use crate::config::ConnectOptions;
 use crate::connect::ServerVersion;
 use crate::error::{Error, Result};
 use crate::ident::SchemaName;
+use crate::tunnel::SshForward;
 
 pub use archive::{major_of, ArchiveVersion};
 pub use restore::{
@@ -132,6 +133,11 @@ pub struct DumpOptions {
     /// `--no-sync`, for an output that cannot be synced (a pipe whose reader syncs what it
     /// writes).
     pub sync: bool,
+    /// An SSH forward to reach the server through: opened to the connection's server (its
+    /// `hostaddr`, else its host, as the SSH server reaches it) when the dump starts, closed
+    /// when it ends, on every path; pg_dump goes through it, TLS verified for the host name.
+    /// `None`: the server is reached directly.
+    pub ssh: Option<SshForward>,
 }
 
 impl DumpOptions {
@@ -147,6 +153,7 @@ impl DumpOptions {
             tools_dir: None,
             snapshot: None,
             sync: true,
+            ssh: None,
         }
     }
 
@@ -167,6 +174,8 @@ impl DumpOptions {
         snapshot = some_into String;
         /// Sets whether pg_dump syncs the archive to disk (`false`: `--no-sync`).
         sync = bool;
+        /// Dumps through an SSH forward, open for the dump only.
+        ssh = some SshForward;
     }
 
     /// Leaves schema `name` out of the dump.
@@ -265,6 +274,15 @@ pub fn dump(options: &DumpOptions) -> Result<DumpReport> {
 /// As [`dump`].
 pub fn dump_with(options: &DumpOptions, progress: &mut dyn FnMut(&Progress)) -> Result<DumpReport> {
     options.validate()?;
+    if let Some(forward) = &options.ssh {
+        let tunnel = forward.open(&options.connection)?;
+        let through = DumpOptions {
+            connection: tunnel.apply(options.connection.clone()),
+            ssh: None,
+            ..options.clone()
+        };
+        return dump_with(&through, progress);
+    }
     let (server, total) = server_version_and_tables(options)?;
     let tool = tools::find(ClientProgram::PgDump, server, options.tools_dir.as_deref())?;
     dump_prepared(options, server, total, tool, progress)

@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::ident::DatabaseName;
 use crate::provision::Provisioner;
 use crate::spec::Extension;
+use crate::tunnel::SshForward;
 
 /// What to restore, where to, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +44,10 @@ pub struct RestoreOptions {
     /// behalf. An extension the archive uses that the target lacks and that is not named here
     /// fails the restore ([`Error::MissingExtensions`]) before anything changes. Default none.
     pub create_extensions: Vec<Extension>,
+    /// An SSH forward to reach the server through: opened to the connection's server when the
+    /// restore starts, closed when it ends, on every path; pg_restore (or psql) goes through it.
+    /// Master's [`Provisioner`], when given, keeps its own connection. `None`: direct.
+    pub ssh: Option<SshForward>,
 }
 
 impl RestoreOptions {
@@ -55,6 +60,7 @@ impl RestoreOptions {
             jobs: None,
             tools_dir: None,
             create_extensions: Vec::new(),
+            ssh: None,
         }
     }
 
@@ -76,6 +82,8 @@ impl RestoreOptions {
         jobs = some u32;
         /// Looks for `pg_restore` in `dir` only.
         tools_dir = some_into PathBuf;
+        /// Restores through an SSH forward, open for the restore only.
+        ssh = some SshForward;
     }
 
     /// Whether the restore runs as one transaction.
@@ -893,6 +901,16 @@ pub fn restore_with(
     master: Option<&mut Provisioner>,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<RestoreReport> {
+    if let Some(forward) = &options.ssh {
+        options.validate()?;
+        let tunnel = forward.open(&options.connection)?;
+        let through = RestoreOptions {
+            connection: tunnel.apply(options.connection.clone()),
+            ssh: None,
+            ..options.clone()
+        };
+        return restore_with(&through, master, progress);
+    }
     if !options.create_extensions.is_empty() && master.is_none() {
         let names: Vec<&str> = options.create_extensions.iter().map(|e| e.name()).collect();
         return Err(Error::InvalidInput(format!(

@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::ident::{DatabaseName, MAX_NAME_BYTES};
 use crate::provision::Provisioner;
 use crate::spec::{DatabaseSpec, DropDatabaseOptions, Extension};
+use crate::tunnel::SshForward;
 
 /// What to verify.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +38,10 @@ pub struct VerifyOptions {
     /// archive uses that the scratch database then lacks fails the verification
     /// ([`Error::MissingExtensions`]).
     pub extensions: Option<Vec<Extension>>,
+    /// An SSH forward to reach the server through, for the source and the scratch database:
+    /// opened to the source's server when the verification starts, closed when it ends, on
+    /// every path. Master's [`Provisioner`] keeps its own connection. `None`: direct.
+    pub ssh: Option<SshForward>,
 }
 
 impl VerifyOptions {
@@ -49,6 +54,7 @@ impl VerifyOptions {
             tools_dir: None,
             scratch_database: None,
             extensions: None,
+            ssh: None,
         }
     }
 
@@ -63,6 +69,9 @@ impl VerifyOptions {
         jobs = some u32;
         /// Looks for `pg_restore` in `dir` only.
         tools_dir = some_into PathBuf;
+        /// Reaches the source (and the scratch database) through an SSH forward, open for the
+        /// verification only.
+        ssh = some SshForward;
     }
 
     /// Names the scratch database.
@@ -156,6 +165,15 @@ pub fn verify_backup_with(
     options: &VerifyOptions,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<VerifyReport> {
+    if let Some(forward) = &options.ssh {
+        let tunnel = forward.open(&options.source)?;
+        let through = VerifyOptions {
+            source: tunnel.apply(options.source.clone()),
+            ssh: None,
+            ..options.clone()
+        };
+        return verify_backup_with(master, &through, progress);
+    }
     // A pgpass line names the source database; the scratch database is another one, so the
     // password is looked up once, for the source, and used for both. A password command is
     // left to run again for each connection (an IAM token is per connection, never cached).

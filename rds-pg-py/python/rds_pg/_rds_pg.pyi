@@ -521,6 +521,10 @@ def dump(
     exclude_schemas: Optional[Sequence[str]] = None,
     tools_dir: Optional[_Path] = None,
     progress: Optional[_Progress] = None,
+    ssh: Optional[str] = None,
+    ssh_config: Optional[_Path] = None,
+    ssh: Optional[str] = None,
+    ssh_config: Optional[_Path] = None,
 ) -> DumpReport: ...
 def restore(
     connection: _Connection,
@@ -545,6 +549,8 @@ def verify_backup(
     scratch_database: Optional[str] = None,
     extensions: Optional[Sequence[_ExtensionArg]] = None,
     progress: Optional[_Progress] = None,
+    ssh: Optional[str] = None,
+    ssh_config: Optional[_Path] = None,
 ) -> VerifyReport: ...
 
 # ------------------------------------------------------------------------------------- sandbox
