@@ -523,8 +523,6 @@ def dump(
     progress: Optional[_Progress] = None,
     ssh: Optional[str] = None,
     ssh_config: Optional[_Path] = None,
-    ssh: Optional[str] = None,
-    ssh_config: Optional[_Path] = None,
 ) -> DumpReport: ...
 def restore(
     connection: _Connection,
@@ -537,6 +535,8 @@ def restore(
     master: Optional[Provisioner] = None,
     extensions: Optional[Sequence[_ExtensionArg]] = None,
     progress: Optional[_Progress] = None,
+    ssh: Optional[str] = None,
+    ssh_config: Optional[_Path] = None,
 ) -> RestoreReport: ...
 def verify_backup(
     master: Provisioner,
