@@ -762,12 +762,19 @@ per_version!(
         assert_eq!(beyond_baseline(sandbox, &report).len(), 1);
         as_master.batch_execute(&found[0].1[0]).unwrap();
         assert_clean(sandbox, &iam_audit(iam), "after granting rds_iam");
+        // An IAM user has no password to expire: a valid_until it does not meet is no finding,
+        // though the same requirement is one for a password user (below).
+        let expired = "[project.roles]\nalpha_ro = { iam = true, valid_until = \"2020-01-01\" }\n";
+        assert_clean(sandbox, &iam_audit(expired), "an IAM user's valid_until");
         let report = iam_audit(password_user);
         let found = iam_findings(&report);
         assert_eq!(found, [(vec![role("alpha_ro")], Vec::<String>::new())], "no SQL sets a password");
         assert!(beyond_baseline(sandbox, &report)[0].fix.note.contains("fleet apply"));
         as_master.batch_execute("REVOKE rds_iam FROM alpha_ro").unwrap();
         assert_clean(sandbox, &iam_audit(password_user), "after revoking rds_iam");
+        let report = iam_audit("[project.roles]\nalpha_ro = { valid_until = \"2020-01-01\" }\n");
+        let found: Vec<_> = beyond_baseline(sandbox, &report).into_iter().map(|f| f.rule).collect();
+        assert_eq!(found, [Rule::RoleValidUntil], "a password user's valid_until");
 
         // Choosing the instance: an unknown name and a master user the inventory does not name
         // are refused before connecting.

@@ -145,7 +145,8 @@ crate::rule::rule_enum! {
     /// limit, or a higher one.
     RoleConnectionLimit = "role-connection-limit", Warning;
     /// With an inventory that sets `valid_until` for a role: the role's password never expires,
-    /// or expires later.
+    /// or expires later (not for an IAM user, a member of `rds_iam`: it has no password, and
+    /// `VALID UNTIL` limits password logins only).
     RoleValidUntil = "role-valid-until", Warning;
     /// With an inventory that sets `iam` for a role: the role is not (directly) a member of
     /// `rds_iam` though `iam = true`, or is one though `iam = false`.

@@ -1785,16 +1785,18 @@ fn settings(ctx: &Ctx<'_>, snapshot: &Snapshot, scope: &Scope, findings: &mut Ve
             let Some(role) = c.roles.iter().find(|r| &r.name == role_name) else {
                 continue;
             };
+            // Directly a member of rds_iam: an IAM user, whose logins take tokens, not a password.
+            let iam_member = c
+                .roles
+                .iter()
+                .find(|r| r.name == "rds_iam")
+                .is_some_and(|g| {
+                    c.memberships
+                        .iter()
+                        .any(|m| m.role == g.oid && m.member == role.oid)
+                });
             if let Some(iam) = settings.iam {
-                let member = c
-                    .roles
-                    .iter()
-                    .find(|r| r.name == "rds_iam")
-                    .is_some_and(|g| {
-                        c.memberships
-                            .iter()
-                            .any(|m| m.role == g.oid && m.member == role.oid)
-                    });
+                let member = iam_member;
                 if member != iam {
                     let (now, fix) = if iam {
                         (
@@ -1863,7 +1865,8 @@ fn settings(ctx: &Ctx<'_>, snapshot: &Snapshot, scope: &Scope, findings: &mut Ve
                     ));
                 }
             }
-            if let Some(valid_until) = valid_until {
+            // VALID UNTIL limits password logins only: an IAM user has no password to expire.
+            if let Some(valid_until) = valid_until.as_ref().filter(|_| !iam_member) {
                 if role.expires_after == Some(true) {
                     findings.push(Finding::new(
                         Rule::RoleValidUntil,
