@@ -1277,6 +1277,17 @@ fn parse_exports(stdout: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Stops the detached sandbox in its directory when dropped, also while a test panics.
+struct StopOnDrop(PathBuf);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Ok(s) = DetachedSandbox::open(&self.0) {
+            let _ = s.stop();
+        }
+    }
+}
+
 fn sandbox_cli_round_trip(major: u32) {
     if !selected_versions().contains(&major) {
         eprintln!("PostgreSQL {major} not in RDS_PG_TEST_VERSIONS: skipped");
@@ -1314,14 +1325,6 @@ fn sandbox_cli_round_trip(major: u32) {
         "the password stays in a file"
     );
     // Stop it whatever happens below.
-    struct StopOnDrop(PathBuf);
-    impl Drop for StopOnDrop {
-        fn drop(&mut self) {
-            if let Ok(s) = DetachedSandbox::open(&self.0) {
-                let _ = s.stop();
-            }
-        }
-    }
     let _guard = StopOnDrop(dir.clone());
 
     // The process that started it is gone; the server still answers, as master, from the
@@ -1421,14 +1424,6 @@ fn sandbox_behind_a_security_group_is_reached_only_through_ssh() {
             .contains(&format!("logins admitted only from {admit}")),
         "{run:#?}"
     );
-    struct StopOnDrop(PathBuf);
-    impl Drop for StopOnDrop {
-        fn drop(&mut self) {
-            if let Ok(s) = DetachedSandbox::open(&self.0) {
-                let _ = s.stop();
-            }
-        }
-    }
     let _stop = StopOnDrop(dir.clone());
     let sshd = Sshd::start_in(&vpc);
     let config = sshd.client_config().display().to_string();
