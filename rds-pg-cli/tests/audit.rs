@@ -5,14 +5,12 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use rds_pg_core::sandbox::SUPPORTED_VERSIONS;
 use rds_pg_core::{DatabaseSpec, Password, ReadOnlyGrant, UserSpec};
 use rds_pg_tests::{connect_error, login_as_application, ok, provisioner, run_on, Sandbox};
-use serde_json::{json, Value};
+use serde_json::json;
 
-fn newest() -> u32 {
-    *SUPPORTED_VERSIONS.last().unwrap()
-}
+mod common;
+use common::{newest, Run};
 
 macro_rules! on_15_and_newest {
     (fn $name:ident($sb:ident) $body:block) => {
@@ -24,20 +22,6 @@ macro_rules! on_15_and_newest {
             #[test] fn newest() { run_on(super::newest(), body) }
         }
     };
-}
-
-#[derive(Debug)]
-struct Run {
-    status: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {self:#?}"))
-    }
 }
 
 /// `rds-pg audit ARGS` as master, through a password file in `dir` and the libpq environment
@@ -78,11 +62,7 @@ fn audit(sandbox: &Sandbox, dir: &Path, args: &[&str]) -> Run {
         .stderr(Stdio::piped())
         .output()
         .expect("rds-pg runs");
-    Run {
-        status: out.status.code().expect("exit status"),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
+    Run::from_output(out)
 }
 
 fn password(role: &str) -> Password {

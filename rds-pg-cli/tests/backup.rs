@@ -11,19 +11,8 @@ use rds_pg_core::backup::UtcTime;
 use rds_pg_tests::{run_on, Sandbox};
 use serde_json::{json, Value};
 
-#[derive(Debug)]
-struct Run {
-    status: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {self:#?}"))
-    }
-}
+mod common;
+use common::{has_client_tools_for, Run};
 
 /// Runs `rds-pg` with `env` as its only `PG*` variables.
 fn rds_pg(env: &[(&str, String)], args: &[&str]) -> Run {
@@ -41,11 +30,7 @@ fn rds_pg(env: &[(&str, String)], args: &[&str]) -> Run {
         .stderr(Stdio::piped())
         .output()
         .expect("the rds-pg binary runs");
-    let run = Run {
-        status: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    };
+    let run = Run::from_output(out);
     eprintln!("$ rds-pg {}\n{}", args.join(" "), run.stderr);
     run
 }
@@ -313,11 +298,6 @@ fn prune_takes_its_policy_from_the_inventory() {
         "{}",
         bad.stderr
     );
-}
-
-/// Whether a pg_dump able to dump a server of `major` is installed here.
-fn has_client_tools_for(major: u32) -> bool {
-    (major..=99).any(|m| Path::new(&format!("/usr/lib/postgresql/{m}/bin/pg_dump")).is_file())
 }
 
 fn end_to_end(sandbox: &Sandbox) {

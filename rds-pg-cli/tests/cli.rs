@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use postgres::Client;
-use rds_pg_core::sandbox::{DetachedSandbox, SUPPORTED_VERSIONS};
+use rds_pg_core::sandbox::DetachedSandbox;
 use rds_pg_core::{ConnectOptions, Password};
 use rds_pg_tests::{
     assert_password_refused, changes_since, connect_error, log_mark, run_on, selected_versions,
@@ -15,14 +15,12 @@ use rds_pg_tests::{
 };
 use serde_json::Value;
 
+mod common;
+use common::{has_client_tools_for, newest, write_private, Run};
+
 // ---------------------------------------------------------------------------------------------
 // Harness
 // ---------------------------------------------------------------------------------------------
-
-/// The newest supported major version.
-fn newest() -> u32 {
-    *SUPPORTED_VERSIONS.last().unwrap()
-}
 
 /// One test per chosen version: `pg15` and `newest`.
 macro_rules! on_15_and_newest {
@@ -36,30 +34,6 @@ macro_rules! on_15_and_newest {
             #[test] fn newest() { run_on(super::newest(), body) }
         }
     };
-}
-
-/// What one run of the binary printed, and how it ended.
-#[derive(Debug)]
-struct Run {
-    status: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {self:#?}"))
-    }
-
-    #[track_caller]
-    fn expect(self, status: i32, what: &str) -> Run {
-        assert_eq!(
-            self.status, status,
-            "{what}: unexpected exit status: {self:#?}"
-        );
-        self
-    }
 }
 
 /// `rds-pg` with a libpq environment of its own (nothing inherited from the test's).
@@ -102,6 +76,25 @@ impl RdsPg {
         RdsPg { env }
     }
 
+    /// As [`RdsPg::master`], under the endpoint name the sandbox's certificate carries
+    /// (`PGHOST`, which never resolves: give `--hostaddr` or `PGHOSTADDR`), with master's line
+    /// of a password file in `dir` for that name.
+    fn master_by_name(sandbox: &Sandbox, dir: &Path) -> RdsPg {
+        let passfile = dir.join("endpoint-pgpass");
+        let line = rds_pg_core::pgpass::format_line(
+            rds_pg_core::sandbox::ENDPOINT_NAME,
+            sandbox.port(),
+            "*",
+            sandbox.master_user(),
+            sandbox.master_password(),
+        )
+        .unwrap();
+        write_private(&passfile, &format!("{}\n", line.expose()));
+        RdsPg::master(sandbox, dir)
+            .with_env("PGHOST", rds_pg_core::sandbox::ENDPOINT_NAME)
+            .with_env("PGPASSFILE", &passfile.display().to_string())
+    }
+
     fn with_env(mut self, key: &str, value: &str) -> RdsPg {
         self.env.push((key.into(), value.into()));
         self
@@ -142,11 +135,7 @@ impl RdsPg {
             };
         }
         let out = sh.stdin(Stdio::null()).output().expect("sh runs");
-        let run = Run {
-            status: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8(out.stdout).unwrap(),
-            stderr: String::from_utf8(out.stderr).unwrap(),
-        };
+        let run = Run::from_output(out);
         eprintln!("$ (umask 000) rds-pg {}\n{}", args.join(" "), run.stderr);
         run
     }
@@ -168,26 +157,10 @@ impl RdsPg {
                 .unwrap();
         }
         let out = child.wait_with_output().unwrap();
-        let run = Run {
-            status: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8(out.stdout).unwrap(),
-            stderr: String::from_utf8(out.stderr).unwrap(),
-        };
+        let run = Run::from_output(out);
         eprintln!("$ rds-pg {}\n{}", args.join(" "), run.stderr);
         run
     }
-}
-
-fn write_private(path: &Path, text: &str) {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .unwrap();
-    f.write_all(text.as_bytes()).unwrap();
 }
 
 fn login(options: ConnectOptions) -> Client {
@@ -224,14 +197,6 @@ fn printed_password(run: &Run) -> Password {
         "the password must not be on stderr"
     );
     Password::new(lines[0])
-}
-
-/// Whether a pg_dump able to dump a server of `major` is installed here.
-/// Whether rds-pg finds a pg_dump for a server of `major` here (RDS_PG_TOOLS_DIRS, which cargo
-/// sets to the client tools 18 of `make setup`, PATH, /usr/lib/postgresql/*/bin).
-fn has_client_tools_for(major: u32) -> bool {
-    let found = rds_pg_core::dump::tools::find_all(rds_pg_core::dump::ClientProgram::PgDump, None);
-    rds_pg_core::dump::tools::choose(&found, major).is_some()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -556,21 +521,7 @@ on_15_and_newest!(
     /// use the host: here the sandbox's certificate name, which never resolves.
     fn hostaddr_reaches_the_server_under_its_endpoint_name(sandbox) {
         let tmp = tempfile::tempdir().unwrap();
-        let passfile = tmp.path().join("endpoint-pgpass");
-        let line = rds_pg_core::pgpass::format_line(
-            rds_pg_core::sandbox::ENDPOINT_NAME,
-            sandbox.port(),
-            "*",
-            sandbox.master_user(),
-            sandbox.master_password(),
-        )
-        .unwrap();
-        write_private(&passfile, &format!("{}\n", line.expose()));
-        let by_name = || {
-            RdsPg::master(sandbox, tmp.path())
-                .with_env("PGHOST", rds_pg_core::sandbox::ENDPOINT_NAME)
-                .with_env("PGPASSFILE", &passfile.display().to_string())
-        };
+        let by_name = || RdsPg::master_by_name(sandbox, tmp.path());
         let cli = by_name();
         let run = cli.run(&["user", "create", "by_name"]);
         assert_eq!(run.status, 1, "the name alone does not resolve: {run:#?}");
@@ -683,22 +634,7 @@ on_15_and_newest!(
         let sshd = Sshd::start();
         let config = sshd.client_config().display().to_string();
         let tmp = tempfile::tempdir().unwrap();
-        let passfile = tmp.path().join("endpoint-pgpass");
-        let line = rds_pg_core::pgpass::format_line(
-            rds_pg_core::sandbox::ENDPOINT_NAME,
-            sandbox.port(),
-            "*",
-            sandbox.master_user(),
-            sandbox.master_password(),
-        )
-        .unwrap();
-        write_private(&passfile, &format!("{}\n", line.expose()));
-        let cli = || {
-            RdsPg::master(sandbox, tmp.path())
-                .with_env("PGHOST", rds_pg_core::sandbox::ENDPOINT_NAME)
-                .with_env("PGHOSTADDR", "127.0.0.1")
-                .with_env("PGPASSFILE", &passfile.display().to_string())
-        };
+        let cli = || RdsPg::master_by_name(sandbox, tmp.path()).with_env("PGHOSTADDR", "127.0.0.1");
         let ssh = ["--ssh", HOST_ALIAS, "--ssh-config", config.as_str()];
         let args = |rest: &[&'static str]| -> Vec<&str> {
             ssh.iter().copied().chain(rest.iter().copied()).collect()

@@ -6,6 +6,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
+mod common;
+use common::Run;
+
 fn workspace(path: &str) -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("..")
@@ -14,30 +17,13 @@ fn workspace(path: &str) -> String {
         .to_string()
 }
 
-struct Run {
-    status: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {}", self.stdout))
-    }
-}
-
 fn fleet(args: &[&str]) -> Run {
     let out = Command::new(env!("CARGO_BIN_EXE_rds-pg"))
         .arg("fleet")
         .args(args)
         .output()
         .expect("rds-pg runs");
-    Run {
-        status: out.status.code().expect("exit status"),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
+    Run::from_output(out)
 }
 
 #[test]

@@ -7,14 +7,12 @@
 use std::path::Path;
 use std::process::Command;
 
-use rds_pg_core::sandbox::SUPPORTED_VERSIONS;
 use rds_pg_tests::fleet::FleetFixture;
 use rds_pg_tests::{hostile, login_as_application, run_on, Sandbox};
 use serde_json::Value;
 
-fn newest() -> u32 {
-    *SUPPORTED_VERSIONS.last().unwrap()
-}
+mod common;
+use common::{newest, Run};
 
 macro_rules! on_15_and_newest {
     ($(#[$meta:meta])* fn $name:ident($sb:ident) $body:block) => {
@@ -27,26 +25,6 @@ macro_rules! on_15_and_newest {
             #[test] fn newest() { run_on(super::newest(), body) }
         }
     };
-}
-
-#[derive(Debug)]
-struct Run {
-    status: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {self:#?}"))
-    }
-
-    #[track_caller]
-    fn expect(self, status: i32, what: &str) -> Run {
-        assert_eq!(self.status, status, "{what}: {self:#?}");
-        self
-    }
 }
 
 /// Runs `rds-pg ARGS` with no libpq variable in its environment: everything comes from the
@@ -64,11 +42,7 @@ fn rds_pg(dir: &Path, args: &[&str]) -> Run {
 /// Runs `cmd` and keeps what it printed.
 fn run(cmd: &mut Command) -> Run {
     let out = cmd.output().expect("rds-pg runs");
-    Run {
-        status: out.status.code().expect("exit status"),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
+    Run::from_output(out)
 }
 
 /// `rds-pg` connecting as the sandbox's master through the libpq variables (its password in a

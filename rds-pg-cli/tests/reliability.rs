@@ -14,21 +14,8 @@ use rds_pg_tests::reliability::leftover_memberships;
 use rds_pg_tests::reliability::{assert_no_leftover_membership, assert_no_secret};
 use rds_pg_tests::{changes_since, log_mark, per_version, Sandbox};
 
-/// What one run of the binary printed, and how it ended.
-#[derive(Debug)]
-struct Run {
-    status: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    #[track_caller]
-    fn expect(self, status: i32, what: &str) -> Run {
-        assert_eq!(self.status, status, "{what}: {self:#?}");
-        self
-    }
-}
+mod common;
+use common::{write_private, Run};
 
 /// `rds-pg` connected as master through a password file, with nothing of the test's own
 /// environment that starts with PG.
@@ -110,29 +97,13 @@ impl Cli {
                 .unwrap();
         }
         let out = child.wait_with_output().unwrap();
-        let run = Run {
-            status: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8(out.stdout).unwrap(),
-            stderr: String::from_utf8(out.stderr).unwrap(),
-        };
+        let run = Run::from_output(out);
         eprintln!("$ rds-pg {}\n{}", args.join(" "), run.stderr);
         self.printed
             .borrow_mut()
             .push_str(&format!("{}\n{}\n", run.stdout, run.stderr));
         run
     }
-}
-
-fn write_private(path: &Path, text: &str) {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .unwrap();
-    f.write_all(text.as_bytes()).unwrap();
 }
 
 fn role_exists(sandbox: &Sandbox, name: &str) -> bool {
